@@ -1,0 +1,17 @@
+//! onebench models: what the network is. The graph IR, MobileOne S0-S4 in both forms, the
+//! reparameterization fold, cost counting, and weights (seeded init, checkpoint readers and
+//! name mapping). Knows nothing of backends or timing.
+
+pub mod cost;
+pub mod graph;
+pub mod mobileone;
+pub mod reparameterize;
+pub mod tensor;
+pub mod weights;
+
+pub use cost::{model_cost, ModelCost, OpCost};
+pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
+pub use mobileone::{build, Form, InputSize, Variant};
+pub use reparameterize::reparameterize;
+pub use tensor::{relative_l2, Element, Tensor};
+pub use weights::{random_weights, Weights, WeightsError};

@@ -1,0 +1,171 @@
+//! Structural reparameterization: folds every train-time MobileOne block (k conv+BN branches,
+//! a 1x1 scale branch, a BN identity branch) into one conv with bias. The arithmetic runs in
+//! f64 whatever the element type, so an f32 fold is rounded once and an f64 fold is exact.
+
+use crate::mobileone::{block_plan, build, BlockSpec, Form, InputSize, Variant, BN_EPS};
+use crate::tensor::{Element, Tensor};
+use crate::weights::{Weights, WeightsError};
+
+/// Folds unfused weights of `variant` into the weights of its reparameterized graph.
+/// The input is validated against the unfused graph first; SE and classifier tensors are copied.
+pub fn reparameterize<T: Element>(
+    variant: Variant,
+    unfused: &Weights<T>,
+    source_name: &str,
+) -> Result<Weights<T>, WeightsError> {
+    let graph = build(variant, Form::Unfused, InputSize::IMAGENET)
+        .expect("the MobileOne graphs are valid by construction");
+    unfused.validate(&graph, source_name)?;
+    let mut fused = Weights::new();
+    for block in block_plan(variant) {
+        let (kernel, bias) = fold_block(&block, unfused);
+        let n = &block.name;
+        let wshape = block.conv(block.kernel, true).weight_shape();
+        fused.insert(format!("{n}.reparam_conv.weight"), to_tensor(wshape, kernel));
+        fused.insert(format!("{n}.reparam_conv.bias"), to_tensor(vec![block.out_channels], bias));
+        if block.se {
+            for part in ["se.reduce.weight", "se.reduce.bias", "se.expand.weight", "se.expand.bias"] {
+                let name = format!("{n}.{part}");
+                fused.insert(name.clone(), unfused.get(&name).expect("validated").clone());
+            }
+        }
+    }
+    for name in ["linear.weight", "linear.bias"] {
+        fused.insert(name, unfused.get(name).expect("validated").clone());
+    }
+    Ok(fused)
+}
+
+fn to_tensor<T: Element>(shape: Vec<usize>, data: Vec<f64>) -> Tensor<T> {
+    let data = data.into_iter().map(T::from_f64).collect();
+    Tensor::new(shape, data).expect("fold output matches its shape")
+}
+
+/// A BN as per-channel (scale, shift): y = x * scale + shift.
+struct FoldedBn {
+    scale: Vec<f64>,
+    shift: Vec<f64>,
+}
+
+fn bn_affine<T: Element>(w: &Weights<T>, prefix: &str) -> FoldedBn {
+    let get = |suffix: &str| -> Vec<f64> {
+        let name = format!("{prefix}.{suffix}");
+        w.get(&name).expect("validated").data().iter().map(|v| v.to_f64()).collect()
+    };
+    let (gamma, beta, mean, var) = (get("weight"), get("bias"), get("running_mean"), get("running_var"));
+    let scale: Vec<f64> = gamma.iter().zip(&var).map(|(g, v)| g / (v + BN_EPS).sqrt()).collect();
+    let shift = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    FoldedBn { scale, shift }
+}
+
+/// Kernel [out, in/groups, k, k] and bias [out] of one folded block.
+fn fold_block<T: Element>(block: &BlockSpec, w: &Weights<T>) -> (Vec<f64>, Vec<f64>) {
+    let k = block.kernel;
+    let per_group_in = block.in_channels / block.groups;
+    let out = block.out_channels;
+    let taps = per_group_in * k * k;
+    let mut kernel = vec![0.0f64; out * taps];
+    let mut bias = vec![0.0f64; out];
+    let centre = k / 2;
+
+    // Adds BN-scaled `source` (a kernel of size ks x ks, centred) into the block kernel.
+    let mut add_branch = |source: &dyn Fn(usize, usize, usize, usize) -> f64, ks: usize, bn: &FoldedBn| {
+        let offset = centre - ks / 2;
+        for o in 0..out {
+            for i in 0..per_group_in {
+                for y in 0..ks {
+                    for x in 0..ks {
+                        let at = ((o * per_group_in + i) * k + y + offset) * k + x + offset;
+                        kernel[at] += source(o, i, y, x) * bn.scale[o];
+                    }
+                }
+            }
+            bias[o] += bn.shift[o];
+        }
+    };
+
+    let conv_weights = |name: String, ks: usize| {
+        let data: Vec<f64> = w.get(&name).expect("validated").data().iter().map(|v| v.to_f64()).collect();
+        move |o: usize, i: usize, y: usize, x: usize| data[((o * per_group_in + i) * ks + y) * ks + x]
+    };
+
+    let n = &block.name;
+    for b in 0..block.conv_branches {
+        let src = conv_weights(format!("{n}.rbr_conv.{b}.conv.weight"), k);
+        add_branch(&src, k, &bn_affine(w, &format!("{n}.rbr_conv.{b}.bn")));
+    }
+    if block.has_scale() {
+        let src = conv_weights(format!("{n}.rbr_scale.conv.weight"), 1);
+        add_branch(&src, 1, &bn_affine(w, &format!("{n}.rbr_scale.bn")));
+    }
+    if block.has_identity() {
+        // Identity as a kernel: 1 at [o, o mod (in/groups), centre, centre].
+        let identity = |o: usize, i: usize, _y: usize, _x: usize| if i == o % per_group_in { 1.0 } else { 0.0 };
+        add_branch(&identity, 1, &bn_affine(w, &format!("{n}.rbr_skip")));
+    }
+    (kernel, bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::random_weights;
+
+    #[test]
+    fn fused_weights_fit_the_reparameterized_graph() {
+        for v in Variant::ALL {
+            let unfused_graph = build(v, Form::Unfused, InputSize::IMAGENET).unwrap();
+            let fused_graph = build(v, Form::Reparameterized, InputSize::IMAGENET).unwrap();
+            let w = random_weights(&unfused_graph, 11);
+            let fused = reparameterize(v, &w, "seeded").unwrap();
+            fused.validate(&fused_graph, "fused").unwrap();
+        }
+    }
+
+    #[test]
+    fn identity_only_fold_is_the_bn_as_a_kernel() {
+        // A depthwise stride-1 block with no conv branch would be pure BN; check the identity
+        // and scale taps land at the kernel centre with the BN's scale.
+        let block = BlockSpec {
+            name: "b".into(),
+            in_channels: 2,
+            out_channels: 2,
+            kernel: 3,
+            stride: 1,
+            groups: 2,
+            conv_branches: 0,
+            se: false,
+        };
+        let mut w = Weights::<f64>::new();
+        let t = |v: Vec<f64>| Tensor::new(vec![v.len()], v).unwrap();
+        w.insert("b.rbr_skip.weight", t(vec![2.0, 3.0]));
+        w.insert("b.rbr_skip.bias", t(vec![0.5, -1.0]));
+        w.insert("b.rbr_skip.running_mean", t(vec![1.0, 2.0]));
+        w.insert("b.rbr_skip.running_var", t(vec![4.0 - BN_EPS, 1.0 - BN_EPS]));
+        w.insert("b.rbr_scale.conv.weight", Tensor::new(vec![2, 1, 1, 1], vec![10.0, 20.0]).unwrap());
+        w.insert("b.rbr_scale.bn.weight", t(vec![1.0, 1.0]));
+        w.insert("b.rbr_scale.bn.bias", t(vec![0.0, 0.0]));
+        w.insert("b.rbr_scale.bn.running_mean", t(vec![0.0, 0.0]));
+        w.insert("b.rbr_scale.bn.running_var", t(vec![1.0 - BN_EPS, 1.0 - BN_EPS]));
+        let (kernel, bias) = fold_block(&block, &w);
+        // Channel 0: identity scale 2 / sqrt(4) = 1, scale branch 10 -> centre 11.
+        // Channel 1: identity scale 3 / 1 = 3, scale branch 20 -> centre 23.
+        let mut expected = vec![0.0; 18];
+        expected[4] = 11.0;
+        expected[13] = 23.0;
+        for (a, e) in kernel.iter().zip(&expected) {
+            assert!((a - e).abs() < 1e-12, "{kernel:?}");
+        }
+        // Bias: beta - mean * scale = 0.5 - 1 * 1 = -0.5; -1 - 2 * 3 = -7.
+        assert!((bias[0] + 0.5).abs() < 1e-12 && (bias[1] + 7.0).abs() < 1e-12, "{bias:?}");
+    }
+
+    #[test]
+    fn wrong_input_weights_are_refused() {
+        let g = build(Variant::S1, Form::Unfused, InputSize::IMAGENET).unwrap();
+        let mut w = random_weights(&g, 2);
+        w.remove("stage0.rbr_scale.bn.weight");
+        let err = reparameterize(Variant::S1, &w, "x.pth").unwrap_err();
+        assert!(err.to_string().contains("stage0.rbr_scale.bn.weight"), "{err}");
+    }
+}
