@@ -105,7 +105,9 @@ pub fn op_cost(graph: &Graph, index: usize) -> OpCost {
 
 /// Counts every op of the graph and sums them.
 pub fn model_cost(graph: &Graph) -> ModelCost {
-    let layers: Vec<OpCost> = (0..graph.nodes().len()).map(|i| op_cost(graph, i)).collect();
+    let layers: Vec<OpCost> = (0..graph.nodes().len())
+        .map(|i| op_cost(graph, i))
+        .collect();
     ModelCost {
         params: layers.iter().map(|l| l.params).sum(),
         macs: layers.iter().map(|l| l.macs).sum(),
@@ -196,7 +198,13 @@ mod tests {
 
     #[test]
     fn fvcore_macs_match_the_published_counts() {
-        let published = [274_136_576, 823_839_744, 1_296_478_848, 1_893_842_944, 2_979_222_528];
+        let published = [
+            274_136_576,
+            823_839_744,
+            1_296_478_848,
+            1_893_842_944,
+            2_979_222_528,
+        ];
         for (v, m) in Variant::ALL.into_iter().zip(published) {
             assert_eq!(cost(v, Form::Reparameterized).macs_fvcore, m, "{v}");
         }
@@ -244,11 +252,18 @@ mod tests {
             let (u, r) = (cost(v, Form::Unfused), cost(v, Form::Reparameterized));
             assert!(u.memory_traffic_bytes > 2 * r.memory_traffic_bytes, "{v}");
             // Reparameterized: conv + relu per block, 6 more ops per SE, pool/flatten/linear.
-            assert_eq!(r.ops, 43 * 2 + 3 + if v == Variant::S4 { 12 * 6 } else { 0 }, "{v}");
+            assert_eq!(
+                r.ops,
+                43 * 2 + 3 + if v == Variant::S4 { 12 * 6 } else { 0 },
+                "{v}"
+            );
         }
         // S1 unfused by hand: stem (conv, bn, scale conv, scale bn, add, relu) 6; four stride-2
         // dw blocks 6 each; 17 stride-1 dw blocks 7 (+ identity BN); four first pw blocks
         // (conv, bn, relu) 3; 17 other pw blocks (conv, bn, identity, add, relu) 5; head 3.
-        assert_eq!(cost(Variant::S1, Form::Unfused).ops, 6 + 4 * 6 + 17 * 7 + 4 * 3 + 17 * 5 + 3);
+        assert_eq!(
+            cost(Variant::S1, Form::Unfused).ops,
+            6 + 4 * 6 + 17 * 7 + 4 * 3 + 17 * 5 + 3
+        );
     }
 }

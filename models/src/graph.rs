@@ -259,7 +259,9 @@ impl Op {
 
 fn expect_rank(shape: &[usize], rank: usize) -> Result<(), String> {
     if shape.len() != rank {
-        return Err(format!("expected a rank-{rank} input, found shape {shape:?}"));
+        return Err(format!(
+            "expected a rank-{rank} input, found shape {shape:?}"
+        ));
     }
     Ok(())
 }
@@ -479,7 +481,9 @@ mod tests {
     #[test]
     fn conv_shapes_follow_pytorch() {
         let mut b = GraphBuilder::new("t", vec![1, 3, 224, 224]).unwrap();
-        let x = b.add("stem", conv(3, 48, 3, 2, 1), &[ValueId::Input]).unwrap();
+        let x = b
+            .add("stem", conv(3, 48, 3, 2, 1), &[ValueId::Input])
+            .unwrap();
         let y = b.add("dw", conv(48, 48, 3, 2, 48), &[x]).unwrap();
         let g = b.finish(y);
         assert_eq!(g.value_shape(x), &[1, 48, 112, 112]);
@@ -497,7 +501,10 @@ mod tests {
             .add("stage1.0.conv", conv(4, 8, 3, 1, 1), &[ValueId::Input])
             .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("stage1.0.conv") && msg.contains("3 channels"), "{msg}");
+        assert!(
+            msg.contains("stage1.0.conv") && msg.contains("3 channels"),
+            "{msg}"
+        );
 
         let err = b
             .add("bad_groups", conv(3, 8, 3, 1, 2), &[ValueId::Input])

@@ -2,6 +2,7 @@
 //! reparameterization fold, cost counting, and weights (seeded init, checkpoint readers and
 //! name mapping). Knows nothing of backends or timing.
 
+pub mod checkpoint;
 pub mod cost;
 pub mod graph;
 pub mod mobileone;
@@ -9,6 +10,7 @@ pub mod reparameterize;
 pub mod tensor;
 pub mod weights;
 
+pub use checkpoint::{load_weights, save_safetensors, CheckpointError, Naming};
 pub use cost::{model_cost, ModelCost, OpCost};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
 pub use mobileone::{build, Form, InputSize, Variant};

@@ -27,7 +27,13 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [Variant::S0, Variant::S1, Variant::S2, Variant::S3, Variant::S4];
+    pub const ALL: [Variant; 5] = [
+        Variant::S0,
+        Variant::S1,
+        Variant::S2,
+        Variant::S3,
+        Variant::S4,
+    ];
 
     /// Canonical name, e.g. `mobileone-s0`.
     pub fn name(self) -> &'static str {
@@ -311,20 +317,40 @@ fn batch_norm(channels: usize) -> Op {
 }
 
 /// The branches of one train-time block, summed.
-fn unfused_block(b: &mut GraphBuilder, block: &BlockSpec, x: ValueId) -> Result<ValueId, GraphError> {
+fn unfused_block(
+    b: &mut GraphBuilder,
+    block: &BlockSpec,
+    x: ValueId,
+) -> Result<ValueId, GraphError> {
     let n = &block.name;
     let mut branches = Vec::new();
     if block.has_identity() {
-        branches.push(b.add(&format!("{n}.rbr_skip"), batch_norm(block.in_channels), &[x])?);
+        branches.push(b.add(
+            &format!("{n}.rbr_skip"),
+            batch_norm(block.in_channels),
+            &[x],
+        )?);
     }
     if block.has_scale() {
-        let conv = b.add(&format!("{n}.rbr_scale.conv"), Op::Conv2d(block.conv(1, false)), &[x])?;
-        branches.push(b.add(&format!("{n}.rbr_scale.bn"), batch_norm(block.out_channels), &[conv])?);
+        let conv = b.add(
+            &format!("{n}.rbr_scale.conv"),
+            Op::Conv2d(block.conv(1, false)),
+            &[x],
+        )?;
+        branches.push(b.add(
+            &format!("{n}.rbr_scale.bn"),
+            batch_norm(block.out_channels),
+            &[conv],
+        )?);
     }
     for i in 0..block.conv_branches {
         let conv = Op::Conv2d(block.conv(block.kernel, false));
         let c = b.add(&format!("{n}.rbr_conv.{i}.conv"), conv, &[x])?;
-        branches.push(b.add(&format!("{n}.rbr_conv.{i}.bn"), batch_norm(block.out_channels), &[c])?);
+        branches.push(b.add(
+            &format!("{n}.rbr_conv.{i}.bn"),
+            batch_norm(block.out_channels),
+            &[c],
+        )?);
     }
     if branches.len() == 1 {
         return Ok(branches[0]);
@@ -333,7 +359,11 @@ fn unfused_block(b: &mut GraphBuilder, block: &BlockSpec, x: ValueId) -> Result<
 }
 
 /// x * sigmoid(expand(relu(reduce(avgpool(x))))).
-fn squeeze_excite(b: &mut GraphBuilder, block: &BlockSpec, x: ValueId) -> Result<ValueId, GraphError> {
+fn squeeze_excite(
+    b: &mut GraphBuilder,
+    block: &BlockSpec,
+    x: ValueId,
+) -> Result<ValueId, GraphError> {
     let n = &block.name;
     let (c, r) = (block.out_channels, block.se_channels());
     let one_by_one = |cin, cout| {
@@ -372,7 +402,11 @@ mod tests {
     fn names_parse_in_long_and_short_forms() {
         assert_eq!("mobileone-s3".parse::<Variant>().unwrap(), Variant::S3);
         assert_eq!("S4".parse::<Variant>().unwrap(), Variant::S4);
-        assert!("s5".parse::<Variant>().unwrap_err().to_string().contains("s5"));
+        assert!("s5"
+            .parse::<Variant>()
+            .unwrap_err()
+            .to_string()
+            .contains("s5"));
         assert_eq!("fused".parse::<Form>().unwrap(), Form::Reparameterized);
         assert_eq!("unfused".parse::<Form>().unwrap(), Form::Unfused);
         assert!("folded".parse::<Form>().is_err());
@@ -393,10 +427,20 @@ mod tests {
         let stem = &s0[0];
         assert!(stem.has_scale() && !stem.has_identity() && stem.conv_branches == 1);
         let s4 = block_plan(Variant::S4);
-        let se_names: Vec<_> = s4.iter().filter(|b| b.se).map(|b| b.name.as_str()).collect();
+        let se_names: Vec<_> = s4
+            .iter()
+            .filter(|b| b.se)
+            .map(|b| b.name.as_str())
+            .collect();
         assert_eq!(se_names.first(), Some(&"stage3.10"));
         assert_eq!(se_names.last(), Some(&"stage4.1"));
-        assert_eq!(s4.iter().find(|b| b.name == "stage3.10").unwrap().se_channels(), 56);
+        assert_eq!(
+            s4.iter()
+                .find(|b| b.name == "stage3.10")
+                .unwrap()
+                .se_channels(),
+            56
+        );
         assert_eq!(s4.last().unwrap().se_channels(), 128);
     }
 

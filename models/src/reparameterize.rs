@@ -21,10 +21,21 @@ pub fn reparameterize<T: Element>(
         let (kernel, bias) = fold_block(&block, unfused);
         let n = &block.name;
         let wshape = block.conv(block.kernel, true).weight_shape();
-        fused.insert(format!("{n}.reparam_conv.weight"), to_tensor(wshape, kernel));
-        fused.insert(format!("{n}.reparam_conv.bias"), to_tensor(vec![block.out_channels], bias));
+        fused.insert(
+            format!("{n}.reparam_conv.weight"),
+            to_tensor(wshape, kernel),
+        );
+        fused.insert(
+            format!("{n}.reparam_conv.bias"),
+            to_tensor(vec![block.out_channels], bias),
+        );
         if block.se {
-            for part in ["se.reduce.weight", "se.reduce.bias", "se.expand.weight", "se.expand.bias"] {
+            for part in [
+                "se.reduce.weight",
+                "se.reduce.bias",
+                "se.expand.weight",
+                "se.expand.bias",
+            ] {
                 let name = format!("{n}.{part}");
                 fused.insert(name.clone(), unfused.get(&name).expect("validated").clone());
             }
@@ -50,11 +61,30 @@ struct FoldedBn {
 fn bn_affine<T: Element>(w: &Weights<T>, prefix: &str) -> FoldedBn {
     let get = |suffix: &str| -> Vec<f64> {
         let name = format!("{prefix}.{suffix}");
-        w.get(&name).expect("validated").data().iter().map(|v| v.to_f64()).collect()
+        w.get(&name)
+            .expect("validated")
+            .data()
+            .iter()
+            .map(|v| v.to_f64())
+            .collect()
     };
-    let (gamma, beta, mean, var) = (get("weight"), get("bias"), get("running_mean"), get("running_var"));
-    let scale: Vec<f64> = gamma.iter().zip(&var).map(|(g, v)| g / (v + BN_EPS).sqrt()).collect();
-    let shift = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    let (gamma, beta, mean, var) = (
+        get("weight"),
+        get("bias"),
+        get("running_mean"),
+        get("running_var"),
+    );
+    let scale: Vec<f64> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + BN_EPS).sqrt())
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(&mean)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
     FoldedBn { scale, shift }
 }
 
@@ -69,24 +99,33 @@ fn fold_block<T: Element>(block: &BlockSpec, w: &Weights<T>) -> (Vec<f64>, Vec<f
     let centre = k / 2;
 
     // Adds BN-scaled `source` (a kernel of size ks x ks, centred) into the block kernel.
-    let mut add_branch = |source: &dyn Fn(usize, usize, usize, usize) -> f64, ks: usize, bn: &FoldedBn| {
-        let offset = centre - ks / 2;
-        for o in 0..out {
-            for i in 0..per_group_in {
-                for y in 0..ks {
-                    for x in 0..ks {
-                        let at = ((o * per_group_in + i) * k + y + offset) * k + x + offset;
-                        kernel[at] += source(o, i, y, x) * bn.scale[o];
+    let mut add_branch =
+        |source: &dyn Fn(usize, usize, usize, usize) -> f64, ks: usize, bn: &FoldedBn| {
+            let offset = centre - ks / 2;
+            for (o, b) in bias.iter_mut().enumerate() {
+                for i in 0..per_group_in {
+                    for y in 0..ks {
+                        for x in 0..ks {
+                            let at = ((o * per_group_in + i) * k + y + offset) * k + x + offset;
+                            kernel[at] += source(o, i, y, x) * bn.scale[o];
+                        }
                     }
                 }
+                *b += bn.shift[o];
             }
-            bias[o] += bn.shift[o];
-        }
-    };
+        };
 
     let conv_weights = |name: String, ks: usize| {
-        let data: Vec<f64> = w.get(&name).expect("validated").data().iter().map(|v| v.to_f64()).collect();
-        move |o: usize, i: usize, y: usize, x: usize| data[((o * per_group_in + i) * ks + y) * ks + x]
+        let data: Vec<f64> = w
+            .get(&name)
+            .expect("validated")
+            .data()
+            .iter()
+            .map(|v| v.to_f64())
+            .collect();
+        move |o: usize, i: usize, y: usize, x: usize| {
+            data[((o * per_group_in + i) * ks + y) * ks + x]
+        }
     };
 
     let n = &block.name;
@@ -100,7 +139,13 @@ fn fold_block<T: Element>(block: &BlockSpec, w: &Weights<T>) -> (Vec<f64>, Vec<f
     }
     if block.has_identity() {
         // Identity as a kernel: 1 at [o, o mod (in/groups), centre, centre].
-        let identity = |o: usize, i: usize, _y: usize, _x: usize| if i == o % per_group_in { 1.0 } else { 0.0 };
+        let identity = |o: usize, i: usize, _y: usize, _x: usize| {
+            if i == o % per_group_in {
+                1.0
+            } else {
+                0.0
+            }
+        };
         add_branch(&identity, 1, &bn_affine(w, &format!("{n}.rbr_skip")));
     }
     (kernel, bias)
@@ -141,12 +186,21 @@ mod tests {
         w.insert("b.rbr_skip.weight", t(vec![2.0, 3.0]));
         w.insert("b.rbr_skip.bias", t(vec![0.5, -1.0]));
         w.insert("b.rbr_skip.running_mean", t(vec![1.0, 2.0]));
-        w.insert("b.rbr_skip.running_var", t(vec![4.0 - BN_EPS, 1.0 - BN_EPS]));
-        w.insert("b.rbr_scale.conv.weight", Tensor::new(vec![2, 1, 1, 1], vec![10.0, 20.0]).unwrap());
+        w.insert(
+            "b.rbr_skip.running_var",
+            t(vec![4.0 - BN_EPS, 1.0 - BN_EPS]),
+        );
+        w.insert(
+            "b.rbr_scale.conv.weight",
+            Tensor::new(vec![2, 1, 1, 1], vec![10.0, 20.0]).unwrap(),
+        );
         w.insert("b.rbr_scale.bn.weight", t(vec![1.0, 1.0]));
         w.insert("b.rbr_scale.bn.bias", t(vec![0.0, 0.0]));
         w.insert("b.rbr_scale.bn.running_mean", t(vec![0.0, 0.0]));
-        w.insert("b.rbr_scale.bn.running_var", t(vec![1.0 - BN_EPS, 1.0 - BN_EPS]));
+        w.insert(
+            "b.rbr_scale.bn.running_var",
+            t(vec![1.0 - BN_EPS, 1.0 - BN_EPS]),
+        );
         let (kernel, bias) = fold_block(&block, &w);
         // Channel 0: identity scale 2 / sqrt(4) = 1, scale branch 10 -> centre 11.
         // Channel 1: identity scale 3 / 1 = 3, scale branch 20 -> centre 23.
@@ -157,7 +211,10 @@ mod tests {
             assert!((a - e).abs() < 1e-12, "{kernel:?}");
         }
         // Bias: beta - mean * scale = 0.5 - 1 * 1 = -0.5; -1 - 2 * 3 = -7.
-        assert!((bias[0] + 0.5).abs() < 1e-12 && (bias[1] + 7.0).abs() < 1e-12, "{bias:?}");
+        assert!(
+            (bias[0] + 0.5).abs() < 1e-12 && (bias[1] + 7.0).abs() < 1e-12,
+            "{bias:?}"
+        );
     }
 
     #[test]
@@ -166,6 +223,9 @@ mod tests {
         let mut w = random_weights(&g, 2);
         w.remove("stage0.rbr_scale.bn.weight");
         let err = reparameterize(Variant::S1, &w, "x.pth").unwrap_err();
-        assert!(err.to_string().contains("stage0.rbr_scale.bn.weight"), "{err}");
+        assert!(
+            err.to_string().contains("stage0.rbr_scale.bn.weight"),
+            "{err}"
+        );
     }
 }

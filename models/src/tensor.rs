@@ -115,7 +115,11 @@ pub fn numel(shape: &[usize]) -> usize {
 /// Relative L2 error `||actual - expected|| / ||expected||`, in f64.
 /// When `expected` is all zeros the absolute L2 norm of the difference is returned.
 pub fn relative_l2<A: Element, B: Element>(actual: &[A], expected: &[B]) -> f64 {
-    assert_eq!(actual.len(), expected.len(), "relative_l2 of unequal lengths");
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "relative_l2 of unequal lengths"
+    );
     let mut diff = 0.0f64;
     let mut norm = 0.0f64;
     for (a, e) in actual.iter().zip(expected) {
@@ -139,7 +143,10 @@ mod tests {
         let err = Tensor::<f32>::new(vec![2, 3], vec![0.0; 5]).unwrap_err();
         assert_eq!(err.expected, 6);
         assert_eq!(err.found, 5);
-        assert!(Tensor::<f32>::new(vec![], vec![1.0]).is_ok(), "a scalar has one element");
+        assert!(
+            Tensor::<f32>::new(vec![], vec![1.0]).is_ok(),
+            "a scalar has one element"
+        );
     }
 
     #[test]

@@ -1,0 +1,388 @@
+//! Checkpoint files: reading safetensors and zip-based PyTorch files (through candle-core's
+//! pickle reader) into float32 tensors, mapping their names onto our canonical (Apple) names,
+//! checking them against a model, and writing safetensors atomically.
+
+pub mod fixtures;
+pub mod naming;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::DType;
+use half::{bf16, f16};
+use safetensors::tensor::{Dtype, TensorView};
+
+pub use naming::Naming;
+
+use crate::mobileone::{build, Form, InputSize, Variant};
+use crate::tensor::Tensor;
+use crate::weights::{Weights, WeightsError};
+
+/// Everything that can be wrong with a checkpoint file; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a safetensors file nor a zip-based PyTorch checkpoint ({found})")]
+    UnknownFormat { path: PathBuf, found: String },
+    #[error("{path}: a legacy (pre-1.6, non-zip) PyTorch file, which is not supported; re-save it with torch.save in PyTorch >= 1.6 or convert it to safetensors")]
+    LegacyPyTorch { path: PathBuf },
+    #[error("{path}: corrupt or truncated {format} file: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        format: &'static str,
+        reason: String,
+    },
+    #[error("{path}: tensor `{tensor}` has dtype {dtype}; supported: float32, float16, bfloat16, float64")]
+    UnsupportedDtype {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+    #[error("{path}: holds no tensors{hint}")]
+    Empty { path: PathBuf, hint: String },
+    #[error("{path}: tensor names follow none of the known schemes (apple, timm, mmpretrain); first name: `{first}`")]
+    UnknownNaming { path: PathBuf, first: String },
+    #[error("{path}: unexpected key `{key}`: not a MobileOne tensor name in the {naming} scheme (found {recognized} of {total} names in that scheme{hint})")]
+    UnexpectedKey {
+        path: PathBuf,
+        key: String,
+        naming: Naming,
+        recognized: usize,
+        total: usize,
+        hint: String,
+    },
+    #[error("{path}: expected a {expected} checkpoint, but this looks like {looks_like}")]
+    WrongModel {
+        path: PathBuf,
+        expected: String,
+        looks_like: String,
+    },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("{path}: cannot write: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// The tensors of a checkpoint file as stored: float32, names after wrapper and `module.`
+/// prefix removal, `num_batches_tracked` dropped.
+#[derive(Debug, Clone)]
+pub struct RawCheckpoint {
+    pub path: PathBuf,
+    pub format: &'static str,
+    pub tensors: BTreeMap<String, Tensor<f32>>,
+}
+
+/// Weights loaded for a model, with what was detected on the way.
+#[derive(Debug, Clone)]
+pub struct LoadedWeights {
+    pub weights: Weights<f32>,
+    pub naming: Naming,
+    pub format: &'static str,
+}
+
+/// Reads a safetensors or PyTorch file, recognized by its content, not its extension.
+pub fn read_checkpoint(path: &Path) -> Result<RawCheckpoint, CheckpointError> {
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = [0u8; 9];
+    let n = {
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        read_up_to(&mut file, &mut head).map_err(io)?
+    };
+    let head = &head[..n];
+    let (format, tensors) = if head.starts_with(b"PK\x03\x04") {
+        ("PyTorch", read_pytorch(path)?)
+    } else if head.len() == 9 && head[8] == b'{' {
+        ("safetensors", read_safetensors(path)?)
+    } else if head.first() == Some(&0x80) {
+        return Err(CheckpointError::LegacyPyTorch {
+            path: path.to_path_buf(),
+        });
+    } else {
+        return Err(CheckpointError::UnknownFormat {
+            path: path.to_path_buf(),
+            found: if n == 0 {
+                "the file is empty".into()
+            } else {
+                format!("first bytes {head:02x?}")
+            },
+        });
+    };
+    let tensors = tensors
+        .into_iter()
+        .filter(|(name, _)| !name.ends_with("num_batches_tracked"))
+        .map(|(name, t)| {
+            (
+                name.strip_prefix("module.")
+                    .map(str::to_string)
+                    .unwrap_or(name),
+                t,
+            )
+        })
+        .collect();
+    Ok(RawCheckpoint {
+        path: path.to_path_buf(),
+        format,
+        tensors,
+    })
+}
+
+fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            format: "safetensors",
+            reason: e.to_string(),
+        })?;
+    let mut out = Vec::new();
+    for (name, view) in file.tensors() {
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let data = decode_safetensors(&view).ok_or_else(|| CheckpointError::UnsupportedDtype {
+            path: path.to_path_buf(),
+            tensor: name.clone(),
+            dtype: format!("{:?}", view.dtype()),
+        })?;
+        let tensor = Tensor::new(view.shape().to_vec(), data).expect("safetensors checks sizes");
+        out.push((name, tensor));
+    }
+    Ok(out)
+}
+
+fn decode_safetensors(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    let bytes = view.data();
+    let pairs = || bytes.chunks_exact(2).map(|c| [c[0], c[1]]);
+    Some(match view.dtype() {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => pairs().map(|b| f16::from_le_bytes(b).to_f32()).collect(),
+        Dtype::BF16 => pairs().map(|b| bf16::from_le_bytes(b).to_f32()).collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// Reads a zip-based `torch.save` file: a bare state dict, or one wrapped in `state_dict` or `model`.
+fn read_pytorch(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, CheckpointError> {
+    let corrupt = |e: candle_core::Error| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        format: "PyTorch",
+        reason: e.to_string(),
+    };
+    let mut chosen = None;
+    for key in [None, Some("state_dict"), Some("model")] {
+        match candle_core::pickle::read_pth_tensor_info(path, false, key) {
+            Ok(infos) if !infos.is_empty() => {
+                chosen = Some(key);
+                break;
+            }
+            Ok(_) => {}
+            // A wrapper key that is absent is not an error; a broken file is.
+            Err(e) if key.is_some() && e.to_string().contains("not found") => {}
+            Err(e) => return Err(corrupt(e)),
+        }
+    }
+    let Some(key) = chosen else {
+        return Err(CheckpointError::Empty {
+            path: path.to_path_buf(),
+            hint: " (looked at the top level and under `state_dict` and `model`)".into(),
+        });
+    };
+    let file = candle_core::pickle::PthTensors::new(path, key).map_err(corrupt)?;
+    let mut out = Vec::new();
+    let mut names: Vec<_> = file.tensor_infos().keys().cloned().collect();
+    names.sort();
+    for name in names {
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let dtype = file.tensor_infos()[&name].dtype;
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+            return Err(CheckpointError::UnsupportedDtype {
+                path: path.to_path_buf(),
+                tensor: name,
+                dtype: format!("{dtype:?}"),
+            });
+        }
+        let tensor = file
+            .get(&name)
+            .map_err(corrupt)?
+            .expect("listed tensors exist");
+        let shape = tensor.dims().to_vec();
+        let data = tensor
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(corrupt)?;
+        out.push((name, Tensor::new(shape, data).expect("candle keeps sizes")));
+    }
+    Ok(out)
+}
+
+/// Loads a checkpoint as the weights of `variant` in `form`. The naming scheme is detected
+/// unless given. Errors name the file and the tensor; a checkpoint of another variant or form
+/// says which one it looks like.
+pub fn load_weights(
+    path: &Path,
+    variant: Variant,
+    form: Form,
+    naming: Option<Naming>,
+) -> Result<LoadedWeights, CheckpointError> {
+    let raw = read_checkpoint(path)?;
+    let (naming, weights) = to_canonical(&raw, naming)?;
+    let source = path.display().to_string();
+    let graph = build(variant, form, InputSize::IMAGENET).expect("valid by construction");
+    let spell = |name: &str| match naming.from_canonical(name) {
+        Some(n) if n != name => format!("`{n}` (canonical `{name}`)"),
+        _ => format!("`{name}`"),
+    };
+    if let Err(err) = weights.validate_with(&graph, &source, &spell) {
+        if let Some((v, f)) = identify(&weights) {
+            if (v, f) != (variant, form) {
+                return Err(CheckpointError::WrongModel {
+                    path: path.to_path_buf(),
+                    expected: format!("{variant} {form}"),
+                    looks_like: format!("{v} {f}"),
+                });
+            }
+        }
+        return Err(err.into());
+    }
+    Ok(LoadedWeights {
+        weights,
+        naming,
+        format: raw.format,
+    })
+}
+
+/// Renames the tensors of a raw checkpoint to canonical names.
+pub fn to_canonical(
+    raw: &RawCheckpoint,
+    naming: Option<Naming>,
+) -> Result<(Naming, Weights<f32>), CheckpointError> {
+    let path = raw.path.clone();
+    let Some(first) = raw.tensors.keys().next() else {
+        return Err(CheckpointError::Empty {
+            path,
+            hint: String::new(),
+        });
+    };
+    let names = raw.tensors.keys().map(String::as_str);
+    let (detected, _) = naming::detect(names.clone());
+    let naming = naming.unwrap_or(detected);
+    let recognized = names.filter(|k| naming.to_canonical(k).is_some()).count();
+    if recognized == 0 {
+        return Err(CheckpointError::UnknownNaming {
+            path,
+            first: first.clone(),
+        });
+    }
+    let mut weights = Weights::new();
+    for (name, tensor) in &raw.tensors {
+        let Some(canonical) = naming.to_canonical(name) else {
+            let hint = if detected != naming {
+                format!("; the names look like the {detected} scheme")
+            } else {
+                String::new()
+            };
+            return Err(CheckpointError::UnexpectedKey {
+                path,
+                key: name.clone(),
+                naming,
+                recognized,
+                total: raw.tensors.len(),
+                hint,
+            });
+        };
+        weights.insert(canonical, tensor.clone());
+    }
+    Ok((naming, weights))
+}
+
+/// Which MobileOne variant and form these canonical weights are exactly (names and shapes).
+pub fn identify(weights: &Weights<f32>) -> Option<(Variant, Form)> {
+    Variant::ALL
+        .into_iter()
+        .flat_map(|v| Form::ALL.into_iter().map(move |f| (v, f)))
+        .find(|&(v, f)| {
+            let graph = build(v, f, InputSize::IMAGENET).expect("valid by construction");
+            let params = graph.params();
+            params.len() == weights.len()
+                && params
+                    .iter()
+                    .all(|(name, spec)| weights.get(name).is_some_and(|t| t.shape() == spec.shape))
+        })
+}
+
+/// Writes weights as a float32 safetensors file, atomically (temp file, then rename).
+pub fn save_safetensors(weights: &Weights<f32>, path: &Path) -> Result<(), CheckpointError> {
+    let write_err = |reason: String| CheckpointError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
+        .iter()
+        .map(|(name, t)| {
+            let raw = t.data().iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), raw, t.shape().to_vec())
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(name, raw, shape)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), raw).expect("sizes agree");
+            (name.clone(), view)
+        })
+        .collect();
+    let mut metadata = std::collections::HashMap::new();
+    metadata.insert("format".to_string(), "pt".to_string());
+    metadata.insert(
+        "naming".to_string(),
+        "apple (onebench canonical)".to_string(),
+    );
+    let serialized =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| write_err(e.to_string()))?;
+    write_atomically(path, &serialized).map_err(|e| write_err(e.to_string()))
+}
+
+/// Writes a file through a temporary file in the same folder and a rename, so a reader never
+/// sees half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
