@@ -1,1 +1,49 @@
-//! placeholder
+//! onebench backends: the `Backend` trait (prepare once, run many times), the registry of
+//! backends by name, the float64 reference executor every backend is checked against, and the
+//! check itself.
+
+pub mod backend;
+pub mod reference;
+pub mod verify;
+
+pub use backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
+pub use reference::{evaluate, ReferenceBackend};
+pub use verify::{check_against_reference, reference_output, Agreement};
+
+/// Every backend this build knows, available or not, in listing order.
+pub fn all() -> Vec<Box<dyn Backend>> {
+    vec![Box::new(ReferenceBackend)]
+}
+
+/// The names of every backend, comma separated (for help texts and errors).
+pub fn names() -> String {
+    all()
+        .iter()
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The backend called `name`.
+pub fn get(name: &str) -> Result<Box<dyn Backend>, BackendError> {
+    all()
+        .into_iter()
+        .find(|b| b.name() == name.trim().to_ascii_lowercase())
+        .ok_or_else(|| BackendError::UnknownBackend {
+            name: name.to_string(),
+            known: names(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn get_finds_by_name_and_lists_the_known_ones() {
+        assert_eq!(super::get("Reference").unwrap().name(), "reference");
+        let err = super::get("tensorrt").err().unwrap().to_string();
+        assert!(
+            err.contains("unknown backend `tensorrt`") && err.contains("reference"),
+            "{err}"
+        );
+    }
+}

@@ -180,28 +180,28 @@ fn and_more(count: usize) -> String {
 
 /// Seeded random weights for every parameter of `graph`, bit-identical on every platform.
 ///
-/// Conv and linear weights are uniform with variance 2 / (fan_in * branches) where `branches`
-/// is how many conv outputs a block sums (He initialization shared across the branches, so
-/// activations keep their scale through 40+ layers); biases are small. BN statistics are
-/// deliberately non-trivial: gamma in [0.5, 1.5], beta in [-0.2, 0.2], running mean in
-/// [-0.5, 0.5], running variance in [0.5, 2]. Each tensor draws from its own stream seeded by
-/// (seed, tensor name), so adding a tensor never changes the others.
+/// Conv and linear weights are uniform with variance 2 / fan_in (He); biases are small. BN
+/// statistics are deliberately non-trivial: gamma in [0.5, 1.5], beta in [-0.2, 0.2], running
+/// mean in [-0.5, 0.5], running variance in [0.5, 2]. The gamma and beta of a BN whose output
+/// is one of n summed branches are scaled by 1/sqrt(n), so a block's output keeps the scale of
+/// its input and activations stay of order one through 40+ blocks. Each tensor draws from its
+/// own stream seeded by (seed, tensor name), so adding a tensor never changes the others.
 pub fn random_weights(graph: &Graph, seed: u64) -> Weights<f32> {
     let branches = branch_counts(graph);
     let mut weights = Weights::new();
     for node in graph.nodes() {
-        let fan_share = branches.get(node.name.as_str()).copied().unwrap_or(1);
+        let share = 1.0 / (branches.get(node.name.as_str()).copied().unwrap_or(1) as f32).sqrt();
         for (name, spec) in node.params() {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(&name));
             let n: usize = spec.shape.iter().product();
             let (lo, hi) = match spec.role {
                 ParamRole::Weight { fan_in } => {
-                    let bound = (6.0 / (fan_in * fan_share) as f64).sqrt() as f32;
+                    let bound = (6.0 / fan_in as f64).sqrt() as f32;
                     (-bound, bound)
                 }
                 ParamRole::Bias => (-0.1, 0.1),
-                ParamRole::BnGamma => (0.5, 1.5),
-                ParamRole::BnBeta => (-0.2, 0.2),
+                ParamRole::BnGamma => (0.5 * share, 1.5 * share),
+                ParamRole::BnBeta => (-0.2 * share, 0.2 * share),
                 ParamRole::BnMean => (-0.5, 0.5),
                 ParamRole::BnVar => (0.5, 2.0),
             };
@@ -214,20 +214,15 @@ pub fn random_weights(graph: &Graph, seed: u64) -> Weights<f32> {
     weights
 }
 
-/// For each conv node that feeds an n-way add (through its BN), n; used to share the variance.
+/// For each node whose output is one of the n inputs of an add, n.
 fn branch_counts(graph: &Graph) -> BTreeMap<&str, usize> {
-    use crate::graph::ValueId;
+    use crate::graph::{Op, ValueId};
     let nodes = graph.nodes();
     let mut counts = BTreeMap::new();
-    for node in nodes {
-        if !matches!(node.op, crate::graph::Op::Add) {
-            continue;
-        }
+    for node in nodes.iter().filter(|n| matches!(n.op, Op::Add)) {
         for input in &node.inputs {
-            // Follow BN -> conv one step back.
-            let ValueId::Node(bn) = input else { continue };
-            if let Some(ValueId::Node(conv)) = nodes[*bn].inputs.first() {
-                counts.insert(nodes[*conv].name.as_str(), node.inputs.len());
+            if let ValueId::Node(i) = input {
+                counts.insert(nodes[*i].name.as_str(), node.inputs.len());
             }
         }
     }
@@ -267,7 +262,7 @@ mod tests {
         let stem = a.get("stage0.rbr_conv.0.conv.weight").unwrap().data();
         assert_eq!(
             [stem[0].to_bits(), stem[1].to_bits()],
-            [0xbe6f0df3, 0xbd191368]
+            [0xbea9_097c, 0xbd58_7b60]
         );
         let var = a.get("stage1.1.rbr_skip.running_var").unwrap();
         assert!(var.data().iter().all(|v| (0.5..2.0).contains(v)));

@@ -1,0 +1,113 @@
+//! The backend abstraction: a `Backend` prepares a graph with its weights once into a
+//! `Prepared` plan (layouts, packed weights, buffers), which then runs many times. Backends
+//! report their name, version, availability (with the reason when unavailable) and the
+//! tolerance their outputs are checked against the reference with.
+
+use std::fmt;
+
+use models::{Graph, Tensor, Weights};
+
+/// Why a backend cannot prepare or run a model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error("backend `{backend}` is unavailable: {reason}")]
+    Unavailable { backend: String, reason: String },
+    #[error("backend `{backend}` does not support op `{op}` (node `{node}`)")]
+    UnsupportedOp {
+        backend: String,
+        op: String,
+        node: String,
+    },
+    #[error(
+        "backend `{backend}`: input shape {found:?} does not match the prepared shape {expected:?}"
+    )]
+    InputShape {
+        backend: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("backend `{backend}`: weights do not fit the graph: {reason}")]
+    Weights { backend: String, reason: String },
+    #[error("unknown backend `{name}`; known backends: {known}")]
+    UnknownBackend { name: String, known: String },
+    #[error("backend `{backend}` failed: {reason}")]
+    Failed { backend: String, reason: String },
+}
+
+/// Whether a backend can run on this machine, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    Unavailable(String),
+}
+
+impl Availability {
+    pub fn is_available(&self) -> bool {
+        matches!(self, Availability::Available)
+    }
+}
+
+impl fmt::Display for Availability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Availability::Available => f.write_str("available"),
+            Availability::Unavailable(reason) => write!(f, "unavailable: {reason}"),
+        }
+    }
+}
+
+/// Per-preparation settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepareOptions {
+    /// Worker threads for this plan (1 = single-threaded).
+    pub threads: usize,
+    /// Record the time of each planned op (off for end-to-end timing).
+    pub per_layer_timing: bool,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            per_layer_timing: false,
+        }
+    }
+}
+
+/// A runtime that turns a graph and its weights into a runnable plan.
+pub trait Backend: Send + Sync {
+    /// Stable name used on the command line and in results, e.g. `reference`.
+    fn name(&self) -> &'static str;
+    /// Version of the engine (library version for wrapped libraries).
+    fn version(&self) -> String;
+    fn availability(&self) -> Availability;
+    /// Largest relative L2 error against the reference executor that counts as correct.
+    fn tolerance(&self) -> f64 {
+        1e-4
+    }
+    /// Prepares `graph` with `weights`; the input shape is the graph's.
+    fn prepare(
+        &self,
+        graph: &Graph,
+        weights: &Weights,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError>;
+}
+
+/// A prepared plan: runs one forward pass per call.
+pub trait Prepared: Send {
+    fn input_shape(&self) -> &[usize];
+    fn output_shape(&self) -> &[usize];
+    /// Runs one forward pass into `output` (shaped `output_shape`). Returns when the result is
+    /// complete (synchronized), so the call can be timed.
+    fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError>;
+    /// A human-readable summary of the plan (layout, fusions, kernels).
+    fn describe(&self) -> String;
+
+    /// Runs one forward pass into a new tensor.
+    fn forward(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
+        let mut output = Tensor::zeros(self.output_shape().to_vec());
+        self.run(input, &mut output)?;
+        Ok(output)
+    }
+}

@@ -1,0 +1,115 @@
+//! The fold, checked numerically on every variant: the reparameterized model's output equals
+//! the unfused model's, in float32 (relative L2 < 1e-4) and in a float64 evaluation (< 1e-9),
+//! with random weights and non-trivial BN statistics.
+
+use backends::evaluate;
+use models::{
+    build, random_weights, relative_l2, reparameterize, Element, Form, InputSize, Tensor, Variant,
+    Weights,
+};
+
+/// A seeded input in [-2, 2) (a simple LCG: only needs to be varied and reproducible).
+fn input<T: Element>(size: InputSize, seed: u64) -> Tensor<T> {
+    let shape = size.shape();
+    let n: usize = shape.iter().product();
+    let mut state = seed;
+    let data = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            T::from_f64(((state >> 40) as f64 / (1u64 << 24) as f64) * 4.0 - 2.0)
+        })
+        .collect();
+    Tensor::new(shape, data).unwrap()
+}
+
+fn outputs<T: Element>(
+    variant: Variant,
+    size: InputSize,
+    unfused: &Weights<T>,
+) -> (Tensor<T>, Tensor<T>) {
+    let fused = reparameterize(variant, unfused, "seeded").unwrap();
+    let x = input::<T>(size, 5);
+    let u = evaluate(&build(variant, Form::Unfused, size).unwrap(), unfused, &x).unwrap();
+    let r = evaluate(
+        &build(variant, Form::Reparameterized, size).unwrap(),
+        &fused,
+        &x,
+    )
+    .unwrap();
+    (u, r)
+}
+
+/// The logits must be meaningful: finite, not all equal, of ordinary magnitude.
+fn assert_non_trivial<T: Element>(t: &Tensor<T>, what: &str) {
+    let v: Vec<f64> = t.data().iter().map(|x| x.to_f64()).collect();
+    assert!(v.iter().all(|x| x.is_finite()), "{what}: non-finite logits");
+    let (min, max) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+    assert!(
+        max - min > 1e-2 && max.abs().max(min.abs()) < 1e4,
+        "{what}: logits span [{min}, {max}]"
+    );
+}
+
+const SMALL: InputSize = InputSize {
+    batch: 2,
+    height: 64,
+    width: 48,
+};
+
+#[test]
+fn fold_matches_unfused_in_float32_on_every_variant() {
+    for v in Variant::ALL {
+        let graph = build(v, Form::Unfused, SMALL).unwrap();
+        let w = random_weights(&graph, 1234);
+        let (u, r) = outputs(v, SMALL, &w);
+        assert_non_trivial(&u, v.name());
+        let err = relative_l2(r.data(), u.data());
+        eprintln!("{v} float32: relative L2 {err:.2e}");
+        assert!(err < 1e-4, "{v}: relative L2 {err:e}");
+    }
+}
+
+#[test]
+fn fold_matches_unfused_in_float64_on_every_variant() {
+    for v in Variant::ALL {
+        let graph = build(v, Form::Unfused, SMALL).unwrap();
+        let w: Weights<f64> = random_weights(&graph, 99).cast();
+        let (u, r) = outputs(v, SMALL, &w);
+        assert_non_trivial(&u, v.name());
+        let err = relative_l2(r.data(), u.data());
+        eprintln!("{v} float64: relative L2 {err:.2e}");
+        assert!(err < 1e-9, "{v}: relative L2 {err:e}");
+    }
+}
+
+#[test]
+fn fold_matches_unfused_at_full_resolution() {
+    let v = Variant::S0;
+    let graph = build(v, Form::Unfused, InputSize::IMAGENET).unwrap();
+    let w = random_weights(&graph, 7);
+    let (u, r) = outputs(v, InputSize::IMAGENET, &w);
+    assert_non_trivial(&u, "s0 at 224");
+    let err = relative_l2(r.data(), u.data());
+    assert!(err < 1e-4, "relative L2 {err:e}");
+}
+
+#[test]
+fn a_wrong_fold_is_caught() {
+    // The check must be able to fail: drop one BN's shift from a folded bias.
+    let v = Variant::S1;
+    let graph = build(v, Form::Unfused, SMALL).unwrap();
+    let w: Weights<f64> = random_weights(&graph, 3).cast();
+    let mut fused = reparameterize(v, &w, "seeded").unwrap();
+    let name = "stage2.5.reparam_conv.bias";
+    let mut bias = fused.get(name).unwrap().clone();
+    bias.data_mut()[0] += 0.05;
+    fused.insert(name, bias);
+    let x = input::<f64>(SMALL, 5);
+    let u = evaluate(&graph, &w, &x).unwrap();
+    let r = evaluate(&build(v, Form::Reparameterized, SMALL).unwrap(), &fused, &x).unwrap();
+    assert!(relative_l2(r.data(), u.data()) > 1e-9);
+}
