@@ -4,24 +4,13 @@
 
 use backends::evaluate;
 use models::{
-    build, random_weights, relative_l2, reparameterize, Element, Form, InputSize, Tensor, Variant,
-    Weights,
+    build, random_weights, relative_l2, reparameterize, seeded_uniform, Element, Form, InputSize,
+    Tensor, Variant, Weights,
 };
 
-/// A seeded input in [-2, 2) (a simple LCG: only needs to be varied and reproducible).
+/// A seeded input in [-2, 2).
 fn input<T: Element>(size: InputSize, seed: u64) -> Tensor<T> {
-    let shape = size.shape();
-    let n: usize = shape.iter().product();
-    let mut state = seed;
-    let data = (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            T::from_f64(((state >> 40) as f64 / (1u64 << 24) as f64) * 4.0 - 2.0)
-        })
-        .collect();
-    Tensor::new(shape, data).unwrap()
+    seeded_uniform(size.shape(), seed, -2.0, 2.0).cast()
 }
 
 fn outputs<T: Element>(

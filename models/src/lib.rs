@@ -10,10 +10,13 @@ pub mod reparameterize;
 pub mod tensor;
 pub mod weights;
 
-pub use checkpoint::{load_weights, save_safetensors, CheckpointError, Naming};
+pub use checkpoint::{
+    load_model_weights, load_weights, save_safetensors, seeded_weights, CheckpointError, Naming,
+    WeightsOrigin,
+};
 pub use cost::{model_cost, ModelCost, OpCost};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
 pub use mobileone::{build, Form, InputSize, Variant};
 pub use reparameterize::reparameterize;
 pub use tensor::{relative_l2, Element, Tensor};
-pub use weights::{random_weights, Weights, WeightsError};
+pub use weights::{random_weights, seeded_uniform, Weights, WeightsError};

@@ -229,6 +229,14 @@ fn branch_counts(graph: &Graph) -> BTreeMap<&str, usize> {
     counts
 }
 
+/// A tensor of seeded uniform values in [lo, hi): inputs for checks and benchmarks.
+pub fn seeded_uniform(shape: Vec<usize>, seed: u64, lo: f32, hi: f32) -> Tensor<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let data = (0..n).map(|_| uniform(&mut rng, lo, hi)).collect();
+    Tensor::new(shape, data).expect("sized from the shape")
+}
+
 /// A uniform f32 in [lo, hi) from 24 random bits: exact, so identical everywhere.
 fn uniform(rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> f32 {
     let unit = (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32);

@@ -433,3 +433,26 @@ fn raw_reading_drops_batch_counters_and_the_module_prefix() {
         .all(|k| !k.starts_with("module.") && !k.ends_with("num_batches_tracked")));
     assert_eq!(raw.tensors.len(), 1323 - 226);
 }
+
+#[test]
+fn an_unfused_checkpoint_is_folded_when_the_reparameterized_form_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (unfused, _) = models::seeded_weights(Variant::S2, Form::Unfused, 9);
+    let path = dir.path().join("s2-unfused.safetensors");
+    save_safetensors(&unfused, &path).unwrap();
+    let (weights, origin) =
+        models::load_model_weights(&path, Variant::S2, Form::Reparameterized, None).unwrap();
+    assert!(origin.folded_at_load);
+    let (expected, _) = models::seeded_weights(Variant::S2, Form::Reparameterized, 9);
+    assert_eq!(weights, expected, "folding at load equals the seeded fold");
+    // The other way round is refused: a fused checkpoint cannot be unfolded.
+    let fused_path = dir.path().join("s2-fused.safetensors");
+    save_safetensors(&expected, &fused_path).unwrap();
+    let err =
+        models::load_model_weights(&fused_path, Variant::S2, Form::Unfused, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("looks like mobileone-s2 reparameterized"),
+        "{err}"
+    );
+}

@@ -1,1 +1,7 @@
-//! placeholder
+//! onebench reports: turns what the suite counts and measures into what people read. For now,
+//! the cost tables of `harness inspect`; results, Markdown/HTML reports and plots join here.
+
+pub mod cost_table;
+pub mod units;
+
+pub use cost_table::{cost_summary_table, per_layer_table};

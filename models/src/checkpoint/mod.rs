@@ -282,6 +282,59 @@ pub fn load_weights(
     })
 }
 
+/// Where a model's weights came from, for results and messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightsOrigin {
+    /// `seed N` or the checkpoint path.
+    pub source: String,
+    pub naming: Option<Naming>,
+    /// True when an unfused checkpoint was folded at load time for the reparameterized form.
+    pub folded_at_load: bool,
+}
+
+/// Loads `path` as weights for `variant` in `form`. When the reparameterized form is asked for
+/// and the file holds the unfused form of the same variant, it is folded at load time.
+pub fn load_model_weights(
+    path: &Path,
+    variant: Variant,
+    form: Form,
+    naming: Option<Naming>,
+) -> Result<(Weights<f32>, WeightsOrigin), CheckpointError> {
+    let origin = |naming, folded_at_load| WeightsOrigin {
+        source: path.display().to_string(),
+        naming: Some(naming),
+        folded_at_load,
+    };
+    match load_weights(path, variant, form, naming) {
+        Ok(loaded) => Ok((loaded.weights, origin(loaded.naming, false))),
+        Err(CheckpointError::WrongModel { .. }) if form == Form::Reparameterized => {
+            let loaded = load_weights(path, variant, Form::Unfused, naming)?;
+            let folded =
+                crate::reparameterize(variant, &loaded.weights, &path.display().to_string())?;
+            Ok((folded, origin(loaded.naming, true)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Seeded weights for `variant` in `form`. The reparameterized weights are the fold of the
+/// unfused ones, so one seed gives the same function in both forms.
+pub fn seeded_weights(variant: Variant, form: Form, seed: u64) -> (Weights<f32>, WeightsOrigin) {
+    let graph = build(variant, Form::Unfused, InputSize::IMAGENET).expect("valid by construction");
+    let unfused = crate::weights::random_weights(&graph, seed);
+    let weights = match form {
+        Form::Unfused => unfused,
+        Form::Reparameterized => crate::reparameterize(variant, &unfused, "seeded weights")
+            .expect("seeded weights fit their graph"),
+    };
+    let origin = WeightsOrigin {
+        source: format!("seed {seed}"),
+        naming: None,
+        folded_at_load: false,
+    };
+    (weights, origin)
+}
+
 /// Renames the tensors of a raw checkpoint to canonical names.
 pub fn to_canonical(
     raw: &RawCheckpoint,

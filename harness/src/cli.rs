@@ -1,0 +1,121 @@
+//! The command line: every command, flag and default, with the help text users read.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// onebench: benchmark and analyse MobileOne (S0-S4), unfused and reparameterized, on
+/// pluggable backends.
+///
+/// Run a scenario with `harness SCENARIO.yaml` (same as `harness run SCENARIO.yaml`), or use
+/// one of the commands below. Models: mobileone-s0 .. mobileone-s4 (or s0 .. s4). Forms:
+/// unfused, reparameterized (or fused).
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A scenario file to run (shorthand for `harness run SCENARIO`).
+    pub scenario: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario file: measure every cell it names and write results and reports.
+    Run {
+        /// The scenario YAML file.
+        scenario: PathBuf,
+    },
+    /// Count a model's params, MACs, FLOPs, memory traffic, peak activations and ops.
+    Inspect(InspectArgs),
+    /// Run one forward pass on an input .npy and write the logits as .npy.
+    Infer(InferArgs),
+    /// Fold an unfused checkpoint into a reparameterized one (safetensors, Apple naming).
+    Reparameterize(ReparameterizeArgs),
+    /// List the models, forms and backends, with each backend's availability.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    pub model: String,
+    /// The form to count: unfused or reparameterized (fused).
+    #[arg(long, default_value = "reparameterized")]
+    pub form: String,
+    /// Input height and width, as HxW or a single size for a square input.
+    #[arg(long, default_value = "224")]
+    pub input_size: String,
+    /// Batch size the counts are for.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Also list every op with its own counts.
+    #[arg(long)]
+    pub per_layer: bool,
+    /// Print JSON instead of tables (keys: model, form, input_shape, params, macs, macs_fvcore,
+    /// flops, memory_traffic_bytes, peak_activation_bytes, ops, and layers with --per-layer).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WeightsArgs {
+    /// Checkpoint to load (safetensors, or a zip-based PyTorch .pth/.pth.tar); its naming
+    /// scheme (apple, timm, mmpretrain) is detected. An unfused checkpoint asked for in the
+    /// reparameterized form is folded at load time.
+    #[arg(long, conflicts_with = "seed")]
+    pub weights: Option<PathBuf>,
+    /// Use seeded random weights instead of a checkpoint (the default, seed 0). One seed gives
+    /// the same function in both forms: the reparameterized weights are the fold of the unfused.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override the detected checkpoint naming scheme: apple, timm or mmpretrain.
+    #[arg(long, requires = "weights")]
+    pub naming: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    #[arg(long)]
+    pub model: String,
+    /// The form to run: unfused or reparameterized (fused).
+    #[arg(long, default_value = "reparameterized")]
+    pub form: String,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// The backend to run on (see `harness list`).
+    #[arg(long, default_value = "reference")]
+    pub backend: String,
+    /// Worker threads for the backend.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Input: a float32 NCHW .npy of shape [N, 3, H, W] (N >= 1; H and W >= 32, 224 for the
+    /// published models).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output: a float32 .npy of shape [N, 1000] with the logits (written atomically).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReparameterizeArgs {
+    /// The model the checkpoint is for: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    #[arg(long)]
+    pub model: String,
+    /// The unfused checkpoint (safetensors or zip-based PyTorch, any supported naming).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Where to write the reparameterized checkpoint (safetensors, Apple's naming:
+    /// `stage1.0.reparam_conv.weight`, `linear.weight`; written atomically).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Override the detected naming scheme of the input: apple, timm or mmpretrain.
+    #[arg(long)]
+    pub naming: Option<String>,
+    /// Skip the numerical check of the fold (one forward pass of both forms at 64x64 with the
+    /// reference executor, compared by relative L2).
+    #[arg(long)]
+    pub no_verify: bool,
+}

@@ -1,0 +1,62 @@
+//! `harness infer`: one forward pass of a model on an input .npy, logits to an output .npy.
+
+use anyhow::{bail, Context, Result};
+use backends::PrepareOptions;
+use models::checkpoint::write_atomically;
+use models::{build, InputSize};
+
+use super::{choose_weights, parse_form, parse_model};
+use crate::cli::InferArgs;
+use crate::npy;
+
+pub fn run(args: &InferArgs) -> Result<()> {
+    let variant = parse_model(&args.model)?;
+    let form = parse_form(&args.form)?;
+    let backend = backends::get(&args.backend).context("--backend")?;
+    if let backends::Availability::Unavailable(reason) = backend.availability() {
+        bail!("--backend {}: unavailable: {reason}", backend.name());
+    }
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let input = npy::read_f32(&args.input)?;
+    let input_size = match *input.shape() {
+        [batch, 3, height, width] if batch >= 1 && height >= 32 && width >= 32 => InputSize { batch, height, width },
+        _ => bail!(
+            "{}: shape is {:?}, expected [N, 3, H, W] with N >= 1 and H, W >= 32 (e.g. [1, 3, 224, 224])",
+            args.input.display(),
+            input.shape()
+        ),
+    };
+    let (weights, origin) = choose_weights(&args.weights, variant, form)?;
+    let graph = build(variant, form, input_size)?;
+    let options = PrepareOptions {
+        threads: args.threads,
+        per_layer_timing: false,
+    };
+    let started = std::time::Instant::now();
+    let mut plan = backend.prepare(&graph, &weights, &options)?;
+    let logits = plan.forward(&input)?;
+    let elapsed = started.elapsed();
+    if let Some((index, count)) = logits.non_finite() {
+        bail!("the output has {count} NaN or infinite logits (first at flat index {index}); nothing was written");
+    }
+    write_atomically(&args.output, &npy::encode_f32(&logits)?)
+        .with_context(|| format!("{}: cannot write", args.output.display()))?;
+    let folded = if origin.folded_at_load {
+        ", folded at load"
+    } else {
+        ""
+    };
+    eprintln!(
+        "{variant} {form} on {} ({} thread(s)), weights: {}{folded}; {:?} -> {:?} in {:.1} ms; wrote {}",
+        backend.name(),
+        args.threads,
+        origin.source,
+        input.shape(),
+        logits.shape(),
+        elapsed.as_secs_f64() * 1e3,
+        args.output.display()
+    );
+    Ok(())
+}

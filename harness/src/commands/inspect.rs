@@ -1,0 +1,51 @@
+//! `harness inspect`: the cost of a model, as tables or JSON.
+
+use anyhow::Result;
+use models::{build, model_cost, InputSize};
+use serde_json::json;
+
+use super::{parse_form, parse_input_size, parse_model};
+use crate::cli::InspectArgs;
+
+pub fn run(args: &InspectArgs) -> Result<()> {
+    let variant = parse_model(&args.model)?;
+    let form = parse_form(&args.form)?;
+    let (height, width) = parse_input_size(&args.input_size)?;
+    if args.batch == 0 {
+        anyhow::bail!("--batch must be at least 1");
+    }
+    let input = InputSize {
+        batch: args.batch,
+        height,
+        width,
+    };
+    let graph = build(variant, form, input)?;
+    let cost = model_cost(&graph);
+    if args.json {
+        let mut value = json!({
+            "model": variant.name(),
+            "form": form.name(),
+            "input_shape": graph.input_shape(),
+            "params": cost.params,
+            "macs": cost.macs,
+            "macs_fvcore": cost.macs_fvcore,
+            "flops": cost.flops,
+            "memory_traffic_bytes": cost.memory_traffic_bytes,
+            "peak_activation_bytes": cost.peak_activation_bytes,
+            "ops": cost.ops,
+        });
+        if args.per_layer {
+            value["layers"] = serde_json::to_value(&cost.layers)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{}",
+        reports::cost_summary_table(variant.name(), form.name(), graph.input_shape(), &cost)
+    );
+    if args.per_layer {
+        println!("{}", reports::per_layer_table(&cost));
+    }
+    Ok(())
+}

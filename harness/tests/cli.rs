@@ -1,0 +1,380 @@
+//! The harness binary as a user runs it: inspect, infer, reparameterize, list, and the clear
+//! one-line errors for bad arguments and bad files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use npyz::WriterBuilder;
+
+use models::checkpoint::fixtures::{write_torch_zip, FixtureTensor, StorageType};
+use models::{
+    build, load_weights, seeded_uniform, seeded_weights, Form, InputSize, Naming, Tensor, Variant,
+};
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write_npy(path: &Path, shape: &[u64], data: &[f32]) {
+    let mut bytes = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let file = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = file.shape().to_vec();
+    (shape, file.into_vec().unwrap())
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn inspect_json_reports_the_published_counts() {
+    let published = [
+        (2_078_504, 274_136_576),
+        (4_764_840, 823_839_744),
+        (14_838_352u64, 2_979_222_528u64),
+    ];
+    for (model, (params, macs)) in ["s0", "s1", "s4"].into_iter().zip(published) {
+        let out = harness(&["inspect", model, "--json", "--per-layer"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["params"], params);
+        assert_eq!(v["macs_fvcore"], macs);
+        for key in [
+            "model",
+            "form",
+            "macs",
+            "flops",
+            "memory_traffic_bytes",
+            "peak_activation_bytes",
+            "ops",
+        ] {
+            assert!(!v[key].is_null(), "missing key {key}");
+        }
+        assert_eq!(
+            v["layers"].as_array().unwrap().len() as u64,
+            v["ops"].as_u64().unwrap()
+        );
+        assert_eq!(v["form"], "reparameterized");
+    }
+    let out = harness(&["inspect", "mobileone-s0", "--form", "unfused", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["params"], 5_293_272);
+    assert!(v.get("layers").is_none());
+}
+
+#[test]
+fn inspect_tables_and_input_sizes() {
+    let out = harness(&[
+        "inspect",
+        "s2",
+        "--per-layer",
+        "--input-size",
+        "256x192",
+        "--batch",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[2, 3, 256, 192]") && text.contains("stage4.1.reparam_conv"),
+        "{text}"
+    );
+    let out = harness(&["inspect", "s2", "--input-size", "16"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("too small"), "{}", stderr(&out));
+}
+
+/// Runs `infer` on a seeded 2x3x64x64 input; returns the logits.
+fn infer(dir: &Path, extra: &[&str]) -> Vec<f32> {
+    let input = dir.join("in.npy");
+    let x = seeded_uniform(vec![2, 3, 64, 64], 1, -2.0, 2.0);
+    write_npy(&input, &[2, 3, 64, 64], x.data());
+    let output = dir.join("out.npy");
+    let mut args = vec!["infer", "--input", p(&input), "--output", p(&output)];
+    args.extend_from_slice(extra);
+    let out = harness(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (shape, logits) = read_npy(&output);
+    assert_eq!(shape, [2, 1000]);
+    logits
+}
+
+#[test]
+fn infer_matches_the_reference_and_both_forms_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let unfused = infer(
+        dir.path(),
+        &["--model", "s1", "--form", "unfused", "--seed", "3"],
+    );
+    let fused = infer(
+        dir.path(),
+        &["--model", "mobileone-s1", "--form", "fused", "--seed", "3"],
+    );
+    assert!(models::relative_l2(&fused, &unfused) < 1e-4);
+    // The same computation done in-process.
+    let (weights, _) = seeded_weights(Variant::S1, Form::Unfused, 3);
+    let size = InputSize {
+        batch: 2,
+        height: 64,
+        width: 64,
+    };
+    let graph = build(Variant::S1, Form::Unfused, size).unwrap();
+    let x = seeded_uniform(size.shape(), 1, -2.0, 2.0);
+    let expected = backends::reference_output(&graph, &weights, &x).unwrap();
+    assert_eq!(unfused, expected.data());
+    // Different images give different logits.
+    assert_ne!(unfused[..1000], unfused[1000..]);
+}
+
+#[test]
+fn infer_refuses_bad_inputs_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out_path = d.join("out.npy");
+    let run = |input: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "infer",
+            "--model",
+            "s0",
+            "--input",
+            p(input),
+            "--output",
+            p(&out_path),
+        ];
+        args.extend_from_slice(extra);
+        harness(&args)
+    };
+
+    // float64 input.
+    let f64_path = d.join("f64.npy");
+    let mut bytes = Vec::new();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[1, 3, 32, 32])
+        .writer(&mut bytes)
+        .begin_nd()
+        .unwrap();
+    w.extend(std::iter::repeat_n(0.5f64, 3 * 32 * 32)).unwrap();
+    w.finish().unwrap();
+    std::fs::write(&f64_path, bytes).unwrap();
+    let out = run(&f64_path, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("f64.npy: dtype is '<f8', expected float32"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+
+    // Wrong shape.
+    let gray = d.join("gray.npy");
+    write_npy(&gray, &[1, 1, 64, 64], &[0.0; 64 * 64]);
+    let err = stderr(&run(&gray, &[]));
+    assert!(
+        err.contains("gray.npy: shape is [1, 1, 64, 64], expected [N, 3, H, W]"),
+        "{err}"
+    );
+
+    // Not a .npy, and a missing file.
+    let junk = d.join("junk.npy");
+    std::fs::write(&junk, "not numpy").unwrap();
+    assert!(stderr(&run(&junk, &[])).contains("junk.npy: not a valid .npy file"));
+    assert!(stderr(&run(&d.join("absent.npy"), &[])).contains("absent.npy: cannot read"));
+
+    let good = d.join("good.npy");
+    write_npy(&good, &[1, 3, 32, 32], &[0.1; 3 * 32 * 32]);
+    assert!(stderr(&run(&good, &["--backend", "tensorrt"])).contains("unknown backend `tensorrt`"));
+    assert!(stderr(&run(&good, &["--form", "folded"])).contains("unknown form `folded`"));
+    let both = run(&good, &["--seed", "1", "--weights", "w.pth"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "clap refuses --seed with --weights"
+    );
+    let err = stderr(&run(&good, &["--weights", p(&junk)]));
+    assert!(
+        err.contains("junk.npy: not a safetensors file nor a zip-based PyTorch checkpoint"),
+        "{err}"
+    );
+    assert!(!out_path.exists(), "no output is written on failure");
+
+    // An unwritable output leaves nothing behind.
+    let out = harness(&[
+        "infer",
+        "--model",
+        "s0",
+        "--input",
+        p(&good),
+        "--output",
+        p(&d.join("no/such/dir/out.npy")),
+    ]);
+    assert!(stderr(&out).contains("cannot write"), "{}", stderr(&out));
+}
+
+/// An unfused checkpoint in mmpretrain's layout, from seeded weights.
+fn mmpretrain_checkpoint(dir: &Path, variant: Variant, seed: u64) -> PathBuf {
+    let (weights, _) = seeded_weights(variant, Form::Unfused, seed);
+    let tensors: Vec<FixtureTensor> = weights
+        .iter()
+        .map(|(name, t): (&String, &Tensor)| FixtureTensor {
+            name: Naming::Mmpretrain.from_canonical(name).unwrap(),
+            shape: t.shape().to_vec(),
+            values: t.data().to_vec(),
+            storage: StorageType::Float32,
+        })
+        .collect();
+    let path = dir.join("mobileone-unfused.pth");
+    write_torch_zip(&path, &tensors, Some("state_dict")).unwrap();
+    path
+}
+
+#[test]
+fn reparameterize_folds_a_foreign_checkpoint_and_the_result_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = mmpretrain_checkpoint(dir.path(), Variant::S0, 21);
+    let fused_path = dir.path().join("fused.safetensors");
+    let out = harness(&[
+        "reparameterize",
+        "--model",
+        "s0",
+        "--weights",
+        p(&ckpt),
+        "--output",
+        p(&fused_path),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("fold checked: relative L2"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("mmpretrain naming"),
+        "{}",
+        stderr(&out)
+    );
+    let loaded = load_weights(&fused_path, Variant::S0, Form::Reparameterized, None).unwrap();
+    assert_eq!(loaded.naming, Naming::Apple);
+    assert_eq!(
+        loaded.weights,
+        seeded_weights(Variant::S0, Form::Reparameterized, 21).0
+    );
+
+    // The folded file and the unfused original compute the same logits.
+    let from_fused = infer(dir.path(), &["--model", "s0", "--weights", p(&fused_path)]);
+    let from_unfused = infer(
+        dir.path(),
+        &["--model", "s0", "--form", "unfused", "--weights", p(&ckpt)],
+    );
+    assert!(models::relative_l2(&from_fused, &from_unfused) < 1e-4);
+
+    // A fused checkpoint cannot be folded again.
+    let again = harness(&[
+        "reparameterize",
+        "--model",
+        "s0",
+        "--weights",
+        p(&fused_path),
+        "--output",
+        p(&dir.path().join("x.safetensors")),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("looks like mobileone-s0 reparameterized"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(!dir.path().join("x.safetensors").exists());
+}
+
+#[test]
+fn list_shows_backends_with_availability() {
+    let out = harness(&["list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mobileone-s4") && text.contains("reparameterized"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("reference") && l.contains("available")),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_command_explains_every_flag() {
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "inspect",
+            &["--form", "--input-size", "--batch", "--per-layer", "--json"],
+        ),
+        (
+            "infer",
+            &[
+                "--model",
+                "--form",
+                "--weights",
+                "--seed",
+                "--naming",
+                "--backend",
+                "--threads",
+                "--input",
+                "--output",
+            ],
+        ),
+        (
+            "reparameterize",
+            &[
+                "--model",
+                "--weights",
+                "--output",
+                "--naming",
+                "--no-verify",
+            ],
+        ),
+        ("run", &["<SCENARIO>"]),
+    ];
+    for (command, flags) in cases {
+        let out = harness(&[command, "--help"]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        for flag in flags {
+            let line = text
+                .lines()
+                .find(|l| l.contains(flag))
+                .unwrap_or_else(|| panic!("{command}: {flag} missing"));
+            let explained = line.trim().len() > flag.len() + 12
+                || text.contains(&format!("{flag}\n          "));
+            assert!(explained, "{command}: {flag} has no explanation:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn no_arguments_is_an_error_not_a_panic() {
+    let out = harness(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("harness --help"));
+}
