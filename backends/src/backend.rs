@@ -81,6 +81,11 @@ pub trait Backend: Send + Sync {
     /// Version of the engine (library version for wrapped libraries).
     fn version(&self) -> String;
     fn availability(&self) -> Availability;
+    /// Whether `PrepareOptions::threads` takes effect; a single-threaded backend is not run
+    /// (and not reported as measured) at other thread counts.
+    fn multithreaded(&self) -> bool {
+        false
+    }
     /// Largest relative L2 error against the reference executor that counts as correct.
     fn tolerance(&self) -> f64 {
         1e-4

@@ -3,16 +3,22 @@
 //! check itself.
 
 pub mod backend;
+pub mod candle;
 pub mod reference;
 pub mod verify;
 
+pub use crate::candle::{CandleBackend, Depthwise};
 pub use backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 pub use reference::{evaluate, ReferenceBackend};
 pub use verify::{check_against_reference, reference_output, Agreement};
 
 /// Every backend this build knows, available or not, in listing order.
 pub fn all() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(ReferenceBackend)]
+    vec![
+        Box::new(ReferenceBackend),
+        Box::new(CandleBackend::new(Depthwise::GroupedConv)),
+        Box::new(CandleBackend::new(Depthwise::Unrolled)),
+    ]
 }
 
 /// The names of every backend, comma separated (for help texts and errors).

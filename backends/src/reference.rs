@@ -132,12 +132,16 @@ fn conv2d<T: Element>(c: &Conv2d, x: &Tensor<T>, w: &[T], bias: Option<&[T]>, ou
                 for ky in 0..k {
                     for kx in 0..k {
                         let wv = w[((oc * in_per_group + ic) * k + ky) * k + kx].to_f64();
+                        let columns = valid_outputs(kx, c.stride, c.padding, wd, ow);
                         for oy in valid_outputs(ky, c.stride, c.padding, h, oh) {
                             let iy = oy * c.stride + ky - c.padding;
                             let row = &plane[iy * wd..][..wd];
-                            let out_row = &mut acc[oy * ow..][..ow];
-                            for ox in valid_outputs(kx, c.stride, c.padding, wd, ow) {
-                                out_row[ox] += row[ox * c.stride + kx - c.padding].to_f64() * wv;
+                            // Output columns `columns` read input columns ox * stride + kx - padding.
+                            let first_input = columns.start * c.stride + kx - c.padding;
+                            let inputs = row[first_input..].iter().step_by(c.stride);
+                            let outputs = acc[oy * ow..][columns.clone()].iter_mut();
+                            for (o, xv) in outputs.zip(inputs) {
+                                *o += xv.to_f64() * wv;
                             }
                         }
                     }

@@ -15,8 +15,35 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     /// A scenario file to run (shorthand for `harness run SCENARIO`).
     pub scenario: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunOptions,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Overrides of a scenario file, for `harness SCENARIO` and `harness run SCENARIO`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunOptions {
+    /// Models to run instead of the scenario's (comma list, e.g. s0,s1).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Forms to run instead of the scenario's (comma list: unfused,reparameterized).
+    #[arg(long, value_delimiter = ',')]
+    pub forms: Option<Vec<String>>,
+    /// Backends to run instead of the scenario's (comma list; `all` = every available backend
+    /// except `reference`, the correctness oracle).
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Option<Vec<String>>,
+    /// Thread counts to run instead of the scenario's (comma list, e.g. 1,2).
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Option<Vec<usize>>,
+    /// Output folder instead of the scenario's (default results/<scenario name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Quick mode: 1 warm-up run and 3 to 5 timed runs per cell, no confidence target (for CI
+    /// smoke runs; the numbers are rough).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -25,6 +52,18 @@ pub enum Command {
     Run {
         /// The scenario YAML file.
         scenario: PathBuf,
+        #[command(flatten)]
+        options: RunOptions,
+    },
+    /// Check every backend against the reference executor on every model and form (no timing).
+    Verify(VerifyArgs),
+    /// Re-render results.csv and report.md from a saved results.json, without measuring.
+    Report {
+        /// A results.json written by a run.
+        results: PathBuf,
+        /// Where to write the reports (default: the folder of the results file).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Count a model's params, MACs, FLOPs, memory traffic, peak activations and ops.
     Inspect(InspectArgs),
@@ -118,4 +157,26 @@ pub struct ReparameterizeArgs {
     /// reference executor, compared by relative L2).
     #[arg(long)]
     pub no_verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Backends to check (comma list; default: every available backend).
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Option<Vec<String>>,
+    /// Models to check (comma list; default: all five).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Forms to check (comma list; default: both).
+    #[arg(long, value_delimiter = ',')]
+    pub forms: Option<Vec<String>>,
+    /// Input height and width, as HxW or a single size.
+    #[arg(long, default_value = "224")]
+    pub input_size: String,
+    /// Seed of the weights and of the input.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Thread count the backends are prepared with.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }

@@ -268,7 +268,10 @@ fn expect_rank(shape: &[usize], rank: usize) -> Result<(), String> {
 
 fn conv_shape(c: &Conv2d, x: &[usize]) -> Result<Vec<usize>, String> {
     expect_rank(x, 4)?;
-    if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
+    if c.groups == 0
+        || !c.in_channels.is_multiple_of(c.groups)
+        || !c.out_channels.is_multiple_of(c.groups)
+    {
         return Err(format!(
             "groups {} must divide in channels {} and out channels {}",
             c.groups, c.in_channels, c.out_channels

@@ -2,6 +2,8 @@
 //! the cost tables of `harness inspect`; results, Markdown/HTML reports and plots join here.
 
 pub mod cost_table;
+pub mod results;
+pub mod summary;
 pub mod units;
 
 pub use cost_table::{cost_summary_table, per_layer_table};

@@ -4,6 +4,9 @@ pub mod infer;
 pub mod inspect;
 pub mod list;
 pub mod reparameterize;
+pub mod report;
+pub mod run;
+pub mod verify;
 
 use anyhow::{bail, Context, Result};
 use models::{load_model_weights, seeded_weights, Form, Naming, Variant, Weights, WeightsOrigin};

@@ -1,0 +1,452 @@
+//! The candle backend: runs our graphs with candle-core's own CPU tensor ops, as a careful
+//! candle user would (conv2d with groups, BN as a per-channel scale and shift, add, ReLU,
+//! squeeze-excite, linear). Each forward runs inside a rayon pool of the requested size, which
+//! bounds candle's parallel work. `candle-dw-unrolled` is the same except that depthwise convs
+//! are written as nine shifted multiply-adds with candle ops, because candle's grouped conv
+//! runs one convolution per group and is slow on depthwise layers.
+
+use candle_core::{DType, Device, Tensor as CTensor};
+use models::graph::{Conv2d, Op, ValueId};
+use models::{Graph, Tensor, Weights};
+
+use crate::backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
+
+/// The candle-core version this build links (from Cargo.lock, by the build script).
+pub const CANDLE_VERSION: &str = env!("ONEBENCH_CANDLE_VERSION");
+
+/// How depthwise convolutions are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depthwise {
+    /// candle's `conv2d` with `groups = channels`.
+    GroupedConv,
+    /// Nine shifted slices of the padded input, each scaled per channel and summed.
+    Unrolled,
+}
+
+pub struct CandleBackend {
+    depthwise: Depthwise,
+}
+
+impl CandleBackend {
+    pub fn new(depthwise: Depthwise) -> Self {
+        Self { depthwise }
+    }
+}
+
+impl Backend for CandleBackend {
+    fn name(&self) -> &'static str {
+        match self.depthwise {
+            Depthwise::GroupedConv => "candle",
+            Depthwise::Unrolled => "candle-dw-unrolled",
+        }
+    }
+
+    fn version(&self) -> String {
+        format!("candle-core {CANDLE_VERSION}")
+    }
+
+    fn availability(&self) -> Availability {
+        Availability::Available
+    }
+
+    fn multithreaded(&self) -> bool {
+        true
+    }
+
+    fn prepare(
+        &self,
+        graph: &Graph,
+        weights: &Weights,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        Ok(Box::new(self.prepare_plan(graph, weights, options)?))
+    }
+}
+
+impl CandleBackend {
+    fn prepare_plan(
+        &self,
+        graph: &Graph,
+        weights: &Weights,
+        options: &PrepareOptions,
+    ) -> Result<CandlePlan, BackendError> {
+        let name = self.name();
+        let err = |reason: String| BackendError::Failed {
+            backend: name.into(),
+            reason,
+        };
+        weights
+            .validate(graph, "weights")
+            .map_err(|e| BackendError::Weights {
+                backend: name.into(),
+                reason: e.to_string(),
+            })?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads.max(1))
+            .build()
+            .map_err(|e| err(format!("thread pool: {e}")))?;
+        let steps = pool.install(|| {
+            graph
+                .nodes()
+                .iter()
+                .map(|node| {
+                    Step::prepare(node, weights, self.depthwise)
+                        .map_err(|e| err(format!("node `{}`: {e}", node.name)))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(CandlePlan {
+            name,
+            graph: graph.clone(),
+            steps,
+            pool,
+            threads: options.threads.max(1),
+        })
+    }
+}
+
+/// One op with its parameters already on the device.
+enum Step {
+    Conv {
+        conv: Conv2d,
+        weight: CTensor,
+        bias: Option<CTensor>,
+    },
+    /// Depthwise conv by shifted slices: weight [C, 1, k, k] as k*k tensors of shape [1, C, 1, 1].
+    DepthwiseUnrolled {
+        conv: Conv2d,
+        taps: Vec<CTensor>,
+        bias: Option<CTensor>,
+    },
+    /// Inference BN: x * scale + shift, both [1, C, 1, 1].
+    Affine {
+        scale: CTensor,
+        shift: CTensor,
+    },
+    Relu,
+    Sigmoid,
+    Add,
+    GlobalAvgPool,
+    ChannelMul,
+    Flatten,
+    /// x @ weight^T + bias; the transposed weight is stored contiguous.
+    Linear {
+        weight_t: CTensor,
+        bias: Option<CTensor>,
+    },
+}
+
+fn to_candle(t: &Tensor) -> candle_core::Result<CTensor> {
+    CTensor::from_slice(t.data(), t.shape(), &Device::Cpu)
+}
+
+fn per_channel(values: Vec<f32>) -> candle_core::Result<CTensor> {
+    let c = values.len();
+    CTensor::from_vec(values, (1, c, 1, 1), &Device::Cpu)
+}
+
+impl Step {
+    fn prepare(
+        node: &models::Node,
+        weights: &Weights,
+        depthwise: Depthwise,
+    ) -> candle_core::Result<Step> {
+        let param = |suffix: &str| -> candle_core::Result<&Tensor> {
+            let name = format!("{}.{suffix}", node.name);
+            weights
+                .get(&name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`")))
+        };
+        Ok(match &node.op {
+            Op::Conv2d(c) => {
+                let bias = if c.bias {
+                    Some(per_channel(param("bias")?.data().to_vec())?)
+                } else {
+                    None
+                };
+                let weight = param("weight")?;
+                if c.is_depthwise() && depthwise == Depthwise::Unrolled {
+                    let k = c.kernel;
+                    let taps = (0..k * k)
+                        .map(|tap| {
+                            per_channel(
+                                (0..c.out_channels)
+                                    .map(|ch| weight.data()[ch * k * k + tap])
+                                    .collect(),
+                            )
+                        })
+                        .collect::<candle_core::Result<_>>()?;
+                    Step::DepthwiseUnrolled {
+                        conv: *c,
+                        taps,
+                        bias,
+                    }
+                } else {
+                    Step::Conv {
+                        conv: *c,
+                        weight: to_candle(weight)?,
+                        bias,
+                    }
+                }
+            }
+            Op::BatchNorm(bn) => {
+                let (gamma, beta) = (param("weight")?.data(), param("bias")?.data());
+                let (mean, var) = (param("running_mean")?.data(), param("running_var")?.data());
+                let scale: Vec<f32> = gamma
+                    .iter()
+                    .zip(var)
+                    .map(|(g, v)| g / (v + bn.eps as f32).sqrt())
+                    .collect();
+                let shift = beta
+                    .iter()
+                    .zip(mean)
+                    .zip(&scale)
+                    .map(|((b, m), s)| b - m * s)
+                    .collect();
+                Step::Affine {
+                    scale: per_channel(scale)?,
+                    shift: per_channel(shift)?,
+                }
+            }
+            Op::Relu => Step::Relu,
+            Op::Sigmoid => Step::Sigmoid,
+            Op::Add => Step::Add,
+            Op::GlobalAvgPool => Step::GlobalAvgPool,
+            Op::ChannelMul => Step::ChannelMul,
+            Op::Flatten => Step::Flatten,
+            Op::Linear(l) => {
+                let weight_t = to_candle(param("weight")?)?.t()?.contiguous()?;
+                let bias = if l.bias {
+                    Some(to_candle(param("bias")?)?)
+                } else {
+                    None
+                };
+                Step::Linear { weight_t, bias }
+            }
+        })
+    }
+
+    fn run(&self, inputs: &[&CTensor]) -> candle_core::Result<CTensor> {
+        let x = inputs[0];
+        match self {
+            Step::Conv { conv, weight, bias } => {
+                let y = x.conv2d(weight, conv.padding, conv.stride, 1, conv.groups)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+            Step::DepthwiseUnrolled { conv, taps, bias } => {
+                depthwise_unrolled(x, conv, taps, bias.as_ref())
+            }
+            Step::Affine { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift),
+            Step::Relu => x.relu(),
+            Step::Sigmoid => (x.neg()?.exp()? + 1.0)?.recip(),
+            Step::Add => inputs[1..].iter().try_fold(x.clone(), |acc, t| acc + *t),
+            Step::GlobalAvgPool => x.mean_keepdim(3)?.mean_keepdim(2),
+            Step::ChannelMul => x.broadcast_mul(inputs[1]),
+            Step::Flatten => x.flatten_from(1),
+            Step::Linear { weight_t, bias } => {
+                let y = x.matmul(weight_t)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise conv as a sum over the k*k taps of (strided slice of the padded input) * weight.
+fn depthwise_unrolled(
+    x: &CTensor,
+    conv: &Conv2d,
+    taps: &[CTensor],
+    bias: Option<&CTensor>,
+) -> candle_core::Result<CTensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (k, s, p) = (conv.kernel, conv.stride, conv.padding);
+    let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    // Pad so that every tap's strided window of oh * s rows (ow * s columns) fits.
+    let (extra_h, extra_w) = (
+        (k - 1 + oh * s).saturating_sub(h + 2 * p),
+        (k - 1 + ow * s).saturating_sub(w + 2 * p),
+    );
+    let padded = x
+        .pad_with_zeros(2, p, p + extra_h)?
+        .pad_with_zeros(3, p, p + extra_w)?;
+    let mut acc: Option<CTensor> = None;
+    for ky in 0..k {
+        for kx in 0..k {
+            let window = padded.narrow(2, ky, oh * s)?.narrow(3, kx, ow * s)?;
+            let window = if s == 1 {
+                window
+            } else {
+                // Keep every s-th row and column: [n, c, oh, s, ow, s] -> index 0 of both s axes.
+                window
+                    .reshape((n, c, oh, s, ow, s))?
+                    .narrow(3, 0, 1)?
+                    .narrow(5, 0, 1)?
+                    .reshape((n, c, oh, ow))?
+            };
+            let term = window.broadcast_mul(&taps[ky * k + kx])?;
+            acc = Some(match acc {
+                Some(a) => (a + term)?,
+                None => term,
+            });
+        }
+    }
+    let y = acc.expect("a kernel has at least one tap");
+    match bias {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+struct CandlePlan {
+    name: &'static str,
+    graph: Graph,
+    steps: Vec<Step>,
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+impl CandlePlan {
+    fn forward_candle(&self, input: &CTensor) -> candle_core::Result<CTensor> {
+        let last_uses = self.graph.last_uses();
+        let mut values: Vec<Option<CTensor>> = vec![None; self.steps.len()];
+        for (i, (node, step)) in self.graph.nodes().iter().zip(&self.steps).enumerate() {
+            let inputs: Vec<&CTensor> = node
+                .inputs
+                .iter()
+                .map(|v| match v {
+                    ValueId::Input => input,
+                    ValueId::Node(j) => values[*j].as_ref().expect("computed in order"),
+                })
+                .collect();
+            let out = step.run(&inputs)?;
+            values[i] = Some(out);
+            for (value, last) in &last_uses {
+                if let (ValueId::Node(v), true) = (value, *last == i) {
+                    values[*v] = None;
+                }
+            }
+        }
+        match self.graph.output() {
+            ValueId::Node(i) => Ok(values[i].take().expect("the output is kept")),
+            ValueId::Input => Ok(input.clone()),
+        }
+    }
+}
+
+impl Prepared for CandlePlan {
+    fn input_shape(&self) -> &[usize] {
+        self.graph.input_shape()
+    }
+
+    fn output_shape(&self) -> &[usize] {
+        self.graph.output_shape()
+    }
+
+    fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
+        let err = |e: candle_core::Error| BackendError::Failed {
+            backend: self.name.into(),
+            reason: e.to_string(),
+        };
+        if input.shape() != self.graph.input_shape() {
+            return Err(BackendError::InputShape {
+                backend: self.name.into(),
+                expected: self.graph.input_shape().to_vec(),
+                found: input.shape().to_vec(),
+            });
+        }
+        // Everything, the copy out included, runs in the pool, and the copy waits for the
+        // result: the call returns when the work is done.
+        let result: candle_core::Result<Vec<f32>> = self.pool.install(|| {
+            let x = to_candle(input)?;
+            self.forward_candle(&x)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        });
+        output.data_mut().copy_from_slice(&result.map_err(err)?);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let depthwise = if self.name == "candle" {
+            "depthwise as grouped conv2d (candle splits it into one conv per channel)"
+        } else {
+            "depthwise unrolled into 9 shifted multiply-adds"
+        };
+        format!(
+            "{}: candle-core {CANDLE_VERSION} CPU, NCHW float32, {} ops, BN as per-channel scale+shift, {depthwise}, rayon pool of {} thread(s)",
+            self.name,
+            self.steps.len(),
+            self.threads
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Variant};
+
+    #[test]
+    fn each_plan_runs_in_a_pool_of_the_requested_size() {
+        let size = InputSize {
+            batch: 1,
+            height: 32,
+            width: 32,
+        };
+        let graph = build(Variant::S0, Form::Reparameterized, size).unwrap();
+        let (weights, _) = seeded_weights(Variant::S0, Form::Reparameterized, 0);
+        for threads in [1, 2, 3] {
+            let options = PrepareOptions {
+                threads,
+                per_layer_timing: false,
+            };
+            let mut plan = CandleBackend::new(Depthwise::GroupedConv)
+                .prepare_plan(&graph, &weights, &options)
+                .unwrap();
+            assert_eq!(plan.pool.current_num_threads(), threads);
+            assert_eq!(plan.pool.install(rayon::current_num_threads), threads);
+            let x = seeded_uniform(size.shape(), 0, -1.0, 1.0);
+            assert_eq!(plan.forward(&x).unwrap().shape(), &[1, 1000]);
+        }
+    }
+
+    #[test]
+    fn unrolled_depthwise_matches_grouped_conv_on_odd_sizes() {
+        // Stride 1 and 2, odd and even inputs: the shifted-slice form equals candle's conv.
+        for (h, w, stride) in [(7, 9, 1), (7, 9, 2), (8, 6, 2), (5, 5, 1)] {
+            let conv = Conv2d {
+                in_channels: 3,
+                out_channels: 3,
+                kernel: 3,
+                stride,
+                padding: 1,
+                groups: 3,
+                bias: false,
+            };
+            let x = seeded_uniform(vec![2, 3, h, w], 1, -1.0, 1.0);
+            let weight = seeded_uniform(vec![3, 1, 3, 3], 2, -1.0, 1.0);
+            let xc = to_candle(&x).unwrap();
+            let direct = xc
+                .conv2d(&to_candle(&weight).unwrap(), 1, stride, 1, 3)
+                .unwrap();
+            let taps: Vec<CTensor> = (0..9)
+                .map(|t| per_channel((0..3).map(|c| weight.data()[c * 9 + t]).collect()).unwrap())
+                .collect();
+            let unrolled = depthwise_unrolled(&xc, &conv, &taps, None).unwrap();
+            assert_eq!(unrolled.dims(), direct.dims(), "{h}x{w} stride {stride}");
+            let a: Vec<f32> = unrolled.flatten_all().unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = direct.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(
+                models::relative_l2(&a, &b) < 1e-6,
+                "{h}x{w} stride {stride}"
+            );
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `harness SCENARIO` / `harness run SCENARIO`: run a scenario and print the table.
+//! Exit code: 0 all cells ran, 1 some cell failed verification or running, 130 interrupted.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::RunOptions;
+use crate::run::run_scenario;
+use crate::scenario::{Overrides, Scenario};
+
+pub fn run(path: &Path, options: &RunOptions) -> Result<ExitCode> {
+    let overrides = Overrides {
+        models: options.models.clone(),
+        forms: options.forms.clone(),
+        backends: options.backends.clone(),
+        threads: options.threads.clone(),
+        out: options.out.clone(),
+        quick: options.quick,
+    };
+    let scenario = Scenario::load(path, &overrides)?;
+    let outcome = run_scenario(&scenario)?;
+    let results = &outcome.results;
+    println!("{}", reports::summary::terminal_table(results));
+    for w in &results.warnings {
+        println!("WARNING: {w}");
+    }
+    println!(
+        "{} cells in {:.1} s; wrote {}/results.json, results.csv, report.md",
+        results.cells.len(),
+        results.duration_s,
+        outcome.out_dir.display()
+    );
+    Ok(if results.interrupted {
+        eprintln!("interrupted: the cells finished so far are saved");
+        ExitCode::from(130)
+    } else if outcome.any_failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

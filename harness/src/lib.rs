@@ -1,0 +1,12 @@
+//! The onebench harness as a library: the command line, scenarios, the measurement loop,
+//! statistics, environment capture and the machine probe. `main.rs` only dispatches.
+
+pub mod cli;
+pub mod commands;
+pub mod environment;
+pub mod machine;
+pub mod measure;
+pub mod npy;
+pub mod run;
+pub mod scenario;
+pub mod stats;

@@ -1,0 +1,671 @@
+//! Running a scenario: expand it into cells, verify each cell's output against the reference
+//! executor, measure the cells that pass in the scenario's order, summarize, and write
+//! results.json, results.csv and report.md atomically. A failing cell never stops the others;
+//! Ctrl-C keeps what was measured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use backends::{Agreement, Availability, Backend, PrepareOptions, Prepared};
+use indicatif::{ProgressBar, ProgressStyle};
+use models::{build, model_cost, seeded_uniform, Form, InputSize, Tensor, Variant, Weights};
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use reports::results::{
+    CellCost, CellKey, CellResult, CellStatus, DeviceProfile, Environment, ReferenceMeasurements,
+    ResultsFile, ScenarioInfo, Speedup, Verification, SCHEMA_VERSION,
+};
+
+use crate::environment;
+use crate::measure::{Budget, CellTimer, StopReason};
+use crate::scenario::{Order, Scenario};
+use crate::stats;
+
+/// A cell ready to be measured: verified, prepared, with its buffers.
+struct ReadyCell {
+    plan: Box<dyn Prepared>,
+    output: Tensor,
+    timer: CellTimer,
+}
+
+/// One cell of the scenario and everything known about it so far.
+struct Cell {
+    key: CellKey,
+    variant: Variant,
+    form: Form,
+    result: CellResult,
+    ready: Option<ReadyCell>,
+}
+
+/// Weights and reference outputs, loaded or computed once per model (and form).
+struct ModelData {
+    weights: BTreeMap<(Variant, Form), Result<(Weights, String), String>>,
+    reference: BTreeMap<Variant, Result<Tensor, String>>,
+}
+
+/// The flag Ctrl-C sets (installed once per process).
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let handler_flag = flag.clone();
+        // If a handler cannot be installed, Ctrl-C simply ends the process as usual.
+        let _ = ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst));
+        flag
+    })
+    .clone()
+}
+
+/// What a run produced.
+pub struct Outcome {
+    pub results: ResultsFile,
+    pub out_dir: PathBuf,
+}
+
+impl Outcome {
+    pub fn any_failed(&self) -> bool {
+        self.results
+            .cells
+            .iter()
+            .any(|c| c.status == CellStatus::Failed)
+    }
+}
+
+pub fn run_scenario(scenario: &Scenario) -> Result<Outcome> {
+    let interrupt = interrupt_flag();
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let clock = Instant::now();
+    let f = &scenario.file;
+    let out_dir = scenario.output_dir();
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+
+    let max_threads = *f.threads.iter().max().unwrap_or(&1);
+    let env = capture_environment(max_threads);
+    let mut warnings = build_warnings(&env);
+    for w in &warnings {
+        eprintln!("\n!!! WARNING: {w}\n");
+    }
+    eprintln!(
+        "onebench: scenario `{}`{}, {} on {} ({} logical cores)",
+        f.name,
+        if scenario.quick { " (quick)" } else { "" },
+        env.build_profile,
+        env.cpu,
+        env.logical_cores
+    );
+
+    let (height, width) = f.input_size.height_width();
+    let size = InputSize {
+        batch: f.batch,
+        height,
+        width,
+    };
+    let input = seeded_uniform(size.shape(), f.seed, -2.0, 2.0);
+    let mut cells = expand(scenario, size);
+    if f.order == Order::Shuffled {
+        shuffle(&mut cells, f.seed);
+    }
+    let mut data = ModelData {
+        weights: BTreeMap::new(),
+        reference: BTreeMap::new(),
+    };
+
+    let budget = budget(scenario);
+    let progress = progress_bar(cells.len() as u64);
+    let backends_by_name: BTreeMap<String, Box<dyn Backend>> = backends::all()
+        .into_iter()
+        .map(|b| (b.name().to_string(), b))
+        .collect();
+    let cooldown = Duration::from_millis(f.cooldown_ms);
+
+    // Prepare and verify: one cell at a time for sequential orders (measured right away), all
+    // first for interleaving.
+    let interleaved = f.order == Order::Interleaved;
+    for i in 0..cells.len() {
+        if interrupt.load(Ordering::Relaxed) {
+            break;
+        }
+        progress.set_message(format!("verifying {}", cells[i].key));
+        let backend = backends_by_name
+            .get(&cells[i].key.backend)
+            .map(|b| b.as_ref());
+        prepare_cell(&mut cells[i], backend, scenario, size, &input, &mut data);
+        if !interleaved {
+            measure_turns(
+                &mut cells[i..=i],
+                &input,
+                &budget,
+                None,
+                &interrupt,
+                &progress,
+                cooldown,
+            )?;
+        }
+    }
+    if interleaved {
+        let slice = Some(Duration::from_millis(250));
+        measure_turns(
+            &mut cells, &input, &budget, slice, &interrupt, &progress, cooldown,
+        )?;
+    }
+    progress.finish_and_clear();
+
+    let interrupted = interrupt.load(Ordering::Relaxed);
+    let mut results = Vec::new();
+    for cell in cells {
+        results.push(finish_cell(
+            cell,
+            &env,
+            f.measurement.target_ci,
+            f.seed,
+            interrupted,
+        ));
+    }
+    let noisy = results.iter().filter(|c| !c.warnings.is_empty()).count();
+    if noisy > 0 {
+        warnings.push(format!(
+            "{noisy} cell(s) have a wide confidence interval or a large spread; see their notes"
+        ));
+    }
+    let results = ResultsFile {
+        schema_version: SCHEMA_VERSION,
+        tool: format!("onebench {}", env!("CARGO_PKG_VERSION")),
+        scenario: ScenarioInfo {
+            name: f.name.clone(),
+            path: scenario.path.display().to_string(),
+            sha256: scenario.sha256.clone(),
+            quick: scenario.quick,
+            order: f.order.name().into(),
+        },
+        started_at,
+        duration_s: clock.elapsed().as_secs_f64(),
+        interrupted,
+        speedups: speedups(&results),
+        environment: env,
+        cells: results,
+        device_profile: f.device_profile.as_ref().map(|d| DeviceProfile {
+            name: d.name.clone(),
+            peak_gflops: d.peak_gflops,
+            memory_gbps: d.memory_gbps,
+        }),
+        reference_measurements: f
+            .reference_measurements
+            .as_ref()
+            .map(|r| ReferenceMeasurements {
+                name: r.name.clone(),
+                form: r.form.0.name().into(),
+                latency_ms: r
+                    .latency_ms
+                    .iter()
+                    .map(|(m, v)| (m.0.name().to_string(), *v))
+                    .collect(),
+            }),
+        warnings,
+    };
+    write_outputs(&results, &out_dir)?;
+    Ok(Outcome { results, out_dir })
+}
+
+fn capture_environment(max_threads: usize) -> Environment {
+    let probe_env = environment::capture(None);
+    let peak = crate::machine::peak(
+        &probe_env.machine_fingerprint,
+        max_threads.max(probe_env.logical_cores),
+    );
+    Environment {
+        peak: Some(peak),
+        ..probe_env
+    }
+}
+
+/// The warnings every report of this build must carry.
+pub fn build_warnings(env: &Environment) -> Vec<String> {
+    let mut w = Vec::new();
+    if environment::unoptimized_build() {
+        w.push(format!(
+            "measured with an UNOPTIMIZED build (profile {}, opt-level {}): these timings are not meaningful; keep opt-level = 3 in the workspace Cargo.toml or use --release",
+            env.build_profile, env.opt_level
+        ));
+    }
+    w
+}
+
+/// Every (model, form, backend, threads) cell; unavailable backends and unsupported thread
+/// counts become skipped cells with their reason.
+fn expand(scenario: &Scenario, size: InputSize) -> Vec<Cell> {
+    let f = &scenario.file;
+    let all = backends::all();
+    let mut names: Vec<String> = Vec::new();
+    for name in &f.backends {
+        if name == "all" {
+            names.extend(
+                all.iter()
+                    .filter(|b| b.name() != "reference")
+                    .map(|b| b.name().to_string()),
+            );
+        } else {
+            names.push(
+                backends::get(name)
+                    .map(|b| b.name().to_string())
+                    .unwrap_or_else(|_| name.clone()),
+            );
+        }
+    }
+    names.dedup();
+    let mut cells = Vec::new();
+    for model in &f.models {
+        for form in &f.forms {
+            for backend_name in &names {
+                for &threads in &f.threads {
+                    let key = CellKey {
+                        model: model.0.name().into(),
+                        form: form.0.name().into(),
+                        backend: backend_name.clone(),
+                        threads,
+                        batch: size.batch,
+                        height: size.height,
+                        width: size.width,
+                    };
+                    let graph = build(model.0, form.0, size).expect("validated sizes build");
+                    let result = empty_result(&key, &model_cost(&graph));
+                    cells.push(Cell {
+                        key,
+                        variant: model.0,
+                        form: form.0,
+                        result,
+                        ready: None,
+                    });
+                }
+            }
+        }
+    }
+    cells
+}
+
+fn empty_result(key: &CellKey, cost: &models::ModelCost) -> CellResult {
+    CellResult {
+        key: key.clone(),
+        status: CellStatus::Interrupted,
+        reason: Some("not reached".into()),
+        weights: String::new(),
+        cost: CellCost {
+            params: cost.params,
+            macs: cost.macs,
+            macs_fvcore: cost.macs_fvcore,
+            flops: cost.flops,
+            memory_traffic_bytes: cost.memory_traffic_bytes,
+            peak_activation_bytes: cost.peak_activation_bytes,
+            ops: cost.ops,
+        },
+        verification: None,
+        latency: None,
+        samples_ms: Vec::new(),
+        warmup_runs: 0,
+        prepare_ms: 0.0,
+        resident_bytes: 0,
+        achieved_gflops: 0.0,
+        achieved_gbps: 0.0,
+        fraction_of_peak: None,
+        plan: String::new(),
+        warnings: Vec::new(),
+    }
+}
+
+fn shuffle(cells: &mut [Cell], seed: u64) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for i in (1..cells.len()).rev() {
+        let j = ((rng.next_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
+        cells.swap(i, j);
+    }
+}
+
+fn weights_for(
+    data: &mut ModelData,
+    scenario: &Scenario,
+    variant: Variant,
+    form: Form,
+) -> Result<(Weights, String), String> {
+    data.weights
+        .entry((variant, form))
+        .or_insert_with(|| {
+            let w = &scenario.file.weights;
+            match w.checkpoints.get(&crate::scenario::ModelName(variant)) {
+                Some(path) => models::load_model_weights(
+                    &scenario.resolve(path),
+                    variant,
+                    form,
+                    w.naming.map(|n| n.0),
+                )
+                .map(|(weights, origin)| {
+                    let folded = if origin.folded_at_load {
+                        " (folded at load)"
+                    } else {
+                        ""
+                    };
+                    (weights, format!("{}{folded}", origin.source))
+                })
+                .map_err(|e| e.to_string()),
+                None => {
+                    let (weights, origin) = models::seeded_weights(variant, form, w.seed);
+                    Ok((weights, origin.source))
+                }
+            }
+        })
+        .clone()
+}
+
+/// The reference output for a model, computed once: on the reparameterized form when its
+/// weights exist (the cheaper graph; the fold is exact to float32 rounding), else on the unfused.
+fn reference_for(
+    data: &mut ModelData,
+    scenario: &Scenario,
+    variant: Variant,
+    size: InputSize,
+    input: &Tensor,
+) -> Result<Tensor, String> {
+    if let Some(r) = data.reference.get(&variant) {
+        return r.clone();
+    }
+    let result = Form::ALL
+        .into_iter()
+        .rev()
+        .find_map(|form| {
+            weights_for(data, scenario, variant, form)
+                .ok()
+                .map(|w| (form, w.0))
+        })
+        .ok_or_else(|| "no weights could be loaded for the reference".to_string())
+        .and_then(|(form, weights)| {
+            let graph = build(variant, form, size).map_err(|e| e.to_string())?;
+            backends::reference_output(&graph, &weights, input).map_err(|e| e.to_string())
+        });
+    data.reference.insert(variant, result.clone());
+    result
+}
+
+/// Checks availability, loads weights, prepares and verifies one cell against the reference.
+fn prepare_cell(
+    cell: &mut Cell,
+    backend: Option<&dyn Backend>,
+    scenario: &Scenario,
+    size: InputSize,
+    input: &Tensor,
+    data: &mut ModelData,
+) {
+    let fail = |cell: &mut Cell, status, reason: String| {
+        cell.result.status = status;
+        cell.result.reason = Some(reason);
+    };
+    let Some(backend) = backend else {
+        return fail(
+            cell,
+            CellStatus::Skipped,
+            "not compiled into this build".into(),
+        );
+    };
+    if let Availability::Unavailable(reason) = backend.availability() {
+        return fail(cell, CellStatus::Skipped, reason);
+    }
+    if cell.key.threads > 1 && !backend.multithreaded() {
+        return fail(
+            cell,
+            CellStatus::Skipped,
+            format!("{} is single-threaded", backend.name()),
+        );
+    }
+    let weights = match weights_for(data, scenario, cell.variant, cell.form) {
+        Ok((w, source)) => {
+            cell.result.weights = source;
+            w
+        }
+        Err(e) => return fail(cell, CellStatus::Failed, format!("weights: {e}")),
+    };
+    let expected = match reference_for(data, scenario, cell.variant, size, input) {
+        Ok(r) => r,
+        Err(e) => return fail(cell, CellStatus::Failed, format!("reference: {e}")),
+    };
+    let graph = build(cell.variant, cell.form, size).expect("validated sizes build");
+    let options = PrepareOptions {
+        threads: cell.key.threads,
+        per_layer_timing: false,
+    };
+    let started = Instant::now();
+    let mut plan = match backend.prepare(&graph, &weights, &options) {
+        Ok(p) => p,
+        Err(e) => return fail(cell, CellStatus::Failed, format!("prepare: {e}")),
+    };
+    cell.result.prepare_ms = started.elapsed().as_secs_f64() * 1e3;
+    cell.result.plan = plan.describe();
+    let output = match plan.forward(input) {
+        Ok(o) => o,
+        Err(e) => return fail(cell, CellStatus::Failed, format!("run: {e}")),
+    };
+    let agreement = Agreement::measure(&output, &expected, backend.tolerance());
+    cell.result.verification = Some(Verification {
+        relative_l2: agreement.relative_l2,
+        max_abs_diff: agreement.max_abs_diff,
+        tolerance: agreement.tolerance,
+    });
+    if !agreement.passed() {
+        return fail(
+            cell,
+            CellStatus::Failed,
+            format!(
+                "output differs from the reference: relative L2 {:.3e} > tolerance {:.0e}",
+                agreement.relative_l2, agreement.tolerance
+            ),
+        );
+    }
+    cell.ready = Some(ReadyCell {
+        plan,
+        output,
+        timer: CellTimer::new(),
+    });
+}
+
+/// Measures the ready cells among `cells` in turns (`slice` None: each to completion).
+fn measure_turns(
+    cells: &mut [Cell],
+    input: &Tensor,
+    budget: &Budget,
+    slice: Option<Duration>,
+    interrupt: &AtomicBool,
+    progress: &ProgressBar,
+    cooldown: Duration,
+) -> Result<()> {
+    loop {
+        let mut any_left = false;
+        for cell in cells.iter_mut() {
+            let key = cell.key.to_string();
+            let Some(ready) = cell.ready.as_mut() else {
+                continue;
+            };
+            if ready.timer.is_done() {
+                continue;
+            }
+            progress.set_message(format!(
+                "measuring {key} ({} samples)",
+                ready.timer.samples_ms.len()
+            ));
+            let done = match ready.timer.turn(
+                ready.plan.as_mut(),
+                input,
+                &mut ready.output,
+                budget,
+                slice,
+                interrupt,
+            ) {
+                Ok(done) => done,
+                Err(e) => {
+                    cell.result.status = CellStatus::Failed;
+                    cell.result.reason = Some(format!("run: {e}"));
+                    cell.ready = None;
+                    true
+                }
+            };
+            if done {
+                if let Some(ready) = cell.ready.as_ref() {
+                    cell.result.resident_bytes = environment::resident_bytes();
+                    if ready.timer.stopped != Some(StopReason::Interrupted) {
+                        progress.inc(1);
+                        if progress.is_hidden() {
+                            let median =
+                                stats::quantile(&stats::sorted(&ready.timer.samples_ms), 0.5);
+                            eprintln!(
+                                "  measured {key}: median {median:.3} ms over {} runs",
+                                ready.timer.samples_ms.len()
+                            );
+                        }
+                    }
+                }
+            } else {
+                any_left = true;
+            }
+            if !cooldown.is_zero() {
+                std::thread::sleep(cooldown);
+            }
+            if interrupt.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+        }
+        if !any_left {
+            return Ok(());
+        }
+    }
+}
+
+/// Turns a cell's samples into its result: summary, throughput, warnings.
+fn finish_cell(
+    cell: Cell,
+    env: &Environment,
+    target_ci: Option<f64>,
+    seed: u64,
+    interrupted: bool,
+) -> CellResult {
+    let mut r = cell.result;
+    let Some(ready) = cell.ready else {
+        if r.status == CellStatus::Interrupted && !interrupted {
+            r.reason = Some("not reached".into());
+        }
+        return r;
+    };
+    let timer = ready.timer;
+    r.warmup_runs = timer.warmup_runs;
+    if timer.stopped == Some(StopReason::Interrupted) || timer.samples_ms.is_empty() {
+        r.status = CellStatus::Interrupted;
+        r.reason = Some(format!(
+            "interrupted after {} samples",
+            timer.samples_ms.len()
+        ));
+        r.samples_ms = timer.samples_ms;
+        return r;
+    }
+    let summary = stats::summarize(&timer.samples_ms, seed);
+    let seconds = summary.median_ms / 1e3;
+    r.achieved_gflops = r.cost.flops as f64 / seconds / 1e9;
+    r.achieved_gbps = r.cost.memory_traffic_bytes as f64 / seconds / 1e9;
+    r.fraction_of_peak = env.peak.as_ref().and_then(|p| {
+        p.gflops
+            .iter()
+            .filter(|(t, _)| *t <= r.key.threads)
+            .max_by_key(|(t, _)| *t)
+            .map(|(_, peak)| r.achieved_gflops / peak)
+    });
+    let limit = target_ci.unwrap_or(0.02);
+    if summary.ci95_relative > limit {
+        r.warnings.push(format!(
+            "95% CI ±{:.1}% exceeds ±{:.1}%",
+            summary.ci95_relative * 100.0,
+            limit * 100.0
+        ));
+    }
+    if summary.iqr_ms > 0.1 * summary.median_ms {
+        r.warnings.push(format!(
+            "large spread: IQR {:.0}% of the median",
+            summary.iqr_ms / summary.median_ms * 100.0
+        ));
+    }
+    r.status = CellStatus::Ok;
+    r.reason = None;
+    r.latency = Some(summary);
+    r.samples_ms = timer.samples_ms;
+    r
+}
+
+/// unfused / reparameterized median per model, backend and thread count.
+pub fn speedups(cells: &[CellResult]) -> Vec<Speedup> {
+    let median_of = |c: &CellResult| c.median_ms().filter(|_| c.status == CellStatus::Ok);
+    let mut out = Vec::new();
+    for fused in cells
+        .iter()
+        .filter(|c| c.key.form == Form::Reparameterized.name())
+    {
+        let Some(fused_ms) = median_of(fused) else {
+            continue;
+        };
+        let unfused = cells.iter().find(|c| {
+            c.key.form == Form::Unfused.name()
+                && CellKey {
+                    form: fused.key.form.clone(),
+                    ..c.key.clone()
+                } == fused.key
+        });
+        if let Some(unfused_ms) = unfused.and_then(median_of) {
+            out.push(Speedup {
+                model: fused.key.model.clone(),
+                backend: fused.key.backend.clone(),
+                threads: fused.key.threads,
+                unfused_ms,
+                reparameterized_ms: fused_ms,
+                speedup: unfused_ms / fused_ms,
+            });
+        }
+    }
+    out
+}
+
+fn budget(scenario: &Scenario) -> Budget {
+    let f = &scenario.file;
+    Budget {
+        warmup_runs: f.warmup.runs,
+        warmup_min: Duration::from_millis(f.warmup.min_time_ms),
+        min_runs: f.measurement.min_runs,
+        max_runs: f.measurement.max_runs,
+        min_time: Duration::from_millis(f.measurement.min_time_ms),
+        max_time: Duration::from_millis(f.measurement.max_time_ms),
+        target_ci: f.measurement.target_ci,
+    }
+}
+
+fn progress_bar(cells: u64) -> ProgressBar {
+    let bar = ProgressBar::new(cells);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "[{elapsed_precise}] {bar:30} cell {pos}/{len} (eta {eta}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// results.json, results.csv and report.md, each written atomically.
+pub fn write_outputs(results: &ResultsFile, out_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+    let files = [
+        ("results.json", results.to_json()),
+        ("results.csv", reports::summary::csv(results)),
+        ("report.md", reports::summary::markdown(results)),
+    ];
+    for (name, text) in files {
+        let path = out_dir.join(name);
+        models::checkpoint::write_atomically(&path, text.as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(())
+}

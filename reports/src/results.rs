@@ -1,0 +1,303 @@
+//! The results file: one versioned, documented schema that the harness writes and the reports,
+//! the gate and `harness report` read. A cell's identity (`CellKey`) orders and names cells
+//! everywhere. Raw samples are always kept.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change of `ResultsFile`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Errors reading a results file.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a onebench results file: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("{path}: schema version {found} is not supported (this build reads version {SCHEMA_VERSION})")]
+    Version { path: String, found: u32 },
+}
+
+/// What identifies a measured cell: model, form, backend, threads, batch, input size.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CellKey {
+    pub model: String,
+    pub form: String,
+    pub backend: String,
+    pub threads: usize,
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl fmt::Display for CellKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} t{} b{} {}x{}",
+            self.model, self.form, self.backend, self.threads, self.batch, self.height, self.width
+        )
+    }
+}
+
+/// How a cell ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellStatus {
+    /// Verified against the reference, then measured.
+    Ok,
+    /// Its output disagreed with the reference (or it failed to run); not timed.
+    Failed,
+    /// The backend is unavailable here (reason given); not run.
+    Skipped,
+    /// The run was interrupted before or while this cell was measured.
+    Interrupted,
+}
+
+impl fmt::Display for CellStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CellStatus::Ok => "ok",
+            CellStatus::Failed => "failed",
+            CellStatus::Skipped => "skipped",
+            CellStatus::Interrupted => "interrupted",
+        })
+    }
+}
+
+/// Summary statistics of a cell's latency samples, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub samples: usize,
+    pub median_ms: f64,
+    pub mean_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub p10_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub iqr_ms: f64,
+    pub std_dev_ms: f64,
+    /// Bootstrap 95% confidence interval of the median: [low, high].
+    pub ci95_ms: [f64; 2],
+    /// Half-width of the interval relative to the median (0.01 = ±1%).
+    pub ci95_relative: f64,
+    /// Samples outside 1.5 IQR of the quartiles (mild) and 3 IQR (severe).
+    pub outliers_mild: usize,
+    pub outliers_severe: usize,
+}
+
+/// The cost of the cell's model at the cell's input (from the cost counter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellCost {
+    pub params: u64,
+    pub macs: u64,
+    pub macs_fvcore: u64,
+    pub flops: u64,
+    pub memory_traffic_bytes: u64,
+    pub peak_activation_bytes: u64,
+    pub ops: usize,
+}
+
+/// One measured (or failed, skipped) cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellResult {
+    #[serde(flatten)]
+    pub key: CellKey,
+    pub status: CellStatus,
+    /// Why the cell failed, was skipped or interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub weights: String,
+    pub cost: CellCost,
+    /// Relative L2 error against the reference executor, and the tolerance it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Latency statistics, flattened into the cell (`median_ms`, `p90_ms`, `ci95_ms`, ...).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySummary>,
+    /// Every timed sample, in the order measured.
+    #[serde(default)]
+    pub samples_ms: Vec<f64>,
+    #[serde(default)]
+    pub warmup_runs: usize,
+    #[serde(default)]
+    pub prepare_ms: f64,
+    /// Resident memory of the process after this cell's warm-up.
+    #[serde(default)]
+    pub resident_bytes: u64,
+    /// FLOPs / median latency.
+    #[serde(default)]
+    pub achieved_gflops: f64,
+    /// Memory traffic / median latency.
+    #[serde(default)]
+    pub achieved_gbps: f64,
+    /// Achieved GFLOP/s over the machine's measured peak at this thread count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction_of_peak: Option<f64>,
+    /// What the backend says about its plan (layout, fusions, kernels).
+    #[serde(default)]
+    pub plan: String,
+    /// Warnings about this cell (e.g. a wide confidence interval).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl CellResult {
+    /// The flat fields most readers want: median, p90, CI.
+    pub fn median_ms(&self) -> Option<f64> {
+        self.latency.as_ref().map(|l| l.median_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub relative_l2: f64,
+    pub max_abs_diff: f64,
+    pub tolerance: f64,
+}
+
+/// unfused median / reparameterized median, per model, backend and thread count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Speedup {
+    pub model: String,
+    pub backend: String,
+    pub threads: usize,
+    pub unfused_ms: f64,
+    pub reparameterized_ms: f64,
+    pub speedup: f64,
+}
+
+/// The machine, the build and the software the results were measured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub cpu: String,
+    pub physical_cores: Option<usize>,
+    pub logical_cores: usize,
+    pub cpu_frequency_mhz: u64,
+    pub memory_bytes: u64,
+    pub os: String,
+    pub kernel: String,
+    pub hostname: String,
+    /// A stable identity of the machine kind (CPU model, cores, memory) for comparisons.
+    pub machine_fingerprint: String,
+    pub git_commit: String,
+    pub rustc: String,
+    /// `dev` or `release` (cargo's profile the harness was built with).
+    pub build_profile: String,
+    pub opt_level: String,
+    pub debug_assertions: bool,
+    pub backends: Vec<BackendInfo>,
+    /// Measured peak GFLOP/s at 1 and at all threads, and memory GB/s (a short built-in probe).
+    pub peak: Option<MachinePeak>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    pub name: String,
+    pub version: String,
+    pub availability: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachinePeak {
+    /// (threads, GFLOP/s) pairs measured by the FMA probe.
+    pub gflops: Vec<(usize, f64)>,
+    /// (threads, GB/s) pairs measured by the read-bandwidth probe.
+    pub gbps: Vec<(usize, f64)>,
+    pub isa: String,
+}
+
+/// A user-supplied device profile for a roofline projection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceProfile {
+    pub name: String,
+    pub peak_gflops: f64,
+    pub memory_gbps: f64,
+}
+
+/// Latencies measured elsewhere (e.g. the paper's iPhone 12 figures), shown beside ours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceMeasurements {
+    pub name: String,
+    pub form: String,
+    /// model -> latency in ms.
+    pub latency_ms: std::collections::BTreeMap<String, f64>,
+}
+
+/// Everything one run of a scenario produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultsFile {
+    pub schema_version: u32,
+    pub tool: String,
+    pub scenario: ScenarioInfo,
+    /// RFC 3339 UTC time the run started.
+    pub started_at: String,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    pub environment: Environment,
+    pub cells: Vec<CellResult>,
+    pub speedups: Vec<Speedup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_profile: Option<DeviceProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_measurements: Option<ReferenceMeasurements>,
+    /// Run-wide warnings (unoptimized build, noisy cells, ...).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub path: String,
+    /// SHA-256 of the scenario file's bytes.
+    pub sha256: String,
+    pub quick: bool,
+    pub order: String,
+}
+
+impl ResultsFile {
+    /// Reads and checks a results file.
+    pub fn read(path: &Path) -> Result<ResultsFile, ResultsError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ResultsError::Parse {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        let version = value.get("schema_version").and_then(|v| v.as_u64());
+        match version {
+            Some(v) if v as u32 == SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(ResultsError::Version {
+                    path: shown,
+                    found: v as u32,
+                })
+            }
+            None => {
+                return Err(ResultsError::Parse {
+                    path: shown,
+                    reason: "no `schema_version` field".into(),
+                })
+            }
+        }
+        serde_json::from_value(value).map_err(|e| ResultsError::Parse {
+            path: shown,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("results serialize")
+    }
+}

@@ -1,0 +1,262 @@
+//! Renderings of a results file that need no plots: the compact terminal table, results.csv
+//! and the Markdown summary (the reports issue adds plots and HTML beside it).
+
+use std::fmt::Write;
+
+use tabled::builder::Builder;
+use tabled::settings::object::Columns;
+use tabled::settings::{Alignment, Style};
+
+use crate::results::{CellResult, CellStatus, ResultsFile};
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn row(c: &CellResult) -> Vec<String> {
+    let key = &c.key;
+    let mut cells = vec![
+        key.model.clone(),
+        key.form.clone(),
+        key.backend.clone(),
+        key.threads.to_string(),
+    ];
+    match &c.latency {
+        Some(l) if c.status == CellStatus::Ok => cells.extend([
+            ms(l.median_ms),
+            ms(l.p90_ms),
+            format!("±{:.1}%", l.ci95_relative * 100.0),
+            l.samples.to_string(),
+            format!("{:.1}", c.achieved_gflops),
+            c.fraction_of_peak
+                .map_or("-".into(), |f| format!("{:.0}%", f * 100.0)),
+        ]),
+        _ => cells.extend(std::iter::repeat_n("-".to_string(), 6)),
+    }
+    let note = match (&c.status, &c.reason) {
+        (CellStatus::Ok, _) => c.warnings.join("; "),
+        (status, Some(reason)) => format!("{status}: {reason}"),
+        (status, None) => status.to_string(),
+    };
+    cells.push(note);
+    cells
+}
+
+const HEADER: [&str; 11] = [
+    "model",
+    "form",
+    "backend",
+    "threads",
+    "median ms",
+    "p90 ms",
+    "95% CI",
+    "runs",
+    "GFLOP/s",
+    "of peak",
+    "note",
+];
+
+/// The compact table printed at the end of a run.
+pub fn terminal_table(results: &ResultsFile) -> String {
+    let mut b = Builder::default();
+    b.push_record(HEADER);
+    for c in &results.cells {
+        b.push_record(row(c));
+    }
+    let mut table = b.build();
+    table.with(Style::rounded());
+    table.modify(Columns::new(3..10), Alignment::right());
+    let mut out = table.to_string();
+    for s in &results.speedups {
+        let _ = write!(
+            out,
+            "\nreparameterization speedup {} {} t{}: {:.2}x ({} -> {} ms)",
+            s.model,
+            s.backend,
+            s.threads,
+            s.speedup,
+            ms(s.unfused_ms),
+            ms(s.reparameterized_ms)
+        );
+    }
+    out
+}
+
+/// results.csv: one row per cell, the summary statistics in columns (raw samples stay in JSON).
+pub fn csv(results: &ResultsFile) -> String {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let header = [
+        "model",
+        "form",
+        "backend",
+        "threads",
+        "batch",
+        "height",
+        "width",
+        "status",
+        "median_ms",
+        "mean_ms",
+        "min_ms",
+        "p10_ms",
+        "p90_ms",
+        "p99_ms",
+        "ci95_low_ms",
+        "ci95_high_ms",
+        "samples",
+        "gflops",
+        "gbps",
+        "params",
+        "macs",
+        "flops",
+        "memory_traffic_bytes",
+        "reason",
+    ];
+    w.write_record(header).expect("in-memory csv");
+    for c in &results.cells {
+        let k = &c.key;
+        let l = c.latency.as_ref();
+        let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+        w.write_record([
+            k.model.clone(),
+            k.form.clone(),
+            k.backend.clone(),
+            k.threads.to_string(),
+            k.batch.to_string(),
+            k.height.to_string(),
+            k.width.to_string(),
+            c.status.to_string(),
+            f(l.map(|l| l.median_ms)),
+            f(l.map(|l| l.mean_ms)),
+            f(l.map(|l| l.min_ms)),
+            f(l.map(|l| l.p10_ms)),
+            f(l.map(|l| l.p90_ms)),
+            f(l.map(|l| l.p99_ms)),
+            f(l.map(|l| l.ci95_ms[0])),
+            f(l.map(|l| l.ci95_ms[1])),
+            l.map_or(0, |l| l.samples).to_string(),
+            format!("{:.3}", c.achieved_gflops),
+            format!("{:.3}", c.achieved_gbps),
+            c.cost.params.to_string(),
+            c.cost.macs.to_string(),
+            c.cost.flops.to_string(),
+            c.cost.memory_traffic_bytes.to_string(),
+            c.reason.clone().unwrap_or_default(),
+        ])
+        .expect("in-memory csv");
+    }
+    String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
+}
+
+/// The Markdown summary: header (scenario, machine, build), warnings, the cell table, speedups.
+pub fn markdown(results: &ResultsFile) -> String {
+    let e = &results.environment;
+    let mut md = String::new();
+    let _ = writeln!(md, "# onebench: {}\n", results.scenario.name);
+    for w in &results.warnings {
+        let _ = writeln!(md, "> **Warning:** {w}\n");
+    }
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let facts = [
+        ("date", results.started_at.clone()),
+        (
+            "scenario",
+            format!(
+                "`{}` (sha256 {}…)",
+                results.scenario.path,
+                &results.scenario.sha256[..12.min(results.scenario.sha256.len())]
+            ),
+        ),
+        (
+            "machine",
+            format!(
+                "{}, {} logical cores, {:.1} GiB",
+                e.cpu,
+                e.logical_cores,
+                e.memory_bytes as f64 / (1u64 << 30) as f64
+            ),
+        ),
+        ("os", format!("{} (kernel {})", e.os, e.kernel)),
+        (
+            "build",
+            format!(
+                "{} profile, opt-level {}, debug assertions {}",
+                e.build_profile,
+                e.opt_level,
+                if e.debug_assertions { "on" } else { "off" }
+            ),
+        ),
+        ("commit", e.git_commit.clone()),
+        ("rustc", e.rustc.clone()),
+        (
+            "backends",
+            e.backends
+                .iter()
+                .map(|b| format!("{} {} ({})", b.name, b.version, b.availability))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        ("order", results.scenario.order.clone()),
+        (
+            "duration",
+            format!(
+                "{:.1} s{}",
+                results.duration_s,
+                if results.interrupted {
+                    " (interrupted)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    ];
+    for (k, v) in facts {
+        let _ = writeln!(md, "| {k} | {} |", v.replace('|', "\\|"));
+    }
+    let _ = writeln!(
+        md,
+        "\n## Latency\n\n| {} |\n|{}|",
+        HEADER.join(" | "),
+        "---|".repeat(HEADER.len())
+    );
+    for c in &results.cells {
+        let _ = writeln!(
+            md,
+            "| {} |",
+            row(c)
+                .iter()
+                .map(|s| s.replace('|', "\\|"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    if !results.speedups.is_empty() {
+        let _ = writeln!(md, "\n## Reparameterization speedup (unfused / reparameterized median)\n\n| model | backend | threads | unfused ms | reparameterized ms | speedup |\n|---|---|---|---|---|---|");
+        for s in &results.speedups {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.2}x |",
+                s.model,
+                s.backend,
+                s.threads,
+                ms(s.unfused_ms),
+                ms(s.reparameterized_ms),
+                s.speedup
+            );
+        }
+    }
+    if let Some(r) = &results.reference_measurements {
+        let _ = writeln!(
+            md,
+            "\n## Reference measurements: {} ({})\n\n| model | latency ms |\n|---|---|",
+            r.name, r.form
+        );
+        for (m, v) in &r.latency_ms {
+            let _ = writeln!(md, "| {m} | {v} |");
+        }
+    }
+    md
+}
