@@ -569,10 +569,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_line_field_and_what_is_allowed() {
+        // serde_norway points at the start of the `models` sequence (line 3), naming the value.
         let e = err("name: t\nmodels:\n  - s0\n  - s7\n");
         assert!(
-            e.contains(":4: ")
-                && e.contains("unknown model `s7`")
+            e.contains(":3: models: unknown model `s7`")
                 && e.contains("mobileone-s0 .. mobileone-s4"),
             "{e}"
         );
