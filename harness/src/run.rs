@@ -98,7 +98,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<Outcome> {
         env.logical_cores
     );
 
-    let (height, width) = f.input_size.height_width();
+    let (height, width) = scenario.input_size();
     let size = InputSize {
         batch: f.batch,
         height,

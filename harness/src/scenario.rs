@@ -26,9 +26,10 @@ pub struct ScenarioFile {
     pub threads: Vec<usize>,
     #[serde(default = "one")]
     pub batch: usize,
-    /// `224` or `[height, width]`.
-    #[serde(default)]
-    pub input_size: InputSizeSpec,
+    /// `224` or `[height, width]` (read as YAML here, interpreted by validation so its errors
+    /// carry the line).
+    #[serde(default = "default_input_size")]
+    pub input_size: serde_norway::Value,
     #[serde(default)]
     pub weights: WeightsSpec,
     #[serde(default)]
@@ -62,6 +63,9 @@ fn default_threads() -> Vec<usize> {
 }
 fn one() -> usize {
     1
+}
+fn default_input_size() -> serde_norway::Value {
+    serde_norway::Value::from(224u64)
 }
 
 /// A model name, checked while parsing (so the error carries the line).
@@ -104,16 +108,32 @@ impl TryFrom<String> for NamingName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(untagged, expecting = "a size like 224 or a list [height, width]")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputSizeSpec {
     Square(usize),
     HeightWidth([usize; 2]),
 }
 
-impl Default for InputSizeSpec {
-    fn default() -> Self {
-        InputSizeSpec::Square(224)
+impl InputSizeSpec {
+    /// `224` or `[height, width]`.
+    pub fn parse(v: &serde_norway::Value) -> Result<Self, String> {
+        let size = |v: &serde_norway::Value| v.as_u64().map(|n| n as usize);
+        match v {
+            serde_norway::Value::Number(_) => size(v).map(InputSizeSpec::Square),
+            serde_norway::Value::Sequence(items) if items.len() == 2 => {
+                match (size(&items[0]), size(&items[1])) {
+                    (Some(h), Some(w)) => Some(InputSizeSpec::HeightWidth([h, w])),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            format!(
+                "expected a size like 224 or a list [height, width], found {}",
+                serde_norway::to_string(&v).unwrap_or_default().trim()
+            )
+        })
     }
 }
 
@@ -325,7 +345,9 @@ impl Scenario {
         if f.batch == 0 {
             return Err(err("batch", "must be at least 1".into()));
         }
-        let (h, w) = f.input_size.height_width();
+        let (h, w) = InputSizeSpec::parse(&f.input_size)
+            .map_err(|m| err("input_size", m))?
+            .height_width();
         if h < 32 || w < 32 {
             return Err(err(
                 "input_size",
@@ -447,6 +469,13 @@ impl Scenario {
             .clone()
             .unwrap_or_else(|| PathBuf::from("results").join(&self.file.name))
     }
+
+    /// (height, width) of the input; validated at load.
+    pub fn input_size(&self) -> (usize, usize) {
+        InputSizeSpec::parse(&self.file.input_size)
+            .expect("validated at load")
+            .height_width()
+    }
 }
 
 fn parse_list<T>(
@@ -543,7 +572,7 @@ mod tests {
         assert_eq!(f.forms.len(), 2);
         assert_eq!(f.backends, ["all"]);
         assert_eq!(
-            (f.threads.clone(), f.batch, f.input_size.height_width()),
+            (f.threads.clone(), f.batch, s.input_size()),
             (vec![1], 1, (224, 224))
         );
         assert_eq!(f.order, Order::Interleaved);
