@@ -56,7 +56,9 @@ impl CellTimer {
     }
 
     /// Measures for up to `slice` (None: until done). A turn after the first starts with one
-    /// untimed run to bring the cell's weights back into cache. Returns whether the cell is done.
+    /// untimed run to bring the cell's weights back into cache, when a run is short next to the
+    /// slice (under a tenth of it; for longer runs the cache state is noise and the extra run
+    /// would only double the cost). Returns whether the cell is done.
     pub fn turn(
         &mut self,
         plan: &mut dyn Prepared,
@@ -82,8 +84,10 @@ impl CellTimer {
                 self.warmup_elapsed += t.elapsed();
                 self.warmup_runs += 1;
             }
-        } else if slice.is_some() {
-            plan.run(input, output)?;
+        } else if let (Some(slice), Some(last)) = (slice, self.samples_ms.last()) {
+            if *last < slice.as_secs_f64() * 1e3 / 10.0 {
+                plan.run(input, output)?;
+            }
         }
         while self.stopped.is_none() {
             if interrupt.load(Ordering::Relaxed) {
@@ -110,16 +114,21 @@ impl CellTimer {
         self.sorted_ms.insert(at, ms);
     }
 
-    /// The stopping rule, checked after every sample.
+    /// The stopping rule, checked after every sample: `min_runs` is a hard minimum and
+    /// `max_runs` a hard maximum; between them, stop at `max_time`, or once `min_time` has passed
+    /// and the confidence target (if any) is reached.
     pub fn stop_reason(&self, budget: &Budget) -> Option<StopReason> {
         let n = self.samples_ms.len();
         if n >= budget.max_runs {
             return Some(StopReason::MaxRuns);
         }
+        if n < budget.min_runs {
+            return None;
+        }
         if self.measured >= budget.max_time {
             return Some(StopReason::MaxTime);
         }
-        if n < budget.min_runs || self.measured < budget.min_time {
+        if self.measured < budget.min_time {
             return None;
         }
         match budget.target_ci {
@@ -224,8 +233,9 @@ mod tests {
         };
         let b = Budget {
             max_runs: 1000,
-            min_runs: 1000,
+            min_runs: 1,
             max_time: Duration::from_millis(40),
+            target_ci: Some(1e-9),
             ..budget()
         };
         let t = run(&mut plan, &b, None);
@@ -237,37 +247,71 @@ mod tests {
         );
     }
 
+    /// Runs `timer` in turns of `slice` until done; returns the number of turns after the first.
+    fn in_turns(plan: &mut Sleeper, b: &Budget, slice: Duration) -> (CellTimer, usize) {
+        let mut timer = CellTimer::new();
+        let (x, mut y) = (Tensor::zeros(vec![1]), Tensor::zeros(vec![1]));
+        let mut turns = 0;
+        while !timer
+            .turn(plan, &x, &mut y, b, Some(slice), &AtomicBool::new(false))
+            .unwrap()
+        {
+            turns += 1;
+        }
+        (timer, turns)
+    }
+
     #[test]
-    fn turns_resume_where_they_left_off() {
+    fn turns_resume_where_they_left_off_and_rewarm_short_runs() {
+        // 1 ms runs in 20 ms turns: short next to the slice, so each later turn re-warms once.
         let mut plan = Sleeper {
             runs: 0,
-            nap: Duration::from_millis(2),
+            nap: Duration::from_millis(1),
+        };
+        let b = Budget {
+            min_runs: 40,
+            max_runs: 40,
+            ..budget()
+        };
+        let (timer, turns) = in_turns(&mut plan, &b, Duration::from_millis(20));
+        assert!(turns >= 2, "several turns were needed");
+        assert_eq!(timer.samples_ms.len(), 40);
+        assert_eq!(plan.runs, 2 + 40 + turns);
+    }
+
+    #[test]
+    fn long_runs_are_not_rewarmed() {
+        // 4 ms runs in 5 ms turns: a re-warm would double the cost, so there is none.
+        let mut plan = Sleeper {
+            runs: 0,
+            nap: Duration::from_millis(4),
         };
         let b = Budget {
             min_runs: 6,
             max_runs: 6,
             ..budget()
         };
-        let mut timer = CellTimer::new();
-        let (x, mut y) = (Tensor::zeros(vec![1]), Tensor::zeros(vec![1]));
-        let mut turns = 0;
-        while !timer
-            .turn(
-                &mut plan,
-                &x,
-                &mut y,
-                &b,
-                Some(Duration::from_millis(3)),
-                &AtomicBool::new(false),
-            )
-            .unwrap()
-        {
-            turns += 1;
-        }
-        assert!(turns >= 2, "several turns were needed");
-        assert_eq!(timer.samples_ms.len(), 6);
-        // Warm-up once, plus one untimed re-warm run per later turn.
-        assert_eq!(plan.runs, 2 + 6 + turns);
+        let (timer, turns) = in_turns(&mut plan, &b, Duration::from_millis(5));
+        assert!(turns >= 2);
+        assert_eq!((timer.samples_ms.len(), plan.runs), (6, 2 + 6));
+    }
+
+    #[test]
+    fn min_runs_win_over_max_time() {
+        let mut plan = Sleeper {
+            runs: 0,
+            nap: Duration::from_millis(3),
+        };
+        let b = Budget {
+            min_runs: 4,
+            max_time: Duration::from_millis(1),
+            ..budget()
+        };
+        let t = run(&mut plan, &b, None);
+        assert_eq!(
+            (t.samples_ms.len(), t.stopped),
+            (4, Some(StopReason::MaxTime))
+        );
     }
 
     #[test]

@@ -1,0 +1,263 @@
+//! `harness SCENARIO` end to end: a small scenario runs, verifies, measures and writes
+//! results.json (schema fields, raw samples), results.csv and report.md; a failing cell is
+//! reported without stopping the others; Ctrl-C keeps what was measured; `harness report`
+//! re-renders from saved results; every shipped scenario parses.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use harness::scenario::{Overrides, Scenario};
+use reports::results::{CellStatus, ResultsFile};
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+const SMALL: &str = "name: small
+models: [s0, s1]
+forms: [unfused, reparameterized]
+backends: [reference, candle]
+threads: [1, 2]
+input_size: 32
+warmup: {runs: 1, min_time_ms: 0}
+measurement: {min_runs: 3, max_runs: 6, min_time_ms: 0, max_time_ms: 300, target_ci: 0.05}
+order: shuffled
+seed: 4
+";
+
+#[test]
+fn a_scenario_runs_end_to_end_and_writes_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "small.yaml", SMALL);
+    let out = dir.path().join("out");
+    let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("median ms") && stdout.contains("reparameterization speedup"),
+        "{stdout}"
+    );
+
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    assert_eq!(results.cells.len(), 2 * 2 * 2 * 2);
+    assert_eq!(results.scenario.order, "shuffled");
+    for cell in &results.cells {
+        let single_threaded_reference = cell.key.backend == "reference" && cell.key.threads == 2;
+        if single_threaded_reference {
+            assert_eq!(cell.status, CellStatus::Skipped, "{}", cell.key);
+            assert!(cell.reason.as_deref().unwrap().contains("single-threaded"));
+            continue;
+        }
+        assert_eq!(
+            cell.status,
+            CellStatus::Ok,
+            "{}: {:?}",
+            cell.key,
+            cell.reason
+        );
+        let l = cell.latency.as_ref().unwrap();
+        assert_eq!(l.samples, cell.samples_ms.len());
+        assert!(
+            (3..=6).contains(&l.samples),
+            "{}: {} samples",
+            cell.key,
+            l.samples
+        );
+        assert!(l.min_ms <= l.median_ms && l.median_ms <= l.p90_ms && l.p90_ms <= l.max_ms);
+        assert!(l.ci95_ms[0] <= l.median_ms && l.median_ms <= l.ci95_ms[1]);
+        assert!(cell.verification.as_ref().unwrap().relative_l2 <= 1e-4);
+        assert!(cell.achieved_gflops > 0.0 && cell.prepare_ms > 0.0 && cell.resident_bytes > 0);
+        assert!(!cell.plan.is_empty());
+    }
+    assert!(!results.speedups.is_empty());
+    assert!(results.environment.peak.is_some() && !results.environment.rustc.is_empty());
+
+    // The flat per-cell keys the schema promises.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let cell = json["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "ok")
+        .unwrap();
+    for key in [
+        "model",
+        "form",
+        "backend",
+        "threads",
+        "batch",
+        "median_ms",
+        "p90_ms",
+        "ci95_ms",
+        "samples_ms",
+        "status",
+    ] {
+        assert!(!cell[key].is_null(), "cell key {key} missing");
+    }
+    assert_eq!(json["schema_version"], 1);
+
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.starts_with("model,form,backend,threads,batch,height,width,status,median_ms"));
+    assert_eq!(csv.lines().count(), 1 + 16);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("# onebench: small") && md.contains("| mobileone-s1 |"),
+        "{md}"
+    );
+
+    // `harness report` re-renders from the saved results without measuring.
+    let again = dir.path().join("again");
+    let o = harness(&[
+        "report",
+        out.join("results.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(again.join("results.csv")).unwrap(),
+        csv
+    );
+}
+
+#[test]
+fn a_failing_cell_is_reported_and_the_others_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // An S1 checkpoint given for S0: S0's cells fail with the loader's message, S1's run.
+    let (s1, _) = models::seeded_weights(models::Variant::S1, models::Form::Reparameterized, 0);
+    models::save_safetensors(&s1, &dir.path().join("s1.safetensors")).unwrap();
+    let scenario = write(
+        dir.path(),
+        "f.yaml",
+        "name: f\nmodels: [s0, s1]\nforms: [reparameterized]\nbackends: [candle]\ninput_size: 32\nweights:\n  checkpoints:\n    s0: s1.safetensors\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n",
+    );
+    let out = dir.path().join("out");
+    let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    let s0 = results
+        .cells
+        .iter()
+        .find(|c| c.key.model == "mobileone-s0")
+        .unwrap();
+    assert_eq!(s0.status, CellStatus::Failed);
+    assert!(
+        s0.reason
+            .as_deref()
+            .unwrap()
+            .contains("looks like mobileone-s1 reparameterized"),
+        "{:?}",
+        s0.reason
+    );
+    let s1 = results
+        .cells
+        .iter()
+        .find(|c| c.key.model == "mobileone-s1")
+        .unwrap();
+    assert_eq!(s1.status, CellStatus::Ok, "{:?}", s1.reason);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_keeps_the_cells_measured_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long budgets, sequential: the first cells finish, a later one is interrupted.
+    let scenario = write(
+        dir.path(),
+        "long.yaml",
+        "name: long\nmodels: [s0, s1, s2]\nforms: [reparameterized]\nbackends: [candle]\ninput_size: 32\norder: sequential\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 1, max_runs: 1000000, min_time_ms: 0, max_time_ms: 1500, target_ci: 0.000001}\n",
+    );
+    let out = dir.path().join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([&scenario, "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    assert!(results.interrupted);
+    let statuses: Vec<_> = results.cells.iter().map(|c| c.status).collect();
+    assert_eq!(statuses[0], CellStatus::Ok, "{statuses:?}");
+    assert!(statuses.contains(&CellStatus::Interrupted), "{statuses:?}");
+    // No temporary files are left beside the outputs.
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+#[test]
+fn bad_scenarios_give_one_clear_line_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "bad.yaml",
+        "name: bad\nmodels: [s0]\nthreds: [1]\n",
+    );
+    let out = dir.path().join("out");
+    let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.yaml:3:") && err.contains("unknown field `threds`"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!out.exists());
+    let o = harness(&["report", dir.path().join("nothing.json").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing.json: cannot read"));
+    let junk = write(dir.path(), "junk.json", "{\"schema_version\": 99}");
+    let o = harness(&["report", &junk]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("schema version 99 is not supported"));
+}
+
+#[test]
+fn every_shipped_scenario_parses_in_quick_mode() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let quick = Overrides {
+                quick: true,
+                ..Default::default()
+            };
+            Scenario::load(&path, &quick).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            count += 1;
+        }
+    }
+    assert!(count >= 3, "iphone-class, quick and full-sweep at least");
+}
