@@ -47,7 +47,9 @@ fn overhead(c: &mut Criterion) {
     group.bench_function("1000 samples of an empty plan", |b| {
         b.iter(|| {
             let mut timer = CellTimer::new();
-            timer.turn(&mut Empty, &input, &mut output, &budget, None, &interrupt).unwrap();
+            timer
+                .turn(&mut Empty, &input, &mut output, &budget, None, &interrupt)
+                .unwrap();
             timer.samples_ms.len()
         })
     });
