@@ -10,7 +10,10 @@ pub mod verify;
 pub use crate::candle::{CandleBackend, Depthwise};
 pub use backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 pub use reference::{evaluate, ReferenceBackend};
-pub use verify::{check_against_reference, reference_output, Agreement};
+pub use verify::{
+    check_against_reference, conformance, reference_output, Agreement, CheckOutcome,
+    ConformanceCheck,
+};
 
 /// Every backend this build knows, available or not, in listing order.
 pub fn all() -> Vec<Box<dyn Backend>> {

@@ -1,9 +1,13 @@
 //! Checking a backend against the reference executor before it is timed: one forward pass
-//! each, compared by relative L2 error and the largest absolute difference.
+//! each, compared by relative L2 error and the largest absolute difference; and the
+//! conformance suite that runs that check for every backend, model and form.
 
-use models::{relative_l2, Graph, Tensor, Weights};
+use models::{
+    build, relative_l2, seeded_uniform, seeded_weights, Form, Graph, InputSize, Tensor, Variant,
+    Weights,
+};
 
-use crate::backend::{Backend, BackendError, PrepareOptions};
+use crate::backend::{Availability, Backend, BackendError, PrepareOptions};
 use crate::reference::evaluate;
 
 /// How far a backend's output is from the reference's.
@@ -67,4 +71,91 @@ pub fn check_against_reference(
     let mut plan = backend.prepare(graph, weights, options)?;
     let output = plan.forward(input)?;
     Ok(Agreement::measure(&output, expected, backend.tolerance()))
+}
+
+/// The outcome of one backend on one model and form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckOutcome {
+    Checked(Agreement),
+    /// The backend is unavailable here (the reason).
+    Skipped(String),
+    /// It failed to prepare or run (the error).
+    Error(String),
+}
+
+/// One conformance check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConformanceCheck {
+    pub variant: Variant,
+    pub form: Form,
+    pub backend: String,
+    pub outcome: CheckOutcome,
+}
+
+impl ConformanceCheck {
+    /// Checked and within tolerance; a skipped backend is not a failure.
+    pub fn failed(&self) -> bool {
+        match &self.outcome {
+            CheckOutcome::Checked(a) => !a.passed(),
+            CheckOutcome::Skipped(_) => false,
+            CheckOutcome::Error(_) => true,
+        }
+    }
+}
+
+/// The conformance suite: every backend on every variant and form, with seeded weights and a
+/// seeded input, against one reference output per model (computed on the reparameterized
+/// graph: one seed gives the same function in both forms). `on_check` sees each check as it
+/// completes.
+pub fn conformance(
+    backends: &[Box<dyn Backend>],
+    variants: &[Variant],
+    forms: &[Form],
+    size: InputSize,
+    seed: u64,
+    options: &PrepareOptions,
+    mut on_check: impl FnMut(&ConformanceCheck),
+) -> Result<Vec<ConformanceCheck>, BackendError> {
+    let input = seeded_uniform(size.shape(), seed, -2.0, 2.0);
+    let graph_of = |v, f| {
+        build(v, f, size).map_err(|e| BackendError::Failed {
+            backend: "reference".into(),
+            reason: e.to_string(),
+        })
+    };
+    let mut checks = Vec::new();
+    for &variant in variants {
+        let (fused, _) = seeded_weights(variant, Form::Reparameterized, seed);
+        let expected =
+            reference_output(&graph_of(variant, Form::Reparameterized)?, &fused, &input)?;
+        for &form in forms {
+            let graph = graph_of(variant, form)?;
+            let (weights, _) = seeded_weights(variant, form, seed);
+            for backend in backends {
+                let outcome = match backend.availability() {
+                    Availability::Unavailable(reason) => CheckOutcome::Skipped(reason),
+                    Availability::Available => match check_against_reference(
+                        backend.as_ref(),
+                        &graph,
+                        &weights,
+                        &input,
+                        &expected,
+                        options,
+                    ) {
+                        Ok(a) => CheckOutcome::Checked(a),
+                        Err(e) => CheckOutcome::Error(e.to_string()),
+                    },
+                };
+                let check = ConformanceCheck {
+                    variant,
+                    form,
+                    backend: backend.name().into(),
+                    outcome,
+                };
+                on_check(&check);
+                checks.push(check);
+            }
+        }
+    }
+    Ok(checks)
 }

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::{build, model_cost, seeded_uniform, Form, InputSize, Tensor, Variant, Weights};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use reports::results::{
-    CellCost, CellKey, CellResult, CellStatus, DeviceProfile, Environment, ReferenceMeasurements,
+    CellKey, CellResult, CellStatus, DeviceProfile, Environment, ReferenceMeasurements,
     ResultsFile, ScenarioInfo, Speedup, Verification, SCHEMA_VERSION,
 };
 
@@ -292,15 +292,7 @@ fn empty_result(key: &CellKey, cost: &models::ModelCost) -> CellResult {
         status: CellStatus::Interrupted,
         reason: Some("not reached".into()),
         weights: String::new(),
-        cost: CellCost {
-            params: cost.params,
-            macs: cost.macs,
-            macs_fvcore: cost.macs_fvcore,
-            flops: cost.flops,
-            memory_traffic_bytes: cost.memory_traffic_bytes,
-            peak_activation_bytes: cost.peak_activation_bytes,
-            ops: cost.ops,
-        },
+        cost: cost.totals.clone(),
         verification: None,
         latency: None,
         samples_ms: Vec::new(),

@@ -378,3 +378,23 @@ fn no_arguments_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("harness --help"));
 }
+
+#[test]
+fn verify_checks_every_backend_and_prints_a_table() {
+    let out = harness(&["verify", "--models", "s0", "--input-size", "32"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for backend in ["reference", "candle", "candle-dw-unrolled"] {
+        let rows = text
+            .lines()
+            .filter(|l| l.contains(&format!(" {backend} ")) && l.contains("pass"))
+            .count();
+        assert_eq!(rows, 2, "{backend}: one passing row per form\n{text}");
+    }
+    let bad = harness(&["verify", "--backends", "tensorrt"]);
+    assert!(
+        stderr(&bad).contains("unknown backend `tensorrt`"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -2,7 +2,7 @@
 //! memory traffic and peak activation memory. The rules are stated in docs/counting.md and in
 //! the doc comments below; tests pin the published MobileOne figures.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::graph::{Graph, Op, ValueId};
 use crate::tensor::numel;
@@ -34,9 +34,17 @@ impl OpCost {
     }
 }
 
-/// The cost of a whole graph.
+/// The cost of a whole graph: its totals and every op's own cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModelCost {
+    #[serde(flatten)]
+    pub totals: CostTotals,
+    pub layers: Vec<OpCost>,
+}
+
+/// A graph's totals (what results files record per cell).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostTotals {
     pub params: u64,
     /// Our MAC count: every conv and linear, classifier included.
     pub macs: u64,
@@ -48,7 +56,6 @@ pub struct ModelCost {
     pub peak_activation_bytes: u64,
     /// Number of ops executed (graph nodes).
     pub ops: usize,
-    pub layers: Vec<OpCost>,
 }
 
 /// Counts one op given its input shapes and output shape.
@@ -108,7 +115,7 @@ pub fn model_cost(graph: &Graph) -> ModelCost {
     let layers: Vec<OpCost> = (0..graph.nodes().len())
         .map(|i| op_cost(graph, i))
         .collect();
-    ModelCost {
+    let totals = CostTotals {
         params: layers.iter().map(|l| l.params).sum(),
         macs: layers.iter().map(|l| l.macs).sum(),
         macs_fvcore: fvcore_macs(graph, &layers),
@@ -116,8 +123,8 @@ pub fn model_cost(graph: &Graph) -> ModelCost {
         memory_traffic_bytes: layers.iter().map(OpCost::memory_traffic_bytes).sum(),
         peak_activation_bytes: peak_activation_bytes(graph),
         ops: layers.len(),
-        layers,
-    }
+    };
+    ModelCost { totals, layers }
 }
 
 /// fvcore counts convolutions, and `adaptive_avg_pool2d` as one per input element (the head's
@@ -176,8 +183,8 @@ mod tests {
     use crate::graph::{Conv2d, GraphBuilder};
     use crate::mobileone::{build, Form, InputSize, Variant};
 
-    fn cost(v: Variant, f: Form) -> ModelCost {
-        model_cost(&build(v, f, InputSize::IMAGENET).unwrap())
+    fn cost(v: Variant, f: Form) -> CostTotals {
+        model_cost(&build(v, f, InputSize::IMAGENET).unwrap()).totals
     }
 
     #[test]
@@ -242,8 +249,8 @@ mod tests {
         assert_eq!(c.layers[1].flops, 36);
         assert_eq!(c.layers[1].memory_traffic_bytes(), 72 * 4);
         // Peak: input (50) + conv output (36) live together, then conv out + relu out (72).
-        assert_eq!(c.peak_activation_bytes, 86 * 4);
-        assert_eq!(c.ops, 2);
+        assert_eq!(c.totals.peak_activation_bytes, 86 * 4);
+        assert_eq!(c.totals.ops, 2);
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub use checkpoint::{
     load_model_weights, load_weights, save_safetensors, seeded_weights, CheckpointError, Naming,
     WeightsOrigin,
 };
-pub use cost::{model_cost, ModelCost, OpCost};
+pub use cost::{model_cost, CostTotals, ModelCost, OpCost};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
 pub use mobileone::{build, Form, InputSize, Variant};
 pub use reparameterize::reparameterize;

@@ -1,6 +1,6 @@
 //! Terminal tables of a model's cost: a one-model summary and the per-layer breakdown.
 
-use models::ModelCost;
+use models::{CostTotals, ModelCost};
 use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
@@ -12,7 +12,7 @@ pub fn cost_summary_table(
     model: &str,
     form: &str,
     input_shape: &[usize],
-    cost: &ModelCost,
+    cost: &CostTotals,
 ) -> String {
     let mut b = Builder::default();
     b.push_record(["quantity", "value", "exact"]);
@@ -89,7 +89,7 @@ mod tests {
             "mobileone-s0",
             "reparameterized",
             g.input_shape(),
-            &model_cost(&g),
+            &model_cost(&g).totals,
         );
         assert!(
             text.contains("2078504") && text.contains("2.08 M"),
@@ -111,7 +111,7 @@ mod tests {
         );
         assert_eq!(
             text.lines().filter(|l| l.starts_with("│")).count(),
-            cost.ops + 1
+            cost.totals.ops + 1
         );
     }
 }

@@ -93,18 +93,6 @@ pub struct LatencySummary {
     pub outliers_severe: usize,
 }
 
-/// The cost of the cell's model at the cell's input (from the cost counter).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CellCost {
-    pub params: u64,
-    pub macs: u64,
-    pub macs_fvcore: u64,
-    pub flops: u64,
-    pub memory_traffic_bytes: u64,
-    pub peak_activation_bytes: u64,
-    pub ops: usize,
-}
-
 /// One measured (or failed, skipped) cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
@@ -115,7 +103,8 @@ pub struct CellResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub weights: String,
-    pub cost: CellCost,
+    /// The cost of the cell's model at the cell's input (from the cost counter).
+    pub cost: models::CostTotals,
     /// Relative L2 error against the reference executor, and the tolerance it passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,

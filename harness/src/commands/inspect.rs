@@ -26,14 +26,14 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             "model": variant.name(),
             "form": form.name(),
             "input_shape": graph.input_shape(),
-            "params": cost.params,
-            "macs": cost.macs,
-            "macs_fvcore": cost.macs_fvcore,
-            "flops": cost.flops,
-            "memory_traffic_bytes": cost.memory_traffic_bytes,
-            "peak_activation_bytes": cost.peak_activation_bytes,
-            "ops": cost.ops,
         });
+        for (key, v) in serde_json::to_value(&cost.totals)?
+            .as_object()
+            .expect("a struct")
+            .iter()
+        {
+            value[key] = v.clone();
+        }
         if args.per_layer {
             value["layers"] = serde_json::to_value(&cost.layers)?;
         }
@@ -42,7 +42,12 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     }
     println!(
         "{}",
-        reports::cost_summary_table(variant.name(), form.name(), graph.input_shape(), &cost)
+        reports::cost_summary_table(
+            variant.name(),
+            form.name(),
+            graph.input_shape(),
+            &cost.totals
+        )
     );
     if args.per_layer {
         println!("{}", reports::per_layer_table(&cost));

@@ -4,29 +4,32 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use backends::{check_against_reference, reference_output, PrepareOptions};
-use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Variant};
+use backends::{conformance, CheckOutcome, PrepareOptions};
+use models::{Form, InputSize, Variant};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
 use super::parse_input_size;
 use crate::cli::VerifyArgs;
 
+fn parse_list<T: std::str::FromStr>(
+    list: &Option<Vec<String>>,
+    all: &[T],
+    flag: &'static str,
+) -> Result<Vec<T>>
+where
+    T: Clone,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match list {
+        Some(items) => items.iter().map(|s| s.parse::<T>().context(flag)).collect(),
+        None => Ok(all.to_vec()),
+    }
+}
+
 pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
-    let variants: Vec<Variant> = match &args.models {
-        Some(m) => m
-            .iter()
-            .map(|s| s.parse().context("--models"))
-            .collect::<Result<_>>()?,
-        None => Variant::ALL.to_vec(),
-    };
-    let forms: Vec<Form> = match &args.forms {
-        Some(f) => f
-            .iter()
-            .map(|s| s.parse().context("--forms"))
-            .collect::<Result<_>>()?,
-        None => Form::ALL.to_vec(),
-    };
+    let variants = parse_list(&args.models, &Variant::ALL, "--models")?;
+    let forms = parse_list(&args.forms, &Form::ALL, "--forms")?;
     let selected: Vec<Box<dyn backends::Backend>> = match &args.backends {
         Some(names) => names
             .iter()
@@ -40,11 +43,19 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
         height,
         width,
     };
-    let input = seeded_uniform(size.shape(), args.seed, -2.0, 2.0);
     let options = PrepareOptions {
         threads: args.threads,
         per_layer_timing: false,
     };
+    let checks = conformance(
+        &selected,
+        &variants,
+        &forms,
+        size,
+        args.seed,
+        &options,
+        |c| eprintln!("  checked {} {} {}", c.variant, c.form, c.backend),
+    )?;
     let mut table = Builder::default();
     table.push_record([
         "model",
@@ -55,68 +66,33 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
         "tolerance",
         "result",
     ]);
-    let mut failures = 0;
-    for &variant in &variants {
-        // One reference per model, on the reparameterized graph (same function, cheaper).
-        let (fused_weights, _) = seeded_weights(variant, Form::Reparameterized, args.seed);
-        let expected = reference_output(
-            &build(variant, Form::Reparameterized, size)?,
-            &fused_weights,
-            &input,
-        )?;
-        for &form in &forms {
-            let graph = build(variant, form, size)?;
-            let (weights, _) = seeded_weights(variant, form, args.seed);
-            for backend in &selected {
-                let mut row = vec![
-                    variant.to_string(),
-                    form.to_string(),
-                    backend.name().to_string(),
-                ];
-                if let backends::Availability::Unavailable(reason) = backend.availability() {
-                    row.extend([
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        format!("skipped: {reason}"),
-                    ]);
-                    table.push_record(row);
-                    continue;
-                }
-                match check_against_reference(
-                    backend.as_ref(),
-                    &graph,
-                    &weights,
-                    &input,
-                    &expected,
-                    &options,
-                ) {
-                    Ok(a) => {
-                        failures += usize::from(!a.passed());
-                        row.extend([
-                            format!("{:.2e}", a.relative_l2),
-                            format!("{:.2e}", a.max_abs_diff),
-                            format!("{:.0e}", a.tolerance),
-                            if a.passed() {
-                                "pass".into()
-                            } else {
-                                "FAIL".into()
-                            },
-                        ]);
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        row.extend(["-".into(), "-".into(), "-".into(), format!("FAIL: {e}")]);
-                    }
-                }
-                eprintln!("  checked {}", row[..3].join(" "));
-                table.push_record(row);
-            }
-        }
+    for c in &checks {
+        let mut row = vec![c.variant.to_string(), c.form.to_string(), c.backend.clone()];
+        row.extend(match &c.outcome {
+            CheckOutcome::Checked(a) => [
+                format!("{:.2e}", a.relative_l2),
+                format!("{:.2e}", a.max_abs_diff),
+                format!("{:.0e}", a.tolerance),
+                if a.passed() {
+                    "pass".into()
+                } else {
+                    "FAIL".into()
+                },
+            ],
+            CheckOutcome::Skipped(reason) => [
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("skipped: {reason}"),
+            ],
+            CheckOutcome::Error(e) => ["-".into(), "-".into(), "-".into(), format!("FAIL: {e}")],
+        });
+        table.push_record(row);
     }
     let mut table = table.build();
     table.with(Style::rounded());
     println!("{table}");
+    let failures = checks.iter().filter(|c| c.failed()).count();
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
