@@ -12,13 +12,9 @@ use tabled::settings::Style;
 use super::parse_input_size;
 use crate::cli::VerifyArgs;
 
-fn parse_list<T: std::str::FromStr>(
-    list: &Option<Vec<String>>,
-    all: &[T],
-    flag: &'static str,
-) -> Result<Vec<T>>
+fn parse_list<T>(list: &Option<Vec<String>>, all: &[T], flag: &'static str) -> Result<Vec<T>>
 where
-    T: Clone,
+    T: std::str::FromStr + Clone,
     T::Err: std::error::Error + Send + Sync + 'static,
 {
     match list {
