@@ -4,11 +4,6 @@
 use reports::results::{BackendInfo, Environment, MachinePeak};
 use sysinfo::System;
 
-/// True when the harness itself was built without optimization: timings are meaningless.
-pub fn unoptimized_build() -> bool {
-    env!("ONEBENCH_OPT_LEVEL") == "0"
-}
-
 /// Captures the environment (the peak is filled in by the caller).
 pub fn capture(peak: Option<MachinePeak>) -> Environment {
     let mut sys = System::new().ok();
@@ -48,8 +43,24 @@ pub fn capture(peak: Option<MachinePeak>) -> Environment {
                 availability: b.availability().to_string(),
             })
             .collect(),
+        thread_env: thread_env(),
         peak,
     }
+}
+
+/// Environment variables that change how many threads libraries use.
+const THREAD_VARIABLES: [&str; 4] = [
+    "RAYON_NUM_THREADS",
+    "CANDLE_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+];
+
+fn thread_env() -> Vec<(String, String)> {
+    THREAD_VARIABLES
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+        .collect()
 }
 
 /// CPU model, logical cores and memory rounded to GiB: the same for every machine of a kind.

@@ -225,7 +225,7 @@ fn capture_environment(max_threads: usize) -> Environment {
 /// The warnings every report of this build must carry.
 pub fn build_warnings(env: &Environment) -> Vec<String> {
     let mut w = Vec::new();
-    if environment::unoptimized_build() {
+    if env.opt_level == "0" {
         w.push(format!(
             "measured with an UNOPTIMIZED build (profile {}, opt-level {}): these timings are not meaningful; keep opt-level = 3 in the workspace Cargo.toml or use --release",
             env.build_profile, env.opt_level
@@ -660,4 +660,19 @@ pub fn write_outputs(results: &ResultsFile, out_dir: &Path) -> Result<()> {
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unoptimized_build_is_warned_about_loudly() {
+        let mut env = environment::capture(None);
+        env.opt_level = "0".into();
+        let w = build_warnings(&env);
+        assert!(w.len() == 1 && w[0].contains("UNOPTIMIZED"), "{w:?}");
+        env.opt_level = "3".into();
+        assert!(build_warnings(&env).is_empty());
+    }
 }

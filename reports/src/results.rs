@@ -183,6 +183,10 @@ pub struct Environment {
     pub opt_level: String,
     pub debug_assertions: bool,
     pub backends: Vec<BackendInfo>,
+    /// Thread-count environment variables that were set (RAYON_NUM_THREADS, OMP_NUM_THREADS, ...);
+    /// each cell's own thread count is in its key.
+    #[serde(default)]
+    pub thread_env: Vec<(String, String)>,
     /// Measured peak GFLOP/s at 1 and at all threads, and memory GB/s (a short built-in probe).
     pub peak: Option<MachinePeak>,
 }
