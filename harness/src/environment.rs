@@ -110,14 +110,13 @@ mod tests {
         assert!(env.logical_cores >= 1 && env.memory_bytes > 0);
         assert!(env.rustc.starts_with("rustc "), "{}", env.rustc);
         assert!(!env.git_commit.is_empty());
-        assert_eq!(
-            env.build_profile,
-            if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "release"
-            }
+        assert!(
+            ["debug", "release"].contains(&env.build_profile.as_str()),
+            "{}",
+            env.build_profile
         );
+        assert_eq!(env.opt_level, "3", "the workspace optimizes every profile");
+        assert_eq!(env.debug_assertions, cfg!(debug_assertions));
         assert!(env.backends.iter().any(|b| b.name == "reference"));
         assert!(
             resident_bytes() > 1 << 20,

@@ -294,3 +294,18 @@ impl ResultsFile {
         serde_json::to_string_pretty(self).expect("results serialize")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn floats_survive_a_json_round_trip_exactly() {
+        // Values whose shortest decimal form a fast (not correctly rounded) parser reads back
+        // one unit in the last place off.
+        let samples: Vec<f64> = (1..2000)
+            .map(|i| 23.959_179_5 + i as f64 * 1.000_000_1e-7)
+            .collect();
+        let text = serde_json::to_string(&samples).unwrap();
+        let back: Vec<f64> = serde_json::from_str(&text).unwrap();
+        assert_eq!(samples, back);
+    }
+}
