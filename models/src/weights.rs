@@ -82,15 +82,6 @@ impl<T: Element> Weights<T> {
         self.tensors.iter()
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.tensors.keys()
-    }
-
-    /// Total number of elements over all tensors.
-    pub fn numel(&self) -> usize {
-        self.tensors.values().map(Tensor::numel).sum()
-    }
-
     pub fn cast<U: Element>(&self) -> Weights<U> {
         Weights {
             tensors: self
