@@ -103,10 +103,30 @@ pub trait Prepared: Send {
     /// A human-readable summary of the plan (layout, fusions, kernels).
     fn describe(&self) -> String;
 
+    /// Per-op times, when the plan was prepared with `per_layer_timing` and the backend
+    /// supports it; empty otherwise.
+    fn layer_times(&self) -> Vec<LayerTime> {
+        Vec::new()
+    }
+
     /// Runs one forward pass into a new tensor.
     fn forward(&mut self, input: &Tensor) -> Result<Tensor, BackendError> {
         let mut output = Tensor::zeros(self.output_shape().to_vec());
         self.run(input, &mut output)?;
         Ok(output)
     }
+}
+
+/// Accumulated time of one planned op over the runs since the plan was prepared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerTime {
+    /// The graph nodes the op carries out (fused nodes joined by `+`).
+    pub name: String,
+    /// The op kind, for grouping (e.g. `gemm`, `depthwise`).
+    pub kind: String,
+    /// What ran (kernel, instruction set, fusions).
+    pub kernel: String,
+    /// Total seconds over `runs` runs.
+    pub seconds: f64,
+    pub runs: u64,
 }

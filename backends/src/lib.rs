@@ -4,11 +4,13 @@
 
 pub mod backend;
 pub mod candle;
+pub mod native;
 pub mod reference;
 pub mod verify;
 
 pub use crate::candle::{CandleBackend, Depthwise};
-pub use backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
+pub use backend::{Availability, Backend, BackendError, LayerTime, PrepareOptions, Prepared};
+pub use native::NativeBackend;
 pub use reference::{evaluate, ReferenceBackend};
 pub use verify::{
     check_against_reference, conformance, reference_output, Agreement, CheckOutcome,
@@ -19,6 +21,7 @@ pub use verify::{
 pub fn all() -> Vec<Box<dyn Backend>> {
     vec![
         Box::new(ReferenceBackend),
+        Box::new(NativeBackend::new()),
         Box::new(CandleBackend::new(Depthwise::GroupedConv)),
         Box::new(CandleBackend::new(Depthwise::Unrolled)),
     ]

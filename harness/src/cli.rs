@@ -71,6 +71,11 @@ pub enum Command {
     Infer(InferArgs),
     /// Fold an unfused checkpoint into a reparameterized one (safetensors, Apple naming).
     Reparameterize(ReparameterizeArgs),
+    /// Write a model's graph (JSON) and weights (safetensors), for other tools to rebuild it
+    /// (scripts/compare_ort.py turns them into ONNX).
+    Export(ExportArgs),
+    /// Time every planned op of one model on one backend (per-layer breakdown) and show the plan.
+    Profile(ProfileArgs),
     /// List the models, forms and backends, with each backend's availability.
     List,
 }
@@ -111,6 +116,61 @@ pub struct WeightsArgs {
     /// Override the detected checkpoint naming scheme: apple, timm or mmpretrain.
     #[arg(long, requires = "weights")]
     pub naming: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    #[arg(long)]
+    pub model: String,
+    /// The form to export: unfused or reparameterized (fused).
+    #[arg(long, default_value = "reparameterized")]
+    pub form: String,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// Input height and width, as HxW or a single size for a square input.
+    #[arg(long, default_value = "224")]
+    pub input_size: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Output folder; gets graph.json (nodes in execution order: name, op, attributes, input
+    /// names, output shape; the graph input is called `input`) and weights.safetensors.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    #[arg(long)]
+    pub model: String,
+    /// The form to run: unfused or reparameterized (fused).
+    #[arg(long, default_value = "reparameterized")]
+    pub form: String,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// The backend to profile; it must report per-layer times (the native backend does).
+    #[arg(long, default_value = "native")]
+    pub backend: String,
+    /// Worker threads for the backend.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Input height and width, as HxW or a single size for a square input.
+    #[arg(long, default_value = "224")]
+    pub input_size: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed runs after 3 warm-up runs; per-layer times are averaged over them.
+    #[arg(long, default_value_t = 50)]
+    pub runs: u64,
+    /// How many of the slowest layers to list.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Also print the backend's plan (layout, fusions, kernel per layer).
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,10 @@ fn main() -> ExitCode {
         (Some(Command::Reparameterize(args)), _) => {
             commands::reparameterize::run(args).map(|()| ExitCode::SUCCESS)
         }
+        (Some(Command::Export(args)), _) => commands::export::run(args).map(|()| ExitCode::SUCCESS),
+        (Some(Command::Profile(args)), _) => {
+            commands::profile::run(args).map(|()| ExitCode::SUCCESS)
+        }
         (Some(Command::List), _) => commands::list::run().map(|()| ExitCode::SUCCESS),
         (Some(Command::Verify(args)), _) => commands::verify::run(args),
         (Some(Command::Report { results, out }), _) => {

@@ -1,8 +1,10 @@
 //! One module per command; this one holds the argument parsing they share.
 
+pub mod export;
 pub mod infer;
 pub mod inspect;
 pub mod list;
+pub mod profile;
 pub mod reparameterize;
 pub mod report;
 pub mod run;

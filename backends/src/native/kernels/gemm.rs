@@ -1,0 +1,334 @@
+//! Pointwise (1x1) convolution, im2col'd dense convolution and the linear layer, as one GEMM:
+//! C[M, N] (=|+=) A[M, K] · B[K, N] + bias, then an optional ReLU. B (the weights) is packed
+//! once into panels of NR columns; a register-blocked MR x NR micro-kernel walks the whole K.
+
+use crate::native::simd::{Isa, Scalar, Simd};
+use crate::native::AlignedBuffer;
+
+/// Largest panel width of any instantiation (the micro-kernel's tail buffer is this wide).
+const MAX_NR: usize = 64;
+
+/// The shape of one micro-kernel: MR rows by NV vectors of the ISA's width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileShape {
+    pub mr: usize,
+    pub nr: usize,
+}
+
+/// The tile shapes each instruction set has, widest panel first.
+pub fn tile_shapes(isa: Isa) -> &'static [TileShape] {
+    match isa {
+        Isa::Avx512 => &[
+            TileShape { mr: 6, nr: 64 },
+            TileShape { mr: 8, nr: 48 },
+            TileShape { mr: 12, nr: 32 },
+            TileShape { mr: 14, nr: 16 },
+        ],
+        Isa::Avx2 => &[TileShape { mr: 6, nr: 16 }, TileShape { mr: 8, nr: 8 }],
+        Isa::Neon => &[TileShape { mr: 6, nr: 16 }, TileShape { mr: 8, nr: 8 }],
+        Isa::Portable => &[TileShape { mr: 4, nr: 8 }],
+    }
+}
+
+/// The tile shape for `n` output columns: the widest panel that wastes at most 3% of the work
+/// on padding, else the one that wastes least.
+pub fn choose_tile(isa: Isa, n: usize) -> TileShape {
+    let shapes = tile_shapes(isa);
+    let efficiency = |s: &TileShape| n as f64 / (n.div_ceil(s.nr) * s.nr) as f64;
+    shapes
+        .iter()
+        .find(|s| efficiency(s) >= 0.97)
+        .or_else(|| {
+            shapes
+                .iter()
+                .max_by(|a, b| efficiency(a).total_cmp(&efficiency(b)))
+        })
+        .copied()
+        .expect("every isa has a tile shape")
+}
+
+/// Weights packed for the micro-kernel: panel p holds columns [p*NR, p*NR+NR) for every k,
+/// NR floats per k, zero-padded past N; the bias is zero-padded to whole panels.
+pub struct PackedGemm {
+    pub k: usize,
+    pub n: usize,
+    pub tile: TileShape,
+    pub isa: Isa,
+    panels: AlignedBuffer,
+    bias: AlignedBuffer,
+}
+
+impl PackedGemm {
+    /// Packs B given as `b(k, n)` (any layout) and an optional bias of length n.
+    pub fn pack(
+        isa: Isa,
+        k: usize,
+        n: usize,
+        b: impl Fn(usize, usize) -> f32,
+        bias: Option<&[f32]>,
+    ) -> Self {
+        let tile = choose_tile(isa, n);
+        let panels_n = n.div_ceil(tile.nr);
+        let mut panels = AlignedBuffer::zeros(panels_n * k * tile.nr);
+        let data = panels.as_mut_slice();
+        for p in 0..panels_n {
+            for kk in 0..k {
+                for j in 0..tile.nr {
+                    let col = p * tile.nr + j;
+                    if col < n {
+                        data[(p * k + kk) * tile.nr + j] = b(kk, col);
+                    }
+                }
+            }
+        }
+        let mut padded_bias = AlignedBuffer::zeros(panels_n * tile.nr);
+        if let Some(bias) = bias {
+            padded_bias.as_mut_slice()[..n].copy_from_slice(bias);
+        }
+        Self {
+            k,
+            n,
+            tile,
+            isa,
+            panels,
+            bias: padded_bias,
+        }
+    }
+
+    pub fn panels(&self) -> usize {
+        self.n.div_ceil(self.tile.nr)
+    }
+}
+
+/// Where a GEMM reads A and writes C, and what it does at the end.
+#[derive(Clone, Copy)]
+pub struct GemmArgs {
+    pub m: usize,
+    pub a: *const f32,
+    pub lda: usize,
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// Add into C instead of overwriting it (a branch of a summed multi-branch block).
+    pub accumulate: bool,
+    pub relu: bool,
+}
+
+/// Rows per unit of work handed to a thread (a whole number of micro-tiles).
+fn rows_per_job(tile: TileShape) -> usize {
+    tile.mr * 8
+}
+
+/// Runs thread `t`'s share (of `threads`) of C = A·B.
+///
+/// # Safety
+/// A must be valid for M rows of K floats at stride lda, C for M rows of N floats at stride
+/// ldc, and the threads' shares of C are disjoint; the CPU must support `packed.isa`.
+pub unsafe fn gemm(packed: &PackedGemm, args: GemmArgs, t: usize, threads: usize) {
+    let jobs_m = args.m.div_ceil(rows_per_job(packed.tile));
+    let jobs = jobs_m * packed.panels();
+    let (start, end) = (jobs * t / threads, jobs * (t + 1) / threads);
+    for job in start..end {
+        let (panel, block) = (job / jobs_m, job % jobs_m);
+        unsafe { gemm_job(packed, &args, panel, block) };
+    }
+}
+
+unsafe fn gemm_job(packed: &PackedGemm, args: &GemmArgs, panel: usize, block: usize) {
+    let rows = rows_per_job(packed.tile);
+    let (r0, r1) = (block * rows, ((block + 1) * rows).min(args.m));
+    let TileShape { mr, nr } = packed.tile;
+    let n0 = panel * nr;
+    let job = Job {
+        k: packed.k,
+        b: unsafe { packed.panels.as_ptr().add(panel * packed.k * nr) },
+        bias: unsafe { packed.bias.as_ptr().add(n0) },
+        n: (packed.n - n0).min(nr),
+        lda: args.lda,
+        ldc: args.ldc,
+        accumulate: args.accumulate,
+        relu: args.relu,
+    };
+    // Fewer rows than one tile in the whole matrix (a matrix-vector product): one row per call.
+    let single_rows = args.m < mr;
+    let mut r = r0;
+    while r < r1 {
+        let m = if single_rows { 1 } else { (r1 - r).min(mr) };
+        let a = unsafe { args.a.add(r * args.lda) };
+        let c = unsafe { args.c.add(r * args.ldc + n0) };
+        unsafe { dispatch_tile(packed.isa, packed.tile, single_rows, &job, a, c, m) };
+        r += m;
+    }
+}
+
+/// One panel's invariants for the micro-kernel.
+struct Job {
+    k: usize,
+    b: *const f32,
+    bias: *const f32,
+    n: usize,
+    lda: usize,
+    ldc: usize,
+    accumulate: bool,
+    relu: bool,
+}
+
+unsafe fn dispatch_tile(
+    isa: Isa,
+    shape: TileShape,
+    single: bool,
+    job: &Job,
+    a: *const f32,
+    c: *mut f32,
+    m: usize,
+) {
+    unsafe {
+        match (isa, shape.mr, shape.nr, single) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, 64, true) => avx512::tile::<1, 4>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, 64, false) => avx512::tile::<6, 4>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, 48, true) => avx512::tile::<1, 3>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, 48, false) => avx512::tile::<8, 3>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, 32, true) => avx512::tile::<1, 2>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, 32, false) => avx512::tile::<12, 2>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, 16, true) => avx512::tile::<1, 1>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, 16, false) => avx512::tile::<14, 1>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, _, 16, true) => avx2::tile::<1, 2>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, _, 16, false) => avx2::tile::<6, 2>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, _, 8, true) => avx2::tile::<1, 1>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, _, 8, false) => avx2::tile::<8, 1>(job, a, c, m),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, _, 16, true) => neon::tile::<1, 4>(job, a, c, m),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, _, 16, false) => neon::tile::<6, 4>(job, a, c, m),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, _, 8, true) => neon::tile::<1, 2>(job, a, c, m),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, _, 8, false) => neon::tile::<8, 2>(job, a, c, m),
+            (_, _, _, true) => tile::<Scalar, 1, 8>(job, a, c, m),
+            _ => tile::<Scalar, 4, 8>(job, a, c, m),
+        }
+    }
+}
+
+/// The micro-kernel: an MR x (NV vectors) block of C from MR rows of A (rows past `m` repeat
+/// the last valid row and are not stored) and one packed panel of B.
+#[inline(always)]
+unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
+    job: &Job,
+    a: *const f32,
+    c: *mut f32,
+    m: usize,
+) {
+    let nr = NV * S::LANES;
+    let rows: [*const f32; MR] = std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) });
+    let mut acc = [[unsafe { S::zero() }; NV]; MR];
+    let mut b = job.b;
+    for kk in 0..job.k {
+        let bv: [S::V; NV] = std::array::from_fn(|j| unsafe { S::load(b.add(j * S::LANES)) });
+        for i in 0..MR {
+            let av = unsafe { S::splat(*rows[i].add(kk)) };
+            for j in 0..NV {
+                acc[i][j] = unsafe { S::fma(av, bv[j], acc[i][j]) };
+            }
+        }
+        b = unsafe { b.add(nr) };
+    }
+    let bias: [S::V; NV] = std::array::from_fn(|j| unsafe { S::load(job.bias.add(j * S::LANES)) });
+    let zero = unsafe { S::zero() };
+    for i in 0..MR.min(m) {
+        let out = unsafe { c.add(i * job.ldc) };
+        if job.n == nr {
+            for j in 0..NV {
+                let p = unsafe { out.add(j * S::LANES) };
+                let mut v = unsafe { S::add(acc[i][j], bias[j]) };
+                if job.accumulate {
+                    v = unsafe { S::add(v, S::load(p)) };
+                }
+                if job.relu {
+                    v = unsafe { S::max(v, zero) };
+                }
+                unsafe { S::store(p, v) };
+            }
+        } else {
+            let mut row = [0.0f32; MAX_NR];
+            for j in 0..NV {
+                unsafe {
+                    S::store(
+                        row.as_mut_ptr().add(j * S::LANES),
+                        S::add(acc[i][j], bias[j]),
+                    )
+                };
+            }
+            for (j, &value) in row.iter().enumerate().take(job.n) {
+                let p = unsafe { out.add(j) };
+                let mut v = value;
+                if job.accumulate {
+                    v += unsafe { *p };
+                }
+                if job.relu {
+                    v = v.max(0.0);
+                }
+                unsafe { *p = v };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::Job;
+    use crate::native::simd::Avx512;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+        job: &Job,
+        a: *const f32,
+        c: *mut f32,
+        m: usize,
+    ) {
+        unsafe { super::tile::<Avx512, MR, NV>(job, a, c, m) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Job;
+    use crate::native::simd::Avx2;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+        job: &Job,
+        a: *const f32,
+        c: *mut f32,
+        m: usize,
+    ) {
+        unsafe { super::tile::<Avx2, MR, NV>(job, a, c, m) }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::Job;
+    use crate::native::simd::Neon;
+
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+        job: &Job,
+        a: *const f32,
+        c: *mut f32,
+        m: usize,
+    ) {
+        unsafe { super::tile::<Neon, MR, NV>(job, a, c, m) }
+    }
+}

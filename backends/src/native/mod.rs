@@ -1,0 +1,385 @@
+//! The native backend: onebench's own CPU engine. Prepare compiles the graph into a plan of
+//! kernel calls on NHWC buffers (weights packed, buffers allocated once); a run walks the plan
+//! on a persistent thread pool and allocates nothing.
+
+mod buffer;
+pub mod kernels;
+mod plan;
+mod pool;
+pub mod simd;
+
+use std::time::Instant;
+
+use models::{Graph, Tensor, Weights};
+
+pub(crate) use buffer::AlignedBuffer;
+use kernels::{channelwise, depthwise, gemm, layout};
+use plan::{Plan, Scale, StepOp};
+use pool::ThreadPool;
+pub use simd::Isa;
+
+use crate::backend::LayerTime;
+use crate::{Availability, Backend, BackendError, PrepareOptions, Prepared};
+
+/// Environment variable that pins the instruction set (portable, avx2, avx512, neon).
+pub const ISA_ENV: &str = "ONEBENCH_NATIVE_ISA";
+
+/// The native backend; by default it runs the fastest instruction set the CPU has.
+pub struct NativeBackend {
+    isa: Option<Isa>,
+}
+
+impl NativeBackend {
+    /// Picks the instruction set at prepare time: `ONEBENCH_NATIVE_ISA` if set, else the best.
+    pub fn new() -> Self {
+        Self { isa: None }
+    }
+
+    /// Always uses `isa` (for tests that compare the SIMD paths with the portable one).
+    pub fn with_isa(isa: Isa) -> Self {
+        Self { isa: Some(isa) }
+    }
+
+    fn choose_isa(&self) -> Result<Isa, String> {
+        let isa = match (self.isa, std::env::var(ISA_ENV)) {
+            (Some(isa), _) => isa,
+            (None, Ok(value)) => value
+                .parse::<Isa>()
+                .map_err(|e| format!("{ISA_ENV}: {e}"))?,
+            (None, Err(_)) => Isa::best(),
+        };
+        if !isa.is_supported() {
+            return Err(format!(
+                "this CPU does not support {isa} (supported: {})",
+                names(&Isa::supported())
+            ));
+        }
+        Ok(isa)
+    }
+}
+
+impl Default for NativeBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn names(isas: &[Isa]) -> String {
+    isas.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+}
+
+impl Backend for NativeBackend {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn version(&self) -> String {
+        match self.choose_isa() {
+            Ok(isa) => format!("{} ({isa})", env!("CARGO_PKG_VERSION")),
+            Err(_) => env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    fn availability(&self) -> Availability {
+        match self.choose_isa() {
+            Ok(_) => Availability::Available,
+            Err(reason) => Availability::Unavailable(reason),
+        }
+    }
+
+    fn multithreaded(&self) -> bool {
+        true
+    }
+
+    fn prepare(
+        &self,
+        graph: &Graph,
+        weights: &Weights,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        let isa = self
+            .choose_isa()
+            .map_err(|reason| BackendError::Unavailable {
+                backend: "native".into(),
+                reason,
+            })?;
+        weights
+            .validate(graph, "weights")
+            .map_err(|e| BackendError::Weights {
+                backend: "native".into(),
+                reason: e.to_string(),
+            })?;
+        let plan = plan::compile(graph, weights, isa)?;
+        let threads = options.threads.max(1);
+        let pool = ThreadPool::new(threads).map_err(|e| BackendError::Failed {
+            backend: "native".into(),
+            reason: format!("cannot start {threads} threads: {e}"),
+        })?;
+        let mut plan = NativePlan {
+            input_shape: graph.input_shape().to_vec(),
+            output_shape: graph.output_shape().to_vec(),
+            isa,
+            bases: Vec::new(),
+            times: options
+                .per_layer_timing
+                .then(|| vec![0.0; plan.steps.len()]),
+            runs: 0,
+            plan,
+            pool,
+        };
+        plan.bases = plan
+            .plan
+            .buffers
+            .iter_mut()
+            .map(|b| Ptr(b.as_mut_ptr()))
+            .collect();
+        Ok(Box::new(plan))
+    }
+}
+
+/// A raw buffer pointer that threads share; every kernel writes a disjoint part.
+#[derive(Clone, Copy)]
+struct Ptr(*mut f32);
+unsafe impl Send for Ptr {}
+unsafe impl Sync for Ptr {}
+
+/// A prepared native plan.
+pub struct NativePlan {
+    input_shape: Vec<usize>,
+    output_shape: Vec<usize>,
+    isa: Isa,
+    plan: Plan,
+    /// Base pointer of every physical buffer (the buffers never move).
+    bases: Vec<Ptr>,
+    pool: ThreadPool,
+    /// Seconds per step summed over runs, when per-layer timing is on.
+    times: Option<Vec<f64>>,
+    runs: u64,
+}
+
+/// What a step needs at run time besides itself.
+struct RunContext<'a> {
+    isa: Isa,
+    bases: &'a [Ptr],
+    loc_buffer: &'a [usize],
+    input: Ptr,
+    output: Ptr,
+}
+
+impl RunContext<'_> {
+    fn at(&self, loc: plan::Loc) -> *mut f32 {
+        self.bases[self.loc_buffer[loc]].0
+    }
+}
+
+impl Prepared for NativePlan {
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
+        if input.shape() != self.input_shape.as_slice() {
+            return Err(BackendError::InputShape {
+                backend: "native".into(),
+                expected: self.input_shape.clone(),
+                found: input.shape().to_vec(),
+            });
+        }
+        if output.shape() != self.output_shape.as_slice() {
+            return Err(BackendError::Failed {
+                backend: "native".into(),
+                reason: format!(
+                    "output tensor is {:?}, the plan writes {:?}",
+                    output.shape(),
+                    self.output_shape
+                ),
+            });
+        }
+        let ctx = RunContext {
+            isa: self.isa,
+            bases: &self.bases,
+            loc_buffer: &self.plan.loc_buffer,
+            input: Ptr(input.data().as_ptr() as *mut f32),
+            output: Ptr(output.data_mut().as_mut_ptr()),
+        };
+        let threads = self.pool.threads();
+        for (s, step) in self.plan.steps.iter().enumerate() {
+            let start = self.times.as_ref().map(|_| Instant::now());
+            self.pool
+                .run(&|t| unsafe { execute(&step.op, &ctx, t, threads) })
+                .map_err(|_| BackendError::Failed {
+                    backend: "native".into(),
+                    reason: format!("a worker thread panicked in `{}`", step.label),
+                })?;
+            if let (Some(times), Some(start)) = (self.times.as_mut(), start) {
+                times[s] += start.elapsed().as_secs_f64();
+            }
+        }
+        self.runs += 1;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let f = &self.plan.fusions;
+        let bytes: usize = self.plan.buffers.iter().map(|b| b.len() * 4).sum();
+        let mut text = format!(
+            "native: layout NHWC, isa {}, {} threads, {} steps, {} activation buffers ({:.1} MiB); fused: {} batch norms into convs, {} ReLUs into epilogues, {} adds into accumulating branches",
+            self.isa,
+            self.pool.threads(),
+            self.plan.steps.len(),
+            self.plan.buffers.len(),
+            bytes as f64 / (1 << 20) as f64,
+            f.batch_norms_into_conv,
+            f.relus_into_epilogue,
+            f.adds_into_accumulation,
+        );
+        for step in &self.plan.steps {
+            text.push_str(&format!("\n  {}: {}", step.label, step.op.kernel()));
+        }
+        text
+    }
+
+    fn layer_times(&self) -> Vec<LayerTime> {
+        let Some(times) = &self.times else {
+            return Vec::new();
+        };
+        self.plan
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(step, &seconds)| LayerTime {
+                name: step.label.clone(),
+                kind: step.op.kind().to_string(),
+                kernel: step.op.kernel(),
+                seconds,
+                runs: self.runs,
+            })
+            .collect()
+    }
+}
+
+/// Runs thread `t`'s share of one step.
+///
+/// # Safety
+/// The plan was compiled for these buffers and the CPU supports the plan's isa.
+unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
+    unsafe {
+        match op {
+            StepOp::ToNhwc {
+                batch,
+                channels,
+                pixels,
+                dst,
+            } => layout::nchw_to_nhwc(
+                *batch,
+                *channels,
+                *pixels,
+                ctx.input.0,
+                ctx.at(*dst),
+                t,
+                threads,
+            ),
+            StepOp::Im2col { geometry, src, dst } => {
+                layout::im2col(geometry, ctx.at(*src), ctx.at(*dst), t, threads)
+            }
+            StepOp::Gemm {
+                packed,
+                m,
+                a,
+                lda,
+                c,
+                ldc,
+                accumulate,
+                relu,
+            } => {
+                let args = gemm::GemmArgs {
+                    m: *m,
+                    a: ctx.at(*a),
+                    lda: *lda,
+                    c: ctx.at(*c),
+                    ldc: *ldc,
+                    accumulate: *accumulate,
+                    relu: *relu,
+                };
+                gemm::gemm(packed, args, t, threads)
+            }
+            StepOp::Depthwise {
+                packed,
+                src,
+                dst,
+                accumulate,
+                relu,
+            } => depthwise::depthwise(
+                packed,
+                ctx.at(*src),
+                ctx.at(*dst),
+                *accumulate,
+                *relu,
+                t,
+                threads,
+            ),
+            StepOp::Affine {
+                batch,
+                pixels,
+                channels,
+                x,
+                out,
+                scale,
+                shift,
+                accumulate,
+                relu,
+            } => {
+                let (scale, scale_stride) = match scale {
+                    Scale::Owned(b) => (b.as_ptr(), 0),
+                    Scale::Gate(loc) => (ctx.at(*loc) as *const f32, *channels),
+                };
+                let args = channelwise::AffineArgs {
+                    batch: *batch,
+                    pixels: *pixels,
+                    channels: *channels,
+                    x: ctx.at(*x),
+                    out: ctx.at(*out),
+                    scale,
+                    scale_stride,
+                    shift: shift.as_ptr(),
+                    accumulate: *accumulate,
+                    relu: *relu,
+                };
+                channelwise::affine(ctx.isa, &args, t, threads)
+            }
+            StepOp::Pool {
+                batch,
+                pixels,
+                channels,
+                src,
+                dst,
+            } => channelwise::global_avg_pool(
+                ctx.isa,
+                *batch,
+                *pixels,
+                *channels,
+                ctx.at(*src),
+                ctx.at(*dst),
+                t,
+                threads,
+            ),
+            StepOp::Sigmoid { src, dst, len } => {
+                layout::sigmoid(ctx.at(*src), ctx.at(*dst), *len, t, threads)
+            }
+            StepOp::ToNchw {
+                batch,
+                channels,
+                pixels,
+                src,
+                dst,
+            } => {
+                let to = dst.map_or(ctx.output.0, |d| ctx.at(d));
+                layout::nhwc_to_nchw(*batch, *channels, *pixels, ctx.at(*src), to, t, threads)
+            }
+        }
+    }
+}

@@ -1,0 +1,772 @@
+//! Compiles a graph into the native backend's plan: a list of kernel calls (steps) on NHWC
+//! buffers. Batch norms fold into the conv before them; a ReLU fuses into the epilogue of the
+//! step that last writes its input; the branches of an Add stay separate kernel calls that
+//! accumulate into one buffer (so the unfused form pays for every branch). Buffers are shared
+//! between values whose lifetimes do not overlap.
+
+use std::collections::HashMap;
+
+use models::{Graph, Op, ValueId, Weights};
+
+use super::buffer::AlignedBuffer;
+use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNELS};
+use super::kernels::gemm::PackedGemm;
+use super::kernels::layout::Im2col;
+use super::simd::Isa;
+use crate::BackendError;
+
+/// A float buffer slot in the plan (several slots may share one physical buffer).
+pub(crate) type Loc = usize;
+
+/// Where squeeze-excite style scaling takes its per-channel factors from.
+pub(crate) enum Scale {
+    Owned(AlignedBuffer),
+    /// Per image, read from a slot at run time (the gate of squeeze-excite).
+    Gate(Loc),
+}
+
+pub(crate) enum StepOp {
+    ToNhwc {
+        batch: usize,
+        channels: usize,
+        pixels: usize,
+        dst: Loc,
+    },
+    Im2col {
+        geometry: Im2col,
+        src: Loc,
+        dst: Loc,
+    },
+    Gemm {
+        packed: PackedGemm,
+        m: usize,
+        a: Loc,
+        lda: usize,
+        c: Loc,
+        ldc: usize,
+        accumulate: bool,
+        relu: bool,
+    },
+    Depthwise {
+        packed: PackedDepthwise,
+        src: Loc,
+        dst: Loc,
+        accumulate: bool,
+        relu: bool,
+    },
+    Affine {
+        batch: usize,
+        pixels: usize,
+        channels: usize,
+        x: Loc,
+        out: Loc,
+        scale: Scale,
+        shift: AlignedBuffer,
+        accumulate: bool,
+        relu: bool,
+    },
+    Pool {
+        batch: usize,
+        pixels: usize,
+        channels: usize,
+        src: Loc,
+        dst: Loc,
+    },
+    Sigmoid {
+        src: Loc,
+        dst: Loc,
+        len: usize,
+    },
+    /// NHWC -> NCHW into a slot, or into the caller's output tensor when `dst` is None.
+    ToNchw {
+        batch: usize,
+        channels: usize,
+        pixels: usize,
+        src: Loc,
+        dst: Option<Loc>,
+    },
+}
+
+impl StepOp {
+    /// The slots a step reads and writes.
+    fn locs(&self) -> Vec<Loc> {
+        match self {
+            StepOp::ToNhwc { dst, .. } => vec![*dst],
+            StepOp::Im2col { src, dst, .. }
+            | StepOp::Depthwise { src, dst, .. }
+            | StepOp::Pool { src, dst, .. }
+            | StepOp::Sigmoid { src, dst, .. } => vec![*src, *dst],
+            StepOp::Gemm { a, c, .. } => vec![*a, *c],
+            StepOp::Affine { x, out, scale, .. } => match scale {
+                Scale::Gate(g) => vec![*x, *out, *g],
+                Scale::Owned(_) => vec![*x, *out],
+            },
+            StepOp::ToNchw { src, dst, .. } => std::iter::once(*src).chain(*dst).collect(),
+        }
+    }
+
+    /// Sets the fused ReLU; false when this step has no ReLU epilogue or already has one.
+    fn fuse_relu(&mut self) -> bool {
+        match self {
+            StepOp::Gemm { relu, .. }
+            | StepOp::Depthwise { relu, .. }
+            | StepOp::Affine { relu, .. }
+                if !*relu =>
+            {
+                *relu = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What runs, for the plan description and per-layer timing.
+    pub(crate) fn kernel(&self) -> String {
+        let epilogue = |accumulate: bool, relu: bool| {
+            format!(
+                "{}{}",
+                if accumulate { " +=" } else { "" },
+                if relu { " +relu" } else { "" }
+            )
+        };
+        match self {
+            StepOp::ToNhwc { .. } => "layout nchw->nhwc".into(),
+            StepOp::Im2col { geometry: g, .. } => format!(
+                "im2col {}x{} s{} ({} columns)",
+                g.kernel,
+                g.kernel,
+                g.stride,
+                g.patch_len()
+            ),
+            StepOp::Gemm {
+                packed,
+                m,
+                accumulate,
+                relu,
+                ..
+            } => format!(
+                "gemm {} {}x{} m={} k={} n={} +bias{}",
+                packed.isa,
+                packed.tile.mr,
+                packed.tile.nr,
+                m,
+                packed.k,
+                packed.n,
+                epilogue(*accumulate, *relu)
+            ),
+            StepOp::Depthwise {
+                packed,
+                accumulate,
+                relu,
+                ..
+            } => {
+                let s = &packed.shape;
+                format!(
+                    "depthwise {}x{} s{} {} c={} +bias{}",
+                    s.kernel,
+                    s.kernel,
+                    s.stride,
+                    packed.isa,
+                    s.channels,
+                    epilogue(*accumulate, *relu)
+                )
+            }
+            StepOp::Affine {
+                scale,
+                accumulate,
+                relu,
+                ..
+            } => match scale {
+                Scale::Owned(_) => format!("channel affine{}", epilogue(*accumulate, *relu)),
+                Scale::Gate(_) => format!("channel scale by gate{}", epilogue(*accumulate, *relu)),
+            },
+            StepOp::Pool { .. } => "global average pool".into(),
+            StepOp::Sigmoid { .. } => "sigmoid".into(),
+            StepOp::ToNchw { dst: None, .. } => "copy to output (nchw)".into(),
+            StepOp::ToNchw { .. } => "layout nhwc->nchw".into(),
+        }
+    }
+
+    /// The kind used to group per-layer times.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            StepOp::ToNhwc { .. } | StepOp::ToNchw { .. } => "layout",
+            StepOp::Im2col { .. } => "im2col",
+            StepOp::Gemm { .. } => "gemm",
+            StepOp::Depthwise { .. } => "depthwise",
+            StepOp::Affine { .. } => "channelwise",
+            StepOp::Pool { .. } => "pool",
+            StepOp::Sigmoid { .. } => "sigmoid",
+        }
+    }
+}
+
+pub(crate) struct Step {
+    /// The graph nodes this step carries out, joined by `+`.
+    pub label: String,
+    pub op: StepOp,
+}
+
+/// The compiled plan: steps, and the physical buffer of every slot.
+pub(crate) struct Plan {
+    pub steps: Vec<Step>,
+    pub buffers: Vec<AlignedBuffer>,
+    pub loc_buffer: Vec<usize>,
+    pub fusions: Fusions,
+}
+
+/// Counts of what the compiler fused, for the plan description.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Fusions {
+    pub batch_norms_into_conv: usize,
+    pub relus_into_epilogue: usize,
+    pub adds_into_accumulation: usize,
+}
+
+/// NHWC view of a value: batch, channels, pixels (H * W, or 1 for [N, F]).
+fn dims(shape: &[usize]) -> (usize, usize, usize) {
+    match shape {
+        [n, c, h, w] => (*n, *c, h * w),
+        [n, f] => (*n, *f, 1),
+        _ => (1, shape.iter().product(), 1),
+    }
+}
+
+fn value_index(v: ValueId) -> usize {
+    match v {
+        ValueId::Input => 0,
+        ValueId::Node(i) => i + 1,
+    }
+}
+
+struct Compiler<'a> {
+    graph: &'a Graph,
+    weights: &'a Weights,
+    isa: Isa,
+    steps: Vec<Step>,
+    loc_len: Vec<usize>,
+    /// Slot of each value (input first, then nodes), once written.
+    value_loc: Vec<Option<Loc>>,
+    /// Steps that write each slot, in order.
+    writers: HashMap<Loc, Vec<usize>>,
+    consumers: Vec<Vec<usize>>,
+    /// conv node -> the batch norm node folded into it.
+    folded_bn: HashMap<usize, usize>,
+    /// value -> the Add node it is accumulated into.
+    accumulate_into: HashMap<usize, usize>,
+    fusions: Fusions,
+}
+
+pub(crate) fn compile(graph: &Graph, weights: &Weights, isa: Isa) -> Result<Plan, BackendError> {
+    let mut c = Compiler::new(graph, weights, isa);
+    c.find_fusions();
+    let (batch, channels, pixels) = dims(graph.input_shape());
+    let input = c.new_loc(ValueId::Input);
+    c.push(
+        "input".into(),
+        StepOp::ToNhwc {
+            batch,
+            channels,
+            pixels,
+            dst: input,
+        },
+    );
+    for i in 0..graph.nodes().len() {
+        c.node(i)?;
+    }
+    let out_loc = c.loc_of(graph.output());
+    let (batch, channels, pixels) = dims(graph.output_shape());
+    c.push(
+        "output".into(),
+        StepOp::ToNchw {
+            batch,
+            channels,
+            pixels,
+            src: out_loc,
+            dst: None,
+        },
+    );
+    Ok(c.finish())
+}
+
+impl<'a> Compiler<'a> {
+    fn new(graph: &'a Graph, weights: &'a Weights, isa: Isa) -> Self {
+        let mut consumers = vec![Vec::new(); graph.nodes().len() + 1];
+        for (i, node) in graph.nodes().iter().enumerate() {
+            for &v in &node.inputs {
+                consumers[value_index(v)].push(i);
+            }
+        }
+        Self {
+            graph,
+            weights,
+            isa,
+            steps: Vec::new(),
+            loc_len: Vec::new(),
+            value_loc: vec![None; graph.nodes().len() + 1],
+            writers: HashMap::new(),
+            consumers,
+            folded_bn: HashMap::new(),
+            accumulate_into: HashMap::new(),
+            fusions: Fusions::default(),
+        }
+    }
+
+    fn nodes(&self) -> &'a [models::Node] {
+        self.graph.nodes()
+    }
+
+    fn error(&self, node: usize, reason: String) -> BackendError {
+        BackendError::Failed {
+            backend: "native".into(),
+            reason: format!("node `{}`: {reason}", self.nodes()[node].name),
+        }
+    }
+
+    /// Decides which batch norms fold into convs and which Add inputs accumulate in place.
+    fn find_fusions(&mut self) {
+        let nodes = self.nodes();
+        for (i, node) in nodes.iter().enumerate() {
+            if let Op::Conv2d(_) = node.op {
+                if let [only] = self.consumers[i + 1][..] {
+                    if matches!(nodes[only].op, Op::BatchNorm(_)) {
+                        self.folded_bn.insert(i, only);
+                    }
+                }
+            }
+        }
+        for (a, node) in nodes.iter().enumerate() {
+            if node.op != Op::Add {
+                continue;
+            }
+            let accumulable = node.inputs.iter().all(|&v| match v {
+                ValueId::Node(p) => {
+                    self.consumers[p + 1] == [a]
+                        && matches!(nodes[p].op, Op::Conv2d(_) | Op::BatchNorm(_))
+                        && node.inputs.iter().filter(|&&u| u == v).count() == 1
+                }
+                ValueId::Input => false,
+            });
+            if accumulable {
+                for &v in &node.inputs {
+                    self.accumulate_into.insert(value_index(v), a);
+                }
+                self.fusions.adds_into_accumulation += 1;
+            }
+        }
+    }
+
+    fn new_loc(&mut self, value: ValueId) -> Loc {
+        let len = self.graph.value_shape(value).iter().product();
+        let loc = self.scratch(len);
+        self.value_loc[value_index(value)] = Some(loc);
+        loc
+    }
+
+    fn scratch(&mut self, len: usize) -> Loc {
+        self.loc_len.push(len);
+        self.loc_len.len() - 1
+    }
+
+    fn loc_of(&self, value: ValueId) -> Loc {
+        self.value_loc[value_index(value)].expect("values are written before they are read")
+    }
+
+    /// The slot a step producing `value` writes, and whether it adds into what is there.
+    fn target(&mut self, value: ValueId) -> (Loc, bool) {
+        if let Some(&add) = self.accumulate_into.get(&value_index(value)) {
+            let add_value = ValueId::Node(add);
+            let loc = match self.value_loc[value_index(add_value)] {
+                Some(loc) => loc,
+                None => self.new_loc(add_value),
+            };
+            self.value_loc[value_index(value)] = Some(loc);
+            let accumulate = self.writers.get(&loc).is_some_and(|w| !w.is_empty());
+            return (loc, accumulate);
+        }
+        (self.new_loc(value), false)
+    }
+
+    fn push(&mut self, label: String, op: StepOp) {
+        let index = self.steps.len();
+        if let Some(dst) = written_loc(&op) {
+            self.writers.entry(dst).or_default().push(index);
+        }
+        self.steps.push(Step { label, op });
+    }
+
+    fn node(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        match &node.op {
+            Op::Conv2d(conv) => self.conv(i, *conv),
+            Op::BatchNorm(_) if self.folded_bn.values().any(|&bn| bn == i) => Ok(()),
+            Op::BatchNorm(bn) => {
+                let (scale, shift) = self.bn_affine(i, bn.eps)?;
+                let x = self.loc_of(node.inputs[0]);
+                let (out, accumulate) = self.target(value);
+                let (batch, channels, pixels) = dims(&node.shape);
+                let op = StepOp::Affine {
+                    batch,
+                    pixels,
+                    channels,
+                    x,
+                    out,
+                    scale: Scale::Owned(AlignedBuffer::from_slice(&scale)),
+                    shift: AlignedBuffer::from_slice(&shift),
+                    accumulate,
+                    relu: false,
+                };
+                self.push(node.name.clone(), op);
+                Ok(())
+            }
+            Op::Relu => {
+                let input = node.inputs[0];
+                let loc = self.loc_of(input);
+                // A Flatten shares its input's slot, which other nodes may still read.
+                let aliased = matches!(input, ValueId::Input)
+                    || matches!(input, ValueId::Node(p) if self.nodes()[p].op == Op::Flatten);
+                let sole_use = self.consumers[value_index(input)] == [i] && !aliased;
+                let last = self.writers.get(&loc).and_then(|w| w.last().copied());
+                if let (true, Some(step)) = (sole_use, last) {
+                    if self.steps[step].op.fuse_relu() {
+                        self.steps[step].label.push_str(&format!("+{}", node.name));
+                        self.value_loc[value_index(value)] = Some(loc);
+                        self.fusions.relus_into_epilogue += 1;
+                        return Ok(());
+                    }
+                }
+                self.copy_channels(i, &[input], true);
+                Ok(())
+            }
+            Op::Add => {
+                if self.value_loc[value_index(value)].is_none() {
+                    let inputs = node.inputs.clone();
+                    self.copy_channels(i, &inputs, false);
+                }
+                Ok(())
+            }
+            Op::Sigmoid => {
+                let src = self.loc_of(node.inputs[0]);
+                let dst = self.new_loc(value);
+                let len = node.shape.iter().product();
+                self.push(node.name.clone(), StepOp::Sigmoid { src, dst, len });
+                Ok(())
+            }
+            Op::GlobalAvgPool => {
+                let (batch, channels, pixels) = dims(self.graph.value_shape(node.inputs[0]));
+                let src = self.loc_of(node.inputs[0]);
+                let dst = self.new_loc(value);
+                self.push(
+                    node.name.clone(),
+                    StepOp::Pool {
+                        batch,
+                        pixels,
+                        channels,
+                        src,
+                        dst,
+                    },
+                );
+                Ok(())
+            }
+            Op::ChannelMul => {
+                let (batch, channels, pixels) = dims(&node.shape);
+                let x = self.loc_of(node.inputs[0]);
+                let gate = self.loc_of(node.inputs[1]);
+                let out = self.new_loc(value);
+                let op = StepOp::Affine {
+                    batch,
+                    pixels,
+                    channels,
+                    x,
+                    out,
+                    scale: Scale::Gate(gate),
+                    shift: AlignedBuffer::zeros(channels),
+                    accumulate: false,
+                    relu: false,
+                };
+                self.push(node.name.clone(), op);
+                Ok(())
+            }
+            Op::Flatten => {
+                let (batch, channels, pixels) = dims(self.graph.value_shape(node.inputs[0]));
+                let src = self.loc_of(node.inputs[0]);
+                if pixels == 1 {
+                    self.value_loc[value_index(value)] = Some(src);
+                } else {
+                    let dst = self.new_loc(value);
+                    self.push(
+                        node.name.clone(),
+                        StepOp::ToNchw {
+                            batch,
+                            channels,
+                            pixels,
+                            src,
+                            dst: Some(dst),
+                        },
+                    );
+                }
+                Ok(())
+            }
+            Op::Linear(l) => {
+                let w = self.param(i, "weight")?;
+                let bias = if l.bias {
+                    Some(self.param(i, "bias")?.to_vec())
+                } else {
+                    None
+                };
+                let (k, n) = (l.in_features, l.out_features);
+                let packed =
+                    PackedGemm::pack(self.isa, k, n, |kk, col| w[col * k + kk], bias.as_deref());
+                let a = self.loc_of(node.inputs[0]);
+                let (c, accumulate) = self.target(value);
+                let m = node.shape[0];
+                self.push(
+                    node.name.clone(),
+                    StepOp::Gemm {
+                        packed,
+                        m,
+                        a,
+                        lda: k,
+                        c,
+                        ldc: n,
+                        accumulate,
+                        relu: false,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// out = sum of `inputs` (each scaled by 1), then an optional ReLU: an unfused Add or ReLU.
+    fn copy_channels(&mut self, i: usize, inputs: &[ValueId], relu: bool) {
+        let node = &self.nodes()[i];
+        let (batch, channels, pixels) = dims(&node.shape);
+        let out = self.new_loc(ValueId::Node(i));
+        for (j, &input) in inputs.iter().enumerate() {
+            let x = self.loc_of(input);
+            let op = StepOp::Affine {
+                batch,
+                pixels,
+                channels,
+                x,
+                out,
+                scale: Scale::Owned(AlignedBuffer::from_slice(&vec![1.0; channels])),
+                shift: AlignedBuffer::zeros(channels),
+                accumulate: j > 0,
+                relu: relu && j + 1 == inputs.len(),
+            };
+            self.push(node.name.clone(), op);
+        }
+    }
+
+    fn param(&self, node: usize, suffix: &str) -> Result<&'a [f32], BackendError> {
+        let name = format!("{}.{suffix}", self.nodes()[node].name);
+        self.weights
+            .get(&name)
+            .map(|t| t.data())
+            .ok_or_else(|| BackendError::Weights {
+                backend: "native".into(),
+                reason: format!("missing tensor `{name}`"),
+            })
+    }
+
+    /// A batch norm as y = x * scale + shift per channel (computed in float64).
+    fn bn_affine(&self, bn: usize, eps: f64) -> Result<(Vec<f32>, Vec<f32>), BackendError> {
+        let (gamma, beta) = (self.param(bn, "weight")?, self.param(bn, "bias")?);
+        let (mean, var) = (
+            self.param(bn, "running_mean")?,
+            self.param(bn, "running_var")?,
+        );
+        let scale: Vec<f64> = gamma
+            .iter()
+            .zip(var)
+            .map(|(&g, &v)| g as f64 / (v as f64 + eps).sqrt())
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((&b, &m), &s)| (b as f64 - m as f64 * s) as f32)
+            .collect();
+        Ok((scale.iter().map(|&s| s as f32).collect(), shift))
+    }
+
+    fn conv(&mut self, i: usize, conv: models::graph::Conv2d) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let mut weight = self.param(i, "weight")?.to_vec();
+        let mut bias = if conv.bias {
+            self.param(i, "bias")?.to_vec()
+        } else {
+            vec![0.0; conv.out_channels]
+        };
+        let mut label = node.name.clone();
+        let mut value = ValueId::Node(i);
+        if let Some(&bn) = self.folded_bn.get(&i) {
+            let Op::BatchNorm(b) = self.nodes()[bn].op else {
+                unreachable!("folded into a batch norm")
+            };
+            let (scale, shift) = self.bn_affine(bn, b.eps)?;
+            let per_out = weight.len() / conv.out_channels;
+            for (o, chunk) in weight.chunks_mut(per_out).enumerate() {
+                chunk.iter_mut().for_each(|w| *w *= scale[o]);
+                bias[o] = bias[o] * scale[o] + shift[o];
+            }
+            label = format!("{label}+{}", self.nodes()[bn].name);
+            value = ValueId::Node(bn);
+            self.fusions.batch_norms_into_conv += 1;
+        }
+        let in_shape = self.graph.value_shape(node.inputs[0]);
+        let (batch, height, width) = (in_shape[0], in_shape[2], in_shape[3]);
+        let (out_height, out_width) = (node.shape[2], node.shape[3]);
+        let src = self.loc_of(node.inputs[0]);
+        if conv.is_depthwise() {
+            if !SUPPORTED_KERNELS.contains(&conv.kernel) {
+                return Err(self.error(i, format!("depthwise kernel {0}x{0} has no native kernel (supported: {SUPPORTED_KERNELS:?})", conv.kernel)));
+            }
+            let shape = DepthwiseShape {
+                batch,
+                channels: conv.in_channels,
+                height,
+                width,
+                kernel: conv.kernel,
+                stride: conv.stride,
+                padding: conv.padding,
+                out_height,
+                out_width,
+            };
+            let packed = PackedDepthwise::pack(self.isa, shape, &weight, Some(&bias));
+            let (dst, accumulate) = self.target(value);
+            self.push(
+                label,
+                StepOp::Depthwise {
+                    packed,
+                    src,
+                    dst,
+                    accumulate,
+                    relu: false,
+                },
+            );
+            return Ok(());
+        }
+        if conv.groups != 1 {
+            return Err(BackendError::UnsupportedOp {
+                backend: "native".into(),
+                op: format!("grouped conv2d (groups = {})", conv.groups),
+                node: node.name.clone(),
+            });
+        }
+        let (k, n) = (
+            conv.in_channels * conv.kernel * conv.kernel,
+            conv.out_channels,
+        );
+        // PyTorch weights are [out][in][kh][kw]; the patch order is (kh, kw, in).
+        let (cin, kk2) = (conv.in_channels, conv.kernel * conv.kernel);
+        let packed = PackedGemm::pack(
+            self.isa,
+            k,
+            n,
+            |row, col| weight[col * k + (row % cin) * kk2 + row / cin],
+            Some(&bias),
+        );
+        let m = batch * out_height * out_width;
+        let a = if conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 {
+            src
+        } else {
+            let geometry = Im2col {
+                batch,
+                channels: conv.in_channels,
+                height,
+                width,
+                kernel: conv.kernel,
+                stride: conv.stride,
+                padding: conv.padding,
+                out_height,
+                out_width,
+            };
+            let dst = self.scratch(m * k);
+            self.push(
+                format!("{}.im2col", node.name),
+                StepOp::Im2col { geometry, src, dst },
+            );
+            dst
+        };
+        let (c, accumulate) = self.target(value);
+        self.push(
+            label,
+            StepOp::Gemm {
+                packed,
+                m,
+                a,
+                lda: k,
+                c,
+                ldc: n,
+                accumulate,
+                relu: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Assigns slots to physical buffers: a slot lives from the first to the last step that
+    /// touches it, and a buffer is reused once every slot in it is dead.
+    fn finish(self) -> Plan {
+        let locs = self.loc_len.len();
+        let (mut first, mut last) = (vec![usize::MAX; locs], vec![0; locs]);
+        for (s, step) in self.steps.iter().enumerate() {
+            for l in step.op.locs() {
+                first[l] = first[l].min(s);
+                last[l] = last[l].max(s);
+            }
+        }
+        let mut loc_buffer = vec![0; locs];
+        let mut capacity: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        for s in 0..self.steps.len() {
+            for l in (0..locs).filter(|&l| first[l] == s) {
+                let len = self.loc_len[l];
+                // Best fit among free buffers: the smallest that holds it, else the largest.
+                let fit = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| capacity[b] >= len)
+                    .min_by_key(|(_, &b)| capacity[b])
+                    .or_else(|| free.iter().enumerate().max_by_key(|(_, &b)| capacity[b]))
+                    .map(|(j, _)| j);
+                let b = match fit {
+                    Some(j) => free.swap_remove(j),
+                    None => {
+                        capacity.push(0);
+                        capacity.len() - 1
+                    }
+                };
+                capacity[b] = capacity[b].max(len);
+                loc_buffer[l] = b;
+            }
+            for l in (0..locs).filter(|&l| last[l] == s && first[l] != usize::MAX) {
+                free.push(loc_buffer[l]);
+            }
+        }
+        Plan {
+            steps: self.steps,
+            buffers: capacity.into_iter().map(AlignedBuffer::zeros).collect(),
+            loc_buffer,
+            fusions: self.fusions,
+        }
+    }
+}
+
+/// The slot a step writes (what a fused ReLU would apply to).
+fn written_loc(op: &StepOp) -> Option<Loc> {
+    match op {
+        StepOp::ToNhwc { dst, .. }
+        | StepOp::Im2col { dst, .. }
+        | StepOp::Depthwise { dst, .. }
+        | StepOp::Pool { dst, .. }
+        | StepOp::Sigmoid { dst, .. } => Some(*dst),
+        StepOp::Gemm { c, .. } => Some(*c),
+        StepOp::Affine { out, .. } => Some(*out),
+        StepOp::ToNchw { dst, .. } => *dst,
+    }
+}

@@ -1,0 +1,255 @@
+//! The native backend layer by layer: every kind of planned op on awkward shapes (odd sizes,
+//! channel counts that are not a multiple of any SIMD width, stride 2 on odd inputs), checked
+//! against the reference executor on every instruction set this CPU has, each SIMD path
+//! against the portable one, and every thread count against one thread.
+
+use backends::native::{Isa, NativeBackend};
+use backends::{reference_output, Backend, PrepareOptions};
+use models::graph::{BatchNorm, Conv2d, Linear};
+use models::{
+    random_weights, relative_l2, seeded_uniform, Graph, GraphBuilder, Op, Tensor, ValueId,
+};
+
+fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, groups: usize, bias: bool) -> Op {
+    Op::Conv2d(Conv2d {
+        in_channels: cin,
+        out_channels: cout,
+        kernel,
+        stride,
+        padding: kernel / 2,
+        groups,
+        bias,
+    })
+}
+
+fn bn(channels: usize) -> Op {
+    Op::BatchNorm(BatchNorm {
+        channels,
+        eps: 1e-5,
+    })
+}
+
+fn run(backend: &NativeBackend, graph: &Graph, threads: usize, input: &Tensor) -> Tensor {
+    let weights = random_weights(graph, 11);
+    let options = PrepareOptions {
+        threads,
+        per_layer_timing: false,
+    };
+    let mut plan = backend
+        .prepare(graph, &weights, &options)
+        .expect("prepares");
+    plan.forward(input).expect("runs")
+}
+
+/// Native output on every supported ISA equals the reference (relative L2 < 1e-5), equals the
+/// portable path (< 1e-5), and is bit-identical across thread counts.
+fn check(graph: Graph) {
+    let input = seeded_uniform(graph.input_shape().to_vec(), 5, -2.0, 2.0);
+    let weights = random_weights(&graph, 11);
+    let expected = reference_output(&graph, &weights, &input).unwrap();
+    let portable = run(&NativeBackend::with_isa(Isa::Portable), &graph, 1, &input);
+    for isa in Isa::supported() {
+        let backend = NativeBackend::with_isa(isa);
+        let one = run(&backend, &graph, 1, &input);
+        let err = relative_l2(one.data(), expected.data());
+        assert!(
+            err < 1e-5,
+            "{} on {isa}: relative L2 {err:e} against the reference",
+            graph.name()
+        );
+        let err = relative_l2(one.data(), portable.data());
+        assert!(
+            err < 1e-5,
+            "{} on {isa}: relative L2 {err:e} against the portable path",
+            graph.name()
+        );
+        for threads in [2, 3] {
+            let many = run(&backend, &graph, threads, &input);
+            assert_eq!(
+                one.data(),
+                many.data(),
+                "{} on {isa}: {threads} threads differ from 1",
+                graph.name()
+            );
+        }
+    }
+}
+
+fn single(name: &str, input: Vec<usize>, op: Op) -> Graph {
+    let mut b = GraphBuilder::new(name, input).unwrap();
+    let y = b.add("layer", op, &[ValueId::Input]).unwrap();
+    b.finish(y)
+}
+
+#[test]
+fn depthwise_convs_of_every_kernel_size_and_stride_match() {
+    for (k, stride, channels, h, w) in [
+        (3, 1, 19, 9, 11),
+        (3, 2, 35, 13, 7),
+        (1, 2, 16, 9, 9),
+        (5, 1, 21, 8, 10),
+        (7, 2, 33, 15, 13),
+        (3, 1, 48, 5, 3),
+    ] {
+        let name = format!("dw{k}x{k}-s{stride}-c{channels}-{h}x{w}");
+        check(single(
+            &name,
+            vec![2, channels, h, w],
+            conv(channels, channels, k, stride, channels, true),
+        ));
+    }
+}
+
+#[test]
+fn pointwise_and_dense_convs_match() {
+    for (cin, cout, k, stride, h, w) in [
+        (37, 45, 1, 1, 7, 9),
+        (16, 64, 1, 1, 5, 5),
+        (3, 48, 3, 2, 17, 15),
+        (3, 29, 1, 2, 11, 11),
+        (8, 100, 3, 1, 6, 7),
+        (70, 130, 1, 1, 3, 4),
+    ] {
+        let name = format!("conv{k}x{k}-s{stride}-{cin}to{cout}-{h}x{w}");
+        check(single(
+            &name,
+            vec![2, cin, h, w],
+            conv(cin, cout, k, stride, 1, true),
+        ));
+    }
+}
+
+#[test]
+fn a_matrix_vector_gemm_matches() {
+    // One row (batch 1 at 1x1): the single-row micro-kernel.
+    check(single(
+        "pointwise-1x1",
+        vec![1, 50, 1, 1],
+        conv(50, 33, 1, 1, 1, true),
+    ));
+}
+
+#[test]
+fn conv_with_batch_norm_and_relu_fuses_and_matches() {
+    let mut b = GraphBuilder::new("conv-bn-relu", vec![1, 24, 9, 9]).unwrap();
+    let c = b
+        .add("c", conv(24, 40, 1, 1, 1, false), &[ValueId::Input])
+        .unwrap();
+    let n = b.add("c.bn", bn(40), &[c]).unwrap();
+    let r = b.add("relu", Op::Relu, &[n]).unwrap();
+    check(b.finish(r));
+}
+
+#[test]
+fn a_multi_branch_block_sums_its_branches() {
+    // An unfused depthwise block: identity BN, 1x1 scale branch, two 3x3 branches, then ReLU.
+    let c = 20;
+    let mut b = GraphBuilder::new("branches", vec![2, c, 10, 9]).unwrap();
+    let x = ValueId::Input;
+    let skip = b.add("skip", bn(c), &[x]).unwrap();
+    let mut branches = vec![skip];
+    for (i, k) in [1, 3, 3].into_iter().enumerate() {
+        let conv = b
+            .add(&format!("b{i}.conv"), conv(c, c, k, 1, c, false), &[x])
+            .unwrap();
+        branches.push(b.add(&format!("b{i}.bn"), bn(c), &[conv]).unwrap());
+    }
+    let sum = b.add("add", Op::Add, &branches).unwrap();
+    let r = b.add("relu", Op::Relu, &[sum]).unwrap();
+    check(b.finish(r));
+}
+
+#[test]
+fn an_add_whose_inputs_are_read_elsewhere_still_sums() {
+    // x + relu(conv(x)): the add cannot accumulate in place, so it copies then adds.
+    let mut b = GraphBuilder::new("residual", vec![1, 18, 6, 6]).unwrap();
+    let c = b
+        .add("conv", conv(18, 18, 3, 1, 18, true), &[ValueId::Input])
+        .unwrap();
+    let r = b.add("relu", Op::Relu, &[c]).unwrap();
+    let sum = b.add("add", Op::Add, &[ValueId::Input, r]).unwrap();
+    let out = b.add("relu2", Op::Relu, &[sum]).unwrap();
+    check(b.finish(out));
+}
+
+#[test]
+fn squeeze_excite_and_the_head_match() {
+    let (c, r) = (40, 10);
+    let mut b = GraphBuilder::new("se-head", vec![2, c, 7, 5]).unwrap();
+    let x = ValueId::Input;
+    let pooled = b.add("se.pool", Op::GlobalAvgPool, &[x]).unwrap();
+    let reduced = b
+        .add("se.reduce", conv(c, r, 1, 1, 1, true), &[pooled])
+        .unwrap();
+    let act = b.add("se.relu", Op::Relu, &[reduced]).unwrap();
+    let expanded = b
+        .add("se.expand", conv(r, c, 1, 1, 1, true), &[act])
+        .unwrap();
+    let gate = b.add("se.sigmoid", Op::Sigmoid, &[expanded]).unwrap();
+    let scaled = b.add("se.scale", Op::ChannelMul, &[x, gate]).unwrap();
+    let relu = b.add("relu", Op::Relu, &[scaled]).unwrap();
+    let gap = b.add("gap", Op::GlobalAvgPool, &[relu]).unwrap();
+    let flat = b.add("flatten", Op::Flatten, &[gap]).unwrap();
+    let out = b
+        .add(
+            "linear",
+            Op::Linear(Linear {
+                in_features: c,
+                out_features: 17,
+                bias: true,
+            }),
+            &[flat],
+        )
+        .unwrap();
+    check(b.finish(out));
+}
+
+#[test]
+fn a_feature_map_output_comes_back_in_nchw() {
+    // No head: the output is 4-D and must be transposed back; flatten of a 3x3 map too.
+    let mut b = GraphBuilder::new("nchw-out", vec![1, 5, 7, 7]).unwrap();
+    let c = b
+        .add("conv", conv(5, 6, 3, 2, 1, true), &[ValueId::Input])
+        .unwrap();
+    check(b.finish(c));
+    let mut b = GraphBuilder::new("flatten-map", vec![2, 4, 6, 6]).unwrap();
+    let c = b
+        .add("conv", conv(4, 3, 3, 2, 1, true), &[ValueId::Input])
+        .unwrap();
+    let f = b.add("flatten", Op::Flatten, &[c]).unwrap();
+    let l = b
+        .add(
+            "linear",
+            Op::Linear(Linear {
+                in_features: 27,
+                out_features: 5,
+                bias: false,
+            }),
+            &[f],
+        )
+        .unwrap();
+    check(b.finish(l));
+}
+
+#[test]
+fn unsupported_kernels_are_refused_with_the_node_named() {
+    let graph = single("dw9", vec![1, 8, 12, 12], conv(8, 8, 9, 1, 8, true));
+    let weights = random_weights(&graph, 1);
+    let err = NativeBackend::new()
+        .prepare(&graph, &weights, &PrepareOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("`layer`") && err.contains("9x9"), "{err}");
+    let graph = single("grouped", vec![1, 8, 6, 6], conv(8, 8, 3, 1, 2, true));
+    let weights = random_weights(&graph, 1);
+    let err = NativeBackend::new()
+        .prepare(&graph, &weights, &PrepareOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("grouped conv2d (groups = 2)") && err.contains("`layer`"),
+        "{err}"
+    );
+}

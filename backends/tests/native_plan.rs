@@ -1,0 +1,111 @@
+//! What the native backend's plan says on whole models: the unfused form keeps one kernel call
+//! per branch, the reparameterized form one fused kernel per block, and per-layer timing covers
+//! every planned op.
+
+use backends::native::NativeBackend;
+use backends::{Backend, PrepareOptions};
+use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Op, Variant};
+
+const SIZE: InputSize = InputSize {
+    batch: 1,
+    height: 64,
+    width: 64,
+};
+
+#[test]
+fn the_unfused_plan_runs_every_branch_and_says_what_it_fused() {
+    let graph = build(Variant::S0, Form::Unfused, SIZE).unwrap();
+    let (weights, _) = seeded_weights(Variant::S0, Form::Unfused, 0);
+    let plan = NativeBackend::new()
+        .prepare(&graph, &weights, &PrepareOptions::default())
+        .unwrap();
+    let text = plan.describe();
+    let convs = graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, Op::Conv2d(_)))
+        .count();
+    let conv_steps = text
+        .lines()
+        .filter(|l| l.contains(": gemm ") || l.contains(": depthwise "))
+        .count();
+    // One kernel call per conv branch plus the classifier's GEMM: no branch is folded away.
+    assert_eq!(conv_steps, convs + 1, "{text}");
+    let skips = graph
+        .nodes()
+        .iter()
+        .filter(|n| n.name.ends_with("rbr_skip"))
+        .count();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("rbr_skip: channel affine"))
+            .count(),
+        skips,
+        "{text}"
+    );
+    assert!(text.starts_with("native: layout NHWC"), "{text}");
+    let bns = graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, Op::BatchNorm(_)))
+        .count();
+    assert!(
+        text.contains(&format!("{} batch norms into convs", bns - skips)),
+        "{text}"
+    );
+    assert!(
+        text.contains("43 ReLUs into epilogues")
+            && text.contains("43 adds into accumulating branches"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_reparameterized_plan_is_one_fused_kernel_per_block() {
+    let graph = build(Variant::S1, Form::Reparameterized, SIZE).unwrap();
+    let (weights, _) = seeded_weights(Variant::S1, Form::Reparameterized, 0);
+    let plan = NativeBackend::new()
+        .prepare(&graph, &weights, &PrepareOptions::default())
+        .unwrap();
+    let text = plan.describe();
+    let fused = text
+        .lines()
+        .filter(|l| {
+            l.contains(".reparam_conv+") && l.contains(".relu:") && l.ends_with("+bias +relu")
+        })
+        .count();
+    assert_eq!(fused, 43, "{text}");
+}
+
+#[test]
+fn per_layer_timing_covers_every_step() {
+    let graph = build(Variant::S0, Form::Reparameterized, SIZE).unwrap();
+    let (weights, _) = seeded_weights(Variant::S0, Form::Reparameterized, 0);
+    let input = seeded_uniform(SIZE.shape(), 1, -1.0, 1.0);
+    let options = PrepareOptions {
+        threads: 2,
+        per_layer_timing: true,
+    };
+    let mut plan = NativeBackend::new()
+        .prepare(&graph, &weights, &options)
+        .unwrap();
+    for _ in 0..3 {
+        plan.forward(&input).unwrap();
+    }
+    let layers = plan.layer_times();
+    let steps = plan.describe().lines().count() - 1;
+    assert_eq!(layers.len(), steps);
+    assert!(
+        layers.iter().all(|l| l.runs == 3 && l.seconds > 0.0),
+        "{layers:?}"
+    );
+    let gemm = layers
+        .iter()
+        .find(|l| l.name == "stage1.1.reparam_conv+stage1.1.relu")
+        .unwrap();
+    assert_eq!(gemm.kind, "gemm");
+    let untimed = NativeBackend::new()
+        .prepare(&graph, &weights, &PrepareOptions::default())
+        .unwrap();
+    assert!(untimed.layer_times().is_empty());
+}

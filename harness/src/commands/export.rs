@@ -1,0 +1,106 @@
+//! `harness export`: writes a model's graph as JSON and its weights as safetensors, so tools
+//! outside Rust (the ONNX Runtime comparison script) run exactly the graph we run.
+
+use anyhow::{Context, Result};
+use models::checkpoint::{save_safetensors, write_atomically};
+use models::{build, Graph, InputSize, Op, ValueId};
+use serde_json::{json, Value};
+
+use super::{choose_weights, parse_form, parse_input_size, parse_model};
+use crate::cli::ExportArgs;
+
+pub fn run(args: &ExportArgs) -> Result<()> {
+    let variant = parse_model(&args.model)?;
+    let form = parse_form(&args.form)?;
+    let (height, width) = parse_input_size(&args.input_size)?;
+    anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
+    let graph = build(
+        variant,
+        form,
+        InputSize {
+            batch: args.batch,
+            height,
+            width,
+        },
+    )?;
+    let (weights, origin) = choose_weights(&args.weights, variant, form)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
+    let text = serde_json::to_string_pretty(&graph_json(&graph))?;
+    let graph_path = args.out.join("graph.json");
+    write_atomically(&graph_path, text.as_bytes())
+        .with_context(|| format!("{}: cannot write", graph_path.display()))?;
+    save_safetensors(&weights, &args.out.join("weights.safetensors"))?;
+    eprintln!(
+        "{variant} {form} (weights: {}): wrote graph.json and weights.safetensors to {}",
+        origin.source,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The graph as JSON: input shape, output name, and every node with its attributes.
+pub fn graph_json(graph: &Graph) -> Value {
+    let name_of = |v: ValueId| match v {
+        ValueId::Input => "input".to_string(),
+        ValueId::Node(i) => graph.nodes()[i].name.clone(),
+    };
+    let nodes: Vec<Value> = graph
+        .nodes()
+        .iter()
+        .map(|n| {
+            let attributes = match &n.op {
+                Op::Conv2d(c) => json!({
+                    "in_channels": c.in_channels, "out_channels": c.out_channels, "kernel": c.kernel,
+                    "stride": c.stride, "padding": c.padding, "groups": c.groups, "bias": c.bias,
+                }),
+                Op::BatchNorm(b) => json!({ "channels": b.channels, "eps": b.eps }),
+                Op::Linear(l) => json!({ "in_features": l.in_features, "out_features": l.out_features, "bias": l.bias }),
+                _ => json!({}),
+            };
+            let op = match &n.op {
+                Op::Conv2d(_) => "conv2d",
+                other => other.kind(),
+            };
+            json!({
+                "name": n.name,
+                "op": op,
+                "attributes": attributes,
+                "inputs": n.inputs.iter().map(|&v| name_of(v)).collect::<Vec<_>>(),
+                "shape": n.shape,
+            })
+        })
+        .collect();
+    json!({
+        "name": graph.name(),
+        "input_shape": graph.input_shape(),
+        "output": name_of(graph.output()),
+        "nodes": nodes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use models::{Form, Variant};
+
+    #[test]
+    fn every_node_is_exported_with_its_inputs_and_attributes() {
+        let graph = build(Variant::S0, Form::Unfused, InputSize::IMAGENET).unwrap();
+        let v = graph_json(&graph);
+        let nodes = v["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), graph.nodes().len());
+        assert_eq!(v["input_shape"], json!([1, 3, 224, 224]));
+        assert_eq!(v["output"], "linear");
+        let stem = nodes
+            .iter()
+            .find(|n| n["name"] == "stage0.rbr_conv.0.conv")
+            .unwrap();
+        assert_eq!(stem["inputs"], json!(["input"]));
+        assert_eq!(stem["attributes"]["stride"], 2);
+        assert_eq!(stem["attributes"]["out_channels"], 48);
+        let add = nodes.iter().find(|n| n["name"] == "stage1.0.add").unwrap();
+        // S0's depthwise block: 4 conv branches and the 1x1 scale branch (stride 2: no skip).
+        assert_eq!(add["inputs"].as_array().unwrap().len(), 5);
+    }
+}

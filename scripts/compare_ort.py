@@ -1,0 +1,203 @@
+"""Native backend vs ONNX Runtime, side by side on the same graphs (run by compare-ort.sh).
+
+For each model and form: `harness export` writes our graph and seeded weights; this script
+turns them into ONNX (Conv, BatchNormalization, Relu, Sum, ...: the same graph, node for node),
+checks that ONNX Runtime's logits equal the native backend's (`harness infer`), then measures
+ONNX Runtime (all graph optimizations, intra-op threads = the thread count) and the native
+backend (`harness run` on a one-model scenario) one after the other, model by model, and prints
+the ratio table. Results go to OUT/comparison.json and OUT/comparison.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+
+def read_safetensors(path):
+    data = Path(path).read_bytes()
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    body = data[8 + header_len :]
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        if meta["dtype"] != "F32":
+            sys.exit(f"{path}: tensor {name} is {meta['dtype']}, expected F32")
+        start, end = meta["data_offsets"]
+        tensors[name] = np.frombuffer(body[start:end], dtype=np.float32).reshape(meta["shape"])
+    return tensors
+
+
+def to_onnx(graph, weights):
+    """One ONNX node per graph node; parameters become initializers with the same names."""
+    nodes, inits = [], []
+
+    def param(name):
+        inits.append(numpy_helper.from_array(weights[name], name))
+        return name
+
+    for n in graph["nodes"]:
+        op, name, a, ins = n["op"], n["name"], n["attributes"], n["inputs"]
+        if op == "conv2d":
+            inputs = ins + [param(f"{name}.weight")] + ([param(f"{name}.bias")] if a["bias"] else [])
+            k, s, p = a["kernel"], a["stride"], a["padding"]
+            nodes.append(helper.make_node("Conv", inputs, [name], name=name, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p], group=a["groups"]))
+        elif op == "batch_norm":
+            inputs = ins + [param(f"{name}.{s}") for s in ("weight", "bias", "running_mean", "running_var")]
+            nodes.append(helper.make_node("BatchNormalization", inputs, [name], name=name, epsilon=a["eps"]))
+        elif op in ("relu", "sigmoid", "add", "global_avg_pool", "channel_mul", "flatten"):
+            onnx_op = {"relu": "Relu", "sigmoid": "Sigmoid", "add": "Sum", "global_avg_pool": "GlobalAveragePool", "channel_mul": "Mul", "flatten": "Flatten"}[op]
+            nodes.append(helper.make_node(onnx_op, ins, [name], name=name))
+        elif op == "linear":
+            inputs = ins + [param(f"{name}.weight")] + ([param(f"{name}.bias")] if a["bias"] else [])
+            nodes.append(helper.make_node("Gemm", inputs, [name], name=name, transB=1))
+        else:
+            sys.exit(f"graph {graph['name']}: op `{op}` (node {name}) has no ONNX mapping in this script")
+    out_shape = next(n["shape"] for n in graph["nodes"] if n["name"] == graph["output"])
+    g = helper.make_graph(
+        nodes,
+        graph["name"],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, graph["input_shape"])],
+        [helper.make_tensor_value_info(graph["output"], TensorProto.FLOAT, out_shape)],
+        inits,
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def session(model_bytes, threads):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def time_ort(sess, x, budget_s, min_runs):
+    name = sess.get_inputs()[0].name
+    for _ in range(5):
+        sess.run(None, {name: x})
+    samples, start = [], time.perf_counter()
+    while len(samples) < min_runs or time.perf_counter() - start < budget_s:
+        t0 = time.perf_counter()
+        sess.run(None, {name: x})
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def harness(args, *cmd):
+    result = subprocess.run([args.harness, *cmd], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"harness {' '.join(cmd)} failed:\n{result.stderr}")
+    return result
+
+
+def write_npy(path, array):
+    np.save(path, array.astype(np.float32))
+
+
+def native_cells(args, model, work):
+    """Measures the native backend on one model (both forms, every thread count)."""
+    scenario = work / f"{model}.yaml"
+    scenario.write_text(
+        f"""name: native-{model}
+models: [{model}]
+forms: [{', '.join(args.forms)}]
+backends: [native]
+threads: [{', '.join(str(t) for t in args.threads)}]
+batch: 1
+input_size: 224
+weights:
+  seed: 0
+warmup:
+  runs: 5
+  min_time_ms: 100
+measurement:
+  min_runs: {args.min_runs}
+  max_runs: 100000
+  min_time_ms: {int(args.budget_s * 1000)}
+  max_time_ms: {int(args.budget_s * 1000)}
+  target_ci: 0.001
+cooldown_ms: 0
+order: interleaved
+seed: 0
+"""
+    )
+    out = work / f"native-{model}"
+    harness(args, "run", str(scenario), "--out", str(out))
+    results = json.loads((out / "results.json").read_text())
+    return {(c["form"], c["threads"]): c for c in results["cells"] if c["status"] == "ok"}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--harness", required=True, help="path to the built harness binary")
+    p.add_argument("--models", nargs="+", default=[f"mobileone-s{i}" for i in range(5)])
+    p.add_argument("--forms", nargs="+", default=["reparameterized", "unfused"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--budget-s", type=float, default=2.0, help="measuring time per cell and engine")
+    p.add_argument("--min-runs", type=int, default=10)
+    p.add_argument("--out", type=Path, default=Path("results/native-vs-ort"))
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "work"
+    work.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, size=(1, 3, 224, 224)).astype(np.float32)
+    write_npy(work / "input.npy", x)
+    rows = []
+    for model in args.models:
+        onnx_models = {}
+        for form in args.forms:
+            folder = work / f"{model}-{form}"
+            harness(args, "export", "--model", model, "--form", form, "--out", str(folder))
+            graph = json.loads((folder / "graph.json").read_text())
+            onnx_model = to_onnx(graph, read_safetensors(folder / "weights.safetensors"))
+            onnx_models[form] = onnx_model.SerializeToString()
+            (folder / "model.onnx").write_bytes(onnx_models[form])
+            # Same graph, same weights, same input: the logits must agree.
+            harness(args, "infer", "--model", model, "--form", form, "--backend", "native", "--input", str(work / "input.npy"), "--output", str(folder / "native.npy"))
+            ours = np.load(folder / "native.npy")
+            theirs = session(onnx_models[form], 1).run(None, {"input": x})[0]
+            rel = float(np.linalg.norm(ours - theirs) / np.linalg.norm(theirs))
+            print(f"{model} {form}: native vs onnxruntime logits, relative L2 {rel:.2e}", flush=True)
+            if rel > 1e-4:
+                sys.exit(f"{model} {form}: native and ONNX Runtime disagree (relative L2 {rel:.2e} > 1e-4)")
+        ort_samples = {}
+        for form in args.forms:
+            for t in args.threads:
+                ort_samples[(form, t)] = time_ort(session(onnx_models[form], t), x, args.budget_s, args.min_runs)
+        native = native_cells(args, model, work)
+        for form in args.forms:
+            for t in args.threads:
+                ort_ms = statistics.median(ort_samples[(form, t)])
+                cell = native.get((form, t))
+                native_ms = cell["median_ms"] if cell else float("nan")
+                rows.append({"model": model, "form": form, "threads": t, "ort_ms": ort_ms, "native_ms": native_ms, "ratio": native_ms / ort_ms, "ort_runs": len(ort_samples[(form, t)]), "native_runs": cell["samples"] if cell else 0})
+                r = rows[-1]
+                print(f"{model:13} {form:16} t={t}  ort {ort_ms:8.3f} ms  native {native_ms:8.3f} ms  ratio {r['ratio']:.2f}", flush=True)
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "onnxruntime": ort.__version__, "python": platform.python_version()}
+    (args.out / "comparison.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    lines = [f"Native vs ONNX Runtime {ort.__version__} (median ms, batch 1, 3x224x224; ratio = native / ORT, below 1 is faster)", "", "| model | form | threads | ORT | native | ratio |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['form']} | {r['threads']} | {r['ort_ms']:.2f} | {r['native_ms']:.2f} | {r['ratio']:.2f} |" for r in rows]
+    (args.out / "comparison.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
