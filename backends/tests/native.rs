@@ -120,6 +120,22 @@ fn pointwise_and_dense_convs_match() {
 }
 
 #[test]
+fn dense_convs_on_nhwc_activations_match() {
+    // The first conv reads the NCHW input; the second (3x3 stride 2, odd size, padded) and
+    // the third (1x1 stride 2, unpadded) read NHWC activations.
+    for (k, stride, cin, cout) in [(3, 2, 13, 21), (1, 2, 16, 40), (3, 1, 5, 70)] {
+        let mut b = GraphBuilder::new("nhwc-dense", vec![2, 3, 11, 9]).unwrap();
+        let first = b
+            .add("first", conv(3, cin, 1, 1, 1, true), &[ValueId::Input])
+            .unwrap();
+        let second = b
+            .add("second", conv(cin, cout, k, stride, 1, true), &[first])
+            .unwrap();
+        check(b.finish(second));
+    }
+}
+
+#[test]
 fn a_matrix_vector_gemm_matches() {
     // One row (batch 1 at 1x1): the single-row micro-kernel.
     check(single(

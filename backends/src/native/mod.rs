@@ -14,7 +14,7 @@ use models::{Graph, Tensor, Weights};
 
 pub(crate) use buffer::AlignedBuffer;
 use kernels::{channelwise, depthwise, gemm, layout};
-use plan::{Plan, Scale, StepOp};
+use plan::{Plan, Scale, Source, StepOp};
 use pool::ThreadPool;
 pub use simd::Isa;
 
@@ -131,7 +131,8 @@ impl Backend for NativeBackend {
             .plan
             .buffers
             .iter_mut()
-            .map(|b| Ptr(b.as_mut_ptr()))
+            .enumerate()
+            .map(|(i, b)| Ptr(unsafe { b.as_mut_ptr().add(plan::stagger(i)) }))
             .collect();
         Ok(Box::new(plan))
     }
@@ -169,6 +170,13 @@ struct RunContext<'a> {
 impl RunContext<'_> {
     fn at(&self, loc: plan::Loc) -> *mut f32 {
         self.bases[self.loc_buffer[loc]].0
+    }
+
+    fn source(&self, src: Source) -> *const f32 {
+        match src {
+            Source::GraphInput => self.input.0,
+            Source::Slot(loc) => self.at(loc),
+        }
     }
 }
 
@@ -283,9 +291,26 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
                 t,
                 threads,
             ),
-            StepOp::Im2col { geometry, src, dst } => {
-                layout::im2col(geometry, ctx.at(*src), ctx.at(*dst), t, threads)
+            StepOp::Pad { geometry, src, dst } => {
+                layout::pad(geometry, ctx.source(*src), ctx.at(*dst), t, threads)
             }
+            StepOp::Conv {
+                packed,
+                geometry,
+                nchw: _,
+                src,
+                c,
+                accumulate,
+                relu,
+            } => gemm::conv(
+                packed,
+                geometry,
+                ctx.source(*src),
+                ctx.at(*c),
+                (*accumulate, *relu),
+                t,
+                threads,
+            ),
             StepOp::Gemm {
                 packed,
                 m,

@@ -10,8 +10,8 @@ use models::{Graph, Op, ValueId, Weights};
 
 use super::buffer::AlignedBuffer;
 use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNELS};
-use super::kernels::gemm::PackedGemm;
-use super::kernels::layout::Im2col;
+use super::kernels::gemm::{ConvGeometry, PackedGemm};
+use super::kernels::layout::Pad;
 use super::simd::Isa;
 use crate::BackendError;
 
@@ -25,6 +25,13 @@ pub(crate) enum Scale {
     Gate(Loc),
 }
 
+/// Where a step reads: a slot, or the caller's NCHW input tensor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    GraphInput,
+    Slot(Loc),
+}
+
 pub(crate) enum StepOp {
     ToNhwc {
         batch: usize,
@@ -32,10 +39,21 @@ pub(crate) enum StepOp {
         pixels: usize,
         dst: Loc,
     },
-    Im2col {
-        geometry: Im2col,
-        src: Loc,
+    Pad {
+        geometry: Pad,
+        src: Source,
         dst: Loc,
+    },
+    /// A dense convolution as an implicit GEMM on its (padded) source.
+    Conv {
+        packed: PackedGemm,
+        geometry: ConvGeometry,
+        /// The source is the (padded) NCHW graph input rather than an NHWC activation.
+        nchw: bool,
+        src: Source,
+        c: Loc,
+        accumulate: bool,
+        relu: bool,
     },
     Gemm {
         packed: PackedGemm,
@@ -92,8 +110,9 @@ impl StepOp {
     fn locs(&self) -> Vec<Loc> {
         match self {
             StepOp::ToNhwc { dst, .. } => vec![*dst],
-            StepOp::Im2col { src, dst, .. }
-            | StepOp::Depthwise { src, dst, .. }
+            StepOp::Pad { src, dst, .. } => slots(*src).chain([*dst]).collect(),
+            StepOp::Conv { src, c, .. } => slots(*src).chain([*c]).collect(),
+            StepOp::Depthwise { src, dst, .. }
             | StepOp::Pool { src, dst, .. }
             | StepOp::Sigmoid { src, dst, .. } => vec![*src, *dst],
             StepOp::Gemm { a, c, .. } => vec![*a, *c],
@@ -109,6 +128,7 @@ impl StepOp {
     fn fuse_relu(&mut self) -> bool {
         match self {
             StepOp::Gemm { relu, .. }
+            | StepOp::Conv { relu, .. }
             | StepOp::Depthwise { relu, .. }
             | StepOp::Affine { relu, .. }
                 if !*relu =>
@@ -131,12 +151,28 @@ impl StepOp {
         };
         match self {
             StepOp::ToNhwc { .. } => "layout nchw->nhwc".into(),
-            StepOp::Im2col { geometry: g, .. } => format!(
-                "im2col {}x{} s{} ({} columns)",
-                g.kernel,
-                g.kernel,
-                g.stride,
-                g.patch_len()
+            StepOp::Pad {
+                geometry: g, src, ..
+            } => {
+                format!("zero pad {} ({})", g.padding, source_layout(*src))
+            }
+            StepOp::Conv {
+                packed,
+                geometry: g,
+                nchw,
+                accumulate,
+                relu,
+                ..
+            } => format!(
+                "conv as implicit gemm {} {}x{} on {} m={} k={} n={} +bias{}",
+                packed.isa,
+                packed.tile.mr,
+                packed.tile.nr,
+                if *nchw { "nchw input" } else { "nhwc" },
+                g.batch * g.out_height * g.out_width,
+                packed.k,
+                packed.n,
+                epilogue(*accumulate, *relu)
             ),
             StepOp::Gemm {
                 packed,
@@ -191,8 +227,8 @@ impl StepOp {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             StepOp::ToNhwc { .. } | StepOp::ToNchw { .. } => "layout",
-            StepOp::Im2col { .. } => "im2col",
-            StepOp::Gemm { .. } => "gemm",
+            StepOp::Pad { .. } => "layout",
+            StepOp::Gemm { .. } | StepOp::Conv { .. } => "gemm",
             StepOp::Depthwise { .. } => "depthwise",
             StepOp::Affine { .. } => "channelwise",
             StepOp::Pool { .. } => "pool",
@@ -232,6 +268,21 @@ fn dims(shape: &[usize]) -> (usize, usize, usize) {
     }
 }
 
+fn slots(src: Source) -> impl Iterator<Item = Loc> {
+    match src {
+        Source::Slot(loc) => Some(loc),
+        Source::GraphInput => None,
+    }
+    .into_iter()
+}
+
+fn source_layout(src: Source) -> &'static str {
+    match src {
+        Source::GraphInput => "nchw input",
+        Source::Slot(_) => "nhwc",
+    }
+}
+
 fn value_index(v: ValueId) -> usize {
     match v {
         ValueId::Input => 0,
@@ -260,17 +311,6 @@ struct Compiler<'a> {
 pub(crate) fn compile(graph: &Graph, weights: &Weights, isa: Isa) -> Result<Plan, BackendError> {
     let mut c = Compiler::new(graph, weights, isa);
     c.find_fusions();
-    let (batch, channels, pixels) = dims(graph.input_shape());
-    let input = c.new_loc(ValueId::Input);
-    c.push(
-        "input".into(),
-        StepOp::ToNhwc {
-            batch,
-            channels,
-            pixels,
-            dst: input,
-        },
-    );
     for i in 0..graph.nodes().len() {
         c.node(i)?;
     }
@@ -368,7 +408,19 @@ impl<'a> Compiler<'a> {
         self.loc_len.len() - 1
     }
 
-    fn loc_of(&self, value: ValueId) -> Loc {
+    /// The slot holding `value` in NHWC; the graph input is transposed on first use.
+    fn loc_of(&mut self, value: ValueId) -> Loc {
+        if value == ValueId::Input && self.value_loc[0].is_none() {
+            let (batch, channels, pixels) = dims(self.graph.input_shape());
+            let dst = self.new_loc(ValueId::Input);
+            let op = StepOp::ToNhwc {
+                batch,
+                channels,
+                pixels,
+                dst,
+            };
+            self.push("input".into(), op);
+        }
         self.value_loc[value_index(value)].expect("values are written before they are read")
     }
 
@@ -620,7 +672,6 @@ impl<'a> Compiler<'a> {
         let in_shape = self.graph.value_shape(node.inputs[0]);
         let (batch, height, width) = (in_shape[0], in_shape[2], in_shape[3]);
         let (out_height, out_width) = (node.shape[2], node.shape[3]);
-        let src = self.loc_of(node.inputs[0]);
         if conv.is_depthwise() {
             if !SUPPORTED_KERNELS.contains(&conv.kernel) {
                 return Err(self.error(i, format!("depthwise kernel {0}x{0} has no native kernel (supported: {SUPPORTED_KERNELS:?})", conv.kernel)));
@@ -637,6 +688,7 @@ impl<'a> Compiler<'a> {
                 out_width,
             };
             let packed = PackedDepthwise::pack(self.isa, shape, &weight, Some(&bias));
+            let src = self.loc_of(node.inputs[0]);
             let (dst, accumulate) = self.target(value);
             self.push(
                 label,
@@ -661,41 +713,19 @@ impl<'a> Compiler<'a> {
             conv.in_channels * conv.kernel * conv.kernel,
             conv.out_channels,
         );
-        // PyTorch weights are [out][in][kh][kw]; the patch order is (kh, kw, in).
-        let (cin, kk2) = (conv.in_channels, conv.kernel * conv.kernel);
-        let packed = PackedGemm::pack(
-            self.isa,
-            k,
-            n,
-            |row, col| weight[col * k + (row % cin) * kk2 + row / cin],
-            Some(&bias),
-        );
-        let m = batch * out_height * out_width;
-        let a = if conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 {
-            src
-        } else {
-            let geometry = Im2col {
-                batch,
-                channels: conv.in_channels,
-                height,
-                width,
-                kernel: conv.kernel,
-                stride: conv.stride,
-                padding: conv.padding,
-                out_height,
-                out_width,
-            };
-            let dst = self.scratch(m * k);
-            self.push(
-                format!("{}.im2col", node.name),
-                StepOp::Im2col { geometry, src, dst },
+        let from_input = node.inputs[0] == ValueId::Input;
+        if conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 && !from_input {
+            let packed = PackedGemm::pack(
+                self.isa,
+                k,
+                n,
+                |row, col| weight[col * k + row],
+                Some(&bias),
             );
-            dst
-        };
-        let (c, accumulate) = self.target(value);
-        self.push(
-            label,
-            StepOp::Gemm {
+            let a = self.loc_of(node.inputs[0]);
+            let (c, accumulate) = self.target(value);
+            let m = batch * out_height * out_width;
+            let op = StepOp::Gemm {
                 packed,
                 m,
                 a,
@@ -704,8 +734,80 @@ impl<'a> Compiler<'a> {
                 ldc: n,
                 accumulate,
                 relu: false,
-            },
-        );
+            };
+            self.push(label, op);
+            return Ok(());
+        }
+        // Any other dense conv: an implicit GEMM on the zero-padded source. The graph input is
+        // read in NCHW (patch order c, kh, kw: PyTorch's weight order), slots in NHWC (patch
+        // order kh, kw, c).
+        let (cin, kernel, kk2) = (conv.in_channels, conv.kernel, conv.kernel * conv.kernel);
+        let (src, pixel, planes) = if from_input {
+            (Source::GraphInput, 1, batch * cin)
+        } else {
+            (Source::Slot(self.loc_of(node.inputs[0])), cin, batch)
+        };
+        let pad = Pad {
+            planes,
+            height,
+            width,
+            pixel,
+            padding: conv.padding,
+        };
+        let (hp, wp) = (pad.padded_height(), pad.padded_width());
+        let offset = |kk: usize| {
+            if from_input {
+                let (c, kh, kw) = (kk / kk2, kk % kk2 / kernel, kk % kernel);
+                (c * hp + kh) * wp + kw
+            } else {
+                let (kh, kw, c) = (kk / cin / kernel, kk / cin % kernel, kk % cin);
+                (kh * wp + kw) * cin + c
+            }
+        };
+        let geometry = ConvGeometry {
+            batch,
+            out_height,
+            out_width,
+            image_stride: hp * wp * cin,
+            row_stride: conv.stride * wp * pixel,
+            col_stride: conv.stride * pixel,
+            offsets: (0..k).map(offset).collect(),
+        };
+        let packed = if from_input {
+            PackedGemm::pack(
+                self.isa,
+                k,
+                n,
+                |row, col| weight[col * k + row],
+                Some(&bias),
+            )
+        } else {
+            let w = |row: usize, col: usize| weight[col * k + (row % cin) * kk2 + row / cin];
+            PackedGemm::pack(self.isa, k, n, w, Some(&bias))
+        };
+        let src = if conv.padding == 0 {
+            src
+        } else {
+            let dst = self.scratch(pad.padded_len());
+            let op = StepOp::Pad {
+                geometry: pad,
+                src,
+                dst,
+            };
+            self.push(format!("{}.pad", node.name), op);
+            Source::Slot(dst)
+        };
+        let (c, accumulate) = self.target(value);
+        let op = StepOp::Conv {
+            packed,
+            geometry,
+            nchw: from_input,
+            src,
+            c,
+            accumulate,
+            relu: false,
+        };
+        self.push(label, op);
         Ok(())
     }
 
@@ -750,22 +852,35 @@ impl<'a> Compiler<'a> {
         }
         Plan {
             steps: self.steps,
-            buffers: capacity.into_iter().map(AlignedBuffer::zeros).collect(),
+            buffers: capacity
+                .into_iter()
+                .enumerate()
+                .map(|(i, len)| AlignedBuffer::zeros(len + stagger(i)))
+                .collect(),
             loc_buffer,
             fusions: self.fusions,
         }
     }
 }
 
+/// Floats to skip at the start of buffer `i`. Large buffers come page aligned, and NHWC rows
+/// of 256, 512 or 1024 channels are 1, 2 or 4 KiB apart: a kernel's loads from one buffer
+/// would then share their low 12 address bits with its stores to another, and the CPU stalls
+/// them as possible conflicts (4K aliasing; it made depthwise layers 3x slower). Moving each
+/// buffer by a different multiple of 64 bytes (16 floats) modulo 1 KiB avoids that.
+pub(crate) fn stagger(i: usize) -> usize {
+    16 * (i * 5 % 16)
+}
+
 /// The slot a step writes (what a fused ReLU would apply to).
 fn written_loc(op: &StepOp) -> Option<Loc> {
     match op {
         StepOp::ToNhwc { dst, .. }
-        | StepOp::Im2col { dst, .. }
+        | StepOp::Pad { dst, .. }
         | StepOp::Depthwise { dst, .. }
         | StepOp::Pool { dst, .. }
         | StepOp::Sigmoid { dst, .. } => Some(*dst),
-        StepOp::Gemm { c, .. } => Some(*c),
+        StepOp::Gemm { c, .. } | StepOp::Conv { c, .. } => Some(*c),
         StepOp::Affine { out, .. } => Some(*out),
         StepOp::ToNchw { dst, .. } => *dst,
     }

@@ -113,6 +113,57 @@ pub struct GemmArgs {
     pub relu: bool,
 }
 
+/// A dense convolution as an implicit GEMM: output pixel (y, x) is GEMM row y*OW + x, and its
+/// patch element kk lies at `row_base(y, x) + offsets[kk]` in a (padded) source, so no patch
+/// matrix is written. The source may be NCHW (the graph input) or NHWC.
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub out_height: usize,
+    pub out_width: usize,
+    /// Floats between consecutive images of the source.
+    pub image_stride: usize,
+    /// Floats between the first elements of the patches of vertically adjacent output pixels.
+    pub row_stride: usize,
+    /// Floats between the first elements of the patches of horizontally adjacent output pixels.
+    pub col_stride: usize,
+    /// Offset of each patch element from the patch's first element, in packed-K order.
+    pub offsets: Vec<usize>,
+}
+
+/// Runs thread `t`'s share of a convolution lowered to an implicit GEMM; the epilogue is
+/// (accumulate into C, ReLU).
+///
+/// # Safety
+/// `src` valid for the geometry's source, `c` for batch x OH x OW rows of N floats; the CPU
+/// supports `packed.isa`.
+pub unsafe fn conv(
+    packed: &PackedGemm,
+    g: &ConvGeometry,
+    src: *const f32,
+    c: *mut f32,
+    (accumulate, relu): (bool, bool),
+    t: usize,
+    threads: usize,
+) {
+    let rows = g.batch * g.out_height;
+    let jobs = rows * packed.panels();
+    let n = packed.n;
+    for job in jobs * t / threads..jobs * (t + 1) / threads {
+        let (row, panel) = (job / packed.panels(), job % packed.panels());
+        let (b, y) = (row / g.out_height, row % g.out_height);
+        let args = GemmArgs {
+            m: g.out_width,
+            a: unsafe { src.add(b * g.image_stride + y * g.row_stride) },
+            lda: g.col_stride,
+            c: unsafe { c.add(row * g.out_width * n) },
+            ldc: n,
+            accumulate,
+            relu,
+        };
+        unsafe { gemm_rows(packed, &args, panel, 0, g.out_width, g.offsets.as_ptr()) };
+    }
+}
+
 /// Rows per unit of work handed to a thread (a whole number of micro-tiles).
 fn rows_per_job(tile: TileShape) -> usize {
     tile.mr * 8
@@ -124,11 +175,31 @@ fn rows_per_job(tile: TileShape) -> usize {
 /// A must be valid for M rows of K floats at stride lda, C for M rows of N floats at stride
 /// ldc, and the threads' shares of C are disjoint; the CPU must support `packed.isa`.
 pub unsafe fn gemm(packed: &PackedGemm, args: GemmArgs, t: usize, threads: usize) {
-    let jobs_m = args.m.div_ceil(rows_per_job(packed.tile));
+    let block_rows = rows_per_job(packed.tile);
+    let jobs_m = args.m.div_ceil(block_rows);
+    if jobs_m >= 2 * threads && args.m >= packed.n {
+        // More activations than weights: each thread takes an equal run of whole micro-tile
+        // rows (all panels), so the next layer, split by rows too, finds its rows in its own
+        // core's cache.
+        let mr = packed.tile.mr;
+        let tiles = args.m.div_ceil(mr);
+        let r0 = (tiles * t / threads * mr).min(args.m);
+        let r1 = (tiles * (t + 1) / threads * mr).min(args.m);
+        let mut b0 = r0;
+        while b0 < r1 {
+            let b1 = (b0 + block_rows).min(r1);
+            for panel in 0..packed.panels() {
+                unsafe { gemm_rows(packed, &args, panel, b0, b1, std::ptr::null()) };
+            }
+            b0 = b1;
+        }
+        return;
+    }
+    // More weights than activations (the later stages, matrix-vector products): split by
+    // panels, so each core streams only its share of the weights.
     let jobs = jobs_m * packed.panels();
-    let (start, end) = (jobs * t / threads, jobs * (t + 1) / threads);
-    for job in start..end {
-        let (panel, block) = (job / jobs_m, job % jobs_m);
+    for job in jobs * t / threads..jobs * (t + 1) / threads {
+        let (block, panel) = (job % jobs_m, job / jobs_m);
         unsafe { gemm_job(packed, &args, panel, block) };
     }
 }
@@ -136,6 +207,18 @@ pub unsafe fn gemm(packed: &PackedGemm, args: GemmArgs, t: usize, threads: usize
 unsafe fn gemm_job(packed: &PackedGemm, args: &GemmArgs, panel: usize, block: usize) {
     let rows = rows_per_job(packed.tile);
     let (r0, r1) = (block * rows, ((block + 1) * rows).min(args.m));
+    unsafe { gemm_rows(packed, args, panel, r0, r1, std::ptr::null()) }
+}
+
+/// Rows [r0, r1) of one panel; `offsets` (null for a plain GEMM) makes A indirect.
+unsafe fn gemm_rows(
+    packed: &PackedGemm,
+    args: &GemmArgs,
+    panel: usize,
+    r0: usize,
+    r1: usize,
+    offsets: *const usize,
+) {
     let TileShape { mr, nr } = packed.tile;
     let n0 = panel * nr;
     let job = Job {
@@ -147,11 +230,13 @@ unsafe fn gemm_job(packed: &PackedGemm, args: &GemmArgs, panel: usize, block: us
         ldc: args.ldc,
         accumulate: args.accumulate,
         relu: args.relu,
+        offsets,
     };
-    // Fewer rows than one tile in the whole matrix (a matrix-vector product): one row per call.
-    let single_rows = args.m < mr;
     let mut r = r0;
     while r < r1 {
+        // A leftover of one or two rows (or a matrix-vector product) runs the one-row kernel,
+        // which costs a fraction of a full tile.
+        let single_rows = r1 - r <= 2.min(mr - 1);
         let m = if single_rows { 1 } else { (r1 - r).min(mr) };
         let a = unsafe { args.a.add(r * args.lda) };
         let c = unsafe { args.c.add(r * args.ldc + n0) };
@@ -170,6 +255,8 @@ struct Job {
     ldc: usize,
     accumulate: bool,
     relu: bool,
+    /// Null: row i, element kk at a + i*lda + kk. Otherwise at a + i*lda + offsets[kk].
+    offsets: *const usize,
 }
 
 unsafe fn dispatch_tile(
@@ -230,14 +317,34 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
     c: *mut f32,
     m: usize,
 ) {
+    // Two instantiations, so each keeps its accumulators in registers across one loop.
+    if job.offsets.is_null() {
+        unsafe { tile_body::<S, MR, NV, false>(job, a, c, m) }
+    } else {
+        unsafe { tile_body::<S, MR, NV, true>(job, a, c, m) }
+    }
+}
+
+#[inline(always)]
+unsafe fn tile_body<S: Simd, const MR: usize, const NV: usize, const INDIRECT: bool>(
+    job: &Job,
+    a: *const f32,
+    c: *mut f32,
+    m: usize,
+) {
     let nr = NV * S::LANES;
     let rows: [*const f32; MR] = std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) });
     let mut acc = [[unsafe { S::zero() }; NV]; MR];
     let mut b = job.b;
     for kk in 0..job.k {
+        let at = if INDIRECT {
+            unsafe { *job.offsets.add(kk) }
+        } else {
+            kk
+        };
         let bv: [S::V; NV] = std::array::from_fn(|j| unsafe { S::load(b.add(j * S::LANES)) });
         for i in 0..MR {
-            let av = unsafe { S::splat(*rows[i].add(kk)) };
+            let av = unsafe { S::splat(*rows[i].add(at)) };
             for j in 0..NV {
                 acc[i][j] = unsafe { S::fma(av, bv[j], acc[i][j]) };
             }

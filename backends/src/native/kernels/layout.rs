@@ -1,6 +1,6 @@
 //! Memory movement with no arithmetic worth a SIMD version (the compiler vectorizes the copies):
-//! NCHW <-> NHWC transposes at the plan's edges, im2col for dense convolutions that are not
-//! 1x1 stride 1, and the element-wise sigmoid of squeeze-excite's gate.
+//! NCHW <-> NHWC transposes at the plan's edges, zero padding for dense convolutions (run as
+//! implicit GEMMs on the padded source), and the element-wise sigmoid of squeeze-excite's gate.
 
 /// NCHW [batch, C, H*W] -> NHWC [batch, H*W, C]; thread `t` takes a share of the pixel rows.
 ///
@@ -46,57 +46,53 @@ pub unsafe fn nhwc_to_nchw(
     }
 }
 
-/// The geometry of a dense convolution lowered to im2col + GEMM.
+/// A zero border around images: `planes` planes of height x width pixels of `pixel` floats
+/// (NCHW: one plane per image and channel, pixel 1; NHWC: one per image, pixel C).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Im2col {
-    pub batch: usize,
-    pub channels: usize,
+pub struct Pad {
+    pub planes: usize,
     pub height: usize,
     pub width: usize,
-    pub kernel: usize,
-    pub stride: usize,
+    pub pixel: usize,
     pub padding: usize,
-    pub out_height: usize,
-    pub out_width: usize,
 }
 
-impl Im2col {
-    /// Columns of the patch matrix: K * K * C, in (kh, kw, c) order.
-    pub fn patch_len(&self) -> usize {
-        self.kernel * self.kernel * self.channels
+impl Pad {
+    pub fn padded_height(&self) -> usize {
+        self.height + 2 * self.padding
     }
 
-    pub fn rows(&self) -> usize {
-        self.batch * self.out_height * self.out_width
+    pub fn padded_width(&self) -> usize {
+        self.width + 2 * self.padding
+    }
+
+    pub fn padded_len(&self) -> usize {
+        self.planes * self.padded_height() * self.padded_width() * self.pixel
     }
 }
 
-/// Writes the patch matrix [rows, K*K*C] of NHWC `src` (zeros in the padding); thread `t`
-/// takes a share of the rows.
+/// Copies `src` into the middle of `dst` and zeroes the border (every run: the buffer is
+/// shared with other values); thread `t` takes a share of the padded rows.
 ///
 /// # Safety
-/// `src` valid for the input, `dst` for rows * patch_len floats.
-pub unsafe fn im2col(g: &Im2col, src: *const f32, dst: *mut f32, t: usize, threads: usize) {
-    let rows = g.rows();
-    let (k, c) = (g.kernel, g.channels);
+/// `src` valid for the unpadded images, `dst` for `g.padded_len()` floats.
+pub unsafe fn pad(g: &Pad, src: *const f32, dst: *mut f32, t: usize, threads: usize) {
+    let (hp, row) = (g.padded_height(), g.padded_width() * g.pixel);
+    let rows = g.planes * hp;
     for r in rows * t / threads..rows * (t + 1) / threads {
-        let b = r / (g.out_height * g.out_width);
-        let (y, x) = ((r / g.out_width) % g.out_height, r % g.out_width);
-        let patch = unsafe { dst.add(r * g.patch_len()) };
-        for kh in 0..k {
-            for kw in 0..k {
-                let ih = (y * g.stride + kh) as isize - g.padding as isize;
-                let iw = (x * g.stride + kw) as isize - g.padding as isize;
-                let to = unsafe { patch.add((kh * k + kw) * c) };
-                if ih < 0 || iw < 0 || ih as usize >= g.height || iw as usize >= g.width {
-                    unsafe { std::ptr::write_bytes(to, 0, c) };
-                } else {
-                    let from = unsafe {
-                        src.add(((b * g.height + ih as usize) * g.width + iw as usize) * c)
-                    };
-                    unsafe { std::ptr::copy_nonoverlapping(from, to, c) };
-                }
-            }
+        let (plane, y) = (r / hp, r % hp);
+        let out = unsafe { dst.add(r * row) };
+        if y < g.padding || y >= g.padding + g.height {
+            unsafe { std::ptr::write_bytes(out, 0, row) };
+            continue;
+        }
+        let edge = g.padding * g.pixel;
+        let inner = g.width * g.pixel;
+        let from = unsafe { src.add((plane * g.height + y - g.padding) * inner) };
+        unsafe {
+            std::ptr::write_bytes(out, 0, edge);
+            std::ptr::copy_nonoverlapping(from, out.add(edge), inner);
+            std::ptr::write_bytes(out.add(edge + inner), 0, edge);
         }
     }
 }
