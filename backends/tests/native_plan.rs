@@ -113,3 +113,35 @@ fn per_layer_timing_covers_every_step() {
         .unwrap();
     assert!(untimed.layer_times().is_empty());
 }
+
+#[test]
+fn whole_models_match_the_reference_on_this_cpus_best_instruction_set() {
+    // The conformance suite covers every model on every backend; this repeats two of them here
+    // so that runs of this file alone (CI's aarch64 run under qemu, and its runs with
+    // ONEBENCH_NATIVE_ISA=portable or avx2) check those paths end to end.
+    #[cfg(target_arch = "aarch64")]
+    assert_eq!(backends::native::Isa::best(), backends::native::Isa::Neon);
+    for (variant, form) in [
+        (Variant::S0, Form::Unfused),
+        (Variant::S4, Form::Reparameterized),
+    ] {
+        let graph = build(variant, form, SIZE).unwrap();
+        let (weights, _) = seeded_weights(variant, form, 0);
+        let input = seeded_uniform(SIZE.shape(), 3, -2.0, 2.0);
+        let expected = backends::reference_output(&graph, &weights, &input).unwrap();
+        for threads in [1, 2] {
+            let options = PrepareOptions {
+                threads,
+                per_layer_timing: false,
+            };
+            let mut plan = NativeBackend::new()
+                .prepare(&graph, &weights, &options)
+                .unwrap();
+            let err = models::relative_l2(plan.forward(&input).unwrap().data(), expected.data());
+            assert!(
+                err < 1e-5,
+                "{variant} {form} ({threads} threads): relative L2 {err:e}"
+            );
+        }
+    }
+}

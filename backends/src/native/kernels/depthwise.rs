@@ -173,38 +173,62 @@ unsafe fn channel_block<S: Simd, const K: usize>(
     });
     let bias = unsafe { S::load(row.packed.bias.as_ptr().add(c)) };
     let zero = unsafe { S::zero() };
-    for x in 0..s.out_width {
+    let interior = |x: usize| {
         let iw0 = (x * s.stride) as isize - s.padding as isize;
-        let mut acc = bias;
-        if iw0 >= 0 && iw0 as usize + K <= s.width {
-            let base = iw0 as usize * ch + c;
+        iw0 >= 0 && iw0 as usize + K <= s.width
+    };
+    let mut x = 0;
+    while x < s.out_width {
+        // Interior pixels four at a time: four independent FMA chains hide the FMA latency
+        // that one chain of K*K dependent FMAs per pixel would wait on.
+        if x + PIXELS <= s.out_width && interior(x) && interior(x + PIXELS - 1) {
+            let base = (x * s.stride - s.padding) * ch + c;
+            let step = s.stride * ch;
+            let mut acc = [bias; PIXELS];
             for kh in 0..K {
                 for kw in 0..K {
-                    let v = unsafe { S::load(rows[kh].add(base + kw * ch)) };
-                    acc = unsafe { S::fma(v, weights[kh][kw], acc) };
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let v = unsafe { S::load(rows[kh].add(base + j * step + kw * ch)) };
+                        *a = unsafe { S::fma(v, weights[kh][kw], *a) };
+                    }
                 }
             }
-        } else {
-            for kw in 0..K {
-                let iw = iw0 + kw as isize;
-                if iw < 0 || iw as usize >= s.width {
-                    continue;
-                }
-                for kh in 0..K {
-                    let v = unsafe { S::load(rows[kh].add(iw as usize * ch + c)) };
-                    acc = unsafe { S::fma(v, weights[kh][kw], acc) };
-                }
+            for (j, a) in acc.into_iter().enumerate() {
+                unsafe { finish::<S>(row, out.add((x + j) * ch + c), a, zero) };
+            }
+            x += PIXELS;
+            continue;
+        }
+        let iw0 = (x * s.stride) as isize - s.padding as isize;
+        let mut acc = bias;
+        for kw in 0..K {
+            let iw = iw0 + kw as isize;
+            if iw < 0 || iw as usize >= s.width {
+                continue;
+            }
+            for kh in 0..K {
+                let v = unsafe { S::load(rows[kh].add(iw as usize * ch + c)) };
+                acc = unsafe { S::fma(v, weights[kh][kw], acc) };
             }
         }
-        let p = unsafe { out.add(x * ch + c) };
-        if row.accumulate {
-            acc = unsafe { S::add(acc, S::load(p)) };
-        }
-        if row.relu {
-            acc = unsafe { S::max(acc, zero) };
-        }
-        unsafe { S::store(p, acc) };
+        unsafe { finish::<S>(row, out.add(x * ch + c), acc, zero) };
+        x += 1;
     }
+}
+
+/// Output pixels computed together in the interior of a row.
+const PIXELS: usize = 4;
+
+/// The epilogue: accumulate into what is there, ReLU, store.
+#[inline(always)]
+unsafe fn finish<S: Simd>(row: &Row, p: *mut f32, mut acc: S::V, zero: S::V) {
+    if row.accumulate {
+        acc = unsafe { S::add(acc, S::load(p)) };
+    }
+    if row.relu {
+        acc = unsafe { S::max(acc, zero) };
+    }
+    unsafe { S::store(p, acc) };
 }
 
 #[cfg(target_arch = "x86_64")]
