@@ -199,8 +199,9 @@ unsafe fn channel_block<S: Simd, const K: usize>(
             x += PIXELS;
             continue;
         }
+        // A border pixel: one chain per kernel row (K short chains, not one long one).
         let iw0 = (x * s.stride) as isize - s.padding as isize;
-        let mut acc = bias;
+        let mut partial = [zero; K];
         for kw in 0..K {
             let iw = iw0 + kw as isize;
             if iw < 0 || iw as usize >= s.width {
@@ -208,9 +209,12 @@ unsafe fn channel_block<S: Simd, const K: usize>(
             }
             for kh in 0..K {
                 let v = unsafe { S::load(rows[kh].add(iw as usize * ch + c)) };
-                acc = unsafe { S::fma(v, weights[kh][kw], acc) };
+                partial[kh] = unsafe { S::fma(v, weights[kh][kw], partial[kh]) };
             }
         }
+        let acc = partial
+            .into_iter()
+            .fold(bias, |a, p| unsafe { S::add(a, p) });
         unsafe { finish::<S>(row, out.add(x * ch + c), acc, zero) };
         x += 1;
     }
