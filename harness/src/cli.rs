@@ -118,12 +118,13 @@ pub struct WeightsArgs {
     pub naming: Option<String>,
 }
 
+/// A model to build: which, in which form, with which weights, for which input.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub struct ModelArgs {
     /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
     #[arg(long)]
     pub model: String,
-    /// The form to export: unfused or reparameterized (fused).
+    /// The form: unfused or reparameterized (fused).
     #[arg(long, default_value = "reparameterized")]
     pub form: String,
     #[command(flatten)]
@@ -134,6 +135,12 @@ pub struct ExportArgs {
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Output folder; gets graph.json (nodes in execution order: name, op, attributes, input
     /// names, output shape; the graph input is called `input`) and weights.safetensors.
     #[arg(long)]
@@ -142,26 +149,14 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
-    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
-    #[arg(long)]
-    pub model: String,
-    /// The form to run: unfused or reparameterized (fused).
-    #[arg(long, default_value = "reparameterized")]
-    pub form: String,
     #[command(flatten)]
-    pub weights: WeightsArgs,
+    pub model: ModelArgs,
     /// The backend to profile; it must report per-layer times (the native backend does).
     #[arg(long, default_value = "native")]
     pub backend: String,
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Input height and width, as HxW or a single size for a square input.
-    #[arg(long, default_value = "224")]
-    pub input_size: String,
-    /// Batch size.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
     /// Timed runs after 3 warm-up runs; per-layer times are averaged over them.
     #[arg(long, default_value_t = 50)]
     pub runs: u64,

@@ -282,7 +282,7 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
                 channels,
                 pixels,
                 dst,
-            } => layout::nchw_to_nhwc(
+            } => layout::transpose(
                 *batch,
                 *channels,
                 *pixels,
@@ -403,7 +403,7 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
                 dst,
             } => {
                 let to = dst.map_or(ctx.output.0, |d| ctx.at(d));
-                layout::nhwc_to_nchw(*batch, *channels, *pixels, ctx.at(*src), to, t, threads)
+                layout::transpose(*batch, *pixels, *channels, ctx.at(*src), to, t, threads)
             }
         }
     }

@@ -452,7 +452,10 @@ impl<'a> Compiler<'a> {
         let value = ValueId::Node(i);
         match &node.op {
             Op::Conv2d(conv) => self.conv(i, *conv),
-            Op::BatchNorm(_) if self.folded_bn.values().any(|&bn| bn == i) => Ok(()),
+            // Folded into the conv that feeds it, which already wrote this value.
+            Op::BatchNorm(_) if matches!(node.inputs[0], ValueId::Node(p) if self.folded_bn.get(&p) == Some(&i)) => {
+                Ok(())
+            }
             Op::BatchNorm(bn) => {
                 let (scale, shift) = self.bn_affine(i, bn.eps)?;
                 let x = self.loc_of(node.inputs[0]);

@@ -3,37 +3,26 @@
 
 use anyhow::{Context, Result};
 use models::checkpoint::{save_safetensors, write_atomically};
-use models::{build, Graph, InputSize, Op, ValueId};
+use models::{Graph, Op, ValueId};
 use serde_json::{json, Value};
 
-use super::{choose_weights, parse_form, parse_input_size, parse_model};
+use super::build_model;
 use crate::cli::ExportArgs;
 
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let variant = parse_model(&args.model)?;
-    let form = parse_form(&args.form)?;
-    let (height, width) = parse_input_size(&args.input_size)?;
-    anyhow::ensure!(args.batch >= 1, "--batch must be at least 1");
-    let graph = build(
-        variant,
-        form,
-        InputSize {
-            batch: args.batch,
-            height,
-            width,
-        },
-    )?;
-    let (weights, origin) = choose_weights(&args.weights, variant, form)?;
+    let m = build_model(&args.model)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
-    let text = serde_json::to_string_pretty(&graph_json(&graph))?;
+    let text = serde_json::to_string_pretty(&graph_json(&m.graph))?;
     let graph_path = args.out.join("graph.json");
     write_atomically(&graph_path, text.as_bytes())
         .with_context(|| format!("{}: cannot write", graph_path.display()))?;
-    save_safetensors(&weights, &args.out.join("weights.safetensors"))?;
+    save_safetensors(&m.weights, &args.out.join("weights.safetensors"))?;
     eprintln!(
-        "{variant} {form} (weights: {}): wrote graph.json and weights.safetensors to {}",
-        origin.source,
+        "{} {} (weights: {}): wrote graph.json and weights.safetensors to {}",
+        m.variant,
+        m.form,
+        m.origin.source,
         args.out.display()
     );
     Ok(())
@@ -82,7 +71,7 @@ pub fn graph_json(graph: &Graph) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use models::{Form, Variant};
+    use models::{build, Form, InputSize, Variant};
 
     #[test]
     fn every_node_is_exported_with_its_inputs_and_attributes() {

@@ -11,9 +11,12 @@ pub mod run;
 pub mod verify;
 
 use anyhow::{bail, Context, Result};
-use models::{load_model_weights, seeded_weights, Form, Naming, Variant, Weights, WeightsOrigin};
+use models::{
+    build, load_model_weights, seeded_weights, Form, Graph, InputSize, Naming, Variant, Weights,
+    WeightsOrigin,
+};
 
-use crate::cli::WeightsArgs;
+use crate::cli::{ModelArgs, WeightsArgs};
 
 pub fn parse_model(s: &str) -> Result<Variant> {
     s.parse::<Variant>().context("model")
@@ -62,4 +65,38 @@ pub fn choose_weights(
         }
         None => Ok(seeded_weights(variant, form, args.seed.unwrap_or(0))),
     }
+}
+
+/// A model as `ModelArgs` describe it: its graph, its weights and where they came from.
+pub struct BuiltModel {
+    pub variant: Variant,
+    pub form: Form,
+    pub size: InputSize,
+    pub graph: Graph,
+    pub weights: Weights,
+    pub origin: WeightsOrigin,
+}
+
+pub fn build_model(args: &ModelArgs) -> Result<BuiltModel> {
+    let variant = parse_model(&args.model)?;
+    let form = parse_form(&args.form)?;
+    let (height, width) = parse_input_size(&args.input_size)?;
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let size = InputSize {
+        batch: args.batch,
+        height,
+        width,
+    };
+    let graph = build(variant, form, size)?;
+    let (weights, origin) = choose_weights(&args.weights, variant, form)?;
+    Ok(BuiltModel {
+        variant,
+        form,
+        size,
+        graph,
+        weights,
+        origin,
+    })
 }

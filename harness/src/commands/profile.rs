@@ -5,35 +5,26 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use backends::{LayerTime, PrepareOptions};
-use models::{build, seeded_uniform, InputSize};
+use models::seeded_uniform;
 
-use super::{choose_weights, parse_form, parse_input_size, parse_model};
+use super::build_model;
 use crate::cli::ProfileArgs;
 
 pub fn run(args: &ProfileArgs) -> Result<()> {
-    let variant = parse_model(&args.model)?;
-    let form = parse_form(&args.form)?;
     let backend = backends::get(&args.backend).context("--backend")?;
     if let backends::Availability::Unavailable(reason) = backend.availability() {
         bail!("--backend {}: unavailable: {reason}", backend.name());
     }
-    if args.threads == 0 || args.batch == 0 || args.runs == 0 {
-        bail!("--threads, --batch and --runs must be at least 1");
+    if args.threads == 0 || args.runs == 0 {
+        bail!("--threads and --runs must be at least 1");
     }
-    let (height, width) = parse_input_size(&args.input_size)?;
-    let size = InputSize {
-        batch: args.batch,
-        height,
-        width,
-    };
-    let (weights, _) = choose_weights(&args.weights, variant, form)?;
-    let graph = build(variant, form, size)?;
+    let m = build_model(&args.model)?;
     let options = PrepareOptions {
         threads: args.threads,
         per_layer_timing: true,
     };
-    let mut plan = backend.prepare(&graph, &weights, &options)?;
-    let input = seeded_uniform(size.shape(), 0, -2.0, 2.0);
+    let mut plan = backend.prepare(&m.graph, &m.weights, &options)?;
+    let input = seeded_uniform(m.size.shape(), 0, -2.0, 2.0);
     for _ in 0..3 {
         plan.forward(&input)?;
     }
@@ -66,10 +57,14 @@ pub fn run(args: &ProfileArgs) -> Result<()> {
     }
     print!("{}", render(&layers, args.top, wall_ms));
     println!(
-        "{variant} {form} on {} ({} thread(s)), {}x3x{height}x{width}, {} runs",
+        "{} {} on {} ({} thread(s)), {}x3x{}x{}, {} runs",
+        m.variant,
+        m.form,
         backend.name(),
         args.threads,
-        args.batch,
+        m.size.batch,
+        m.size.height,
+        m.size.width,
         args.runs
     );
     Ok(())

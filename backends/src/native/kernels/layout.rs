@@ -2,46 +2,26 @@
 //! NCHW <-> NHWC transposes at the plan's edges, zero padding for dense convolutions (run as
 //! implicit GEMMs on the padded source), and the element-wise sigmoid of squeeze-excite's gate.
 
-/// NCHW [batch, C, H*W] -> NHWC [batch, H*W, C]; thread `t` takes a share of the pixel rows.
+/// A batched transpose: `src` is [batch, rows, cols] and `dst` becomes [batch, cols, rows]
+/// (NCHW -> NHWC with rows = C, cols = H*W; NHWC -> NCHW the other way round). Thread `t` takes
+/// a share of the destination rows.
 ///
 /// # Safety
-/// Both pointers valid for batch * channels * pixels floats.
-pub unsafe fn nchw_to_nhwc(
+/// Both pointers valid for batch * rows * cols floats.
+pub unsafe fn transpose(
     batch: usize,
-    channels: usize,
-    pixels: usize,
+    rows: usize,
+    cols: usize,
     src: *const f32,
     dst: *mut f32,
     t: usize,
     threads: usize,
 ) {
-    let rows = batch * pixels;
-    for r in rows * t / threads..rows * (t + 1) / threads {
-        let (b, p) = (r / pixels, r % pixels);
-        for c in 0..channels {
-            unsafe { *dst.add(r * channels + c) = *src.add((b * channels + c) * pixels + p) };
-        }
-    }
-}
-
-/// NHWC -> NCHW; thread `t` takes a share of the channel planes.
-///
-/// # Safety
-/// Both pointers valid for batch * channels * pixels floats.
-pub unsafe fn nhwc_to_nchw(
-    batch: usize,
-    channels: usize,
-    pixels: usize,
-    src: *const f32,
-    dst: *mut f32,
-    t: usize,
-    threads: usize,
-) {
-    let planes = batch * channels;
-    for plane in planes * t / threads..planes * (t + 1) / threads {
-        let (b, c) = (plane / channels, plane % channels);
-        for p in 0..pixels {
-            unsafe { *dst.add(plane * pixels + p) = *src.add((b * pixels + p) * channels + c) };
+    let out_rows = batch * cols;
+    for r in out_rows * t / threads..out_rows * (t + 1) / threads {
+        let (b, col) = (r / cols, r % cols);
+        for row in 0..rows {
+            unsafe { *dst.add(r * rows + row) = *src.add((b * rows + row) * cols + col) };
         }
     }
 }
