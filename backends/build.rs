@@ -1,15 +1,30 @@
-//! Records the version of candle-core this build links, read from the workspace Cargo.lock.
+//! Records the versions of candle-core and tch this build links (read from the workspace
+//! Cargo.lock) and, with the `tch` feature, libtorch's version and rpath.
+
+include!("build_libtorch.rs");
+
+fn locked_version(lock: &str, package: &str) -> String {
+    lock.split("[[package]]")
+        .find(|block| block.contains(&format!("name = \"{package}\"")))
+        .and_then(|block| block.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
 
 fn main() {
     let lock = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = std::fs::read_to_string(&lock).unwrap_or_default();
-    let version = text
-        .split("[[package]]")
-        .find(|block| block.contains("name = \"candle-core\""))
-        .and_then(|block| block.lines().find_map(|l| l.strip_prefix("version = \"")))
-        .map(|v| v.trim_end_matches('"').to_string())
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=ONEBENCH_CANDLE_VERSION={version}");
+    println!(
+        "cargo:rustc-env=ONEBENCH_CANDLE_VERSION={}",
+        locked_version(&text, "candle-core")
+    );
+    println!(
+        "cargo:rustc-env=ONEBENCH_TCH_VERSION={}",
+        locked_version(&text, "tch")
+    );
+    if let Some(version) = libtorch_link_setup() {
+        println!("cargo:rustc-env=ONEBENCH_LIBTORCH_VERSION={version}");
+    }
 }

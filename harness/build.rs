@@ -1,4 +1,7 @@
-//! Records build facts for the results: git commit, rustc version, cargo profile, opt-level.
+//! Records build facts for the results: git commit, rustc version, cargo profile, opt-level;
+//! with the `tch` feature, puts libtorch in the binary's rpath.
+
+include!("../backends/build_libtorch.rs");
 
 use std::process::Command;
 
@@ -10,6 +13,7 @@ fn output(cmd: &str, args: &[&str]) -> Option<String> {
 }
 
 fn main() {
+    libtorch_link_setup();
     let commit =
         output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"])

@@ -4,12 +4,14 @@
 
 pub mod backend;
 pub mod candle;
+pub mod libtorch;
 pub mod native;
 pub mod reference;
 pub mod verify;
 
 pub use crate::candle::{CandleBackend, Depthwise};
 pub use backend::{Availability, Backend, BackendError, LayerTime, PrepareOptions, Prepared};
+pub use libtorch::TchBackend;
 pub use native::NativeBackend;
 pub use reference::{evaluate, ReferenceBackend};
 pub use verify::{
@@ -24,6 +26,7 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(NativeBackend::new()),
         Box::new(CandleBackend::new(Depthwise::GroupedConv)),
         Box::new(CandleBackend::new(Depthwise::Unrolled)),
+        Box::new(TchBackend),
     ]
 }
 

@@ -40,8 +40,9 @@ fn every_backend_matches_the_reference_on_every_model_and_form() {
         .iter()
         .filter(|c| matches!(c.outcome, CheckOutcome::Checked(_)))
         .count();
+    let expected = if cfg!(feature = "tch") { 50 } else { 40 };
     assert!(
-        checked >= 40,
-        "reference, native and both candle backends on 10 model/form pairs; checked {checked}"
+        checked >= expected,
+        "reference, native, both candle backends (and tch with its feature) on 10 model/form pairs; checked {checked}"
     );
 }

@@ -176,6 +176,38 @@ fn a_failing_cell_is_reported_and_the_others_still_run() {
     assert_eq!(s1.status, CellStatus::Ok, "{:?}", s1.reason);
 }
 
+#[test]
+fn an_optional_backend_runs_when_compiled_in_and_is_skipped_with_its_reason_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "t.yaml",
+        "name: t\nmodels: [s0]\nforms: [reparameterized]\nbackends: [tch, candle]\ninput_size: 32\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n",
+    );
+    let out = dir.path().join("out");
+    let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    let cell = |backend: &str| {
+        results
+            .cells
+            .iter()
+            .find(|c| c.key.backend == backend)
+            .unwrap()
+    };
+    assert_eq!(cell("candle").status, CellStatus::Ok);
+    let tch = cell("tch");
+    if cfg!(feature = "tch") {
+        assert_eq!(tch.status, CellStatus::Ok, "{:?}", tch.reason);
+    } else {
+        assert_eq!(tch.status, CellStatus::Skipped);
+        assert_eq!(
+            tch.reason.as_deref(),
+            Some("not compiled in (build with --features tch)")
+        );
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_keeps_the_cells_measured_so_far() {

@@ -13,13 +13,20 @@ pub fn run() -> Result<()> {
         println!("  {f}");
     }
     println!("backends:");
-    for b in backends::all() {
-        println!(
-            "  {:<12} {:<24} {}",
-            b.name(),
-            b.version(),
-            b.availability()
-        );
+    let rows: Vec<[String; 3]> = backends::all()
+        .iter()
+        .map(|b| {
+            [
+                b.name().to_string(),
+                b.version(),
+                b.availability().to_string(),
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+    let (name_width, version_width) = (width(0), width(1));
+    for [name, version, availability] in &rows {
+        println!("  {name:<name_width$}  {version:<version_width$}  {availability}");
     }
     Ok(())
 }
