@@ -78,6 +78,12 @@ pub enum Command {
     Profile(ProfileArgs),
     /// List the models, forms and backends, with each backend's availability.
     List,
+    /// Classify images with a MobileOne checkpoint: top-K ImageNet-1k classes and probabilities.
+    ///
+    /// Needs --weights (random weights classify nothing); --seed runs seeded random weights on
+    /// purpose, for testing. Exits 1 when any image could not be classified, after reporting
+    /// the others.
+    Classify(ClassifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +197,35 @@ pub struct InferArgs {
     /// Output: a float32 .npy of shape [N, 1000] with the logits (written atomically).
     #[arg(long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    #[arg(long)]
+    pub model: String,
+    /// The form to run: unfused or reparameterized (fused).
+    #[arg(long, default_value = "reparameterized")]
+    pub form: String,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// The backend to run on (see `harness list`).
+    #[arg(long, default_value = "native")]
+    pub backend: String,
+    /// Worker threads for the backend.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// How many of the most probable classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Print JSON (one object per image: pred_label, pred_score, pred_class, top) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Images to classify (JPEG, PNG or WebP; grayscale and alpha are converted to RGB). They
+    /// are preprocessed as the checkpoints were evaluated (resize the shorter side to
+    /// 224 / crop_pct, bilinear; centre crop 224; ImageNet mean and std) and run as one batch.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

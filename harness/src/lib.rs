@@ -4,9 +4,11 @@
 pub mod cli;
 pub mod commands;
 pub mod environment;
+pub mod imagenet;
 pub mod machine;
 pub mod measure;
 pub mod npy;
+pub mod preprocess;
 pub mod run;
 pub mod scenario;
 pub mod stats;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         (Some(Command::Profile(args)), _) => {
             commands::profile::run(args).map(|()| ExitCode::SUCCESS)
         }
+        (Some(Command::Classify(args)), _) => commands::classify::run(args),
         (Some(Command::List), _) => commands::list::run().map(|()| ExitCode::SUCCESS),
         (Some(Command::Verify(args)), _) => commands::verify::run(args),
         (Some(Command::Report { results, out }), _) => {

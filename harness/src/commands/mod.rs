@@ -1,5 +1,6 @@
 //! One module per command; this one holds the argument parsing they share.
 
+pub mod classify;
 pub mod export;
 pub mod infer;
 pub mod inspect;
