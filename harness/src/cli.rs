@@ -78,6 +78,18 @@ pub enum Command {
     Profile(ProfileArgs),
     /// List the models, forms and backends, with each backend's availability.
     List,
+    /// Compare two results files cell by cell and fail on a real slowdown (exit 0: none, 1:
+    /// regression, 2: bad input or incomparable runs).
+    ///
+    /// For each cell measured in both (same model, form, backend, threads, batch, input size),
+    /// the ratio of medians (candidate / baseline) gets a bootstrap confidence interval from
+    /// the raw samples; the cell regressed when the whole interval lies above 1 + threshold,
+    /// improved when below 1 - threshold, otherwise it is unchanged.
+    Gate(GateArgs),
+    /// Measure two harness builds alternately, cell by cell, on one scenario, then gate the
+    /// candidate against the baseline; cells that look regressed are measured again
+    /// (confirmation) and fail only if the regression is confirmed.
+    Ab(AbArgs),
     /// Classify images with a MobileOne checkpoint: top-K ImageNet-1k classes and probabilities.
     ///
     /// Needs --weights (random weights classify nothing); --seed runs seeded random weights on
@@ -197,6 +209,74 @@ pub struct InferArgs {
     /// Output: a float32 .npy of shape [N, 1000] with the logits (written atomically).
     #[arg(long)]
     pub output: PathBuf,
+}
+
+/// How the gate decides and what it writes besides the terminal table.
+#[derive(Debug, Args)]
+pub struct GateOptions {
+    /// Smallest slowdown (and speed-up) that counts, in percent of the baseline median.
+    #[arg(long, default_value_t = 5.0)]
+    pub threshold: f64,
+    /// Two-sided confidence level of each cell's interval of the ratio of medians.
+    #[arg(long, default_value_t = 0.99)]
+    pub confidence: f64,
+    /// Compare runs from different machines or build settings anyway (the verdicts then mean
+    /// little).
+    #[arg(long)]
+    pub allow_different_machine: bool,
+    /// Also write a Markdown summary here, movers first (for a PR comment).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Also write a JSON summary here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The baseline results.json (e.g. from the main branch).
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// The candidate results.json (e.g. from this change).
+    #[arg(long)]
+    pub candidate: PathBuf,
+    #[command(flatten)]
+    pub options: GateOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// The scenario both builds run (cells are restricted by the flags below).
+    pub scenario: PathBuf,
+    /// The baseline build's harness binary (e.g. built from the previous commit).
+    #[arg(long)]
+    pub baseline_harness: PathBuf,
+    /// The candidate build's harness binary (e.g. this commit's target/debug/harness).
+    #[arg(long)]
+    pub candidate_harness: PathBuf,
+    /// Rounds: each round runs every cell once on each build, alternating which goes first.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Rounds of the confirmation run of the cells that look regressed (0: no confirmation).
+    #[arg(long, default_value_t = 3)]
+    pub confirm_rounds: usize,
+    /// Folder for both sides' merged results (baseline.json, candidate.json) and the summaries.
+    #[arg(long, default_value = "results/ab")]
+    pub out: PathBuf,
+    /// Models to run instead of the scenario's (comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Forms to run instead of the scenario's (comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub forms: Option<Vec<String>>,
+    /// Backends to run instead of the scenario's (comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Option<Vec<String>>,
+    /// Thread counts to run instead of the scenario's (comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub options: GateOptions,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,8 @@ fn main() -> ExitCode {
         (Some(Command::Profile(args)), _) => {
             commands::profile::run(args).map(|()| ExitCode::SUCCESS)
         }
+        (Some(Command::Gate(args)), _) => return commands::gate::run(args),
+        (Some(Command::Ab(args)), _) => return commands::gate::run_ab(args),
         (Some(Command::Classify(args)), _) => commands::classify::run(args),
         (Some(Command::List), _) => commands::list::run().map(|()| ExitCode::SUCCESS),
         (Some(Command::Verify(args)), _) => commands::verify::run(args),

@@ -75,6 +75,12 @@ impl Outcome {
 }
 
 pub fn run_scenario(scenario: &Scenario) -> Result<Outcome> {
+    run_scenario_with(scenario, backends::all())
+}
+
+/// `run_scenario` with the backends the cells run on given by name (the registry's names):
+/// the seam a test harness uses to wrap them (e.g. the gate's calibration slows one down).
+pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -> Result<Outcome> {
     let interrupt = interrupt_flag();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let clock = Instant::now();
@@ -116,7 +122,7 @@ pub fn run_scenario(scenario: &Scenario) -> Result<Outcome> {
 
     let budget = budget(scenario);
     let progress = progress_bar(cells.len() as u64);
-    let backends_by_name: BTreeMap<String, Box<dyn Backend>> = backends::all()
+    let backends_by_name: BTreeMap<String, Box<dyn Backend>> = registry
         .into_iter()
         .map(|b| (b.name().to_string(), b))
         .collect();
@@ -234,16 +240,14 @@ pub fn build_warnings(env: &Environment) -> Vec<String> {
     w
 }
 
-/// Every (model, form, backend, threads) cell; unavailable backends and unsupported thread
-/// counts become skipped cells with their reason.
-fn expand(scenario: &Scenario, size: InputSize) -> Vec<Cell> {
-    let f = &scenario.file;
-    let all = backends::all();
+/// The scenario's backends with `all` expanded (every backend of this build but `reference`).
+pub fn backend_names(f: &crate::scenario::ScenarioFile) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for name in &f.backends {
         if name == "all" {
             names.extend(
-                all.iter()
+                backends::all()
+                    .iter()
                     .filter(|b| b.name() != "reference")
                     .map(|b| b.name().to_string()),
             );
@@ -256,6 +260,14 @@ fn expand(scenario: &Scenario, size: InputSize) -> Vec<Cell> {
         }
     }
     names.dedup();
+    names
+}
+
+/// Every (model, form, backend, threads) cell; unavailable backends and unsupported thread
+/// counts become skipped cells with their reason.
+fn expand(scenario: &Scenario, size: InputSize) -> Vec<Cell> {
+    let f = &scenario.file;
+    let names = backend_names(f);
     let mut cells = Vec::new();
     for model in &f.models {
         for form in &f.forms {

@@ -2,6 +2,7 @@
 
 pub mod classify;
 pub mod export;
+pub mod gate;
 pub mod infer;
 pub mod inspect;
 pub mod list;

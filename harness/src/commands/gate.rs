@@ -1,0 +1,475 @@
+//! `harness gate` (compare two results files) and `harness ab` (measure two harness builds
+//! alternately, cell by cell, then gate with a confirmation run): reading, refusing
+//! incomparable runs, and the terminal, Markdown and JSON summaries. The statistics are in
+//! `crate::gate`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use models::checkpoint::write_atomically;
+use reports::results::{CellKey, CellResult, CellStatus, ResultsFile};
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use crate::cli::{AbArgs, GateArgs, GateOptions};
+use crate::gate::{compare, incomparable, samples_by_key, GateReport, GateSettings, Verdict};
+use crate::scenario::{Overrides, Scenario};
+
+/// Exit code for bad input or incomparable runs.
+const BAD_INPUT: u8 = 2;
+
+/// `harness gate`: exit 0 (no regression), 1 (regression) or 2 (bad input).
+pub fn run(args: &GateArgs) -> ExitCode {
+    exit_code(gate_files(args))
+}
+
+/// `harness ab`: exit 0, 1 or 2 like `gate`.
+pub fn run_ab(args: &AbArgs) -> ExitCode {
+    exit_code(ab(args))
+}
+
+fn exit_code(result: Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::from(BAD_INPUT)
+    })
+}
+
+fn settings(options: &GateOptions) -> Result<GateSettings> {
+    if !(options.threshold >= 0.0 && options.threshold.is_finite()) {
+        bail!(
+            "--threshold {}: expected a percentage, 0 or more",
+            options.threshold
+        );
+    }
+    if !(options.confidence > 0.5 && options.confidence < 1.0) {
+        bail!(
+            "--confidence {}: expected a level between 0.5 and 1 (e.g. 0.99)",
+            options.confidence
+        );
+    }
+    Ok(GateSettings {
+        threshold: options.threshold / 100.0,
+        confidence: options.confidence,
+        ..GateSettings::default()
+    })
+}
+
+fn check_comparable(baseline: &ResultsFile, candidate: &ResultsFile, allow: bool) -> Result<()> {
+    let reasons = incomparable(&baseline.environment, &candidate.environment);
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    if allow {
+        for r in &reasons {
+            eprintln!("warning: {r} (compared anyway: --allow-different-machine)");
+        }
+        return Ok(());
+    }
+    bail!(
+        "the runs are not comparable: {}; pass --allow-different-machine to compare anyway",
+        reasons.join("; ")
+    )
+}
+
+fn gate_files(args: &GateArgs) -> Result<ExitCode> {
+    let settings = settings(&args.options)?;
+    let baseline = ResultsFile::read(&args.baseline).context("--baseline")?;
+    let candidate = ResultsFile::read(&args.candidate).context("--candidate")?;
+    check_comparable(&baseline, &candidate, args.options.allow_different_machine)?;
+    let report = compare(
+        &samples_by_key(&baseline),
+        &samples_by_key(&candidate),
+        &settings,
+    );
+    if report.cells.is_empty() {
+        bail!(
+            "no cell was measured in both {} and {}",
+            args.baseline.display(),
+            args.candidate.display()
+        );
+    }
+    publish(&report, None, &args.options)?;
+    Ok(verdict_exit(report.regressions()))
+}
+
+fn verdict_exit(regressions: usize) -> ExitCode {
+    if regressions == 0 {
+        println!("gate: no regression");
+        ExitCode::SUCCESS
+    } else {
+        println!("gate: {regressions} cell(s) regressed");
+        ExitCode::FAILURE
+    }
+}
+
+/// Prints the table and writes the requested Markdown and JSON summaries (atomically).
+fn publish(
+    report: &GateReport,
+    confirmation: Option<&GateReport>,
+    options: &GateOptions,
+) -> Result<()> {
+    println!("{}", terminal_table(report));
+    for u in &report.unmatched {
+        println!("not compared: {u}");
+    }
+    if let Some(c) = confirmation {
+        println!("confirmation run of the cells that looked regressed:");
+        println!("{}", terminal_table(c));
+    }
+    if let Some(path) = &options.markdown {
+        write_atomically(path, markdown(report, confirmation).as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    if let Some(path) = &options.json {
+        let value = serde_json::json!({
+            "regressions": report.regressions(),
+            "improvements": report.count(Verdict::Improved),
+            "report": report,
+            "confirmation": confirmation,
+        });
+        write_atomically(path, serde_json::to_string_pretty(&value)?.as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(())
+}
+
+fn cell_row(c: &crate::gate::CellComparison) -> [String; 7] {
+    let k = &c.key;
+    [
+        format!("{} {} {} t{}", k.model, k.form, k.backend, k.threads),
+        format!("{:.3}", c.baseline_median_ms),
+        format!("{:.3}", c.candidate_median_ms),
+        format!("{:+.1}%", (c.ratio - 1.0) * 100.0),
+        if c.ratio_ci[0].is_nan() {
+            "-".into()
+        } else {
+            format!(
+                "[{:+.1}%, {:+.1}%]",
+                (c.ratio_ci[0] - 1.0) * 100.0,
+                (c.ratio_ci[1] - 1.0) * 100.0
+            )
+        },
+        format!("{} / {}", c.baseline_samples, c.candidate_samples),
+        c.verdict.label().to_string(),
+    ]
+}
+
+const HEADER: [&str; 7] = [
+    "cell",
+    "baseline ms",
+    "candidate ms",
+    "change",
+    "interval",
+    "samples",
+    "verdict",
+];
+
+pub fn terminal_table(report: &GateReport) -> String {
+    let mut builder = Builder::default();
+    builder.push_record(HEADER);
+    for c in &report.cells {
+        builder.push_record(cell_row(c));
+    }
+    let mut table = builder.build();
+    table.with(Style::rounded());
+    format!(
+        "{table}\nthreshold ±{:.1}%, {:.0}% intervals of the ratio of medians (bootstrap, {} resamples)",
+        report.settings.threshold * 100.0,
+        report.settings.confidence * 100.0,
+        report.settings.resamples
+    )
+}
+
+/// The Markdown summary, movers first (the report's order), ready for a PR comment.
+pub fn markdown(report: &GateReport, confirmation: Option<&GateReport>) -> String {
+    let mut md = String::new();
+    let regressions = confirmation.map_or(report.regressions(), |c| c.regressions());
+    let headline = if regressions == 0 {
+        "no latency regression".to_string()
+    } else {
+        format!("**{regressions} cell(s) regressed**")
+    };
+    let _ = writeln!(md, "### Latency gate: {headline}\n");
+    let _ = writeln!(
+        md,
+        "{} cells compared: {} regressed, {} improved, {} unchanged, {} with too few samples. \
+         A cell moves only when the whole {:.0}% interval of its ratio of medians lies beyond \
+         ±{:.1}%.\n",
+        report.cells.len(),
+        report.regressions(),
+        report.count(Verdict::Improved),
+        report.count(Verdict::Unchanged),
+        report.count(Verdict::Insufficient),
+        report.settings.confidence * 100.0,
+        report.settings.threshold * 100.0
+    );
+    md.push_str(&markdown_table(report));
+    if let Some(c) = confirmation {
+        let _ = writeln!(
+            md,
+            "\nConfirmation run of the {} cell(s) that looked regressed (fresh samples; only a \
+             confirmed regression fails the gate):\n",
+            c.cells.len()
+        );
+        md.push_str(&markdown_table(c));
+    }
+    if !report.unmatched.is_empty() {
+        let _ = writeln!(md, "\nNot compared: {}", report.unmatched.join("; "));
+    }
+    md
+}
+
+fn markdown_table(report: &GateReport) -> String {
+    let mut md = format!(
+        "| {} |\n|{}\n",
+        HEADER.join(" | "),
+        "---|".repeat(HEADER.len())
+    );
+    for c in &report.cells {
+        let _ = writeln!(md, "| {} |", cell_row(c).join(" | "));
+    }
+    md
+}
+
+// ---- A/B mode ----
+
+/// One (model, form, backend, threads) cell of the scenario, as command-line overrides.
+struct AbCell {
+    model: String,
+    form: String,
+    backend: String,
+    threads: usize,
+}
+
+/// Both sides' merged cells (samples appended across rounds).
+#[derive(Default)]
+struct Side {
+    template: Option<ResultsFile>,
+    cells: BTreeMap<CellKey, CellResult>,
+}
+
+impl Side {
+    fn absorb(&mut self, results: ResultsFile) {
+        for cell in &results.cells {
+            match self.cells.get_mut(&cell.key) {
+                Some(known) if cell.status == CellStatus::Ok => {
+                    known.samples_ms.extend_from_slice(&cell.samples_ms)
+                }
+                Some(_) => {}
+                None => {
+                    self.cells.insert(cell.key.clone(), cell.clone());
+                }
+            }
+        }
+        self.template.get_or_insert(results);
+    }
+
+    fn samples(&self) -> BTreeMap<CellKey, Vec<f64>> {
+        self.cells
+            .iter()
+            .filter(|(_, c)| c.status == CellStatus::Ok && !c.samples_ms.is_empty())
+            .map(|(k, c)| (k.clone(), c.samples_ms.clone()))
+            .collect()
+    }
+
+    /// The merged run as a results file (statistics recomputed over all samples).
+    fn merged(&self) -> Option<ResultsFile> {
+        let mut file = self.template.clone()?;
+        file.cells = self
+            .cells
+            .values()
+            .cloned()
+            .map(|mut c| {
+                if c.status == CellStatus::Ok && !c.samples_ms.is_empty() {
+                    c.latency = Some(crate::stats::summarize(&c.samples_ms, 0));
+                }
+                c
+            })
+            .collect();
+        Some(file)
+    }
+}
+
+fn ab(args: &AbArgs) -> Result<ExitCode> {
+    let settings = settings(&args.options)?;
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    for (flag, bin) in [
+        ("--baseline-harness", &args.baseline_harness),
+        ("--candidate-harness", &args.candidate_harness),
+    ] {
+        if !bin.is_file() {
+            bail!("{flag} {}: no such file", bin.display());
+        }
+    }
+    let overrides = Overrides {
+        models: args.models.clone(),
+        forms: args.forms.clone(),
+        backends: args.backends.clone(),
+        threads: args.threads.clone(),
+        out: None,
+        quick: false,
+    };
+    let scenario = Scenario::load(&args.scenario, &overrides)?;
+    let f = &scenario.file;
+    let mut cells = Vec::new();
+    for model in &f.models {
+        for form in &f.forms {
+            for backend in crate::run::backend_names(f) {
+                for &threads in &f.threads {
+                    cells.push(AbCell {
+                        model: model.0.name().to_string(),
+                        form: form.0.name().to_string(),
+                        backend: backend.clone(),
+                        threads,
+                    });
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let work = tempfile::tempdir().context("a temporary folder")?;
+    let (baseline, candidate) = measure_ab(args, &cells, args.rounds, work.path(), "main")?;
+    let (Some(base_file), Some(cand_file)) = (baseline.merged(), candidate.merged()) else {
+        bail!("no cell was measured");
+    };
+    check_comparable(&base_file, &cand_file, args.options.allow_different_machine)?;
+    for (name, file) in [
+        ("baseline.json", &base_file),
+        ("candidate.json", &cand_file),
+    ] {
+        let path = args.out.join(name);
+        write_atomically(&path, file.to_json().as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    let report = compare(&baseline.samples(), &candidate.samples(), &settings);
+    if report.cells.is_empty() {
+        bail!("no cell was measured by both builds");
+    }
+    let suspects: Vec<&AbCell> = cells
+        .iter()
+        .filter(|c| {
+            report.cells.iter().any(|r| {
+                r.verdict == Verdict::Regressed
+                    && r.key.model == c.model
+                    && r.key.form == c.form
+                    && r.key.backend == c.backend
+                    && r.key.threads == c.threads
+            })
+        })
+        .collect();
+    let confirmation = if suspects.is_empty() || args.confirm_rounds == 0 {
+        None
+    } else {
+        eprintln!(
+            "ab: {} cell(s) look regressed; measuring them again ({} rounds)",
+            suspects.len(),
+            args.confirm_rounds
+        );
+        let owned: Vec<AbCell> = suspects
+            .iter()
+            .map(|c| AbCell {
+                model: c.model.clone(),
+                form: c.form.clone(),
+                backend: c.backend.clone(),
+                threads: c.threads,
+            })
+            .collect();
+        let (b, c) = measure_ab(args, &owned, args.confirm_rounds, work.path(), "confirm")?;
+        Some(compare(&b.samples(), &c.samples(), &settings))
+    };
+    let options = GateOptions {
+        threshold: args.options.threshold,
+        confidence: args.options.confidence,
+        allow_different_machine: args.options.allow_different_machine,
+        markdown: Some(
+            args.options
+                .markdown
+                .clone()
+                .unwrap_or_else(|| args.out.join("gate.md")),
+        ),
+        json: Some(
+            args.options
+                .json
+                .clone()
+                .unwrap_or_else(|| args.out.join("gate.json")),
+        ),
+    };
+    publish(&report, confirmation.as_ref(), &options)?;
+    let confirmed = match &confirmation {
+        Some(c) => c.regressions(),
+        None if args.confirm_rounds == 0 => report.regressions(),
+        None => 0,
+    };
+    Ok(verdict_exit(confirmed))
+}
+
+/// Runs `rounds` rounds; in each, every cell once on each build, alternating which goes first
+/// from cell to cell and round to round, so both see the same machine state.
+fn measure_ab(
+    args: &AbArgs,
+    cells: &[AbCell],
+    rounds: usize,
+    work: &Path,
+    label: &str,
+) -> Result<(Side, Side)> {
+    let mut baseline = Side::default();
+    let mut candidate = Side::default();
+    let total = rounds * cells.len();
+    let progress = indicatif::ProgressBar::new(total as u64);
+    for round in 0..rounds {
+        for (i, cell) in cells.iter().enumerate() {
+            let baseline_first = (round + i) % 2 == 0;
+            for side in [baseline_first, !baseline_first] {
+                let (bin, name) = if side {
+                    (&args.baseline_harness, "baseline")
+                } else {
+                    (&args.candidate_harness, "candidate")
+                };
+                let out = work.join(format!("{label}-{name}-{round}-{i}"));
+                let results = run_cell(bin, &args.scenario, cell, &out)
+                    .with_context(|| format!("{name} build ({})", bin.display()))?;
+                if side {
+                    baseline.absorb(results);
+                } else {
+                    candidate.absorb(results);
+                }
+            }
+            progress.inc(1);
+        }
+    }
+    progress.finish_and_clear();
+    Ok((baseline, candidate))
+}
+
+fn run_cell(bin: &Path, scenario: &Path, cell: &AbCell, out: &Path) -> Result<ResultsFile> {
+    let output = Command::new(bin)
+        .arg("run")
+        .arg(scenario)
+        .args(["--models", &cell.model, "--forms", &cell.form])
+        .args(["--backends", &cell.backend])
+        .args(["--threads", &cell.threads.to_string()])
+        .arg("--out")
+        .arg(out)
+        .output()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let path: PathBuf = out.join("results.json");
+    if !path.is_file() {
+        bail!(
+            "{} {} {} t{}: no results (exit {:?}): {}",
+            cell.model,
+            cell.form,
+            cell.backend,
+            cell.threads,
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(ResultsFile::read(&path)?)
+}
