@@ -665,6 +665,7 @@ pub fn write_outputs(results: &ResultsFile, out_dir: &Path) -> Result<()> {
         ("results.json", results.to_json()),
         ("results.csv", reports::summary::csv(results)),
         ("report.md", reports::summary::markdown(results)),
+        ("report.html", reports::html::html(results)),
     ];
     for (name, text) in files {
         let path = out_dir.join(name);

@@ -258,5 +258,10 @@ pub fn markdown(results: &ResultsFile) -> String {
             let _ = writeln!(md, "| {m} | {v} |");
         }
     }
+    let _ = writeln!(
+        md,
+        "\n## Metric versus latency\n\nRank correlation of median latency with each cost metric, one point per model and form: Spearman ρ and Kendall τ-b (ties corrected); 1 = same order, 0 = unrelated.\n"
+    );
+    md.push_str(&crate::analysis::markdown_table(results));
     md
 }

@@ -17,6 +17,7 @@ pub fn run(results_path: &Path, out: Option<&Path>) -> Result<()> {
     for (name, text) in [
         ("results.csv", reports::summary::csv(&results)),
         ("report.md", reports::summary::markdown(&results)),
+        ("report.html", reports::html::html(&results)),
     ] {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(name);
@@ -24,6 +25,9 @@ pub fn run(results_path: &Path, out: Option<&Path>) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
     }
     println!("{}", reports::summary::terminal_table(&results));
-    println!("wrote {}/results.csv, report.md", dir.display());
+    println!(
+        "wrote {}/results.csv, report.md, report.html",
+        dir.display()
+    );
     Ok(())
 }

@@ -27,7 +27,7 @@ pub fn run(path: &Path, options: &RunOptions) -> Result<ExitCode> {
         println!("WARNING: {w}");
     }
     println!(
-        "{} cells in {:.1} s; wrote {}/results.json, results.csv, report.md",
+        "{} cells in {:.1} s; wrote {}/results.json, results.csv, report.md, report.html",
         results.cells.len(),
         results.duration_s,
         outcome.out_dir.display()

@@ -1,0 +1,178 @@
+//! The reports a user reads, end to end: a run writes report.md and a self-contained
+//! report.html with every plot kind (latency per thread count, speedup, distributions, four
+//! metric scatter plots with rank correlations, roofline) and the correlation table; `harness
+//! report` re-renders them; and the HTML loads in headless Chromium with no console errors
+//! (skipped with a message when Chromium is absent; CI sets ONEBENCH_REQUIRE_BROWSER=1).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SCENARIO: &str = "name: r
+models: [s0, s1, s2]
+forms: [unfused, reparameterized]
+backends: [native]
+threads: [1, 2]
+input_size: 32
+measurement: {min_runs: 5, max_runs: 5, min_time_ms: 0, max_time_ms: 1000}
+device_profile: {name: test device, peak_gflops: 1000, memory_gbps: 50}
+reference_measurements:
+  name: paper
+  form: reparameterized
+  latency_ms: {mobileone-s0: 0.79, mobileone-s1: 0.89, mobileone-s2: 1.18}
+";
+
+const PLOT_IDS: [&str; 9] = [
+    "latency-t1",
+    "latency-t2",
+    "speedup",
+    "distributions",
+    "scatter-FLOPs",
+    "scatter-params",
+    "scatter-memory-traffic",
+    "scatter-op-count",
+    "roofline",
+];
+
+fn run_small(dir: &Path) -> PathBuf {
+    let scenario = dir.join("r.yaml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let out = dir.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// The SVG of the figure with this id.
+fn figure<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<figure class=\"plot\" id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no figure {id}"));
+    let rest = &html[start..];
+    &rest[..rest.find("</figure>").unwrap()]
+}
+
+#[test]
+fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_small(dir.path());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    // Self-contained: no scripts, stylesheets, images or anything else fetched (the SVG
+    // namespace URI is a name, not a fetch).
+    for fetch in ["<script", "<link", "<img", "src=", "href=", "url("] {
+        assert!(!html.contains(fetch), "{fetch}");
+    }
+    for id in PLOT_IDS {
+        let svg = figure(&html, id);
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{id}");
+        assert!(svg.contains("<text"), "{id}: labelled axes");
+    }
+    // Scatter plots: one circle per point (6 model/forms x 2 thread counts + 3 paper points)
+    // plus one legend marker per series (3).
+    let circles = figure(&html, "scatter-FLOPs").matches("<circle").count();
+    assert_eq!(circles, 12 + 3 + 3);
+    assert!(figure(&html, "scatter-FLOPs").contains("ρ"));
+    // The roofline draws this machine's ceilings and the device profile's.
+    let roofline = figure(&html, "roofline");
+    assert!(roofline.contains("test device") && roofline.contains("this machine"));
+    assert!(roofline.matches("<polyline").count() >= 2);
+    // Correlation table: a row per series, with the paper's own series.
+    let table = &html[html.find("<table id=\"correlations\">").unwrap()..];
+    assert!(table.contains("<td>native t1</td><td>6</td>"), "{table}");
+    assert!(table.contains("<td>paper</td><td>3 (too few to conclude)</td>"));
+    assert!(!html.contains("NaN"));
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Metric versus latency") && md.contains("| native t2 | 6 |"));
+    assert!(md.contains("too few to conclude anything: paper"));
+
+    // Re-rendered from the saved results: the same HTML.
+    let again = dir.path().join("again");
+    let o = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "report",
+            out.join("results.json").to_str().unwrap(),
+            "--out",
+        ])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::read_to_string(again.join("report.html")).unwrap(),
+        html
+    );
+
+    browser_check(&out.join("report.html"));
+}
+
+/// Loads the report in headless Chromium: no console errors, every plot in the DOM with a
+/// drawn SVG; keeps a screenshot (target/report-screenshot.png) for CI to archive.
+fn browser_check(report: &Path) {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file());
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("ONEBENCH_REQUIRE_BROWSER").is_none(),
+            "ONEBENCH_REQUIRE_BROWSER is set but Chromium is not installed"
+        );
+        eprintln!(
+            "SKIPPED the browser check: Chromium is not installed (apt-get install chromium)"
+        );
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", report.canonicalize().unwrap().display());
+    let base = |cmd: &mut Command| {
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut dump = Command::new(chromium);
+    base(&mut dump);
+    let o = dump.arg("--dump-dom").arg(&url).output().unwrap();
+    let dom = String::from_utf8_lossy(&o.stdout);
+    let log = String::from_utf8_lossy(&o.stderr);
+    let console_errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect();
+    assert!(console_errors.is_empty(), "console: {console_errors:?}");
+    for id in PLOT_IDS {
+        let svg = figure(&dom, id);
+        assert!(
+            svg.contains("<svg") && svg.contains("<rect"),
+            "{id} not rendered"
+        );
+    }
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/report-screenshot.png");
+    let mut screenshot = Command::new(chromium);
+    base(&mut screenshot);
+    let o = screenshot
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1200,6000")
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+}

@@ -1,0 +1,183 @@
+//! The self-contained HTML report: one file, plots inline as SVG, no scripts, no network.
+//! Header (scenario, machine, build, backends, commit), warnings, the summary table, the
+//! reparameterization speedups, every plot, and the metric-versus-latency correlation table.
+
+use std::fmt::Write;
+
+use crate::analysis::{series, Metric};
+use crate::correlation::MIN_POINTS;
+use crate::plots;
+use crate::results::{CellStatus, ResultsFile};
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}
+.warning{background:#fff3cd;border:1px solid #e0c060;padding:0.5em 1em;margin:0.5em 0}
+figure{margin:1.5em 0}figcaption{font-weight:bold;margin-bottom:0.3em}";
+
+/// The whole report as one HTML document.
+pub fn html(results: &ResultsFile) -> String {
+    let e = &results.environment;
+    let mut h = String::new();
+    let title = format!("onebench: {}", results.scenario.name);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
+        escape(&title),
+        escape(&title)
+    );
+    for w in &results.warnings {
+        let _ = writeln!(h, "<div class=\"warning\">Warning: {}</div>", escape(w));
+    }
+    let facts = [
+        ("date", results.started_at.clone()),
+        ("scenario", results.scenario.path.clone()),
+        (
+            "machine",
+            format!(
+                "{}, {} logical cores, {:.1} GiB memory",
+                e.cpu,
+                e.logical_cores,
+                e.memory_bytes as f64 / (1u64 << 30) as f64
+            ),
+        ),
+        ("os", format!("{} (kernel {})", e.os, e.kernel)),
+        (
+            "build",
+            format!(
+                "{} profile, opt-level {}, debug assertions {}",
+                e.build_profile,
+                e.opt_level,
+                if e.debug_assertions { "on" } else { "off" }
+            ),
+        ),
+        ("commit", e.git_commit.clone()),
+        (
+            "backends",
+            e.backends
+                .iter()
+                .map(|b| format!("{} {} ({})", b.name, b.version, b.availability))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    ];
+    h.push_str("<table>\n");
+    for (k, v) in facts {
+        let _ = writeln!(h, "<tr><th>{k}</th><td>{}</td></tr>", escape(&v));
+    }
+    h.push_str("</table>\n");
+    summary_table(&mut h, results);
+    if !results.speedups.is_empty() {
+        h.push_str("<h2>Reparameterization speedup</h2>\n<table><tr><th>model</th><th>backend</th><th>threads</th><th>unfused ms</th><th>reparameterized ms</th><th>speedup</th></tr>\n");
+        for s in &results.speedups {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.2}x</td></tr>",
+                escape(&s.model),
+                escape(&s.backend),
+                s.threads,
+                s.unfused_ms,
+                s.reparameterized_ms,
+                s.speedup
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("<h2>Plots</h2>\n");
+    for p in plots::all(results) {
+        let _ = writeln!(
+            h,
+            "<figure class=\"plot\" id=\"{}\"><figcaption>{}</figcaption>\n{}\n</figure>",
+            escape(&p.id),
+            escape(&p.title),
+            p.svg
+        );
+    }
+    correlation_table(&mut h, results);
+    h.push_str("</body></html>\n");
+    h
+}
+
+fn summary_table(h: &mut String, results: &ResultsFile) {
+    h.push_str("<h2>Latency</h2>\n<table><tr><th>model</th><th>form</th><th>backend</th><th>threads</th><th>median ms</th><th>p90 ms</th><th>95% CI ms</th><th>GFLOP/s</th><th>of peak</th><th>GB/s</th><th>resident MiB</th><th>note</th></tr>\n");
+    for c in &results.cells {
+        let k = &c.key;
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            escape(&k.model),
+            escape(&k.form),
+            escape(&k.backend),
+            k.threads
+        );
+        match (&c.latency, c.status) {
+            (Some(l), CellStatus::Ok) => {
+                let _ = writeln!(
+                    h,
+                    "<td>{:.3}</td><td>{:.3}</td><td>{:.3}–{:.3}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+                    l.median_ms,
+                    l.p90_ms,
+                    l.ci95_ms[0],
+                    l.ci95_ms[1],
+                    c.achieved_gflops,
+                    c.fraction_of_peak
+                        .map_or("-".into(), |f| format!("{:.0}%", f * 100.0)),
+                    c.achieved_gbps,
+                    c.resident_bytes as f64 / (1u64 << 20) as f64,
+                    escape(&c.warnings.join("; "))
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    h,
+                    "<td colspan=\"7\"></td><td>{}: {}</td></tr>",
+                    c.status,
+                    escape(c.reason.as_deref().unwrap_or(""))
+                );
+            }
+        }
+    }
+    h.push_str("</table>\n");
+}
+
+fn correlation_table(h: &mut String, results: &ResultsFile) {
+    h.push_str("<h2>Metric versus latency</h2>\n<p>Rank correlation of median latency with each cost metric, one point per model and form: Spearman ρ / Kendall τ-b (ties corrected), and Pearson r of the logarithms.</p>\n<table id=\"correlations\"><tr><th>series</th><th>points</th>");
+    for m in Metric::ALL {
+        let _ = write!(h, "<th>{} ρ / τ / r(log)</th>", m.name());
+    }
+    h.push_str("</tr>\n");
+    let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.2}"));
+    for s in series(results) {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}{}</td>",
+            escape(&s.name),
+            s.points.len(),
+            if s.points.len() < MIN_POINTS {
+                " (too few to conclude)"
+            } else {
+                ""
+            }
+        );
+        for m in Metric::ALL {
+            let c = s.correlation(m);
+            let _ = write!(
+                h,
+                "<td>{} / {} / {}</td>",
+                fmt(c.spearman),
+                fmt(c.kendall),
+                fmt(c.pearson_log)
+            );
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+}

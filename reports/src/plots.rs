@@ -1,0 +1,515 @@
+//! The report's plots, drawn with plotters into SVG strings (inlined by the HTML report):
+//! latency per model and backend with interval whiskers, reparameterization speedup, latency
+//! distributions from the raw samples, metric-versus-latency scatter plots with their rank
+//! correlations, and the roofline. Every axis is labelled with its unit.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::analysis::{series, Metric};
+use crate::results::{CellResult, CellStatus, ResultsFile};
+
+const SIZE: (u32, u32) = (900, 480);
+
+/// A plot of the report: an id for the page, a title and its SVG.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plot {
+    pub id: String,
+    pub title: String,
+    pub svg: String,
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// Draws into a fresh SVG string; a drawing error becomes the plot's error text.
+fn svg(draw: impl FnOnce(&Area) -> Result<(), String>) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        draw(&root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+fn color(i: usize) -> RGBColor {
+    let c = Palette99::pick(i).to_rgba();
+    RGBColor(c.0, c.1, c.2)
+}
+
+fn ok_cells(results: &ResultsFile) -> Vec<&CellResult> {
+    results
+        .cells
+        .iter()
+        .filter(|c| c.status == CellStatus::Ok && c.latency.is_some())
+        .collect()
+}
+
+fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Log-axis range padded by a factor on both sides.
+fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        (0.1, 10.0)
+    } else {
+        (lo / 1.5, hi * 1.5)
+    }
+}
+
+/// Every plot the results support, in the report's order.
+pub fn all(results: &ResultsFile) -> Vec<Plot> {
+    let mut plots = Vec::new();
+    let mut push = |id: &str, title: String, drawn: Result<String, String>| {
+        if let Ok(svg) = drawn {
+            plots.push(Plot {
+                id: id.into(),
+                title,
+                svg,
+            });
+        }
+    };
+    let threads = unique(ok_cells(results).iter().map(|c| c.key.threads));
+    for t in threads {
+        push(
+            &format!("latency-t{t}"),
+            format!("Latency per model, {t} thread(s)"),
+            latency_bars(results, t),
+        );
+    }
+    if !results.speedups.is_empty() {
+        push(
+            "speedup",
+            "Reparameterization speedup".into(),
+            speedup_bars(results),
+        );
+    }
+    push(
+        "distributions",
+        "Latency distributions".into(),
+        distributions(results),
+    );
+    for m in Metric::ALL {
+        push(
+            &format!("scatter-{}", m.name().replace(' ', "-")),
+            format!("{} versus latency", m.name()),
+            scatter(results, m),
+        );
+    }
+    push("roofline", "Roofline".into(), roofline(results));
+    plots
+}
+
+/// Grouped bars: one group per model/form, one bar per backend, whiskers at the median's 95%
+/// interval; log latency axis.
+pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, String> {
+    let cells: Vec<&CellResult> = ok_cells(results)
+        .into_iter()
+        .filter(|c| c.key.threads == threads)
+        .collect();
+    let groups = unique(
+        cells
+            .iter()
+            .map(|c| (c.key.model.clone(), c.key.form.clone())),
+    );
+    let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
+    let (lo, hi) = log_range(cells.iter().flat_map(|c| {
+        let l = c.latency.as_ref().expect("ok cells have latency");
+        [l.ci95_ms[0], l.ci95_ms[1]]
+    }));
+    svg(|root| {
+        let labels: Vec<String> = groups
+            .iter()
+            .map(|(m, f)| format!("{} {}", m.trim_start_matches("mobileone-"), short(f)))
+            .collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!("Median latency, {threads} thread(s) (whiskers: 95% CI)"),
+                ("sans-serif", 20),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..groups.len() as f64, (lo..hi).log_scale())
+            .map_err(|e| e.to_string())?;
+        let label_of = |x: &f64| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 1e-9 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(groups.len() * 2 + 1)
+            .x_label_formatter(&label_of)
+            .x_desc("model and form")
+            .y_desc("latency (ms, log scale)")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let width = 0.8 / backends.len().max(1) as f64;
+        for (b, backend) in backends.iter().enumerate() {
+            let mut bars = Vec::new();
+            let mut whiskers = Vec::new();
+            for (g, (model, form)) in groups.iter().enumerate() {
+                let Some(c) = cells.iter().find(|c| {
+                    &c.key.backend == backend && &c.key.model == model && &c.key.form == form
+                }) else {
+                    continue;
+                };
+                let l = c.latency.as_ref().expect("ok cells have latency");
+                let x0 = g as f64 + 0.1 + b as f64 * width;
+                bars.push(Rectangle::new(
+                    [(x0, lo), (x0 + width * 0.9, l.median_ms)],
+                    color(b).filled(),
+                ));
+                let xm = x0 + width * 0.45;
+                whiskers.push(PathElement::new(
+                    vec![(xm, l.ci95_ms[0]), (xm, l.ci95_ms[1])],
+                    BLACK.stroke_width(2),
+                ));
+            }
+            chart
+                .draw_series(bars)
+                .map_err(|e| e.to_string())?
+                .label(backend.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(b).filled())
+                });
+            chart.draw_series(whiskers).map_err(|e| e.to_string())?;
+        }
+        legend(&mut chart)
+    })
+}
+
+fn short(form: &str) -> &str {
+    if form == "reparameterized" {
+        "reparam"
+    } else {
+        form
+    }
+}
+
+fn legend<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// Unfused median / reparameterized median, per model, one bar per backend and thread count.
+pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
+    let models = unique(results.speedups.iter().map(|s| s.model.clone()));
+    let keys = unique(
+        results
+            .speedups
+            .iter()
+            .map(|s| format!("{} t{}", s.backend, s.threads)),
+    );
+    let top = results
+        .speedups
+        .iter()
+        .map(|s| s.speedup)
+        .fold(1.0, f64::max)
+        * 1.15;
+    svg(|root| {
+        let labels: Vec<String> = models
+            .iter()
+            .map(|m| m.trim_start_matches("mobileone-").to_string())
+            .collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "Reparameterization speedup (unfused / reparameterized median)",
+                ("sans-serif", 20),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..models.len() as f64, 0f64..top)
+            .map_err(|e| e.to_string())?;
+        let label_of = |x: &f64| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 1e-9 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(models.len() * 2 + 1)
+            .x_label_formatter(&label_of)
+            .x_desc("model")
+            .y_desc("speedup (x)")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let width = 0.8 / keys.len().max(1) as f64;
+        for (k, key) in keys.iter().enumerate() {
+            let bars: Vec<_> = results
+                .speedups
+                .iter()
+                .filter(|s| &format!("{} t{}", s.backend, s.threads) == key)
+                .filter_map(|s| {
+                    let g = models.iter().position(|m| m == &s.model)?;
+                    let x0 = g as f64 + 0.1 + k as f64 * width;
+                    Some(Rectangle::new(
+                        [(x0, 0.0), (x0 + width * 0.9, s.speedup)],
+                        color(k).filled(),
+                    ))
+                })
+                .collect();
+            chart
+                .draw_series(bars)
+                .map_err(|e| e.to_string())?
+                .label(key.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(k).filled())
+                });
+        }
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, 1.0), (models.len() as f64, 1.0)],
+                BLACK.stroke_width(1),
+            )))
+            .map_err(|e| e.to_string())?;
+        legend(&mut chart)
+    })
+}
+
+/// One box per cell from its raw samples: box from the first to the third quartile, a line at
+/// the median, whiskers to the minimum and maximum; log latency axis.
+pub fn distributions(results: &ResultsFile) -> Result<String, String> {
+    let cells: Vec<&CellResult> = ok_cells(results)
+        .into_iter()
+        .filter(|c| !c.samples_ms.is_empty())
+        .collect();
+    if cells.is_empty() {
+        return Err("no samples".into());
+    }
+    let (lo, hi) = log_range(cells.iter().flat_map(|c| c.samples_ms.iter().copied()));
+    let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "Latency distributions (box: quartiles, line: median, whiskers: min and max)",
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..cells.len() as f64, (lo..hi).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .x_desc("cells in run order (model, form, backend, threads)")
+            .y_desc("latency (ms, log scale)")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (b, backend) in backends.iter().enumerate() {
+            let mut shapes: Vec<DynElement<SVGBackend, (f64, f64)>> = Vec::new();
+            for (i, c) in cells.iter().enumerate() {
+                if &c.key.backend != backend {
+                    continue;
+                }
+                let mut s = c.samples_ms.clone();
+                s.sort_by(f64::total_cmp);
+                let q = |p: f64| quantile(&s, p);
+                let (x0, x1, xm) = (i as f64 + 0.2, i as f64 + 0.8, i as f64 + 0.5);
+                shapes.push(
+                    Rectangle::new([(x0, q(0.25)), (x1, q(0.75))], color(b).filled()).into_dyn(),
+                );
+                shapes.push(
+                    PathElement::new(vec![(x0, q(0.5)), (x1, q(0.5))], BLACK.stroke_width(2))
+                        .into_dyn(),
+                );
+                shapes.push(
+                    PathElement::new(vec![(xm, s[0]), (xm, s[s.len() - 1])], BLACK).into_dyn(),
+                );
+            }
+            chart
+                .draw_series(shapes)
+                .map_err(|e| e.to_string())?
+                .label(backend.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(b).filled())
+                });
+        }
+        legend(&mut chart)
+    })
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let h = (sorted.len() - 1) as f64 * q;
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+}
+
+/// Metric against median latency, log-log, one series per backend and thread count (and the
+/// reference measurements), each labelled with its Spearman rho and Kendall tau.
+pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, String> {
+    let all = series(results);
+    if all.is_empty() {
+        return Err("no points".into());
+    }
+    let (xlo, xhi) = log_range(
+        all.iter()
+            .flat_map(|s| s.points.iter().map(|p| p.metric(metric))),
+    );
+    let (ylo, yhi) = log_range(
+        all.iter()
+            .flat_map(|s| s.points.iter().map(|p| p.latency_ms)),
+    );
+    svg(|root| {
+        let mut chart: ChartContext<SVGBackend, Cartesian2d<LogCoord<f64>, LogCoord<f64>>> =
+            ChartBuilder::on(root)
+                .caption(
+                    format!(
+                        "{} versus latency (legend: Spearman ρ, Kendall τ)",
+                        metric.name()
+                    ),
+                    ("sans-serif", 20),
+                )
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
+                .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("{} (log scale)", metric.axis()))
+            .y_desc("median latency (ms, log scale)")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, s) in all.iter().enumerate() {
+            let c = s.correlation(metric);
+            let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.2}"));
+            let label = format!(
+                "{} (n={}): ρ {} τ {}",
+                s.name,
+                c.points,
+                fmt(c.spearman),
+                fmt(c.kendall)
+            );
+            chart
+                .draw_series(
+                    s.points.iter().map(|p| {
+                        Circle::new((p.metric(metric), p.latency_ms), 4, color(i).filled())
+                    }),
+                )
+                .map_err(|e| e.to_string())?
+                .label(label)
+                .legend(move |(x, y)| Circle::new((x + 5, y), 4, color(i).filled()));
+        }
+        legend(&mut chart)
+    })
+}
+
+/// Achieved GFLOP/s against arithmetic intensity (FLOPs per byte of memory traffic) for every
+/// cell, under this machine's measured ceilings at each thread count (peak compute and memory
+/// bandwidth from the built-in probe) and the scenario's device profile.
+pub fn roofline(results: &ResultsFile) -> Result<String, String> {
+    let cells = ok_cells(results);
+    if cells.is_empty() {
+        return Err("no cells".into());
+    }
+    let intensity =
+        |c: &CellResult| c.cost.flops as f64 / c.cost.memory_traffic_bytes.max(1) as f64;
+    let mut ceilings: Vec<(String, f64, f64)> = Vec::new();
+    if let Some(peak) = &results.environment.peak {
+        for (t, gflops) in &peak.gflops {
+            if let Some((_, gbps)) = peak.gbps.iter().find(|(tt, _)| tt == t) {
+                ceilings.push((format!("this machine, {t} thread(s)"), *gflops, *gbps));
+            }
+        }
+    }
+    if let Some(d) = &results.device_profile {
+        ceilings.push((d.name.clone(), d.peak_gflops, d.memory_gbps));
+    }
+    let (xlo, xhi) = log_range(cells.iter().map(|c| intensity(c)));
+    let (xlo, xhi) = (xlo.min(0.5), xhi.max(200.0));
+    let (ylo, yhi) = log_range(
+        cells
+            .iter()
+            .map(|c| c.achieved_gflops)
+            .chain(ceilings.iter().map(|c| c.1)),
+    );
+    let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
+    svg(|root| {
+        let mut chart: ChartContext<SVGBackend, Cartesian2d<LogCoord<f64>, LogCoord<f64>>> =
+            ChartBuilder::on(root)
+                .caption(
+                    "Roofline: achieved compute against arithmetic intensity",
+                    ("sans-serif", 20),
+                )
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
+                .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("arithmetic intensity (FLOPs per byte of memory traffic, log scale)")
+            .y_desc("achieved GFLOP/s (log scale)")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (name, gflops, gbps)) in ceilings.iter().enumerate() {
+            let steps = 60;
+            let line: Vec<(f64, f64)> = (0..=steps)
+                .map(|k| {
+                    let x = xlo * (xhi / xlo).powf(k as f64 / steps as f64);
+                    (x, (gbps * x).min(*gflops))
+                })
+                .collect();
+            let style = color(i + backends.len()).stroke_width(2);
+            chart
+                .draw_series(LineSeries::new(line, style))
+                .map_err(|e| e.to_string())?
+                .label(format!(
+                    "ceiling: {name} ({gflops:.0} GFLOP/s, {gbps:.0} GB/s)"
+                ))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], style));
+        }
+        for (b, backend) in backends.iter().enumerate() {
+            chart
+                .draw_series(
+                    cells
+                        .iter()
+                        .filter(|c| &c.key.backend == backend && c.achieved_gflops > 0.0)
+                        .map(|c| {
+                            Circle::new((intensity(c), c.achieved_gflops), 4, color(b).filled())
+                        }),
+                )
+                .map_err(|e| e.to_string())?
+                .label(backend.clone())
+                .legend(move |(x, y)| Circle::new((x + 5, y), 4, color(b).filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| e.to_string())
+    })
+}
