@@ -80,6 +80,10 @@ pub trait Backend: Send + Sync {
     fn multithreaded(&self) -> bool {
         false
     }
+    /// Whether plans prepared with `per_layer_timing` report `Prepared::layer_times`.
+    fn reports_layer_times(&self) -> bool {
+        false
+    }
     /// Largest relative L2 error against the reference executor that counts as correct.
     fn tolerance(&self) -> f64 {
         1e-4

@@ -37,6 +37,10 @@ impl Backend for TchBackend {
         true
     }
 
+    fn reports_layer_times(&self) -> bool {
+        cfg!(feature = "tch")
+    }
+
     fn prepare(
         &self,
         graph: &Graph,

@@ -316,6 +316,7 @@ fn empty_result(key: &CellKey, cost: &models::ModelCost) -> CellResult {
         fraction_of_peak: None,
         plan: String::new(),
         warnings: Vec::new(),
+        layers: Vec::new(),
     }
 }
 
@@ -464,11 +465,55 @@ fn prepare_cell(
             ),
         );
     }
+    if backend.reports_layer_times() {
+        cell.result.layers = profile_layers(backend, &graph, &weights, cell.key.threads, input);
+    }
     cell.ready = Some(ReadyCell {
         plan,
         output,
         timer: CellTimer::new(),
     });
+}
+
+/// Runs for the per-layer breakdown, after one warm-up run.
+const PROFILE_RUNS: u64 = 3;
+
+/// Per-op times from a plan of its own, prepared with per-layer timing (its clock reads stay
+/// out of the timed plan), averaged over `PROFILE_RUNS` runs after a warm-up. Empty if the
+/// profiling plan fails: the breakdown is a bonus, not a verdict.
+fn profile_layers(
+    backend: &dyn Backend,
+    graph: &models::Graph,
+    weights: &Weights,
+    threads: usize,
+    input: &Tensor,
+) -> Vec<reports::results::LayerRecord> {
+    let options = PrepareOptions {
+        threads,
+        per_layer_timing: true,
+    };
+    let Ok(mut plan) = backend.prepare(graph, weights, &options) else {
+        return Vec::new();
+    };
+    if plan.forward(input).is_err() {
+        return Vec::new();
+    }
+    let warm = plan.layer_times();
+    for _ in 0..PROFILE_RUNS {
+        if plan.forward(input).is_err() {
+            return Vec::new();
+        }
+    }
+    plan.layer_times()
+        .into_iter()
+        .zip(warm)
+        .map(|(now, before)| reports::results::LayerRecord {
+            name: now.name,
+            kind: now.kind,
+            kernel: now.kernel,
+            ms: (now.seconds - before.seconds) / PROFILE_RUNS as f64 * 1e3,
+        })
+        .collect()
 }
 
 /// Measures the ready cells among `cells` in turns (`slice` None: each to completion).

@@ -21,7 +21,7 @@ reference_measurements:
   latency_ms: {mobileone-s0: 0.79, mobileone-s1: 0.89, mobileone-s2: 1.18}
 ";
 
-const PLOT_IDS: [&str; 9] = [
+const PLOT_IDS: [&str; 11] = [
     "latency-t1",
     "latency-t2",
     "speedup",
@@ -31,6 +31,8 @@ const PLOT_IDS: [&str; 9] = [
     "scatter-memory-traffic",
     "scatter-op-count",
     "roofline",
+    "layers-by-kind",
+    "top-layers",
 ];
 
 fn run_small(dir: &Path) -> PathBuf {
@@ -89,6 +91,15 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
     assert!(table.contains("<td>native t1</td><td>6</td>"), "{table}");
     assert!(table.contains("<td>paper</td><td>3 (too few to conclude)</td>"));
     assert!(!html.contains("NaN"));
+    // Per-layer times from the native backend: a segment per op kind in each stacked bar, and
+    // ten bars (plus the legend's) in the top-10 plot.
+    let results = reports::results::ResultsFile::read(&out.join("results.json")).unwrap();
+    assert!(results.cells.iter().all(|c| !c.layers.is_empty()));
+    assert!(results.cells[0].layers.iter().all(|l| l.ms >= 0.0));
+    assert!(
+        figure(&html, "top-layers").contains("(gemm)")
+            || figure(&html, "top-layers").contains("(conv")
+    );
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Metric versus latency") && md.contains("| native t2 | 6 |"));
@@ -169,7 +180,7 @@ fn browser_check(report: &Path) {
     base(&mut screenshot);
     let o = screenshot
         .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1200,6000")
+        .arg("--window-size=1200,9000")
         .arg(&url)
         .output()
         .unwrap();

@@ -108,7 +108,179 @@ pub fn all(results: &ResultsFile) -> Vec<Plot> {
         );
     }
     push("roofline", "Roofline".into(), roofline(results));
+    if ok_cells(results).iter().any(|c| !c.layers.is_empty()) {
+        push(
+            "layers-by-kind",
+            "Per-layer breakdown by op kind".into(),
+            layers_by_kind(results),
+        );
+        push(
+            "top-layers",
+            "The 10 slowest layers".into(),
+            top_layers(results),
+        );
+    }
     plots
+}
+
+fn short_cell(c: &CellResult) -> String {
+    format!(
+        "{} {} {} t{}",
+        c.key.model.trim_start_matches("mobileone-"),
+        short(&c.key.form),
+        c.key.backend,
+        c.key.threads
+    )
+}
+
+/// Stacked bars, one per cell that reports per-layer times: milliseconds per run by op kind.
+pub fn layers_by_kind(results: &ResultsFile) -> Result<String, String> {
+    let cells: Vec<&CellResult> = ok_cells(results)
+        .into_iter()
+        .filter(|c| !c.layers.is_empty())
+        .collect();
+    if cells.is_empty() {
+        return Err("no per-layer times".into());
+    }
+    let kinds = unique(
+        cells
+            .iter()
+            .flat_map(|c| c.layers.iter().map(|l| l.kind.clone())),
+    );
+    let top = cells
+        .iter()
+        .map(|c| c.layers.iter().map(|l| l.ms).sum::<f64>())
+        .fold(0.0, f64::max)
+        * 1.1;
+    svg(|root| {
+        let labels: Vec<String> = cells.iter().map(|c| short_cell(c)).collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "Time per run by op kind (separate profiling plan)",
+                ("sans-serif", 20),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..cells.len() as f64, 0f64..top.max(1e-3))
+            .map_err(|e| e.to_string())?;
+        let label_of = |x: &f64| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 1e-9 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(cells.len() * 2 + 1)
+            .x_label_formatter(&label_of)
+            .x_desc("cell (model, form, backend, threads)")
+            .y_desc("ms per run")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (k, kind) in kinds.iter().enumerate() {
+            let bars: Vec<_> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let below: f64 = kinds[..k].iter().map(|kk| kind_ms(c, kk)).sum();
+                    let here = kind_ms(c, kind);
+                    Rectangle::new(
+                        [(i as f64 + 0.15, below), (i as f64 + 0.85, below + here)],
+                        color(k).filled(),
+                    )
+                })
+                .collect();
+            chart
+                .draw_series(bars)
+                .map_err(|e| e.to_string())?
+                .label(kind.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(k).filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn kind_ms(c: &CellResult, kind: &str) -> f64 {
+    c.layers
+        .iter()
+        .filter(|l| l.kind == kind)
+        .map(|l| l.ms)
+        .sum()
+}
+
+/// Horizontal bars: the 10 slowest layers of the slowest cell that reports per-layer times.
+pub fn top_layers(results: &ResultsFile) -> Result<String, String> {
+    let cell = ok_cells(results)
+        .into_iter()
+        .filter(|c| !c.layers.is_empty())
+        .max_by(|a, b| {
+            let total = |c: &CellResult| c.layers.iter().map(|l| l.ms).sum::<f64>();
+            total(a).total_cmp(&total(b))
+        })
+        .ok_or("no per-layer times")?;
+    let mut layers: Vec<_> = cell.layers.iter().collect();
+    layers.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    layers.truncate(10);
+    let top = layers.first().map_or(1.0, |l| l.ms) * 1.1;
+    let kinds = unique(cell.layers.iter().map(|l| l.kind.clone()));
+    svg(|root| {
+        let names: Vec<String> = layers
+            .iter()
+            .map(|l| {
+                let name: String = l.name.chars().take(40).collect();
+                format!("{name} ({})", l.kind)
+            })
+            .collect();
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!("The 10 slowest layers of {}", short_cell(cell)),
+                ("sans-serif", 20),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(330)
+            .build_cartesian_2d(0f64..top.max(1e-3), 0f64..layers.len() as f64)
+            .map_err(|e| e.to_string())?;
+        let label_of = |y: &f64| {
+            let i = y.floor() as usize;
+            if (y - y.floor() - 0.5).abs() < 1e-9 {
+                names
+                    .get(layers.len().saturating_sub(i + 1))
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(layers.len() * 2 + 1)
+            .y_label_formatter(&label_of)
+            .x_desc("ms per run")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(layers.iter().enumerate().map(|(i, l)| {
+                let y = (layers.len() - i - 1) as f64;
+                let k = kinds.iter().position(|kk| kk == &l.kind).unwrap_or(0);
+                Rectangle::new([(0.0, y + 0.15), (l.ms, y + 0.85)], color(k).filled())
+            }))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
 }
 
 /// Grouped bars: one group per model/form, one bar per backend, whiskers at the median's 95%

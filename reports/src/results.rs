@@ -136,6 +136,22 @@ pub struct CellResult {
     /// Warnings about this cell (e.g. a wide confidence interval).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Per-op times from a separate profiling plan (never the timed one), for backends that
+    /// report them; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRecord>,
+}
+
+/// One planned op's time, averaged over the profiling runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// The graph nodes the op carries out.
+    pub name: String,
+    /// Op kind, for grouping (e.g. `gemm`, `depthwise`).
+    pub kind: String,
+    /// What ran (kernel, instruction set, fusions).
+    pub kernel: String,
+    pub ms: f64,
 }
 
 impl CellResult {

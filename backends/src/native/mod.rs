@@ -91,6 +91,10 @@ impl Backend for NativeBackend {
         true
     }
 
+    fn reports_layer_times(&self) -> bool {
+        true
+    }
+
     fn prepare(
         &self,
         graph: &Graph,
