@@ -68,6 +68,13 @@ fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// A log y range with room above the data for the legend (drawn in the upper corner): the
+/// data keep the lower 60% of the axis.
+fn log_range_with_legend_room(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = log_range(values);
+    (lo, hi * (hi / lo).powf(0.66))
+}
+
 /// Every plot the results support, in the report's order.
 pub fn all(results: &ResultsFile) -> Vec<Plot> {
     let mut plots = Vec::new();
@@ -151,7 +158,7 @@ pub fn layers_by_kind(results: &ResultsFile) -> Result<String, String> {
         .iter()
         .map(|c| c.layers.iter().map(|l| l.ms).sum::<f64>())
         .fold(0.0, f64::max)
-        * 1.1;
+        * 1.6;
     svg(|root| {
         let labels: Vec<String> = cells.iter().map(|c| short_cell(c)).collect();
         let mut chart = ChartBuilder::on(root)
@@ -296,7 +303,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Str
             .map(|c| (c.key.model.clone(), c.key.form.clone())),
     );
     let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
-    let (lo, hi) = log_range(cells.iter().flat_map(|c| {
+    let (lo, hi) = log_range_with_legend_room(cells.iter().flat_map(|c| {
         let l = c.latency.as_ref().expect("ok cells have latency");
         [l.ci95_ms[0], l.ci95_ms[1]]
     }));
@@ -401,7 +408,7 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
         .iter()
         .map(|s| s.speedup)
         .fold(1.0, f64::max)
-        * 1.15;
+        * 1.7;
     svg(|root| {
         let labels: Vec<String> = models
             .iter()
@@ -477,7 +484,8 @@ pub fn distributions(results: &ResultsFile) -> Result<String, String> {
     if cells.is_empty() {
         return Err("no samples".into());
     }
-    let (lo, hi) = log_range(cells.iter().flat_map(|c| c.samples_ms.iter().copied()));
+    let (lo, hi) =
+        log_range_with_legend_room(cells.iter().flat_map(|c| c.samples_ms.iter().copied()));
     let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
     svg(|root| {
         let mut chart = ChartBuilder::on(root)
@@ -548,7 +556,7 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, String> 
         all.iter()
             .flat_map(|s| s.points.iter().map(|p| p.metric(metric))),
     );
-    let (ylo, yhi) = log_range(
+    let (ylo, yhi) = log_range_with_legend_room(
         all.iter()
             .flat_map(|s| s.points.iter().map(|p| p.latency_ms)),
     );
