@@ -86,6 +86,18 @@ pub enum Command {
     /// the raw samples; the cell regressed when the whole interval lies above 1 + threshold,
     /// improved when below 1 - threshold, otherwise it is unchanged.
     Gate(GateArgs),
+    /// Measure a scenario and store the results as this machine's baseline for it:
+    /// DIR/<scenario>/<machine fingerprint>.json (for `harness gate --baseline-dir DIR`).
+    /// Run it again to refresh the baseline.
+    Baseline {
+        /// The scenario YAML file.
+        scenario: PathBuf,
+        /// Where baselines are kept (committed to the repository, one file per machine).
+        #[arg(long, default_value = "scenarios/baselines")]
+        dir: PathBuf,
+        #[command(flatten)]
+        options: RunOptions,
+    },
     /// Measure two harness builds alternately, cell by cell, on one scenario, then gate the
     /// candidate against the baseline; cells that look regressed are measured again
     /// (confirmation) and fail only if the regression is confirmed.
@@ -235,8 +247,12 @@ pub struct GateOptions {
 #[derive(Debug, Args)]
 pub struct GateArgs {
     /// The baseline results.json (e.g. from the main branch).
-    #[arg(long)]
-    pub baseline: PathBuf,
+    #[arg(long, required_unless_present = "baseline_dir")]
+    pub baseline: Option<PathBuf>,
+    /// Take the baseline stored for this machine instead: DIR/<scenario>/<machine fingerprint>.json
+    /// of the candidate's scenario and machine (written by `harness baseline`).
+    #[arg(long, conflicts_with = "baseline")]
+    pub baseline_dir: Option<PathBuf>,
     /// The candidate results.json (e.g. from this change).
     #[arg(long)]
     pub candidate: PathBuf,

@@ -24,6 +24,14 @@ fn main() -> ExitCode {
             commands::profile::run(args).map(|()| ExitCode::SUCCESS)
         }
         (Some(Command::Gate(args)), _) => return commands::gate::run(args),
+        (
+            Some(Command::Baseline {
+                scenario,
+                dir,
+                options,
+            }),
+            _,
+        ) => commands::gate::store_baseline(scenario, dir, options),
         (Some(Command::Ab(args)), _) => return commands::gate::run_ab(args),
         (Some(Command::Classify(args)), _) => commands::classify::run(args),
         (Some(Command::List), _) => commands::list::run().map(|()| ExitCode::SUCCESS),

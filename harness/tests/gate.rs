@@ -220,3 +220,59 @@ fn ab_catches_a_slower_build_and_passes_a_build_against_itself() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn baselines_are_stored_per_machine_and_found_by_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("g.yaml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let store = dir.path().join("baselines");
+    let o = harness(&[
+        "baseline",
+        scenario.to_str().unwrap(),
+        "--dir",
+        store.to_str().unwrap(),
+        "--out",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stored: Vec<PathBuf> = std::fs::read_dir(store.join("g"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(stored.len(), 1);
+    let results = reports::results::ResultsFile::read(&stored[0]).unwrap();
+    assert_eq!(
+        stored[0].file_stem().unwrap().to_str().unwrap(),
+        results.environment.machine_fingerprint
+    );
+    // The stored baseline against itself: found by scenario and fingerprint, no regression.
+    let o = harness(&[
+        "gate",
+        "--baseline-dir",
+        store.to_str().unwrap(),
+        "--candidate",
+        stored[0].to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A candidate from another machine has no stored baseline: exit 2, with the way out.
+    let other = edited(&stored[0], 1.0, Some("elsewhere"), "other.json");
+    let o = harness(&[
+        "gate",
+        "--baseline-dir",
+        store.to_str().unwrap(),
+        "--candidate",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("no baseline stored") && stderr.contains("harness baseline"),
+        "{stderr}"
+    );
+}

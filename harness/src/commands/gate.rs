@@ -75,10 +75,73 @@ fn check_comparable(baseline: &ResultsFile, candidate: &ResultsFile, allow: bool
     )
 }
 
+/// Where the stored baseline of a scenario on a machine lives.
+pub fn stored_baseline_path(dir: &Path, scenario: &str, fingerprint: &str) -> PathBuf {
+    dir.join(scenario).join(format!("{fingerprint}.json"))
+}
+
+/// `harness baseline`: measures the scenario and stores the results as this machine's baseline.
+pub fn store_baseline(
+    scenario: &Path,
+    dir: &Path,
+    options: &crate::cli::RunOptions,
+) -> Result<ExitCode> {
+    let overrides = Overrides {
+        models: options.models.clone(),
+        forms: options.forms.clone(),
+        backends: options.backends.clone(),
+        threads: options.threads.clone(),
+        out: options.out.clone(),
+        quick: options.quick,
+    };
+    let loaded = Scenario::load(scenario, &overrides)?;
+    let outcome = crate::run::run_scenario(&loaded)?;
+    let results = &outcome.results;
+    if results.interrupted || outcome.any_failed() {
+        bail!("the run was interrupted or a cell failed; no baseline stored");
+    }
+    let path = stored_baseline_path(
+        dir,
+        &results.scenario.name,
+        &results.environment.machine_fingerprint,
+    );
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create", parent.display()))?;
+    }
+    write_atomically(&path, results.to_json().as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    println!("{}", reports::summary::terminal_table(results));
+    println!("stored the baseline of this machine: {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn gate_files(args: &GateArgs) -> Result<ExitCode> {
     let settings = settings(&args.options)?;
-    let baseline = ResultsFile::read(&args.baseline).context("--baseline")?;
     let candidate = ResultsFile::read(&args.candidate).context("--candidate")?;
+    let baseline_path = match (&args.baseline, &args.baseline_dir) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => {
+            let path = stored_baseline_path(
+                dir,
+                &candidate.scenario.name,
+                &candidate.environment.machine_fingerprint,
+            );
+            if !path.is_file() {
+                bail!(
+                    "--baseline-dir {}: no baseline stored for scenario `{}` on this machine ({}); \
+                     store one with `harness baseline SCENARIO --dir {}`",
+                    dir.display(),
+                    candidate.scenario.name,
+                    path.display(),
+                    dir.display()
+                );
+            }
+            path
+        }
+        (None, None) => bail!("give --baseline FILE or --baseline-dir DIR"),
+    };
+    let baseline = ResultsFile::read(&baseline_path).context("--baseline")?;
     check_comparable(&baseline, &candidate, args.options.allow_different_machine)?;
     let report = compare(
         &samples_by_key(&baseline),
@@ -88,7 +151,7 @@ fn gate_files(args: &GateArgs) -> Result<ExitCode> {
     if report.cells.is_empty() {
         bail!(
             "no cell was measured in both {} and {}",
-            args.baseline.display(),
+            baseline_path.display(),
             args.candidate.display()
         );
     }
