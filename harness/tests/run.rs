@@ -1,5 +1,5 @@
 //! `harness SCENARIO` end to end: a small scenario runs, verifies, measures and writes
-//! results.json (schema fields, raw samples), results.csv and report.md; a failing cell is
+//! results.json (schema fields, raw samples), results.csv, report.md and report.html; a failing cell is
 //! reported without stopping the others; Ctrl-C keeps what was measured; `harness report`
 //! re-renders from saved results; every shipped scenario parses.
 
@@ -248,7 +248,11 @@ fn ctrl_c_keeps_the_cells_measured_so_far() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(
+        names.len(),
+        4,
+        "results.json, results.csv, report.md, report.html: {names:?}"
+    );
 }
 
 #[test]

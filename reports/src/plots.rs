@@ -585,11 +585,12 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, String> 
             let c = s.correlation(metric);
             let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.2}"));
             let label = format!(
-                "{} (n={}): ρ {} τ {}",
+                "{} (n={}): ρ {} τ {} r(log) {}",
                 s.name,
                 c.points,
                 fmt(c.spearman),
-                fmt(c.kendall)
+                fmt(c.kendall),
+                fmt(c.pearson_log)
             );
             chart
                 .draw_series(

@@ -34,8 +34,10 @@ fn row(c: &CellResult) -> Vec<String> {
             format!("{:.1}", c.achieved_gflops),
             c.fraction_of_peak
                 .map_or("-".into(), |f| format!("{:.0}%", f * 100.0)),
+            format!("{:.1}", c.achieved_gbps),
+            format!("{:.0}", c.resident_bytes as f64 / (1u64 << 20) as f64),
         ]),
-        _ => cells.extend(std::iter::repeat_n("-".to_string(), 6)),
+        _ => cells.extend(std::iter::repeat_n("-".to_string(), 8)),
     }
     let note = match (&c.status, &c.reason) {
         (CellStatus::Ok, _) => c.warnings.join("; "),
@@ -46,7 +48,7 @@ fn row(c: &CellResult) -> Vec<String> {
     cells
 }
 
-const HEADER: [&str; 11] = [
+const HEADER: [&str; 13] = [
     "model",
     "form",
     "backend",
@@ -57,6 +59,8 @@ const HEADER: [&str; 11] = [
     "runs",
     "GFLOP/s",
     "of peak",
+    "GB/s",
+    "resident MiB",
     "note",
 ];
 
@@ -69,7 +73,7 @@ pub fn terminal_table(results: &ResultsFile) -> String {
     }
     let mut table = b.build();
     table.with(Style::rounded());
-    table.modify(Columns::new(3..10), Alignment::right());
+    table.modify(Columns::new(3..12), Alignment::right());
     let mut out = table.to_string();
     for s in &results.speedups {
         let _ = write!(
