@@ -10,7 +10,7 @@ use std::time::Instant;
 use backends::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 use clap::Parser;
 use harness::cli::{Cli, Command};
-use harness::scenario::{Overrides, Scenario};
+use harness::scenario::Scenario;
 use models::{Graph, Tensor, Weights};
 
 struct Slowed {
@@ -83,14 +83,7 @@ fn main() -> ExitCode {
         eprintln!("slowed_harness supports only `run SCENARIO [options]`");
         return ExitCode::from(2);
     };
-    let overrides = Overrides {
-        models: options.models.clone(),
-        forms: options.forms.clone(),
-        backends: options.backends.clone(),
-        threads: options.threads.clone(),
-        out: options.out.clone(),
-        quick: options.quick,
-    };
+    let overrides = options.overrides();
     let registry: Vec<Box<dyn Backend>> = backends::all()
         .into_iter()
         .map(|inner| Box::new(Slowed { inner, factor }) as Box<dyn Backend>)

@@ -22,8 +22,9 @@ pub struct Cli {
 }
 
 /// Overrides of a scenario file, for `harness SCENARIO` and `harness run SCENARIO`.
+/// Which cells of a scenario to run, instead of the scenario's own lists.
 #[derive(Debug, Clone, Default, Args)]
-pub struct RunOptions {
+pub struct CellSelection {
     /// Models to run instead of the scenario's (comma list, e.g. s0,s1).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
@@ -37,6 +38,33 @@ pub struct RunOptions {
     /// Thread counts to run instead of the scenario's (comma list, e.g. 1,2).
     #[arg(long, value_delimiter = ',')]
     pub threads: Option<Vec<usize>>,
+}
+
+impl CellSelection {
+    /// These selections as scenario overrides, with an output folder and the quick flag.
+    pub fn overrides(&self, out: Option<PathBuf>, quick: bool) -> crate::scenario::Overrides {
+        crate::scenario::Overrides {
+            models: self.models.clone(),
+            forms: self.forms.clone(),
+            backends: self.backends.clone(),
+            threads: self.threads.clone(),
+            out,
+            quick,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The scenario overrides these options ask for.
+    pub fn overrides(&self) -> crate::scenario::Overrides {
+        self.cells.overrides(self.out.clone(), self.quick)
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunOptions {
+    #[command(flatten)]
+    pub cells: CellSelection,
     /// Output folder instead of the scenario's (default results/<scenario name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -279,18 +307,8 @@ pub struct AbArgs {
     /// Folder for both sides' merged results (baseline.json, candidate.json) and the summaries.
     #[arg(long, default_value = "results/ab")]
     pub out: PathBuf,
-    /// Models to run instead of the scenario's (comma list).
-    #[arg(long, value_delimiter = ',')]
-    pub models: Option<Vec<String>>,
-    /// Forms to run instead of the scenario's (comma list).
-    #[arg(long, value_delimiter = ',')]
-    pub forms: Option<Vec<String>>,
-    /// Backends to run instead of the scenario's (comma list).
-    #[arg(long, value_delimiter = ',')]
-    pub backends: Option<Vec<String>>,
-    /// Thread counts to run instead of the scenario's (comma list).
-    #[arg(long, value_delimiter = ',')]
-    pub threads: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub cells: CellSelection,
     #[command(flatten)]
     pub options: GateOptions,
 }

@@ -25,7 +25,6 @@ figure{margin:1.5em 0}figcaption{font-weight:bold;margin-bottom:0.3em}";
 
 /// The whole report as one HTML document.
 pub fn html(results: &ResultsFile) -> String {
-    let e = &results.environment;
     let mut h = String::new();
     let title = format!("onebench: {}", results.scenario.name);
     let _ = write!(
@@ -37,38 +36,7 @@ pub fn html(results: &ResultsFile) -> String {
     for w in &results.warnings {
         let _ = writeln!(h, "<div class=\"warning\">Warning: {}</div>", escape(w));
     }
-    let facts = [
-        ("date", results.started_at.clone()),
-        ("scenario", results.scenario.path.clone()),
-        (
-            "machine",
-            format!(
-                "{}, {} logical cores, {:.1} GiB memory",
-                e.cpu,
-                e.logical_cores,
-                e.memory_bytes as f64 / (1u64 << 30) as f64
-            ),
-        ),
-        ("os", format!("{} (kernel {})", e.os, e.kernel)),
-        (
-            "build",
-            format!(
-                "{} profile, opt-level {}, debug assertions {}",
-                e.build_profile,
-                e.opt_level,
-                if e.debug_assertions { "on" } else { "off" }
-            ),
-        ),
-        ("commit", e.git_commit.clone()),
-        (
-            "backends",
-            e.backends
-                .iter()
-                .map(|b| format!("{} {} ({})", b.name, b.version, b.availability))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-    ];
+    let facts = crate::summary::header_facts(results);
     h.push_str("<table>\n");
     for (k, v) in facts {
         let _ = writeln!(h, "<tr><th>{k}</th><td>{}</td></tr>", escape(&v));

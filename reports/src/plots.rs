@@ -75,6 +75,16 @@ fn log_range_with_legend_room(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo, hi * (hi / lo).powf(0.66))
 }
 
+/// The label of a category axis at `x`: category i's label at its centre (i + 0.5), nothing
+/// elsewhere (bars span [i, i + 1)).
+fn category_label(labels: &[String], x: f64) -> String {
+    if (x - x.floor() - 0.5).abs() < 1e-9 {
+        labels.get(x.floor() as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// Every plot the results support, in the report's order.
 pub fn all(results: &ResultsFile) -> Vec<Plot> {
     let mut plots = Vec::new();
@@ -171,14 +181,7 @@ pub fn layers_by_kind(results: &ResultsFile) -> Result<String, String> {
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..cells.len() as f64, 0f64..top.max(1e-3))
             .map_err(|e| e.to_string())?;
-        let label_of = |x: &f64| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 1e-9 {
-                labels.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        };
+        let label_of = |x: &f64| category_label(&labels, *x);
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -260,17 +263,9 @@ pub fn top_layers(results: &ResultsFile) -> Result<String, String> {
             .y_label_area_size(330)
             .build_cartesian_2d(0f64..top.max(1e-3), 0f64..layers.len() as f64)
             .map_err(|e| e.to_string())?;
-        let label_of = |y: &f64| {
-            let i = y.floor() as usize;
-            if (y - y.floor() - 0.5).abs() < 1e-9 {
-                names
-                    .get(layers.len().saturating_sub(i + 1))
-                    .cloned()
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            }
-        };
+        // Slowest at the top: category i from the bottom is layer len - 1 - i.
+        let top_down: Vec<String> = names.iter().rev().cloned().collect();
+        let label_of = |y: &f64| category_label(&top_down, *y);
         chart
             .configure_mesh()
             .disable_y_mesh()
@@ -322,14 +317,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Str
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..groups.len() as f64, (lo..hi).log_scale())
             .map_err(|e| e.to_string())?;
-        let label_of = |x: &f64| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 1e-9 {
-                labels.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        };
+        let label_of = |x: &f64| category_label(&labels, *x);
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -424,14 +412,7 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..models.len() as f64, 0f64..top)
             .map_err(|e| e.to_string())?;
-        let label_of = |x: &f64| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 1e-9 {
-                labels.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        };
+        let label_of = |x: &f64| category_label(&labels, *x);
         chart
             .configure_mesh()
             .disable_x_mesh()

@@ -155,16 +155,11 @@ pub fn csv(results: &ResultsFile) -> String {
     String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
 }
 
-/// The Markdown summary: header (scenario, machine, build), warnings, the cell table, speedups.
-pub fn markdown(results: &ResultsFile) -> String {
+/// The header every report starts with: scenario, date, machine, OS, build, commit, rustc,
+/// backends, order and duration, as (label, value) pairs.
+pub fn header_facts(results: &ResultsFile) -> Vec<(&'static str, String)> {
     let e = &results.environment;
-    let mut md = String::new();
-    let _ = writeln!(md, "# onebench: {}\n", results.scenario.name);
-    for w in &results.warnings {
-        let _ = writeln!(md, "> **Warning:** {w}\n");
-    }
-    let _ = writeln!(md, "| | |\n|---|---|");
-    let facts = [
+    vec![
         ("date", results.started_at.clone()),
         (
             "scenario",
@@ -216,7 +211,18 @@ pub fn markdown(results: &ResultsFile) -> String {
                 }
             ),
         ),
-    ];
+    ]
+}
+
+/// The Markdown summary: header (scenario, machine, build), warnings, the cell table, speedups.
+pub fn markdown(results: &ResultsFile) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# onebench: {}\n", results.scenario.name);
+    for w in &results.warnings {
+        let _ = writeln!(md, "> **Warning:** {w}\n");
+    }
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let facts = header_facts(results);
     for (k, v) in facts {
         let _ = writeln!(md, "| {k} | {} |", v.replace('|', "\\|"));
     }

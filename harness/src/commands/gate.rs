@@ -16,7 +16,7 @@ use tabled::settings::Style;
 
 use crate::cli::{AbArgs, GateArgs, GateOptions};
 use crate::gate::{compare, incomparable, samples_by_key, GateReport, GateSettings, Verdict};
-use crate::scenario::{Overrides, Scenario};
+use crate::scenario::Scenario;
 
 /// Exit code for bad input or incomparable runs.
 const BAD_INPUT: u8 = 2;
@@ -86,14 +86,7 @@ pub fn store_baseline(
     dir: &Path,
     options: &crate::cli::RunOptions,
 ) -> Result<ExitCode> {
-    let overrides = Overrides {
-        models: options.models.clone(),
-        forms: options.forms.clone(),
-        backends: options.backends.clone(),
-        threads: options.threads.clone(),
-        out: options.out.clone(),
-        quick: options.quick,
-    };
+    let overrides = options.overrides();
     let loaded = Scenario::load(scenario, &overrides)?;
     let outcome = crate::run::run_scenario(&loaded)?;
     let results = &outcome.results;
@@ -370,14 +363,7 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
             bail!("{flag} {}: no such file", bin.display());
         }
     }
-    let overrides = Overrides {
-        models: args.models.clone(),
-        forms: args.forms.clone(),
-        backends: args.backends.clone(),
-        threads: args.threads.clone(),
-        out: None,
-        quick: false,
-    };
+    let overrides = args.cells.overrides(None, false);
     let scenario = Scenario::load(&args.scenario, &overrides)?;
     let f = &scenario.file;
     let mut cells = Vec::new();

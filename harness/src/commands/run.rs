@@ -8,17 +8,10 @@ use anyhow::Result;
 
 use crate::cli::RunOptions;
 use crate::run::run_scenario;
-use crate::scenario::{Overrides, Scenario};
+use crate::scenario::Scenario;
 
 pub fn run(path: &Path, options: &RunOptions) -> Result<ExitCode> {
-    let overrides = Overrides {
-        models: options.models.clone(),
-        forms: options.forms.clone(),
-        backends: options.backends.clone(),
-        threads: options.threads.clone(),
-        out: options.out.clone(),
-        quick: options.quick,
-    };
+    let overrides = options.overrides();
     let scenario = Scenario::load(path, &overrides)?;
     let outcome = run_scenario(&scenario)?;
     let results = &outcome.results;
