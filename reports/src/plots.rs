@@ -208,17 +208,9 @@ pub fn layers_by_kind(results: &ResultsFile) -> Result<String, String> {
                 .draw_series(bars)
                 .map_err(|e| e.to_string())?
                 .label(kind.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(k).filled())
-                });
+                .legend(move |p| swatch(p, k));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| e.to_string())
+        legend_at(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -353,9 +345,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Str
                 .draw_series(bars)
                 .map_err(|e| e.to_string())?
                 .label(backend.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(b).filled())
-                });
+                .legend(move |p| swatch(p, b));
             chart.draw_series(whiskers).map_err(|e| e.to_string())?;
         }
         legend(&mut chart)
@@ -373,13 +363,25 @@ fn short(form: &str) -> &str {
 fn legend<'a, X: Ranged, Y: Ranged>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
 ) -> Result<(), String> {
+    legend_at(chart, SeriesLabelPosition::UpperLeft)
+}
+
+fn legend_at<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .draw()
         .map_err(|e| e.to_string())
+}
+
+/// The legend's square colour swatch of series `k`.
+fn swatch((x, y): (i32, i32), k: usize) -> Rectangle<(i32, i32)> {
+    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(k).filled())
 }
 
 /// Unfused median / reparameterized median, per model, one bar per backend and thread count.
@@ -441,9 +443,7 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
                 .draw_series(bars)
                 .map_err(|e| e.to_string())?
                 .label(key.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(k).filled())
-                });
+                .legend(move |p| swatch(p, k));
         }
         chart
             .draw_series(std::iter::once(PathElement::new(
@@ -512,9 +512,7 @@ pub fn distributions(results: &ResultsFile) -> Result<String, String> {
                 .draw_series(shapes)
                 .map_err(|e| e.to_string())?
                 .label(backend.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(b).filled())
-                });
+                .legend(move |p| swatch(p, b));
         }
         legend(&mut chart)
     })
@@ -666,12 +664,6 @@ pub fn roofline(results: &ResultsFile) -> Result<String, String> {
                 .label(backend.clone())
                 .legend(move |(x, y)| Circle::new((x + 5, y), 4, color(b).filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| e.to_string())
+        legend_at(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
