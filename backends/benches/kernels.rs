@@ -118,6 +118,7 @@ fn affine(c: &mut Criterion) {
                         scale: scale.as_ptr(),
                         scale_stride: 0,
                         shift: shift.as_ptr(),
+                        shift_stride: 0,
                         accumulate: true,
                         relu: true,
                     };

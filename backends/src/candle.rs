@@ -125,9 +125,22 @@ enum Step {
     },
     Relu,
     Sigmoid,
+    /// Relu6, hard-sigmoid, hard-swish, SiLU, GELU: the op says which.
+    Activation(Op),
     Add,
+    Max,
     GlobalAvgPool,
+    MaxPool(models::graph::MaxPool2d),
     ChannelMul,
+    ChannelAdd,
+    Concat,
+    Slice {
+        start: usize,
+        len: usize,
+    },
+    ChannelShuffle {
+        groups: usize,
+    },
     Flatten,
     /// x @ weight^T + bias; the transposed weight is stored contiguous.
     Linear {
@@ -210,9 +223,21 @@ impl Step {
             }
             Op::Relu => Step::Relu,
             Op::Sigmoid => Step::Sigmoid,
+            Op::Relu6 | Op::HardSigmoid | Op::HardSwish | Op::Silu | Op::Gelu => {
+                Step::Activation(node.op.clone())
+            }
             Op::Add => Step::Add,
+            Op::Max => Step::Max,
             Op::GlobalAvgPool => Step::GlobalAvgPool,
+            Op::MaxPool2d(p) => Step::MaxPool(*p),
             Op::ChannelMul => Step::ChannelMul,
+            Op::ChannelAdd => Step::ChannelAdd,
+            Op::Concat => Step::Concat,
+            Op::Slice { start, end } => Step::Slice {
+                start: *start,
+                len: end - start,
+            },
+            Op::ChannelShuffle { groups } => Step::ChannelShuffle { groups: *groups },
             Op::Flatten => Step::Flatten,
             Op::Linear(l) => {
                 let weight_t = to_candle(param("weight")?)?.t()?.contiguous()?;
@@ -242,9 +267,24 @@ impl Step {
             Step::Affine { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift),
             Step::Relu => x.relu(),
             Step::Sigmoid => (x.neg()?.exp()? + 1.0)?.recip(),
+            Step::Activation(op) => activation(op, x),
             Step::Add => inputs[1..].iter().try_fold(x.clone(), |acc, t| acc + *t),
+            Step::Max => inputs[1..]
+                .iter()
+                .try_fold(x.clone(), |acc, t| acc.maximum(*t)),
             Step::GlobalAvgPool => x.mean_keepdim(3)?.mean_keepdim(2),
+            Step::MaxPool(p) => max_pool(x, p),
             Step::ChannelMul => x.broadcast_mul(inputs[1]),
+            Step::ChannelAdd => x.broadcast_add(inputs[1]),
+            Step::Concat => CTensor::cat(inputs, 1),
+            Step::Slice { start, len } => x.narrow(1, *start, *len)?.contiguous(),
+            Step::ChannelShuffle { groups } => {
+                let (n, c, h, w) = x.dims4()?;
+                x.reshape((n, *groups, c / groups, h, w))?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((n, c, h, w))
+            }
             Step::Flatten => x.flatten_from(1),
             Step::Linear { weight_t, bias } => {
                 let y = x.matmul(weight_t)?;
@@ -255,6 +295,39 @@ impl Step {
             }
         }
     }
+}
+
+fn hard_sigmoid(x: &CTensor) -> candle_core::Result<CTensor> {
+    (x + 3.0)?.clamp(0f32, 6f32)? / 6.0
+}
+
+/// The element-wise activations beyond ReLU and sigmoid, from candle's ops.
+fn activation(op: &Op, x: &CTensor) -> candle_core::Result<CTensor> {
+    match op {
+        Op::Relu6 => x.clamp(0f32, 6f32),
+        Op::HardSigmoid => hard_sigmoid(x),
+        Op::HardSwish => x * hard_sigmoid(x)?,
+        Op::Silu => x.silu(),
+        Op::Gelu => x.gelu_erf(),
+        other => Err(candle_core::Error::Msg(format!(
+            "{} is not an activation",
+            other.kind()
+        ))),
+    }
+}
+
+/// Max pool; candle's pool has no padding, so the input is framed with -inf first.
+fn max_pool(x: &CTensor, p: &models::graph::MaxPool2d) -> candle_core::Result<CTensor> {
+    let mut x = x.clone();
+    if p.padding > 0 {
+        for dim in [2, 3] {
+            let mut dims = x.dims().to_vec();
+            dims[dim] = p.padding;
+            let frame = CTensor::full(f32::NEG_INFINITY, dims, x.device())?;
+            x = CTensor::cat(&[&frame, &x, &frame], dim)?;
+        }
+    }
+    x.max_pool2d_with_stride(p.kernel, p.stride)
 }
 
 /// Depthwise conv as a sum over the k*k taps of (strided slice of the padded input) * weight.

@@ -164,6 +164,8 @@ mod engine {
         },
         Relu,
         Sigmoid,
+        /// Every parameter-free op beyond the ones above, run by `stateless`.
+        Stateless(Op),
         Add,
         GlobalAvgPool,
         ChannelMul,
@@ -209,6 +211,17 @@ mod engine {
                 Op::GlobalAvgPool => Step::GlobalAvgPool,
                 Op::ChannelMul => Step::ChannelMul,
                 Op::Flatten => Step::Flatten,
+                Op::Relu6
+                | Op::HardSigmoid
+                | Op::HardSwish
+                | Op::Silu
+                | Op::Gelu
+                | Op::Max
+                | Op::MaxPool2d(_)
+                | Op::ChannelAdd
+                | Op::Concat
+                | Op::Slice { .. }
+                | Op::ChannelShuffle { .. } => Step::Stateless(node.op.clone()),
                 Op::Linear(l) => Step::Linear {
                     weight: param("weight")?,
                     bias: if l.bias { Some(param("bias")?) } else { None },
@@ -251,6 +264,7 @@ mod engine {
                 ),
                 Step::Relu => x.f_relu(),
                 Step::Sigmoid => x.f_sigmoid(),
+                Step::Stateless(op) => stateless(op, inputs),
                 Step::Add => inputs[1..]
                     .iter()
                     .try_fold(x.shallow_clone(), |acc, t| acc.f_add(t)),
@@ -259,6 +273,33 @@ mod engine {
                 Step::Flatten => x.f_flatten(1, -1),
                 Step::Linear { weight, bias } => x.f_linear(weight, bias.as_ref()),
             }
+        }
+    }
+
+    /// The parameter-free ops as libtorch calls.
+    fn stateless(op: &Op, inputs: &[&TTensor]) -> Result<TTensor, TchError> {
+        let x = inputs[0];
+        match op {
+            Op::Relu6 => x.f_clamp(0.0, 6.0),
+            Op::HardSigmoid => x.f_hardsigmoid(),
+            Op::HardSwish => x.f_hardswish(),
+            Op::Silu => x.f_silu(),
+            Op::Gelu => x.f_gelu("none"),
+            Op::Max => inputs[1..]
+                .iter()
+                .try_fold(x.shallow_clone(), |acc, t| acc.f_maximum(t)),
+            Op::MaxPool2d(p) => {
+                let (k, s, pad) = (p.kernel as i64, p.stride as i64, p.padding as i64);
+                x.f_max_pool2d([k, k], [s, s], [pad, pad], [1, 1], false)
+            }
+            Op::ChannelAdd => x.f_add(inputs[1]),
+            Op::Concat => TTensor::f_cat(inputs, 1),
+            Op::Slice { start, end } => x.f_narrow(1, *start as i64, (end - start) as i64),
+            Op::ChannelShuffle { groups } => x.f_channel_shuffle(*groups as i64),
+            other => Err(TchError::Kind(format!(
+                "{} is not a stateless op",
+                other.kind()
+            ))),
         }
     }
 

@@ -2,7 +2,7 @@
 //! truth every other backend is checked against. `evaluate` runs in f32 or f64 storage (f64
 //! end to end for exactness checks); the `reference` backend stores activations in f64.
 
-use models::graph::{Conv2d, Linear, Op, ValueId};
+use models::graph::{Conv2d, Linear, MaxPool2d, Op, ValueId};
 use models::{Element, Graph, Tensor, Weights};
 
 use crate::backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
@@ -62,20 +62,77 @@ pub fn evaluate<T: Element>(
                 bn.eps,
                 &mut out,
             ),
-            Op::Relu => map(x, &mut out, |v| v.max(0.0)),
-            Op::Sigmoid => map(x, &mut out, |v| 1.0 / (1.0 + (-v).exp())),
-            Op::Add => {
+            Op::Relu
+            | Op::Relu6
+            | Op::Sigmoid
+            | Op::HardSigmoid
+            | Op::HardSwish
+            | Op::Silu
+            | Op::Gelu => {
+                let f = node.op.unary_f64().expect("an element-wise op");
+                map(x, &mut out, f)
+            }
+            Op::Add | Op::Max => {
                 let inputs: Vec<&Tensor<T>> = node.inputs.iter().map(|v| get(*v)).collect();
+                let values = |j: usize| inputs.iter().map(move |t| t.data()[j].to_f64());
                 for (j, o) in out.data_mut().iter_mut().enumerate() {
-                    *o = T::from_f64(inputs.iter().map(|t| t.data()[j].to_f64()).sum());
+                    *o = T::from_f64(match node.op {
+                        Op::Add => values(j).sum(),
+                        _ => values(j).fold(f64::NEG_INFINITY, f64::max),
+                    });
                 }
             }
             Op::GlobalAvgPool => global_avg_pool(x, &mut out),
-            Op::ChannelMul => {
-                let scale = get(node.inputs[1]);
-                let plane = x.shape()[2] * x.shape()[3];
+            Op::MaxPool2d(p) => max_pool(p, x, &mut out),
+            Op::ChannelMul | Op::ChannelAdd => {
+                let operand = get(node.inputs[1]);
+                let [_, channels, h, w] = dims4(x.shape());
+                let per_image = operand.shape()[1];
                 for (j, o) in out.data_mut().iter_mut().enumerate() {
-                    *o = T::from_f64(x.data()[j].to_f64() * scale.data()[j / plane].to_f64());
+                    let (n, c) = (j / (channels * h * w), j / (h * w) % channels);
+                    let s = operand.data()[n * per_image + c % per_image].to_f64();
+                    let v = x.data()[j].to_f64();
+                    *o = T::from_f64(if node.op == Op::ChannelMul {
+                        v * s
+                    } else {
+                        v + s
+                    });
+                }
+            }
+            Op::Concat => {
+                let inputs: Vec<&Tensor<T>> = node.inputs.iter().map(|v| get(*v)).collect();
+                let plane = x.shape()[2] * x.shape()[3];
+                let mut dst = 0;
+                for n in 0..x.shape()[0] {
+                    for t in &inputs {
+                        let len = t.shape()[1] * plane;
+                        out.data_mut()[dst..dst + len]
+                            .copy_from_slice(&t.data()[n * len..(n + 1) * len]);
+                        dst += len;
+                    }
+                }
+            }
+            Op::Slice { start, end } => {
+                let [batch, channels, h, w] = dims4(x.shape());
+                let plane = h * w;
+                let len = (end - start) * plane;
+                for n in 0..batch {
+                    let src = (n * channels + start) * plane;
+                    out.data_mut()[n * len..(n + 1) * len]
+                        .copy_from_slice(&x.data()[src..src + len]);
+                }
+            }
+            Op::ChannelShuffle { groups } => {
+                let [batch, channels, h, w] = dims4(x.shape());
+                let (plane, per_group) = (h * w, channels / groups);
+                for n in 0..batch {
+                    for c in 0..channels {
+                        // Output channel c reads input channel (c % groups) * per_group + c / groups.
+                        let src = (n * channels + (c % groups) * per_group + c / groups) * plane;
+                        let dst = (n * channels + c) * plane;
+                        out.data_mut()[dst..dst + plane]
+                            .copy_from_slice(&x.data()[src..src + plane]);
+                    }
                 }
             }
             Op::Flatten => out.data_mut().copy_from_slice(x.data()),
@@ -133,6 +190,11 @@ fn conv2d<T: Element>(c: &Conv2d, x: &Tensor<T>, w: &[T], bias: Option<&[T]>, ou
                     for kx in 0..k {
                         let wv = w[((oc * in_per_group + ic) * k + ky) * k + kx].to_f64();
                         let columns = valid_outputs(kx, c.stride, c.padding, wd, ow);
+                        if columns.is_empty() {
+                            // Every output column reads padding for this tap (a kernel wider
+                            // than the image).
+                            continue;
+                        }
                         for oy in valid_outputs(ky, c.stride, c.padding, h, oh) {
                             let iy = oy * c.stride + ky - c.padding;
                             let row = &plane[iy * wd..][..wd];
@@ -198,6 +260,27 @@ fn global_avg_pool<T: Element>(x: &Tensor<T>, out: &mut Tensor<T>) {
             .map(|v| v.to_f64())
             .sum();
         *o = T::from_f64(sum / plane as f64);
+    }
+}
+
+/// Max over each window; taps in the padding are skipped (PyTorch pads with -inf).
+fn max_pool<T: Element>(p: &MaxPool2d, x: &Tensor<T>, out: &mut Tensor<T>) {
+    let [_, _, h, w] = dims4(x.shape());
+    let [_, _, oh, ow] = dims4(out.shape());
+    for (j, o) in out.data_mut().iter_mut().enumerate() {
+        let (plane, oy, ox) = (j / (oh * ow), j / ow % oh, j % ow);
+        let mut best = f64::NEG_INFINITY;
+        for ky in 0..p.kernel {
+            for kx in 0..p.kernel {
+                let (iy, ix) = (oy * p.stride + ky, ox * p.stride + kx);
+                if iy < p.padding || ix < p.padding || iy - p.padding >= h || ix - p.padding >= w {
+                    continue;
+                }
+                let v = x.data()[(plane * h + iy - p.padding) * w + ix - p.padding].to_f64();
+                best = best.max(v);
+            }
+        }
+        *o = T::from_f64(best);
     }
 }
 

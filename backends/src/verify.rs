@@ -2,10 +2,7 @@
 //! each, compared by relative L2 error and the largest absolute difference; and the
 //! conformance suite that runs that check for every backend, model and form.
 
-use models::{
-    build, relative_l2, seeded_uniform, seeded_weights, Form, Graph, InputSize, Tensor, Variant,
-    Weights,
-};
+use models::{relative_l2, seeded_uniform, Form, Graph, InputSize, Model, Tensor, Weights};
 
 use crate::backend::{Availability, Backend, BackendError, PrepareOptions};
 use crate::reference::evaluate;
@@ -86,7 +83,7 @@ pub enum CheckOutcome {
 /// One conformance check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConformanceCheck {
-    pub variant: Variant,
+    pub model: Model,
     pub form: Form,
     pub backend: String,
     pub outcome: CheckOutcome,
@@ -103,13 +100,13 @@ impl ConformanceCheck {
     }
 }
 
-/// The conformance suite: every backend on every variant and form, with seeded weights and a
+/// The conformance suite: every backend on every model and form, with seeded weights and a
 /// seeded input, against one reference output per model (computed on the reparameterized
 /// graph: one seed gives the same function in both forms). `on_check` sees each check as it
 /// completes.
 pub fn conformance(
     backends: &[Box<dyn Backend>],
-    variants: &[Variant],
+    models: &[Model],
     forms: &[Form],
     size: InputSize,
     seed: u64,
@@ -117,20 +114,19 @@ pub fn conformance(
     mut on_check: impl FnMut(&ConformanceCheck),
 ) -> Result<Vec<ConformanceCheck>, BackendError> {
     let input = seeded_uniform(size.shape(), seed, -2.0, 2.0);
-    let graph_of = |v, f| {
-        build(v, f, size).map_err(|e| BackendError::Failed {
+    let graph_of = |m: Model, f| {
+        m.build(f, size).map_err(|e| BackendError::Failed {
             backend: "reference".into(),
             reason: e.to_string(),
         })
     };
     let mut checks = Vec::new();
-    for &variant in variants {
-        let (fused, _) = seeded_weights(variant, Form::Reparameterized, seed);
-        let expected =
-            reference_output(&graph_of(variant, Form::Reparameterized)?, &fused, &input)?;
+    for &model in models {
+        let fused = model.seeded_weights(Form::Reparameterized, seed);
+        let expected = reference_output(&graph_of(model, Form::Reparameterized)?, &fused, &input)?;
         for &form in forms {
-            let graph = graph_of(variant, form)?;
-            let (weights, _) = seeded_weights(variant, form, seed);
+            let graph = graph_of(model, form)?;
+            let weights = model.seeded_weights(form, seed);
             for backend in backends {
                 let outcome = match backend.availability() {
                     Availability::Unavailable(reason) => CheckOutcome::Skipped(reason),
@@ -147,7 +143,7 @@ pub fn conformance(
                     },
                 };
                 let check = ConformanceCheck {
-                    variant,
+                    model,
                     form,
                     backend: backend.name().into(),
                     outcome,

@@ -102,3 +102,39 @@ fn a_wrong_fold_is_caught() {
     let r = evaluate(&build(v, Form::Reparameterized, SMALL).unwrap(), &fused, &x).unwrap();
     assert!(relative_l2(r.data(), u.data()) > 1e-9);
 }
+
+/// The zoo's fold (BN into conv everywhere; RepVGG's branches into one 3x3) in float64:
+/// the reparameterized graph computes the unfused graph's function.
+#[test]
+fn the_zoo_fold_is_exact_in_float64() {
+    use models::Model;
+    let size = InputSize {
+        batch: 1,
+        height: 32,
+        width: 32,
+    };
+    let x = input::<f64>(size, 9);
+    for model in Model::all().into_iter().filter(|m| m.mobileone().is_none()) {
+        let unfused_graph = model.build(Form::Unfused, size).unwrap();
+        let unfused: Weights<f64> = random_weights(&unfused_graph, 4).cast();
+        let fused = model.reparameterize(&unfused).unwrap();
+        let u = evaluate(&unfused_graph, &unfused, &x).unwrap();
+        let r = evaluate(
+            &model.build(Form::Reparameterized, size).unwrap(),
+            &fused,
+            &x,
+        )
+        .unwrap();
+        // Magnitudes are not checked: 29 unnormalized skips grow the plain CNN's logits to ~1e4.
+        let (min, max) = u
+            .data()
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        assert!(
+            min.is_finite() && max.is_finite() && max > min,
+            "{model}: [{min}, {max}]"
+        );
+        let err = relative_l2(r.data(), u.data());
+        assert!(err < 1e-9, "{model}: relative L2 {err:e}");
+    }
+}

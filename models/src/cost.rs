@@ -1,5 +1,5 @@
 //! Cost counting per op and per model: params, MACs (ours and fvcore's convention), FLOPs,
-//! memory traffic and peak activation memory. The rules are stated in docs/counting.md and in
+//! memory traffic and peak activation memory. The rules are stated in models/COUNTING.md and in
 //! the doc comments below; tests pin the published MobileOne figures.
 
 use serde::{Deserialize, Serialize};
@@ -82,10 +82,23 @@ pub fn op_cost(graph: &Graph, index: usize) -> OpCost {
         }
         // Inference BN is a per-channel multiply and add.
         Op::BatchNorm(_) => (0, 2 * out),
-        Op::Relu | Op::ChannelMul => (0, out),
+        Op::Relu | Op::ChannelMul | Op::ChannelAdd => (0, out),
+        // A clamp is two comparisons.
+        Op::Relu6 => (0, 2 * out),
         // exp, add, divide and the negation: 4 per element.
         Op::Sigmoid => (0, 4 * out),
-        Op::Add => (0, (inputs.len() as u64 - 1) * out),
+        // add 3, clamp (2), scale by 1/6; hard-swish multiplies by x once more.
+        Op::HardSigmoid => (0, 4 * out),
+        Op::HardSwish => (0, 5 * out),
+        // sigmoid (4) and the product with x.
+        Op::Silu => (0, 5 * out),
+        // x / sqrt 2, erf (counted as one, like exp), + 1, * 0.5, * x.
+        Op::Gelu => (0, 5 * out),
+        Op::Add | Op::Max => (0, (inputs.len() as u64 - 1) * out),
+        // One comparison per window element.
+        Op::MaxPool2d(p) => (0, out * (p.kernel * p.kernel) as u64),
+        // Pure data movement.
+        Op::Concat | Op::Slice { .. } | Op::ChannelShuffle { .. } => (0, 0),
         // One add per input element; the division per output is not counted.
         Op::GlobalAvgPool => (0, input_elems),
         Op::Flatten => (0, 0),
@@ -93,6 +106,8 @@ pub fn op_cost(graph: &Graph, index: usize) -> OpCost {
     // A flatten is a view: it moves no data.
     let (bytes_read, bytes_written) = match node.op {
         Op::Flatten => (0, 0),
+        // A slice reads only the channels it keeps.
+        Op::Slice { .. } => (out * BYTES_PER_ELEMENT, out * BYTES_PER_ELEMENT),
         _ => (
             (input_elems + param_elems) * BYTES_PER_ELEMENT,
             out * BYTES_PER_ELEMENT,

@@ -79,19 +79,65 @@ pub struct Linear {
     pub bias: bool,
 }
 
+/// A 2-D max pool with a square window (PyTorch semantics: padding never wins the max).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2d {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl MaxPool2d {
+    /// Output spatial size for an input size (None when the window does not fit).
+    pub fn output_size(&self, input: usize) -> Option<usize> {
+        let padded = input + 2 * self.padding;
+        if padded < self.kernel || self.stride == 0 || 2 * self.padding > self.kernel {
+            return None;
+        }
+        Some((padded - self.kernel) / self.stride + 1)
+    }
+}
+
 /// Every operation the IR knows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Conv2d(Conv2d),
     BatchNorm(BatchNorm),
     Relu,
+    /// min(max(x, 0), 6).
+    Relu6,
     Sigmoid,
+    /// relu6(x + 3) / 6, PyTorch's `hardsigmoid`.
+    HardSigmoid,
+    /// x * relu6(x + 3) / 6, PyTorch's `hardswish`.
+    HardSwish,
+    /// x * sigmoid(x) (swish).
+    Silu,
+    /// x * Phi(x) with the exact erf form (PyTorch's default `gelu`).
+    Gelu,
     /// Element-wise sum of two or more tensors of one shape.
     Add,
+    /// Element-wise maximum of two or more tensors of one shape.
+    Max,
     /// [N, C, H, W] -> [N, C, 1, 1], the mean over H and W.
     GlobalAvgPool,
-    /// [N, C, H, W] * [N, C, 1, 1]: scales each channel (squeeze-excite).
+    MaxPool2d(MaxPool2d),
+    /// [N, C, H, W] * [N, C, 1, 1] (or [N, 1, 1, 1]): scales each channel (squeeze-excite).
     ChannelMul,
+    /// [N, C, H, W] + [N, C, 1, 1] (or [N, 1, 1, 1]): shifts each channel.
+    ChannelAdd,
+    /// Joins rank-4 tensors along channels, in input order.
+    Concat,
+    /// Channels `start..end` of a rank-4 tensor (one part of a channel split).
+    Slice {
+        start: usize,
+        end: usize,
+    },
+    /// ShuffleNet's channel shuffle: view as [N, groups, C / groups, H, W], swap the two
+    /// channel axes, flatten back.
+    ChannelShuffle {
+        groups: usize,
+    },
     /// [N, C, H, W] -> [N, C * H * W].
     Flatten,
     Linear(Linear),
@@ -132,13 +178,45 @@ impl Op {
             Op::Conv2d(_) => "conv2d",
             Op::BatchNorm(_) => "batch_norm",
             Op::Relu => "relu",
+            Op::Relu6 => "relu6",
             Op::Sigmoid => "sigmoid",
+            Op::HardSigmoid => "hard_sigmoid",
+            Op::HardSwish => "hard_swish",
+            Op::Silu => "silu",
+            Op::Gelu => "gelu",
             Op::Add => "add",
+            Op::Max => "max",
             Op::GlobalAvgPool => "global_avg_pool",
+            Op::MaxPool2d(_) => "max_pool",
             Op::ChannelMul => "channel_mul",
+            Op::ChannelAdd => "channel_add",
+            Op::Concat => "concat",
+            Op::Slice { .. } => "slice",
+            Op::ChannelShuffle { .. } => "channel_shuffle",
             Op::Flatten => "flatten",
             Op::Linear(_) => "linear",
         }
+    }
+
+    /// The defining formula of an element-wise activation, in f64 (None for other ops).
+    /// The reference executor evaluates these; faster backends are checked against it.
+    pub fn unary_f64(&self) -> Option<fn(f64) -> f64> {
+        fn relu6(v: f64) -> f64 {
+            v.clamp(0.0, 6.0)
+        }
+        fn sigmoid(v: f64) -> f64 {
+            1.0 / (1.0 + (-v).exp())
+        }
+        Some(match self {
+            Op::Relu => |v| v.max(0.0),
+            Op::Relu6 => relu6,
+            Op::Sigmoid => sigmoid,
+            Op::HardSigmoid => |v| relu6(v + 3.0) / 6.0,
+            Op::HardSwish => |v| v * relu6(v + 3.0) / 6.0,
+            Op::Silu => |v| v * sigmoid(v),
+            Op::Gelu => |v| 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
+            _ => return None,
+        })
     }
 
     /// The parameters this op reads.
@@ -197,8 +275,9 @@ impl Op {
     /// The output shape for these input shapes, or why the inputs do not fit.
     pub fn infer_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         let arity_ok = match self {
-            Op::Add => inputs.len() >= 2,
-            Op::ChannelMul => inputs.len() == 2,
+            Op::Add | Op::Max => inputs.len() >= 2,
+            Op::Concat => !inputs.is_empty(),
+            Op::ChannelMul | Op::ChannelAdd => inputs.len() == 2,
             _ => inputs.len() == 1,
         };
         if !arity_ok {
@@ -217,8 +296,8 @@ impl Op {
                 }
                 Ok(x.to_vec())
             }
-            Op::Relu | Op::Sigmoid => Ok(x.to_vec()),
-            Op::Add => match inputs.iter().find(|s| *s != &x) {
+            op if op.unary_f64().is_some() => Ok(x.to_vec()),
+            Op::Add | Op::Max => match inputs.iter().find(|s| *s != &x) {
                 Some(other) => Err(format!("inputs differ in shape: {x:?} and {other:?}")),
                 None => Ok(x.to_vec()),
             },
@@ -226,14 +305,54 @@ impl Op {
                 expect_rank(x, 4)?;
                 Ok(vec![x[0], x[1], 1, 1])
             }
-            Op::ChannelMul => {
+            Op::ChannelMul | Op::ChannelAdd => {
                 expect_rank(x, 4)?;
                 let scale = inputs[1];
-                if scale != [x[0], x[1], 1, 1] {
+                if scale != [x[0], x[1], 1, 1] && scale != [x[0], 1, 1, 1] {
                     return Err(format!(
-                        "scale shape {scale:?} must be [{}, {}, 1, 1]",
+                        "per-channel operand shape {scale:?} must be [{0}, {1}, 1, 1] or [{0}, 1, 1, 1]",
                         x[0], x[1]
                     ));
+                }
+                Ok(x.to_vec())
+            }
+            Op::MaxPool2d(p) => {
+                expect_rank(x, 4)?;
+                match (p.output_size(x[2]), p.output_size(x[3])) {
+                    (Some(h), Some(w)) => Ok(vec![x[0], x[1], h, w]),
+                    _ => Err(format!(
+                        "window {} with stride {} and padding {} does not fit input {}x{}",
+                        p.kernel, p.stride, p.padding, x[2], x[3]
+                    )),
+                }
+            }
+            Op::Concat => {
+                let mut channels = 0;
+                for s in inputs {
+                    expect_rank(s, 4)?;
+                    if (s[0], s[2], s[3]) != (x[0], x[2], x[3]) {
+                        return Err(format!(
+                            "inputs differ in batch or spatial size: {x:?} and {s:?}"
+                        ));
+                    }
+                    channels += s[1];
+                }
+                Ok(vec![x[0], channels, x[2], x[3]])
+            }
+            Op::Slice { start, end } => {
+                expect_rank(x, 4)?;
+                if start >= end || *end > x[1] {
+                    return Err(format!(
+                        "channel range {start}..{end} is empty or outside 0..{}",
+                        x[1]
+                    ));
+                }
+                Ok(vec![x[0], end - start, x[2], x[3]])
+            }
+            Op::ChannelShuffle { groups } => {
+                expect_rank(x, 4)?;
+                if *groups == 0 || !x[1].is_multiple_of(*groups) {
+                    return Err(format!("{groups} groups do not divide {} channels", x[1]));
                 }
                 Ok(x.to_vec())
             }
@@ -243,6 +362,13 @@ impl Op {
                 }
                 Ok(vec![x[0], x[1..].iter().product()])
             }
+            Op::Relu
+            | Op::Relu6
+            | Op::Sigmoid
+            | Op::HardSigmoid
+            | Op::HardSwish
+            | Op::Silu
+            | Op::Gelu => unreachable!("element-wise ops are matched above"),
             Op::Linear(l) => {
                 expect_rank(x, 2)?;
                 if x[1] != l.in_features {
@@ -457,6 +583,11 @@ impl GraphBuilder {
             shape,
         });
         Ok(ValueId::Node(self.graph.nodes.len() - 1))
+    }
+
+    /// The shape of a value added so far.
+    pub fn shape(&self, value: ValueId) -> &[usize] {
+        self.graph.value_shape(value)
     }
 
     pub fn finish(mut self, output: ValueId) -> Graph {

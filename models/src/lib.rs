@@ -9,6 +9,7 @@ pub mod mobileone;
 pub mod reparameterize;
 pub mod tensor;
 pub mod weights;
+pub mod zoo;
 
 pub use checkpoint::{
     load_model_weights, load_weights, save_safetensors, seeded_weights, CheckpointError, Naming,
@@ -17,6 +18,7 @@ pub use checkpoint::{
 pub use cost::{model_cost, CostTotals, ModelCost, OpCost};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
 pub use mobileone::{build, Form, InputSize, Variant};
-pub use reparameterize::reparameterize;
+pub use reparameterize::{fold_batch_norm_weights, fold_batch_norms_graph, reparameterize};
 pub use tensor::{relative_l2, Element, Tensor};
 pub use weights::{random_weights, seeded_uniform, Weights, WeightsError};
+pub use zoo::Model;

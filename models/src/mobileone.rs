@@ -279,24 +279,41 @@ pub fn block_plan(variant: Variant) -> Vec<BlockSpec> {
 /// Builds the graph of a variant in a form for an input size.
 pub fn build(variant: Variant, form: Form, input: InputSize) -> Result<Graph, GraphError> {
     let name = format!("{}-{}", variant.name(), form.name());
-    let mut b = GraphBuilder::new(&name, input.shape())?;
+    build_blocks(
+        &name,
+        &block_plan(variant),
+        form,
+        input,
+        variant.channels()[4],
+    )
+}
+
+/// A plain stack of MobileOne-style blocks (each followed by a ReLU) and the classifier head:
+/// MobileOne, and RepVGG (whose blocks are the k = 1, dense case).
+pub(crate) fn build_blocks(
+    name: &str,
+    blocks: &[BlockSpec],
+    form: Form,
+    input: InputSize,
+    features: usize,
+) -> Result<Graph, GraphError> {
+    let mut b = GraphBuilder::new(name, input.shape())?;
     let mut x = ValueId::Input;
-    for block in block_plan(variant) {
+    for block in blocks {
         x = match form {
-            Form::Unfused => unfused_block(&mut b, &block, x)?,
+            Form::Unfused => unfused_block(&mut b, block, x)?,
             Form::Reparameterized => {
                 let conv = Op::Conv2d(block.conv(block.kernel, true));
                 b.add(&format!("{}.reparam_conv", block.name), conv, &[x])?
             }
         };
         if block.se {
-            x = squeeze_excite(&mut b, &block, x)?;
+            x = squeeze_excite(&mut b, block, x)?;
         }
         x = b.add(&format!("{}.relu", block.name), Op::Relu, &[x])?;
     }
     let pooled = b.add("gap", Op::GlobalAvgPool, &[x])?;
     let flat = b.add("flatten", Op::Flatten, &[pooled])?;
-    let features = variant.channels()[4];
     let logits = b.add(
         "linear",
         Op::Linear(Linear {

@@ -2,6 +2,9 @@
 //! a 1x1 scale branch, a BN identity branch) into one conv with bias. The arithmetic runs in
 //! f64 whatever the element type, so an f32 fold is rounded once and an f64 fold is exact.
 
+use std::collections::BTreeMap;
+
+use crate::graph::{Conv2d, Graph, GraphBuilder, GraphError, Op, ValueId};
 use crate::mobileone::{block_plan, build, BlockSpec, Form, InputSize, Variant, BN_EPS};
 use crate::tensor::{Element, Tensor};
 use crate::weights::{Weights, WeightsError};
@@ -15,10 +18,20 @@ pub fn reparameterize<T: Element>(
 ) -> Result<Weights<T>, WeightsError> {
     let graph = build(variant, Form::Unfused, InputSize::IMAGENET)
         .expect("the MobileOne graphs are valid by construction");
-    unfused.validate(&graph, source_name)?;
+    fold_blocks(&block_plan(variant), &graph, unfused, source_name)
+}
+
+/// Folds the blocks of any block-stack model (MobileOne, RepVGG) given its unfused graph.
+pub(crate) fn fold_blocks<T: Element>(
+    blocks: &[BlockSpec],
+    graph: &crate::Graph,
+    unfused: &Weights<T>,
+    source_name: &str,
+) -> Result<Weights<T>, WeightsError> {
+    unfused.validate(graph, source_name)?;
     let mut fused = Weights::new();
-    for block in block_plan(variant) {
-        let (kernel, bias) = fold_block(&block, unfused);
+    for block in blocks {
+        let (kernel, bias) = fold_block(block, unfused);
         let n = &block.name;
         let wshape = block.conv(block.kernel, true).weight_shape();
         fused.insert(
@@ -59,6 +72,10 @@ struct FoldedBn {
 }
 
 fn bn_affine<T: Element>(w: &Weights<T>, prefix: &str) -> FoldedBn {
+    bn_affine_eps(w, prefix, BN_EPS)
+}
+
+fn bn_affine_eps<T: Element>(w: &Weights<T>, prefix: &str, eps: f64) -> FoldedBn {
     let get = |suffix: &str| -> Vec<f64> {
         let name = format!("{prefix}.{suffix}");
         w.get(&name)
@@ -77,7 +94,7 @@ fn bn_affine<T: Element>(w: &Weights<T>, prefix: &str) -> FoldedBn {
     let scale: Vec<f64> = gamma
         .iter()
         .zip(&var)
-        .map(|(g, v)| g / (v + BN_EPS).sqrt())
+        .map(|(g, v)| g / (v + eps).sqrt())
         .collect();
     let shift = beta
         .iter()
@@ -149,6 +166,108 @@ fn fold_block<T: Element>(block: &BlockSpec, w: &Weights<T>) -> (Vec<f64>, Vec<f
         add_branch(&identity, 1, &bn_affine(w, &format!("{n}.rbr_skip")));
     }
     (kernel, bias)
+}
+
+/// For every batch norm that reads a conv nothing else reads: (conv node, BN node).
+fn foldable_batch_norms(graph: &Graph) -> BTreeMap<usize, usize> {
+    let mut readers = vec![0usize; graph.nodes().len()];
+    for node in graph.nodes() {
+        for input in &node.inputs {
+            if let ValueId::Node(p) = input {
+                readers[*p] += 1;
+            }
+        }
+    }
+    graph
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| match (&node.op, node.inputs[0]) {
+            (Op::BatchNorm(_), ValueId::Node(p))
+                if readers[p] == 1 && matches!(graph.nodes()[p].op, Op::Conv2d(_)) =>
+            {
+                Some((p, i))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The inference graph of any model: each conv followed by its own batch norm becomes one
+/// conv with bias, keeping the conv's name; every other node is kept as it is.
+pub fn fold_batch_norms_graph(graph: &Graph, name: &str) -> Result<Graph, GraphError> {
+    let pairs = foldable_batch_norms(graph);
+    let folded_bns: BTreeMap<usize, usize> = pairs.iter().map(|(&c, &b)| (b, c)).collect();
+    let mut b = GraphBuilder::new(name, graph.input_shape().to_vec())?;
+    let mut map: Vec<ValueId> = Vec::with_capacity(graph.nodes().len());
+    let remap = |map: &Vec<ValueId>, v: ValueId| match v {
+        ValueId::Input => ValueId::Input,
+        ValueId::Node(i) => map[i],
+    };
+    for (i, node) in graph.nodes().iter().enumerate() {
+        if let Some(&conv) = folded_bns.get(&i) {
+            map.push(map[conv]);
+            continue;
+        }
+        let op = match &node.op {
+            Op::Conv2d(c) if pairs.contains_key(&i) => Op::Conv2d(Conv2d { bias: true, ..*c }),
+            op => op.clone(),
+        };
+        let inputs: Vec<ValueId> = node.inputs.iter().map(|&v| remap(&map, v)).collect();
+        map.push(b.add(&node.name, op, &inputs)?);
+    }
+    let output = remap(&map, graph.output());
+    Ok(b.finish(output))
+}
+
+/// The weights of `fold_batch_norms_graph(graph)` from weights of `graph` (folded in f64).
+pub fn fold_batch_norm_weights<T: Element>(
+    graph: &Graph,
+    unfused: &Weights<T>,
+    source_name: &str,
+) -> Result<Weights<T>, WeightsError> {
+    unfused.validate(graph, source_name)?;
+    let pairs = foldable_batch_norms(graph);
+    let nodes = graph.nodes();
+    let folded_bn_names: Vec<&str> = pairs.values().map(|&b| nodes[b].name.as_str()).collect();
+    let mut fused = Weights::new();
+    for (name, tensor) in unfused.iter() {
+        let owner = name.rsplit_once('.').map_or("", |(owner, _)| owner);
+        if !folded_bn_names.contains(&owner) {
+            fused.insert(name.clone(), tensor.clone());
+        }
+    }
+    for (&conv, &bn) in &pairs {
+        let (c, n) = (&nodes[conv], &nodes[bn].name);
+        let Op::BatchNorm(norm) = nodes[bn].op else {
+            unreachable!("a foldable pair ends in a batch norm")
+        };
+        let affine = bn_affine_eps(unfused, n, norm.eps);
+        let weight = unfused
+            .get(&format!("{}.weight", c.name))
+            .expect("validated");
+        let out = affine.scale.len();
+        let per_out = weight.numel() / out;
+        let kernel: Vec<f64> = weight
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(j, w)| w.to_f64() * affine.scale[j / per_out])
+            .collect();
+        let old_bias = unfused.get(&format!("{}.bias", c.name));
+        let bias: Vec<f64> = (0..out)
+            .map(|o| {
+                let b = old_bias.map_or(0.0, |t| t.data()[o].to_f64());
+                b * affine.scale[o] + affine.shift[o]
+            })
+            .collect();
+        fused.insert(
+            format!("{}.weight", c.name),
+            to_tensor(weight.shape().to_vec(), kernel),
+        );
+        fused.insert(format!("{}.bias", c.name), to_tensor(vec![out], bias));
+    }
+    Ok(fused)
 }
 
 #[cfg(test)]

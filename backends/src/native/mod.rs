@@ -366,6 +366,10 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
                     Scale::Owned(b) => (b.as_ptr(), 0),
                     Scale::Gate(loc) => (ctx.at(*loc) as *const f32, *channels),
                 };
+                let (shift, shift_stride) = match shift {
+                    Scale::Owned(b) => (b.as_ptr(), 0),
+                    Scale::Gate(loc) => (ctx.at(*loc) as *const f32, *channels),
+                };
                 let args = channelwise::AffineArgs {
                     batch: *batch,
                     pixels: *pixels,
@@ -374,7 +378,8 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
                     out: ctx.at(*out),
                     scale,
                     scale_stride,
-                    shift: shift.as_ptr(),
+                    shift,
+                    shift_stride,
                     accumulate: *accumulate,
                     relu: *relu,
                 };
@@ -396,8 +401,28 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
                 t,
                 threads,
             ),
-            StepOp::Sigmoid { src, dst, len } => {
-                layout::sigmoid(ctx.at(*src), ctx.at(*dst), *len, t, threads)
+            StepOp::Unary { op, src, dst, len } => {
+                layout::unary(*op, ctx.at(*src), ctx.at(*dst), *len, t, threads)
+            }
+            StepOp::Max { srcs, dst, len } => {
+                let srcs: Vec<*const f32> = srcs.iter().map(|&l| ctx.at(l) as *const f32).collect();
+                layout::maximum(&srcs, ctx.at(*dst), *len, t, threads)
+            }
+            StepOp::MaxPool { shape, src, dst } => {
+                layout::max_pool(shape, ctx.at(*src), ctx.at(*dst), t, threads)
+            }
+            StepOp::CopyChannels { geometry, src, dst } => {
+                layout::copy_channels(geometry, ctx.at(*src), ctx.at(*dst), t, threads)
+            }
+            StepOp::Broadcast {
+                batch,
+                channels,
+                src,
+                dst,
+            } => {
+                if t == 0 {
+                    layout::broadcast(*batch, *channels, ctx.at(*src), ctx.at(*dst))
+                }
             }
             StepOp::ToNchw {
                 batch,

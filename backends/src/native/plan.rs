@@ -11,7 +11,7 @@ use models::{Graph, Op, ValueId, Weights};
 use super::buffer::AlignedBuffer;
 use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNELS};
 use super::kernels::gemm::{ConvGeometry, PackedGemm};
-use super::kernels::layout::Pad;
+use super::kernels::layout::{ChannelCopy, MaxPoolShape, Pad, Unary};
 use super::simd::Isa;
 use crate::BackendError;
 
@@ -79,7 +79,7 @@ pub(crate) enum StepOp {
         x: Loc,
         out: Loc,
         scale: Scale,
-        shift: AlignedBuffer,
+        shift: Scale,
         accumulate: bool,
         relu: bool,
     },
@@ -90,10 +90,34 @@ pub(crate) enum StepOp {
         src: Loc,
         dst: Loc,
     },
-    Sigmoid {
+    Unary {
+        op: Unary,
         src: Loc,
         dst: Loc,
         len: usize,
+    },
+    Max {
+        srcs: Vec<Loc>,
+        dst: Loc,
+        len: usize,
+    },
+    MaxPool {
+        shape: MaxPoolShape,
+        src: Loc,
+        dst: Loc,
+    },
+    /// Channel runs copied between NHWC tensors (concat, slice, shuffle).
+    CopyChannels {
+        geometry: ChannelCopy,
+        src: Loc,
+        dst: Loc,
+    },
+    /// A [N, 1] per-image value repeated over C channels.
+    Broadcast {
+        batch: usize,
+        channels: usize,
+        src: Loc,
+        dst: Loc,
     },
     /// NHWC -> NCHW into a slot, or into the caller's output tensor when `dst` is None.
     ToNchw {
@@ -114,8 +138,22 @@ impl StepOp {
             StepOp::Conv { src, c, .. } => slots(*src).chain([*c]).collect(),
             StepOp::Depthwise { src, dst, .. }
             | StepOp::Pool { src, dst, .. }
-            | StepOp::Sigmoid { src, dst, .. } => vec![*src, *dst],
+            | StepOp::Unary { src, dst, .. }
+            | StepOp::MaxPool { src, dst, .. }
+            | StepOp::CopyChannels { src, dst, .. }
+            | StepOp::Broadcast { src, dst, .. } => vec![*src, *dst],
+            StepOp::Max { srcs, dst, .. } => srcs.iter().copied().chain([*dst]).collect(),
             StepOp::Gemm { a, c, .. } => vec![*a, *c],
+            StepOp::Affine {
+                x,
+                out,
+                scale,
+                shift: Scale::Gate(shift),
+                ..
+            } => match scale {
+                Scale::Gate(g) => vec![*x, *out, *g, *shift],
+                Scale::Owned(_) => vec![*x, *out, *shift],
+            },
             StepOp::Affine { x, out, scale, .. } => match scale {
                 Scale::Gate(g) => vec![*x, *out, *g],
                 Scale::Owned(_) => vec![*x, *out],
@@ -217,7 +255,17 @@ impl StepOp {
                 Scale::Gate(_) => format!("channel scale by gate{}", epilogue(*accumulate, *relu)),
             },
             StepOp::Pool { .. } => "global average pool".into(),
-            StepOp::Sigmoid { .. } => "sigmoid".into(),
+            StepOp::Unary { op, .. } => op.name().into(),
+            StepOp::Max { srcs, .. } => format!("element-wise max of {}", srcs.len()),
+            StepOp::MaxPool { shape, .. } => format!(
+                "max pool {0}x{0} stride {1} (nhwc)",
+                shape.kernel, shape.stride
+            ),
+            StepOp::CopyChannels { geometry, .. } => format!(
+                "channel copy, {} runs per pixel (nhwc)",
+                geometry.runs.len()
+            ),
+            StepOp::Broadcast { .. } => "broadcast per image".into(),
             StepOp::ToNchw { dst: None, .. } => "copy to output (nchw)".into(),
             StepOp::ToNchw { .. } => "layout nhwc->nchw".into(),
         }
@@ -231,8 +279,9 @@ impl StepOp {
             StepOp::Gemm { .. } | StepOp::Conv { .. } => "gemm",
             StepOp::Depthwise { .. } => "depthwise",
             StepOp::Affine { .. } => "channelwise",
-            StepOp::Pool { .. } => "pool",
-            StepOp::Sigmoid { .. } => "sigmoid",
+            StepOp::Pool { .. } | StepOp::MaxPool { .. } => "pool",
+            StepOp::Unary { .. } | StepOp::Max { .. } => "elementwise",
+            StepOp::CopyChannels { .. } | StepOp::Broadcast { .. } => "layout",
         }
     }
 }
@@ -468,7 +517,7 @@ impl<'a> Compiler<'a> {
                     x,
                     out,
                     scale: Scale::Owned(AlignedBuffer::from_slice(&scale)),
-                    shift: AlignedBuffer::from_slice(&shift),
+                    shift: Scale::Owned(AlignedBuffer::from_slice(&shift)),
                     accumulate,
                     relu: false,
                 };
@@ -501,11 +550,79 @@ impl<'a> Compiler<'a> {
                 }
                 Ok(())
             }
-            Op::Sigmoid => {
+            Op::Sigmoid | Op::Relu6 | Op::HardSigmoid | Op::HardSwish | Op::Silu | Op::Gelu => {
+                let op = match node.op {
+                    Op::Sigmoid => Unary::Sigmoid,
+                    Op::Relu6 => Unary::Relu6,
+                    Op::HardSigmoid => Unary::HardSigmoid,
+                    Op::HardSwish => Unary::HardSwish,
+                    Op::Silu => Unary::Silu,
+                    _ => Unary::Gelu,
+                };
                 let src = self.loc_of(node.inputs[0]);
                 let dst = self.new_loc(value);
                 let len = node.shape.iter().product();
-                self.push(node.name.clone(), StepOp::Sigmoid { src, dst, len });
+                self.push(node.name.clone(), StepOp::Unary { op, src, dst, len });
+                Ok(())
+            }
+            Op::Max => {
+                let srcs = node.inputs.iter().map(|&v| self.loc_of(v)).collect();
+                let dst = self.new_loc(value);
+                let len = node.shape.iter().product();
+                self.push(node.name.clone(), StepOp::Max { srcs, dst, len });
+                Ok(())
+            }
+            Op::MaxPool2d(p) => {
+                let x = self.graph.value_shape(node.inputs[0]);
+                let shape = MaxPoolShape {
+                    batch: x[0],
+                    channels: x[1],
+                    height: x[2],
+                    width: x[3],
+                    kernel: p.kernel,
+                    stride: p.stride,
+                    padding: p.padding,
+                    out_height: node.shape[2],
+                    out_width: node.shape[3],
+                };
+                let src = self.loc_of(node.inputs[0]);
+                let dst = self.new_loc(value);
+                self.push(node.name.clone(), StepOp::MaxPool { shape, src, dst });
+                Ok(())
+            }
+            Op::Concat => {
+                let (batch, channels, pixels) = dims(&node.shape);
+                let dst = self.new_loc(value);
+                let mut to = 0;
+                for &input in &node.inputs.clone() {
+                    let part = self.graph.value_shape(input)[1];
+                    let geometry = ChannelCopy {
+                        rows: batch * pixels,
+                        src_channels: part,
+                        dst_channels: channels,
+                        runs: vec![(0, to, part)],
+                    };
+                    let src = self.loc_of(input);
+                    self.push(
+                        node.name.clone(),
+                        StepOp::CopyChannels { geometry, src, dst },
+                    );
+                    to += part;
+                }
+                Ok(())
+            }
+            Op::Slice { start, end } => {
+                let runs = vec![(*start, 0, end - start)];
+                self.channel_copy(i, runs);
+                Ok(())
+            }
+            Op::ChannelShuffle { groups } => {
+                let channels = node.shape[1];
+                let per_group = channels / groups;
+                let runs = (0..channels)
+                    .map(|c| ((c % groups) * per_group + c / groups, c, 1))
+                    .collect();
+                self.channel_copy(i, runs);
                 Ok(())
             }
             Op::GlobalAvgPool => {
@@ -524,19 +641,28 @@ impl<'a> Compiler<'a> {
                 );
                 Ok(())
             }
-            Op::ChannelMul => {
+            Op::ChannelMul | Op::ChannelAdd => {
                 let (batch, channels, pixels) = dims(&node.shape);
                 let x = self.loc_of(node.inputs[0]);
-                let gate = self.loc_of(node.inputs[1]);
+                let operand = self.per_channel_operand(i);
                 let out = self.new_loc(value);
+                let (scale, shift) = if node.op == Op::ChannelMul {
+                    (
+                        Scale::Gate(operand),
+                        Scale::Owned(AlignedBuffer::zeros(channels)),
+                    )
+                } else {
+                    let ones = AlignedBuffer::from_slice(&vec![1.0; channels]);
+                    (Scale::Owned(ones), Scale::Gate(operand))
+                };
                 let op = StepOp::Affine {
                     batch,
                     pixels,
                     channels,
                     x,
                     out,
-                    scale: Scale::Gate(gate),
-                    shift: AlignedBuffer::zeros(channels),
+                    scale,
+                    shift,
                     accumulate: false,
                     relu: false,
                 };
@@ -594,6 +720,46 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// The slot of node `i`'s second input as one value per image and channel: a [N, 1, 1, 1]
+    /// operand is broadcast over the channels first.
+    fn per_channel_operand(&mut self, i: usize) -> Loc {
+        let node = &self.nodes()[i];
+        let (batch, channels) = (node.shape[0], node.shape[1]);
+        let operand = node.inputs[1];
+        let src = self.loc_of(operand);
+        if self.graph.value_shape(operand)[1] == channels {
+            return src;
+        }
+        let dst = self.scratch(batch * channels);
+        let op = StepOp::Broadcast {
+            batch,
+            channels,
+            src,
+            dst,
+        };
+        self.push(format!("{}.broadcast", node.name), op);
+        dst
+    }
+
+    /// Node `i` as per-pixel channel runs copied from its first input.
+    fn channel_copy(&mut self, i: usize, runs: Vec<(usize, usize, usize)>) {
+        let node = &self.nodes()[i];
+        let input = node.inputs[0];
+        let (batch, channels, pixels) = dims(&node.shape);
+        let geometry = ChannelCopy {
+            rows: batch * pixels,
+            src_channels: self.graph.value_shape(input)[1],
+            dst_channels: channels,
+            runs,
+        };
+        let src = self.loc_of(input);
+        let dst = self.new_loc(ValueId::Node(i));
+        self.push(
+            node.name.clone(),
+            StepOp::CopyChannels { geometry, src, dst },
+        );
+    }
+
     /// out = sum of `inputs` (each scaled by 1), then an optional ReLU: an unfused Add or ReLU.
     fn copy_channels(&mut self, i: usize, inputs: &[ValueId], relu: bool) {
         let node = &self.nodes()[i];
@@ -608,7 +774,7 @@ impl<'a> Compiler<'a> {
                 x,
                 out,
                 scale: Scale::Owned(AlignedBuffer::from_slice(&vec![1.0; channels])),
-                shift: AlignedBuffer::zeros(channels),
+                shift: Scale::Owned(AlignedBuffer::zeros(channels)),
                 accumulate: j > 0,
                 relu: relu && j + 1 == inputs.len(),
             };
@@ -882,7 +1048,11 @@ fn written_loc(op: &StepOp) -> Option<Loc> {
         | StepOp::Pad { dst, .. }
         | StepOp::Depthwise { dst, .. }
         | StepOp::Pool { dst, .. }
-        | StepOp::Sigmoid { dst, .. } => Some(*dst),
+        | StepOp::Unary { dst, .. }
+        | StepOp::Max { dst, .. }
+        | StepOp::MaxPool { dst, .. }
+        | StepOp::CopyChannels { dst, .. }
+        | StepOp::Broadcast { dst, .. } => Some(*dst),
         StepOp::Gemm { c, .. } | StepOp::Conv { c, .. } => Some(*c),
         StepOp::Affine { out, .. } => Some(*out),
         StepOp::ToNchw { dst, .. } => *dst,

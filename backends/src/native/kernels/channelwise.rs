@@ -4,7 +4,8 @@
 
 use crate::native::simd::{Isa, Scalar, Simd};
 
-/// out[b, p, c] (=|+=) x[b, p, c] * scale[b * scale_stride + c] + shift[c], then ReLU.
+/// out[b, p, c] (=|+=) x[b, p, c] * scale[b * scale_stride + c] + shift[b * shift_stride + c],
+/// then ReLU.
 #[derive(Clone, Copy)]
 pub struct AffineArgs {
     pub batch: usize,
@@ -16,6 +17,8 @@ pub struct AffineArgs {
     /// 0: one scale vector for every image; C: one per image (squeeze-excite's gate).
     pub scale_stride: usize,
     pub shift: *const f32,
+    /// 0: one shift vector for every image; C: one per image (a dynamic activation's offset).
+    pub shift_stride: usize,
     pub accumulate: bool,
     pub relu: bool,
 }
@@ -47,15 +50,16 @@ unsafe fn affine_rows<S: Simd>(args: &AffineArgs, start: usize, end: usize) {
     for r in start..end {
         let b = r / args.pixels;
         let scale = unsafe { args.scale.add(b * args.scale_stride) };
+        let shift = unsafe { args.shift.add(b * args.shift_stride) };
         let x = unsafe { args.x.add(r * ch) };
         let out = unsafe { args.out.add(r * ch) };
         let mut c = 0;
         while c < vectors {
-            unsafe { affine_block::<S>(args, x, out, scale, c) };
+            unsafe { affine_block::<S>(args, x, out, [scale, shift], c) };
             c += S::LANES;
         }
         while c < ch {
-            unsafe { affine_block::<Scalar>(args, x, out, scale, c) };
+            unsafe { affine_block::<Scalar>(args, x, out, [scale, shift], c) };
             c += 1;
         }
     }
@@ -66,14 +70,14 @@ unsafe fn affine_block<S: Simd>(
     args: &AffineArgs,
     x: *const f32,
     out: *mut f32,
-    scale: *const f32,
+    [scale, shift]: [*const f32; 2],
     c: usize,
 ) {
     unsafe {
         let mut v = S::fma(
             S::load(x.add(c)),
             S::load(scale.add(c)),
-            S::load(args.shift.add(c)),
+            S::load(shift.add(c)),
         );
         if args.accumulate {
             v = S::add(v, S::load(out.add(c)));

@@ -6,7 +6,7 @@ use crate::native::simd::{Isa, Scalar, Simd};
 use crate::native::AlignedBuffer;
 
 /// Kernel sizes with a compiled kernel.
-pub const SUPPORTED_KERNELS: [usize; 4] = [1, 3, 5, 7];
+pub const SUPPORTED_KERNELS: [usize; 6] = [1, 3, 5, 7, 9, 11];
 
 /// The geometry of one depthwise layer (one image; the batch is `batch` images).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,10 @@ unsafe fn dispatch(isa: Isa, k: usize, row: &Row, r: usize) {
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, 7) => avx512::row::<7>(row, r),
             #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 9) => avx512::row::<9>(row, r),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 11) => avx512::row::<11>(row, r),
+            #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, 1) => avx2::row::<1>(row, r),
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, 3) => avx2::row::<3>(row, r),
@@ -111,6 +115,10 @@ unsafe fn dispatch(isa: Isa, k: usize, row: &Row, r: usize) {
             (Isa::Avx2, 5) => avx2::row::<5>(row, r),
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, 7) => avx2::row::<7>(row, r),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 9) => avx2::row::<9>(row, r),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, 11) => avx2::row::<11>(row, r),
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, 1) => neon::row::<1>(row, r),
             #[cfg(target_arch = "aarch64")]
@@ -119,10 +127,16 @@ unsafe fn dispatch(isa: Isa, k: usize, row: &Row, r: usize) {
             (Isa::Neon, 5) => neon::row::<5>(row, r),
             #[cfg(target_arch = "aarch64")]
             (Isa::Neon, 7) => neon::row::<7>(row, r),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 9) => neon::row::<9>(row, r),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 11) => neon::row::<11>(row, r),
             (_, 1) => output_row::<Scalar, 1>(row, r),
             (_, 3) => output_row::<Scalar, 3>(row, r),
             (_, 5) => output_row::<Scalar, 5>(row, r),
             (_, 7) => output_row::<Scalar, 7>(row, r),
+            (_, 9) => output_row::<Scalar, 9>(row, r),
+            (_, 11) => output_row::<Scalar, 11>(row, r),
             _ => unreachable!("depthwise kernel size {k} is rejected when the plan is built"),
         }
     }
