@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use backends::{Agreement, Availability, Backend, PrepareOptions, Prepared};
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{build, model_cost, seeded_uniform, Form, InputSize, Tensor, Variant, Weights};
+use models::{model_cost, seeded_uniform, Form, InputSize, Model, Tensor, Weights};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use reports::results::{
     CellKey, CellResult, CellStatus, DeviceProfile, Environment, ReferenceMeasurements,
@@ -34,7 +34,7 @@ struct ReadyCell {
 /// One cell of the scenario and everything known about it so far.
 struct Cell {
     key: CellKey,
-    variant: Variant,
+    model: Model,
     form: Form,
     result: CellResult,
     ready: Option<ReadyCell>,
@@ -42,8 +42,8 @@ struct Cell {
 
 /// Weights and reference outputs, loaded or computed once per model (and form).
 struct ModelData {
-    weights: BTreeMap<(Variant, Form), Result<(Weights, String), String>>,
-    reference: BTreeMap<Variant, Result<Tensor, String>>,
+    weights: BTreeMap<(Model, Form), Result<(Weights, String), String>>,
+    reference: BTreeMap<Model, Result<Tensor, String>>,
 }
 
 /// The flag Ctrl-C sets (installed once per process).
@@ -274,7 +274,7 @@ fn expand(scenario: &Scenario, size: InputSize) -> Vec<Cell> {
             for backend_name in &names {
                 for &threads in &f.threads {
                     let key = CellKey {
-                        model: model.0.name().into(),
+                        model: model.0.name(),
                         form: form.0.name().into(),
                         backend: backend_name.clone(),
                         threads,
@@ -282,11 +282,11 @@ fn expand(scenario: &Scenario, size: InputSize) -> Vec<Cell> {
                         height: size.height,
                         width: size.width,
                     };
-                    let graph = build(model.0, form.0, size).expect("validated sizes build");
+                    let graph = model.0.build(form.0, size).expect("validated sizes build");
                     let result = empty_result(&key, &model_cost(&graph));
                     cells.push(Cell {
                         key,
-                        variant: model.0,
+                        model: model.0,
                         form: form.0,
                         result,
                         ready: None,
@@ -331,15 +331,16 @@ fn shuffle(cells: &mut [Cell], seed: u64) {
 fn weights_for(
     data: &mut ModelData,
     scenario: &Scenario,
-    variant: Variant,
+    model: Model,
     form: Form,
 ) -> Result<(Weights, String), String> {
     data.weights
-        .entry((variant, form))
+        .entry((model, form))
         .or_insert_with(|| {
             let w = &scenario.file.weights;
-            match w.checkpoints.get(&crate::scenario::ModelName(variant)) {
-                Some(path) => models::load_model_weights(
+            let checkpoint = w.checkpoints.get(&crate::scenario::ModelName(model));
+            match checkpoint.zip(model.mobileone()) {
+                Some((path, variant)) => models::load_model_weights(
                     &scenario.resolve(path),
                     variant,
                     form,
@@ -354,10 +355,10 @@ fn weights_for(
                     (weights, format!("{}{folded}", origin.source))
                 })
                 .map_err(|e| e.to_string()),
-                None => {
-                    let (weights, origin) = models::seeded_weights(variant, form, w.seed);
-                    Ok((weights, origin.source))
-                }
+                None => Ok((
+                    model.seeded_weights(form, w.seed),
+                    format!("seed {}", w.seed),
+                )),
             }
         })
         .clone()
@@ -368,27 +369,27 @@ fn weights_for(
 fn reference_for(
     data: &mut ModelData,
     scenario: &Scenario,
-    variant: Variant,
+    model: Model,
     size: InputSize,
     input: &Tensor,
 ) -> Result<Tensor, String> {
-    if let Some(r) = data.reference.get(&variant) {
+    if let Some(r) = data.reference.get(&model) {
         return r.clone();
     }
     let result = Form::ALL
         .into_iter()
         .rev()
         .find_map(|form| {
-            weights_for(data, scenario, variant, form)
+            weights_for(data, scenario, model, form)
                 .ok()
                 .map(|w| (form, w.0))
         })
         .ok_or_else(|| "no weights could be loaded for the reference".to_string())
         .and_then(|(form, weights)| {
-            let graph = build(variant, form, size).map_err(|e| e.to_string())?;
+            let graph = model.build(form, size).map_err(|e| e.to_string())?;
             backends::reference_output(&graph, &weights, input).map_err(|e| e.to_string())
         });
-    data.reference.insert(variant, result.clone());
+    data.reference.insert(model, result.clone());
     result
 }
 
@@ -422,18 +423,21 @@ fn prepare_cell(
             format!("{} is single-threaded", backend.name()),
         );
     }
-    let weights = match weights_for(data, scenario, cell.variant, cell.form) {
+    let weights = match weights_for(data, scenario, cell.model, cell.form) {
         Ok((w, source)) => {
             cell.result.weights = source;
             w
         }
         Err(e) => return fail(cell, CellStatus::Failed, format!("weights: {e}")),
     };
-    let expected = match reference_for(data, scenario, cell.variant, size, input) {
+    let expected = match reference_for(data, scenario, cell.model, size, input) {
         Ok(r) => r,
         Err(e) => return fail(cell, CellStatus::Failed, format!("reference: {e}")),
     };
-    let graph = build(cell.variant, cell.form, size).expect("validated sizes build");
+    let graph = cell
+        .model
+        .build(cell.form, size)
+        .expect("validated sizes build");
     let options = PrepareOptions {
         threads: cell.key.threads,
         per_layer_timing: false,

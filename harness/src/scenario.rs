@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
-use models::{Form, Naming, Variant};
+#[cfg(test)]
+use models::Variant;
+use models::{Form, Model, Naming};
 use serde::Deserialize;
 
 /// A scenario as written in YAML.
@@ -71,7 +73,7 @@ fn default_input_size() -> serde_norway::Value {
 /// A model name, checked while parsing (so the error carries the line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub struct ModelName(pub Variant);
+pub struct ModelName(pub Model);
 
 impl TryFrom<String> for ModelName {
     type Error = String;
@@ -379,6 +381,15 @@ impl Scenario {
             }
         }
         for (model, checkpoint) in &f.weights.checkpoints {
+            if model.0.mobileone().is_none() {
+                return Err(err(
+                    "weights.checkpoints",
+                    format!(
+                        "{}: checkpoints load for MobileOne models only; the zoo runs on seeded weights",
+                        model.0
+                    ),
+                ));
+            }
             let resolved = self.resolve(checkpoint);
             if !resolved.is_file() {
                 return Err(err(
@@ -422,9 +433,7 @@ impl Scenario {
         let f = &mut self.file;
         if let Some(models) = &o.models {
             f.models = parse_list(models, "--models", |s| {
-                s.parse::<Variant>()
-                    .map(ModelName)
-                    .map_err(|e| e.to_string())
+                s.parse::<Model>().map(ModelName).map_err(|e| e.to_string())
             })?;
         }
         if let Some(forms) = &o.forms {
@@ -568,7 +577,13 @@ mod tests {
         )
         .unwrap();
         let f = &s.file;
-        assert_eq!(f.models, [ModelName(Variant::S0), ModelName(Variant::S3)]);
+        assert_eq!(
+            f.models,
+            [
+                ModelName(Model::MobileOne(Variant::S0)),
+                ModelName(Model::MobileOne(Variant::S3))
+            ]
+        );
         assert_eq!(f.forms.len(), 2);
         assert_eq!(f.backends, ["all"]);
         assert_eq!(
@@ -660,7 +675,7 @@ mod tests {
             quick: true,
         };
         let s = load_text("name: t\nmodels: [s0]\nthreads: [1]\n", &o).unwrap();
-        assert_eq!(s.file.models, [ModelName(Variant::S1)]);
+        assert_eq!(s.file.models, [ModelName(Model::MobileOne(Variant::S1))]);
         assert_eq!(s.file.forms, [FormName(Form::Reparameterized)]);
         assert_eq!(
             (s.file.backends.clone(), s.file.threads.clone()),

@@ -21,7 +21,7 @@ reference_measurements:
   latency_ms: {mobileone-s0: 0.79, mobileone-s1: 0.89, mobileone-s2: 1.18}
 ";
 
-const PLOT_IDS: [&str; 11] = [
+const PLOT_IDS: [&str; 12] = [
     "latency-t1",
     "latency-t2",
     "speedup",
@@ -30,6 +30,7 @@ const PLOT_IDS: [&str; 11] = [
     "scatter-params",
     "scatter-memory-traffic",
     "scatter-op-count",
+    "scatter-roofline-estimate",
     "roofline",
     "layers-by-kind",
     "top-layers",
@@ -104,6 +105,22 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Metric versus latency") && md.contains("| native t2 | 6 |"));
     assert!(md.contains("too few to conclude anything: paper"));
+    // The generated findings: the best-ranking metric of each series with enough points, and
+    // each series' models fastest to slowest against the scenario's first model.
+    assert!(md.contains("## What this run shows"), "{md}");
+    assert!(
+        md.contains("- native t1: ") && md.contains("ranks latency best of the five metrics"),
+        "{md}"
+    );
+    assert!(
+        md.contains("native t2, fastest to slowest (percentages against s0): "),
+        "{md}"
+    );
+    assert!(
+        !md.contains("- paper: "),
+        "three paper points are too few for a finding"
+    );
+    assert!(html.contains("<h2>What this run shows</h2>"));
 
     // Re-rendered from the saved results: the same HTML.
     let again = dir.path().join("again");

@@ -1,7 +1,7 @@
 //! The metric-versus-latency analysis of a run: one series per backend and thread count (plus
 //! the scenario's reference measurements, e.g. the paper's iPhone 12 latencies), one point per
-//! model and form, and the rank correlations of latency with FLOPs, params, memory traffic and
-//! op count.
+//! model and form, and the rank correlations of latency with FLOPs, params, memory traffic, op
+//! count and a roofline estimate; and the "what this run shows" findings drawn from them.
 
 use std::fmt::Write;
 
@@ -15,14 +15,18 @@ pub enum Metric {
     Params,
     MemoryTraffic,
     Ops,
+    /// max(FLOPs / peak compute, bytes / peak bandwidth) with the machine's probed ceilings
+    /// at the series' thread count (the device profile for reference measurements).
+    Roofline,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 4] = [
+    pub const ALL: [Metric; 5] = [
         Metric::Flops,
         Metric::Params,
         Metric::MemoryTraffic,
         Metric::Ops,
+        Metric::Roofline,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +35,7 @@ impl Metric {
             Metric::Params => "params",
             Metric::MemoryTraffic => "memory traffic",
             Metric::Ops => "op count",
+            Metric::Roofline => "roofline estimate",
         }
     }
 
@@ -41,6 +46,7 @@ impl Metric {
             Metric::Params => "parameters (millions)",
             Metric::MemoryTraffic => "memory traffic (MB per forward pass)",
             Metric::Ops => "ops executed",
+            Metric::Roofline => "roofline estimate (ms)",
         }
     }
 }
@@ -53,6 +59,7 @@ pub struct Point {
     pub mparams: f64,
     pub traffic_mb: f64,
     pub ops: f64,
+    pub roofline_ms: f64,
     pub latency_ms: f64,
 }
 
@@ -63,6 +70,7 @@ impl Point {
             Metric::Params => self.mparams,
             Metric::MemoryTraffic => self.traffic_mb,
             Metric::Ops => self.ops,
+            Metric::Roofline => self.roofline_ms,
         }
     }
 }
@@ -101,6 +109,11 @@ pub fn series(results: &ResultsFile) -> Vec<Series> {
             mparams: cell.cost.params as f64 / 1e6,
             traffic_mb: cell.cost.memory_traffic_bytes as f64 / 1e6,
             ops: cell.cost.ops as f64,
+            roofline_ms: roofline_ms(
+                cell.cost.flops,
+                cell.cost.memory_traffic_bytes,
+                machine_ceilings(results, cell.key.threads),
+            ),
             latency_ms: latency.median_ms,
         };
         match out.iter_mut().find(|s| s.name == name) {
@@ -126,6 +139,14 @@ pub fn series(results: &ResultsFile) -> Vec<Series> {
                     mparams: cost.params as f64 / 1e6,
                     traffic_mb: cost.memory_traffic_bytes as f64 / 1e6,
                     ops: cost.ops as f64,
+                    roofline_ms: roofline_ms(
+                        cost.flops,
+                        cost.memory_traffic_bytes,
+                        results
+                            .device_profile
+                            .as_ref()
+                            .map(|d| (d.peak_gflops, d.memory_gbps)),
+                    ),
                     latency_ms,
                 });
             }
@@ -138,6 +159,25 @@ pub fn series(results: &ResultsFile) -> Vec<Series> {
         }
     }
     out
+}
+
+/// The probed (GFLOP/s, GB/s) of this machine at `threads` (or the nearest probed count).
+fn machine_ceilings(results: &ResultsFile, threads: usize) -> Option<(f64, f64)> {
+    let peak = results.environment.peak.as_ref()?;
+    let nearest = |pairs: &[(usize, f64)]| {
+        pairs
+            .iter()
+            .min_by_key(|(t, _)| t.abs_diff(threads))
+            .map(|&(_, v)| v)
+    };
+    Some((nearest(&peak.gflops)?, nearest(&peak.gbps)?))
+}
+
+/// The roofline time in ms: the slower of compute at peak and traffic at peak bandwidth.
+/// Without ceilings it falls back to 100 GFLOP/s and 20 GB/s (the order of one desktop core).
+fn roofline_ms(flops: u64, bytes: u64, ceilings: Option<(f64, f64)>) -> f64 {
+    let (gflops, gbps) = ceilings.unwrap_or((100.0, 20.0));
+    (flops as f64 / (gflops * 1e6)).max(bytes as f64 / (gbps * 1e6))
 }
 
 fn short_model(model: &str) -> &str {
@@ -196,6 +236,75 @@ pub fn markdown_table(results: &ResultsFile) -> String {
     md
 }
 
+/// "What this run shows": sentences generated from the data, each saying only what its
+/// numbers say. Per series with enough points, the metric that ranks latency best (and how
+/// FLOPs and params do); per series, the models from fastest to slowest, each against the
+/// scenario's first model (the baseline of the activation and block studies).
+pub fn findings(results: &ResultsFile) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in series(results) {
+        if s.points.len() < MIN_POINTS {
+            continue;
+        }
+        let rho = |m: Metric| s.correlation(m).spearman;
+        let best = Metric::ALL
+            .into_iter()
+            .filter_map(|m| rho(m).map(|r| (m, r)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((best, r)) = best {
+            let others: Vec<String> = Metric::ALL
+                .into_iter()
+                .filter(|&m| m != best)
+                .map(|m| format!("{} {}", m.name(), coefficient(rho(m))))
+                .collect();
+            out.push(format!(
+                "{}: {} ranks latency best of the five metrics (Spearman ρ {}, {} points); the others: {}.",
+                s.name,
+                best.name(),
+                coefficient(Some(r)),
+                s.points.len(),
+                others.join(", ")
+            ));
+        }
+    }
+    let baseline = results.cells.first().map(|c| c.key.model.clone());
+    for s in series(results) {
+        if s.points.len() < 2 {
+            continue;
+        }
+        let mut points = s.points.clone();
+        points.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+        let base = baseline.as_deref().and_then(|b| {
+            s.points
+                .iter()
+                .find(|p| p.label.starts_with(short_model(b)))
+                .map(|p| p.latency_ms)
+        });
+        let ranked: Vec<String> = points
+            .iter()
+            .map(|p| match base {
+                Some(b) if b > 0.0 => format!(
+                    "{} {:.3} ms ({:+.0}%)",
+                    p.label,
+                    p.latency_ms,
+                    (p.latency_ms / b - 1.0) * 100.0
+                ),
+                _ => format!("{} {:.3} ms", p.label, p.latency_ms),
+            })
+            .collect();
+        let against = match (&baseline, base) {
+            (Some(b), Some(_)) => format!(" (percentages against {})", short_model(b)),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "{}, fastest to slowest{against}: {}.",
+            s.name,
+            ranked.join(", ")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +316,7 @@ mod tests {
             mparams: 1.0,
             traffic_mb: gflops * 2.0,
             ops: 10.0,
+            roofline_ms: gflops,
             latency_ms,
         }
     }

@@ -59,6 +59,14 @@ pub fn html(results: &ResultsFile) -> String {
         }
         h.push_str("</table>\n");
     }
+    let findings = crate::analysis::findings(results);
+    if !findings.is_empty() {
+        h.push_str("<h2>What this run shows</h2>\n<ul>\n");
+        for f in findings {
+            let _ = writeln!(h, "<li>{}</li>", escape(&f));
+        }
+        h.push_str("</ul>\n");
+    }
     h.push_str("<h2>Plots</h2>\n");
     for p in plots::all(results) {
         let _ = writeln!(

@@ -273,5 +273,12 @@ pub fn markdown(results: &ResultsFile) -> String {
         "\n## Metric versus latency\n\nRank correlation of median latency with each cost metric, one point per model and form: Spearman ρ and Kendall τ-b (ties corrected); 1 = same order, 0 = unrelated.\n"
     );
     md.push_str(&crate::analysis::markdown_table(results));
+    let findings = crate::analysis::findings(results);
+    if !findings.is_empty() {
+        md.push_str("\n## What this run shows\n\nGenerated from the measurements above; a correlation needs at least five points.\n\n");
+        for f in findings {
+            let _ = writeln!(md, "- {f}");
+        }
+    }
     md
 }

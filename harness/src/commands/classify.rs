@@ -10,7 +10,7 @@ use backends::PrepareOptions;
 use models::{build, InputSize, Tensor};
 use serde::Serialize;
 
-use super::{choose_weights, parse_form, parse_model};
+use super::{choose_weights, parse_form, parse_mobileone};
 use crate::cli::ClassifyArgs;
 use crate::imagenet::{classes, ImagenetClass};
 use crate::preprocess::{load_rgb, EvalTransform};
@@ -55,7 +55,7 @@ struct ImageOutcome {
 }
 
 pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
-    let variant = parse_model(&args.model)?;
+    let variant = parse_mobileone(&args.model)?;
     let form = parse_form(&args.form)?;
     let backend = backends::get(&args.backend).context("--backend")?;
     if let backends::Availability::Unavailable(reason) = backend.availability() {
@@ -70,7 +70,7 @@ pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
              (Apple, timm or mmpretrain naming), or --seed N to run seeded random weights on purpose"
         );
     }
-    let (weights, origin) = choose_weights(&args.weights, variant, form)?;
+    let (weights, origin) = choose_weights(&args.weights, models::Model::MobileOne(variant), form)?;
     let transform = EvalTransform::for_variant(variant);
 
     // Preprocess every image; the readable ones form the batch.

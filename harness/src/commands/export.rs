@@ -20,7 +20,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     save_safetensors(&m.weights, &args.out.join("weights.safetensors"))?;
     eprintln!(
         "{} {} (weights: {}): wrote graph.json and weights.safetensors to {}",
-        m.variant,
+        m.model,
         m.form,
         m.origin.source,
         args.out.display()

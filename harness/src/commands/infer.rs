@@ -3,14 +3,14 @@
 use anyhow::{bail, Context, Result};
 use backends::PrepareOptions;
 use models::checkpoint::write_atomically;
-use models::{build, InputSize};
+use models::InputSize;
 
 use super::{choose_weights, parse_form, parse_model};
 use crate::cli::InferArgs;
 use crate::npy;
 
 pub fn run(args: &InferArgs) -> Result<()> {
-    let variant = parse_model(&args.model)?;
+    let model = parse_model(&args.model)?;
     let form = parse_form(&args.form)?;
     let backend = backends::get(&args.backend).context("--backend")?;
     if let backends::Availability::Unavailable(reason) = backend.availability() {
@@ -28,8 +28,8 @@ pub fn run(args: &InferArgs) -> Result<()> {
             input.shape()
         ),
     };
-    let (weights, origin) = choose_weights(&args.weights, variant, form)?;
-    let graph = build(variant, form, input_size)?;
+    let (weights, origin) = choose_weights(&args.weights, model, form)?;
+    let graph = model.build(form, input_size)?;
     let options = PrepareOptions {
         threads: args.threads,
         per_layer_timing: false,
@@ -49,7 +49,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
         ""
     };
     eprintln!(
-        "{variant} {form} on {} ({} thread(s)), weights: {}{folded}; {:?} -> {:?} in {:.1} ms; wrote {}",
+        "{model} {form} on {} ({} thread(s)), weights: {}{folded}; {:?} -> {:?} in {:.1} ms; wrote {}",
         backend.name(),
         args.threads,
         origin.source,

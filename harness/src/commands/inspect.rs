@@ -1,14 +1,14 @@
 //! `harness inspect`: the cost of a model, as tables or JSON.
 
 use anyhow::Result;
-use models::{build, model_cost, InputSize};
+use models::{model_cost, InputSize};
 use serde_json::json;
 
 use super::{parse_form, parse_input_size, parse_model};
 use crate::cli::InspectArgs;
 
 pub fn run(args: &InspectArgs) -> Result<()> {
-    let variant = parse_model(&args.model)?;
+    let model = parse_model(&args.model)?;
     let form = parse_form(&args.form)?;
     let (height, width) = parse_input_size(&args.input_size)?;
     if args.batch == 0 {
@@ -19,11 +19,11 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         height,
         width,
     };
-    let graph = build(variant, form, input)?;
+    let graph = model.build(form, input)?;
     let cost = model_cost(&graph);
     if args.json {
         let mut value = json!({
-            "model": variant.name(),
+            "model": model.name(),
             "form": form.name(),
             "input_shape": graph.input_shape(),
         });
@@ -43,7 +43,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     println!(
         "{}",
         reports::cost_summary_table(
-            variant.name(),
+            &model.name(),
             form.name(),
             graph.input_shape(),
             &cost.totals

@@ -1,12 +1,19 @@
 //! `harness list`: models, forms and backends, with each backend's availability.
 
 use anyhow::Result;
-use models::{Form, Variant};
+use models::{model_cost, Form, InputSize, Model};
 
 pub fn run() -> Result<()> {
-    println!("models:");
-    for v in Variant::ALL {
-        println!("  {v}");
+    println!("models (params, MACs at 224x224, unfused):");
+    for m in Model::all() {
+        let graph = m.build(Form::Unfused, InputSize::IMAGENET)?;
+        let t = model_cost(&graph).totals;
+        println!(
+            "  {:<22} {:>6.2} M  {:>7.1} M",
+            m.name(),
+            t.params as f64 / 1e6,
+            t.macs as f64 / 1e6
+        );
     }
     println!("forms:");
     for f in Form::ALL {

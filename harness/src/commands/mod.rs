@@ -14,14 +14,24 @@ pub mod verify;
 
 use anyhow::{bail, Context, Result};
 use models::{
-    build, load_model_weights, seeded_weights, Form, Graph, InputSize, Naming, Variant, Weights,
-    WeightsOrigin,
+    load_model_weights, Form, Graph, InputSize, Model, Naming, Variant, Weights, WeightsOrigin,
 };
 
 use crate::cli::{ModelArgs, WeightsArgs};
 
-pub fn parse_model(s: &str) -> Result<Variant> {
-    s.parse::<Variant>().context("model")
+/// Any model of the zoo (MobileOne, the comparison models, the plain CNN).
+pub fn parse_model(s: &str) -> Result<Model> {
+    s.parse::<Model>().context("model")
+}
+
+/// A MobileOne model, for what only MobileOne has (checkpoints, preprocessing, the fold).
+pub fn parse_mobileone(s: &str) -> Result<Variant> {
+    match parse_model(s)? {
+        Model::MobileOne(v) => Ok(v),
+        other => {
+            bail!("--model {other}: this command runs MobileOne models only (mobileone-s0 .. s4)")
+        }
+    }
 }
 
 pub fn parse_form(s: &str) -> Result<Form> {
@@ -57,21 +67,33 @@ pub fn parse_input_size(s: &str) -> Result<(usize, usize)> {
 /// The weights the user chose: a checkpoint, or seeded random weights (seed 0 by default).
 pub fn choose_weights(
     args: &WeightsArgs,
-    variant: Variant,
+    model: Model,
     form: Form,
 ) -> Result<(Weights, WeightsOrigin)> {
-    match &args.weights {
-        Some(path) => {
+    match (&args.weights, model.mobileone()) {
+        (Some(path), Some(variant)) => {
             let naming = parse_naming(args.naming.as_deref())?;
             Ok(load_model_weights(path, variant, form, naming)?)
         }
-        None => Ok(seeded_weights(variant, form, args.seed.unwrap_or(0))),
+        (Some(path), None) => bail!(
+            "--weights {}: checkpoints load for MobileOne models only; {model} runs on seeded weights (--seed)",
+            path.display()
+        ),
+        (None, _) => {
+            let seed = args.seed.unwrap_or(0);
+            let origin = WeightsOrigin {
+                source: format!("seed {seed}"),
+                naming: None,
+                folded_at_load: false,
+            };
+            Ok((model.seeded_weights(form, seed), origin))
+        }
     }
 }
 
 /// A model as `ModelArgs` describe it: its graph, its weights and where they came from.
 pub struct BuiltModel {
-    pub variant: Variant,
+    pub model: Model,
     pub form: Form,
     pub size: InputSize,
     pub graph: Graph,
@@ -80,7 +102,7 @@ pub struct BuiltModel {
 }
 
 pub fn build_model(args: &ModelArgs) -> Result<BuiltModel> {
-    let variant = parse_model(&args.model)?;
+    let model = parse_model(&args.model)?;
     let form = parse_form(&args.form)?;
     let (height, width) = parse_input_size(&args.input_size)?;
     if args.batch == 0 {
@@ -91,10 +113,10 @@ pub fn build_model(args: &ModelArgs) -> Result<BuiltModel> {
         height,
         width,
     };
-    let graph = build(variant, form, size)?;
-    let (weights, origin) = choose_weights(&args.weights, variant, form)?;
+    let graph = model.build(form, size)?;
+    let (weights, origin) = choose_weights(&args.weights, model, form)?;
     Ok(BuiltModel {
-        variant,
+        model,
         form,
         size,
         graph,

@@ -58,7 +58,7 @@ pub fn run(args: &ProfileArgs) -> Result<()> {
     print!("{}", render(&layers, args.top, wall_ms));
     println!(
         "{} {} on {} ({} thread(s)), {}x3x{}x{}, {} runs",
-        m.variant,
+        m.model,
         m.form,
         backend.name(),
         args.threads,

@@ -8,14 +8,14 @@ use models::{
     InputSize,
 };
 
-use super::{parse_model, parse_naming};
+use super::{parse_mobileone, parse_naming};
 use crate::cli::ReparameterizeArgs;
 
 /// The largest relative L2 difference between the two forms that passes the check.
 const FOLD_TOLERANCE: f64 = 1e-4;
 
 pub fn run(args: &ReparameterizeArgs) -> Result<()> {
-    let variant = parse_model(&args.model)?;
+    let variant = parse_mobileone(&args.model)?;
     let naming = parse_naming(args.naming.as_deref())?;
     let loaded = load_weights(&args.weights, variant, Form::Unfused, naming)?;
     let source = args.weights.display().to_string();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use backends::{conformance, CheckOutcome, PrepareOptions};
-use models::{Form, InputSize, Variant};
+use models::{Form, InputSize, Model};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
@@ -24,7 +24,7 @@ where
 }
 
 pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
-    let variants = parse_list(&args.models, &Variant::ALL, "--models")?;
+    let models = parse_list(&args.models, &Model::all(), "--models")?;
     let forms = parse_list(&args.forms, &Form::ALL, "--forms")?;
     let selected: Vec<Box<dyn backends::Backend>> = match &args.backends {
         Some(names) => names
@@ -43,15 +43,9 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
         threads: args.threads,
         per_layer_timing: false,
     };
-    let checks = conformance(
-        &selected,
-        &variants,
-        &forms,
-        size,
-        args.seed,
-        &options,
-        |c| eprintln!("  checked {} {} {}", c.variant, c.form, c.backend),
-    )?;
+    let checks = conformance(&selected, &models, &forms, size, args.seed, &options, |c| {
+        eprintln!("  checked {} {} {}", c.model, c.form, c.backend)
+    })?;
     let mut table = Builder::default();
     table.push_record([
         "model",
@@ -63,7 +57,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
         "result",
     ]);
     for c in &checks {
-        let mut row = vec![c.variant.to_string(), c.form.to_string(), c.backend.clone()];
+        let mut row = vec![c.model.to_string(), c.form.to_string(), c.backend.clone()];
         row.extend(match &c.outcome {
             CheckOutcome::Checked(a) => [
                 format!("{:.2e}", a.relative_l2),
