@@ -89,6 +89,8 @@ fn depthwise_convs_of_every_kernel_size_and_stride_match() {
         (1, 2, 16, 9, 9),
         (5, 1, 21, 8, 10),
         (7, 2, 33, 15, 13),
+        (9, 1, 20, 12, 10),
+        (11, 2, 17, 13, 14),
         (3, 1, 48, 5, 3),
     ] {
         let name = format!("dw{k}x{k}-s{stride}-c{channels}-{h}x{w}");
@@ -249,14 +251,15 @@ fn a_feature_map_output_comes_back_in_nchw() {
 
 #[test]
 fn unsupported_kernels_are_refused_with_the_node_named() {
-    let graph = single("dw9", vec![1, 8, 12, 12], conv(8, 8, 9, 1, 8, true));
+    // 9x9 and 11x11 (MixNet) have kernels; 13x13 does not.
+    let graph = single("dw13", vec![1, 8, 14, 14], conv(8, 8, 13, 1, 8, true));
     let weights = random_weights(&graph, 1);
     let err = NativeBackend::new()
         .prepare(&graph, &weights, &PrepareOptions::default())
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("`layer`") && err.contains("9x9"), "{err}");
+    assert!(err.contains("`layer`") && err.contains("13x13"), "{err}");
     let graph = single("grouped", vec![1, 8, 6, 6], conv(8, 8, 3, 1, 2, true));
     let weights = random_weights(&graph, 1);
     let err = NativeBackend::new()
