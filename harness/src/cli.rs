@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 /// pluggable backends.
 ///
 /// Run a scenario with `harness SCENARIO.yaml` (same as `harness run SCENARIO.yaml`), or use
-/// one of the commands below. Models: mobileone-s0 .. mobileone-s4 (or s0 .. s4). Forms:
+/// one of the commands below. Models: mobileone-s0 .. mobileone-s4 (or s0 .. s4) and the zoo (`list`). Forms:
 /// unfused, reparameterized (or fused).
 #[derive(Debug, Parser)]
 #[command(name = "harness", version, args_conflicts_with_subcommands = true)]
@@ -140,7 +140,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4), or a zoo model (see `list`).
     pub model: String,
     /// The form to count: unfused or reparameterized (fused).
     #[arg(long, default_value = "reparameterized")]
@@ -179,7 +179,7 @@ pub struct WeightsArgs {
 /// A model to build: which, in which form, with which weights, for which input.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4), or a zoo model (see `list`).
     #[arg(long)]
     pub model: String,
     /// The form: unfused or reparameterized (fused).
@@ -228,7 +228,7 @@ pub struct ProfileArgs {
 
 #[derive(Debug, Args)]
 pub struct InferArgs {
-    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4), or a zoo model (see `list`).
     #[arg(long)]
     pub model: String,
     /// The form to run: unfused or reparameterized (fused).
@@ -315,7 +315,7 @@ pub struct AbArgs {
 
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {
-    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4).
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4); classify runs MobileOne only.
     #[arg(long)]
     pub model: String,
     /// The form to run: unfused or reparameterized (fused).

@@ -328,7 +328,7 @@ impl Scenario {
         if f.models.is_empty() {
             return Err(err(
                 "models",
-                "list at least one model (mobileone-s0 .. mobileone-s4)".into(),
+                "list at least one model (`harness list` names them)".into(),
             ));
         }
         if f.forms.is_empty() {
@@ -617,7 +617,8 @@ mod tests {
         let e = err("name: t\nmodels:\n  - s0\n  - s7\n");
         assert!(
             e.contains(":3: models: unknown model `s7`")
-                && e.contains("mobileone-s0 .. mobileone-s4"),
+                && e.contains("mobileone-s0, mobileone-s1")
+                && e.contains("resnet-18"),
             "{e}"
         );
         let e = err("name: t\nmodels: [s0]\nforms: [folded]\n");
