@@ -263,20 +263,21 @@ mod tests {
 
     #[test]
     fn turns_resume_where_they_left_off_and_rewarm_short_runs() {
-        // 1 ms runs in 20 ms turns: short next to the slice, so each later turn re-warms once.
+        // 1 ms runs in 60 ms turns: short next to the slice (under its tenth, 6 ms, even on a
+        // loaded CI machine), so each later turn re-warms once.
         let mut plan = Sleeper {
             runs: 0,
             nap: Duration::from_millis(1),
         };
         let b = Budget {
-            min_runs: 40,
-            max_runs: 40,
+            min_runs: 150,
+            max_runs: 150,
             ..budget()
         };
-        let (timer, turns) = in_turns(&mut plan, &b, Duration::from_millis(20));
+        let (timer, turns) = in_turns(&mut plan, &b, Duration::from_millis(60));
         assert!(turns >= 2, "several turns were needed");
-        assert_eq!(timer.samples_ms.len(), 40);
-        assert_eq!(plan.runs, 2 + 40 + turns);
+        assert_eq!(timer.samples_ms.len(), 150);
+        assert_eq!(plan.runs, 2 + 150 + turns);
     }
 
     #[test]
