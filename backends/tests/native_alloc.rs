@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use backends::native::NativeBackend;
 use backends::{Backend, PrepareOptions};
-use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Tensor, Variant};
+use models::zoo::Activation;
+use models::{seeded_uniform, Form, InputSize, Model, Tensor, Variant};
 
 /// Counts allocations while `COUNTING` is on (any thread).
 struct Counting;
@@ -43,14 +44,24 @@ const SIZE: InputSize = InputSize {
 
 #[test]
 fn a_run_allocates_nothing_on_the_heap() {
+    // MobileOne, and zoo models with every other step kind: element-wise max and per-image
+    // broadcast (dynamic ReLU-A, shift-max), channel copies (ShuffleNet, MixNet), max pool.
+    let dynamic = |activation| Model::Plain30 {
+        activation,
+        skip: false,
+    };
     for (variant, form) in [
-        (Variant::S0, Form::Unfused),
-        (Variant::S4, Form::Reparameterized),
+        (Model::MobileOne(Variant::S0), Form::Unfused),
+        (Model::MobileOne(Variant::S4), Form::Reparameterized),
+        (dynamic(Activation::DynamicReluA), Form::Reparameterized),
+        (dynamic(Activation::DynamicShiftMax), Form::Reparameterized),
+        (Model::ShuffleNetV2x2, Form::Reparameterized),
+        (Model::MixNetS, Form::Unfused),
     ] {
         for threads in [1, 2] {
             for per_layer_timing in [false, true] {
-                let graph = build(variant, form, SIZE).unwrap();
-                let (weights, _) = seeded_weights(variant, form, 0);
+                let graph = variant.build(form, SIZE).unwrap();
+                let weights = variant.seeded_weights(form, 0);
                 let options = PrepareOptions {
                     threads,
                     per_layer_timing,

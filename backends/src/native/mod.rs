@@ -405,8 +405,12 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
                 layout::unary(*op, ctx.at(*src), ctx.at(*dst), *len, t, threads)
             }
             StepOp::Max { srcs, dst, len } => {
-                let srcs: Vec<*const f32> = srcs.iter().map(|&l| ctx.at(l) as *const f32).collect();
-                layout::maximum(&srcs, ctx.at(*dst), *len, t, threads)
+                // Pairwise into dst, each thread on its own share: no allocation per run.
+                let out = ctx.at(*dst);
+                layout::maximum(ctx.at(srcs[0]), ctx.at(srcs[1]), out, *len, t, threads);
+                for &src in &srcs[2..] {
+                    layout::maximum(out, ctx.at(src), out, *len, t, threads);
+                }
             }
             StepOp::MaxPool { shape, src, dst } => {
                 layout::max_pool(shape, ctx.at(*src), ctx.at(*dst), t, threads)

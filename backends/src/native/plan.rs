@@ -11,7 +11,7 @@ use models::{Graph, Op, ValueId, Weights};
 use super::buffer::AlignedBuffer;
 use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNELS};
 use super::kernels::gemm::{ConvGeometry, PackedGemm};
-use super::kernels::layout::{ChannelCopy, MaxPoolShape, Pad, Unary};
+use super::kernels::layout::{ChannelCopy, Pad, Unary};
 use super::simd::Isa;
 use crate::BackendError;
 
@@ -102,7 +102,7 @@ pub(crate) enum StepOp {
         len: usize,
     },
     MaxPool {
-        shape: MaxPoolShape,
+        shape: DepthwiseShape,
         src: Loc,
         dst: Loc,
     },
@@ -574,7 +574,7 @@ impl<'a> Compiler<'a> {
             }
             Op::MaxPool2d(p) => {
                 let x = self.graph.value_shape(node.inputs[0]);
-                let shape = MaxPoolShape {
+                let shape = DepthwiseShape {
                     batch: x[0],
                     channels: x[1],
                     height: x[2],

@@ -3,6 +3,8 @@
 //! implicit GEMMs on the padded source), channel copies (concat, slice, shuffle), max pooling,
 //! and the element-wise activations and maximum.
 
+use super::depthwise::DepthwiseShape;
+
 /// A batched transpose: `src` is [batch, rows, cols] and `dst` becomes [batch, cols, rows]
 /// (NCHW -> NHWC with rows = C, cols = H*W; NHWC -> NCHW the other way round). Thread `t` takes
 /// a share of the destination rows.
@@ -154,17 +156,21 @@ unsafe fn map(
     }
 }
 
-/// dst = max(srcs...) element-wise over `len` floats; thread `t` takes a share.
+/// dst = max(a, b) element-wise over `len` floats; thread `t` takes a share. `dst` may be
+/// `a` (an n-way max folds further inputs into the running result).
 ///
 /// # Safety
 /// Every pointer valid for `len` floats.
-pub unsafe fn maximum(srcs: &[*const f32], dst: *mut f32, len: usize, t: usize, threads: usize) {
+pub unsafe fn maximum(
+    a: *const f32,
+    b: *const f32,
+    dst: *mut f32,
+    len: usize,
+    t: usize,
+    threads: usize,
+) {
     for i in len * t / threads..len * (t + 1) / threads {
-        let mut m = unsafe { *srcs[0].add(i) };
-        for s in &srcs[1..] {
-            m = m.max(unsafe { *s.add(i) });
-        }
-        unsafe { *dst.add(i) = m };
+        unsafe { *dst.add(i) = (*a.add(i)).max(*b.add(i)) };
     }
 }
 
@@ -214,25 +220,18 @@ pub unsafe fn broadcast(batch: usize, channels: usize, src: *const f32, dst: *mu
     }
 }
 
-/// The geometry of an NHWC max pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaxPoolShape {
-    pub batch: usize,
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-    pub out_height: usize,
-    pub out_width: usize,
-}
-
 /// Max over each window of an NHWC tensor (padding never wins); thread `t` takes output rows.
+/// The window geometry is the depthwise conv's (a max pool is a depthwise window op).
 ///
 /// # Safety
 /// `src` valid for the input, `dst` for the output.
-pub unsafe fn max_pool(g: &MaxPoolShape, src: *const f32, dst: *mut f32, t: usize, threads: usize) {
+pub unsafe fn max_pool(
+    g: &DepthwiseShape,
+    src: *const f32,
+    dst: *mut f32,
+    t: usize,
+    threads: usize,
+) {
     let rows = g.batch * g.out_height;
     let ch = g.channels;
     for r in rows * t / threads..rows * (t + 1) / threads {
