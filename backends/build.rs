@@ -1,4 +1,4 @@
-//! Records the versions of candle-core and tch this build links (read from the workspace
+//! Records the versions of candle-core, tch and wgpu this build links (read from the workspace
 //! Cargo.lock) and, with the `tch` feature, libtorch's version and rpath.
 
 include!("build_libtorch.rs");
@@ -23,6 +23,10 @@ fn main() {
     println!(
         "cargo:rustc-env=ONEBENCH_TCH_VERSION={}",
         locked_version(&text, "tch")
+    );
+    println!(
+        "cargo:rustc-env=ONEBENCH_WGPU_VERSION={}",
+        locked_version(&text, "wgpu")
     );
     if let Some(version) = libtorch_link_setup() {
         println!("cargo:rustc-env=ONEBENCH_LIBTORCH_VERSION={version}");

@@ -75,6 +75,11 @@ pub trait Backend: Send + Sync {
     /// Version of the engine (library version for wrapped libraries).
     fn version(&self) -> String;
     fn availability(&self) -> Availability;
+    /// The device a GPU backend runs on (adapter name, graphics API, driver); `None` for CPU
+    /// backends.
+    fn device(&self) -> Option<String> {
+        None
+    }
     /// Whether `PrepareOptions::threads` takes effect; a single-threaded backend is not run
     /// (and not reported as measured) at other thread counts.
     fn multithreaded(&self) -> bool {
@@ -111,6 +116,12 @@ pub trait Prepared: Send {
     /// supports it; empty otherwise.
     fn layer_times(&self) -> Vec<LayerTime> {
         Vec::new()
+    }
+
+    /// Seconds the last run took on the GPU by its timestamp queries (kernels only: no upload,
+    /// readback or submission), for backends and adapters that have them; `None` otherwise.
+    fn gpu_seconds(&self) -> Option<f64> {
+        None
     }
 
     /// Runs one forward pass into a new tensor.

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod candle;
+pub mod gpu;
 pub mod libtorch;
 pub mod native;
 pub mod reference;
@@ -11,6 +12,7 @@ pub mod verify;
 
 pub use crate::candle::{CandleBackend, Depthwise};
 pub use backend::{Availability, Backend, BackendError, LayerTime, PrepareOptions, Prepared};
+pub use gpu::GpuBackend;
 pub use libtorch::TchBackend;
 pub use native::NativeBackend;
 pub use reference::{evaluate, ReferenceBackend};
@@ -27,6 +29,8 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(CandleBackend::new(Depthwise::GroupedConv)),
         Box::new(CandleBackend::new(Depthwise::Unrolled)),
         Box::new(TchBackend),
+        Box::new(GpuBackend::any()),
+        Box::new(GpuBackend::metal()),
     ]
 }
 

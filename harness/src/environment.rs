@@ -41,6 +41,7 @@ pub fn capture(peak: Option<MachinePeak>) -> Environment {
                 name: b.name().into(),
                 version: b.version(),
                 availability: b.availability().to_string(),
+                device: b.device(),
             })
             .collect(),
         thread_env: thread_env(),

@@ -39,6 +39,8 @@ pub enum StopReason {
 #[derive(Debug, Clone, Default)]
 pub struct CellTimer {
     pub samples_ms: Vec<f64>,
+    /// The GPU time of each sample, for plans that report one (timestamp queries).
+    pub gpu_samples_ms: Vec<f64>,
     sorted_ms: Vec<f64>,
     pub warmup_runs: usize,
     warmup_elapsed: Duration,
@@ -101,6 +103,9 @@ impl CellTimer {
             plan.run(input, output)?;
             let elapsed = t.elapsed();
             self.record(elapsed);
+            if let Some(seconds) = plan.gpu_seconds() {
+                self.gpu_samples_ms.push(seconds * 1e3);
+            }
             self.stopped = self.stop_reason(budget);
         }
         Ok(self.is_done())

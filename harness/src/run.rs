@@ -315,6 +315,9 @@ fn empty_result(key: &CellKey, cost: &models::ModelCost) -> CellResult {
         achieved_gbps: 0.0,
         fraction_of_peak: None,
         plan: String::new(),
+        device: None,
+        gpu_samples_ms: Vec::new(),
+        gpu_median_ms: None,
         warnings: Vec::new(),
         layers: Vec::new(),
     }
@@ -449,6 +452,7 @@ fn prepare_cell(
     };
     cell.result.prepare_ms = started.elapsed().as_secs_f64() * 1e3;
     cell.result.plan = plan.describe();
+    cell.result.device = backend.device();
     let output = match plan.forward(input) {
         Ok(o) => o,
         Err(e) => return fail(cell, CellStatus::Failed, format!("run: {e}")),
@@ -646,6 +650,10 @@ fn finish_cell(
     r.reason = None;
     r.latency = Some(summary);
     r.samples_ms = timer.samples_ms;
+    if !timer.gpu_samples_ms.is_empty() {
+        r.gpu_median_ms = Some(stats::quantile(&stats::sorted(&timer.gpu_samples_ms), 0.5));
+        r.gpu_samples_ms = timer.gpu_samples_ms;
+    }
     r
 }
 

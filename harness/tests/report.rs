@@ -37,8 +37,12 @@ const PLOT_IDS: [&str; 12] = [
 ];
 
 fn run_small(dir: &Path) -> PathBuf {
+    run_scenario(dir, SCENARIO)
+}
+
+fn run_scenario(dir: &Path, text: &str) -> PathBuf {
     let scenario = dir.join("r.yaml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
+    std::fs::write(&scenario, text).unwrap();
     let out = dir.join("out");
     let o = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args([
@@ -121,6 +125,7 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
         "three paper points are too few for a finding"
     );
     assert!(html.contains("<h2>What this run shows</h2>"));
+    assert!(!md.contains("## GPU"), "no GPU cell, no GPU section");
 
     // Re-rendered from the saved results: the same HTML.
     let again = dir.path().join("again");
@@ -140,6 +145,50 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
     );
 
     browser_check(&out.join("report.html"));
+}
+
+/// A GPU run reports its adapter per cell and its GPU time (timestamp queries) apart from the
+/// wall time, in the results and in both reports.
+#[cfg(feature = "gpu")]
+#[test]
+fn a_gpu_run_reports_the_adapter_and_gpu_time_beside_wall_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = SCENARIO
+        .replace("backends: [native]", "backends: [gpu]")
+        .replace("threads: [1, 2]", "threads: [1]");
+    let out = run_scenario(dir.path(), &scenario);
+    let results = reports::results::ResultsFile::read(&out.join("results.json")).unwrap();
+    assert_eq!(results.cells.len(), 6);
+    let device = results.cells[0]
+        .device
+        .clone()
+        .expect("a GPU cell names its adapter");
+    for c in &results.cells {
+        assert_eq!(c.status, reports::results::CellStatus::Ok, "{:?}", c.reason);
+        assert_eq!(c.device.as_deref(), Some(device.as_str()));
+        assert!(c.plan.contains(&device));
+        if c.plan.contains("GPU timestamps: yes") {
+            assert_eq!(c.gpu_samples_ms.len(), c.samples_ms.len());
+            let gpu = c.gpu_median_ms.unwrap();
+            assert!(gpu > 0.0 && gpu <= c.median_ms().unwrap(), "{gpu}");
+        }
+    }
+    let gpu_backend = results
+        .environment
+        .backends
+        .iter()
+        .find(|b| b.name == "gpu");
+    assert_eq!(
+        gpu_backend.unwrap().device.as_deref(),
+        Some(device.as_str())
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## GPU") && md.contains(&format!("| {device} |")),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<h2>GPU</h2>"));
 }
 
 /// Loads the report in headless Chromium: no console errors, every plot in the DOM with a

@@ -59,6 +59,22 @@ pub fn html(results: &ResultsFile) -> String {
         }
         h.push_str("</table>\n");
     }
+    let gpu = crate::summary::gpu_rows(results);
+    if !gpu.is_empty() {
+        h.push_str("<h2>GPU</h2>\n<p>Wall time (upload, kernels, readback, synchronized) against GPU time (the compute pass alone, by timestamp queries).</p>\n<table><tr>");
+        for head in crate::summary::GPU_HEADER {
+            let _ = write!(h, "<th>{}</th>", escape(head));
+        }
+        h.push_str("</tr>\n");
+        for r in gpu {
+            h.push_str("<tr>");
+            for cell in r {
+                let _ = write!(h, "<td>{}</td>", escape(&cell));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</table>\n");
+    }
     let findings = crate::analysis::findings(results);
     if !findings.is_empty() {
         h.push_str("<h2>What this run shows</h2>\n<ul>\n");

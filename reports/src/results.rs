@@ -133,6 +133,18 @@ pub struct CellResult {
     /// What the backend says about its plan (layout, fusions, kernels).
     #[serde(default)]
     pub plan: String,
+    /// The device a GPU backend ran on: adapter name, graphics API (Vulkan, Metal, ...),
+    /// driver and device type; absent for CPU backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// GPU time of each timed sample by timestamp queries (kernels only, no upload, readback
+    /// or submission), where the backend and adapter have them; apart from `samples_ms`,
+    /// which is always wall time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_samples_ms: Vec<f64>,
+    /// Median of `gpu_samples_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_median_ms: Option<f64>,
     /// Warnings about this cell (e.g. a wide confidence interval).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -212,6 +224,9 @@ pub struct BackendInfo {
     pub name: String,
     pub version: String,
     pub availability: String,
+    /// A GPU backend's adapter (name, API, driver); absent for CPU backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -194,7 +194,12 @@ pub fn header_facts(results: &ResultsFile) -> Vec<(&'static str, String)> {
             "backends",
             e.backends
                 .iter()
-                .map(|b| format!("{} {} ({})", b.name, b.version, b.availability))
+                .map(|b| match &b.device {
+                    Some(device) => {
+                        format!("{} {} ({}, on {device})", b.name, b.version, b.availability)
+                    }
+                    None => format!("{} {} ({})", b.name, b.version, b.availability),
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
@@ -214,6 +219,36 @@ pub fn header_facts(results: &ResultsFile) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Header of the GPU table.
+pub const GPU_HEADER: [&str; 6] = [
+    "model",
+    "form",
+    "backend",
+    "device (adapter, API, driver)",
+    "wall median ms",
+    "GPU median ms",
+];
+
+/// One row per measured cell that ran on a GPU: the adapter it ran on, its wall-clock median
+/// (upload, kernels, readback) and its GPU median by timestamp queries (kernels only).
+pub fn gpu_rows(results: &ResultsFile) -> Vec<[String; 6]> {
+    results
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let device = c.device.clone()?;
+            Some([
+                c.key.model.clone(),
+                c.key.form.clone(),
+                c.key.backend.clone(),
+                device,
+                c.median_ms().map_or("-".into(), ms),
+                c.gpu_median_ms.map_or("no timestamps".into(), ms),
+            ])
+        })
+        .collect()
+}
+
 /// The Markdown summary: header (scenario, machine, build), warnings, the cell table, speedups.
 pub fn markdown(results: &ResultsFile) -> String {
     let mut md = String::new();
@@ -228,7 +263,7 @@ pub fn markdown(results: &ResultsFile) -> String {
     }
     let _ = writeln!(
         md,
-        "\n## Latency\n\n| {} |\n|{}|",
+        "\n## Latency\n\n| {} |\n|{}",
         HEADER.join(" | "),
         "---|".repeat(HEADER.len())
     );
@@ -256,6 +291,18 @@ pub fn markdown(results: &ResultsFile) -> String {
                 ms(s.reparameterized_ms),
                 s.speedup
             );
+        }
+    }
+    let gpu = gpu_rows(results);
+    if !gpu.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## GPU\n\nWall time is what the latency table reports (input upload, kernels, readback, synchronized); GPU time is the compute pass alone, by timestamp queries.\n\n| {} |\n|{}",
+            GPU_HEADER.join(" | "),
+            "---|".repeat(GPU_HEADER.len())
+        );
+        for r in gpu {
+            let _ = writeln!(md, "| {} |", r.map(|s| s.replace('|', "\\|")).join(" | "));
         }
     }
     if let Some(r) = &results.reference_measurements {

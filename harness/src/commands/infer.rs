@@ -49,8 +49,9 @@ pub fn run(args: &InferArgs) -> Result<()> {
         ""
     };
     eprintln!(
-        "{model} {form} on {} ({} thread(s)), weights: {}{folded}; {:?} -> {:?} in {:.1} ms; wrote {}",
+        "{model} {form} on {}{} ({} thread(s)), weights: {}{folded}; {:?} -> {:?} in {:.1} ms; wrote {}",
         backend.name(),
+        backend.device().map(|d| format!(" [{d}]")).unwrap_or_default(),
         args.threads,
         origin.source,
         input.shape(),

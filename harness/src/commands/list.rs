@@ -1,6 +1,7 @@
 //! `harness list`: models, forms and backends, with each backend's availability.
 
 use anyhow::Result;
+use backends::Availability;
 use models::{model_cost, Form, InputSize, Model};
 
 pub fn run() -> Result<()> {
@@ -26,7 +27,10 @@ pub fn run() -> Result<()> {
             [
                 b.name().to_string(),
                 b.version(),
-                b.availability().to_string(),
+                match (b.availability(), b.device()) {
+                    (Availability::Available, Some(device)) => format!("available on {device}"),
+                    (availability, _) => availability.to_string(),
+                },
             ]
         })
         .collect();

@@ -1,0 +1,516 @@
+//! The wgpu side of the GPU backend: one shared device per API (adapter found once, kernels
+//! compiled once), and `GpuRun`, a prepared plan whose weights and buffers live on the GPU,
+//! that records the whole forward pass into one compute pass and one submission.
+
+use std::collections::BTreeMap;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use models::{Graph, Tensor, Weights};
+use wgpu::util::DeviceExt;
+
+use super::plan::{self, BufferRef, GpuPlan, Kernel};
+use super::{AdapterSummary, Api};
+use crate::backend::{BackendError, PrepareOptions, Prepared};
+
+/// A device with every kernel compiled.
+pub struct Context {
+    pub adapter: AdapterSummary,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    timestamps: bool,
+    pipelines: BTreeMap<Kernel, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+    /// Errors wgpu reports outside an error scope (kept, never a panic).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+static ANY: OnceLock<Result<Arc<Context>, String>> = OnceLock::new();
+static METAL: OnceLock<Result<Arc<Context>, String>> = OnceLock::new();
+
+/// The shared context for `api`, created on first use.
+pub fn context(api: Api) -> Result<Arc<Context>, String> {
+    let cell = match api {
+        Api::Any => &ANY,
+        Api::Metal => &METAL,
+    };
+    cell.get_or_init(|| Context::new(api).map(Arc::new)).clone()
+}
+
+/// The first adapter wgpu finds for any API, described (for the `metal` backend's message).
+pub fn any_adapter() -> Option<AdapterSummary> {
+    context(Api::Any).ok().map(|c| c.adapter.clone())
+}
+
+fn summarize(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        api: format!("{:?}", info.backend),
+        driver: [info.driver.as_str(), info.driver_info.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+        device_type: format!("{:?}", info.device_type),
+    }
+}
+
+impl Context {
+    fn new(api: Api) -> Result<Self, String> {
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        descriptor.backends = match api {
+            Api::Any => wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+            Api::Metal => wgpu::Backends::METAL,
+        };
+        let instance = wgpu::Instance::new(descriptor);
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        let adapter = pollster::block_on(instance.request_adapter(&options))
+            .map_err(|_| "no GPU adapter found".to_string())?;
+        let summary = summarize(&adapter.get_info());
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let required_features = if timestamps {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("onebench"),
+            required_features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| format!("adapter {} refused a device: {e}", summary.name))?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut errors) = sink.lock() {
+                errors.push(e.to_string());
+            }
+        }));
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let pipelines = Kernel::ALL
+            .iter()
+            .map(|&k| (k, compile(&device, k)))
+            .collect();
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(format!(
+                "the kernels did not compile on {}: {e}",
+                summary.name
+            ));
+        }
+        Ok(Self {
+            adapter: summary,
+            device,
+            queue,
+            timestamps,
+            pipelines,
+            uncaptured,
+        })
+    }
+
+    fn take_uncaptured(&self) -> Option<String> {
+        let mut errors = self.uncaptured.lock().ok()?;
+        (!errors.is_empty()).then(|| errors.drain(..).collect::<Vec<_>>().join("; "))
+    }
+}
+
+fn compile(
+    device: &wgpu::Device,
+    kernel: Kernel,
+) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+    let module = kernel.module();
+    let source = format!("{}\n{}", plan::PRELUDE, module.source);
+    let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(module.name),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }];
+    for r in 0..module.reads {
+        entries.push(storage(1 + r as u32, true));
+    }
+    entries.push(storage(1 + module.reads as u32, false));
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(module.name),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(module.name),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(kernel.name()),
+        layout: Some(&pipeline_layout),
+        module: &shader,
+        entry_point: Some(kernel.entry_point()),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    (pipeline, layout)
+}
+
+fn failed(reason: impl Into<String>) -> BackendError {
+    BackendError::Failed {
+        backend: "gpu".into(),
+        reason: reason.into(),
+    }
+}
+
+/// One recorded dispatch: pipeline, bind group and workgroup counts.
+struct Recorded {
+    kernel: Kernel,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+/// GPU timestamps around the compute pass.
+struct Timestamps {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    period_ns: f64,
+}
+
+/// A prepared plan on the GPU.
+pub struct GpuRun {
+    context: Arc<Context>,
+    input_shape: Vec<usize>,
+    output_shape: Vec<usize>,
+    input: wgpu::Buffer,
+    output: wgpu::Buffer,
+    output_bytes: u64,
+    readback: wgpu::Buffer,
+    recorded: Vec<Recorded>,
+    timestamps: Option<Timestamps>,
+    last_gpu_seconds: Option<f64>,
+    description: String,
+    // Kept alive for the bind groups.
+    _buffers: Vec<wgpu::Buffer>,
+}
+
+fn bytes(data: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(data)
+}
+
+impl GpuRun {
+    pub fn prepare(
+        api: Api,
+        graph: &Graph,
+        weights: &Weights,
+        _options: &PrepareOptions,
+    ) -> Result<Self, BackendError> {
+        let context = context(api).map_err(|reason| BackendError::Unavailable {
+            backend: api.name().into(),
+            reason,
+        })?;
+        let plan = plan::lower(graph, weights)?;
+        let scope = context
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = context
+            .device
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let run = Self::upload(context.clone(), graph, &plan);
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            return Err(failed(format!("out of GPU memory while preparing: {e}")));
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(failed(format!("preparing the plan: {e}")));
+        }
+        run
+    }
+
+    fn upload(context: Arc<Context>, graph: &Graph, plan: &GpuPlan) -> Result<Self, BackendError> {
+        let device = &context.device;
+        let limit = device.limits().max_storage_buffer_binding_size;
+        let storage = |label: &str, len: usize, extra: wgpu::BufferUsages| {
+            let size = (len.max(1) * 4) as u64;
+            if size > limit {
+                return Err(failed(format!(
+                    "{label} needs {size} bytes, over the adapter's storage binding limit of {limit}"
+                )));
+            }
+            Ok(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | extra,
+                mapped_at_creation: false,
+            }))
+        };
+        let input = storage("input", plan.input_len, wgpu::BufferUsages::COPY_DST)?;
+        let activations = plan
+            .activation_sizes
+            .iter()
+            .map(|&len| storage("activation", len, wgpu::BufferUsages::COPY_SRC))
+            .collect::<Result<Vec<_>, _>>()?;
+        let constants: Vec<wgpu::Buffer> = plan
+            .constants
+            .iter()
+            .map(|data| {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("constant"),
+                    contents: bytes(data),
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+            })
+            .collect();
+        let buffer = |r: BufferRef| match r {
+            BufferRef::Input => &input,
+            BufferRef::Activation(i) => &activations[i],
+            BufferRef::Constant(i) => &constants[i],
+        };
+        let mut uniforms = Vec::with_capacity(plan.dispatches.len());
+        let mut recorded = Vec::with_capacity(plan.dispatches.len());
+        for d in &plan.dispatches {
+            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&d.label),
+                contents: bytemuck::cast_slice(&d.params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let (_, layout) = &context.pipelines[&d.kernel];
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            }];
+            for (k, r) in d.reads.iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 1 + k as u32,
+                    resource: buffer(*r).as_entire_binding(),
+                });
+            }
+            entries.push(wgpu::BindGroupEntry {
+                binding: 1 + d.reads.len() as u32,
+                resource: buffer(d.write).as_entire_binding(),
+            });
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&d.label),
+                layout,
+                entries: &entries,
+            });
+            recorded.push(Recorded {
+                kernel: d.kernel,
+                bind_group,
+                workgroups: d.workgroups,
+            });
+            uniforms.push(uniform);
+        }
+        let output_bytes = (plan.output_len * 4) as u64;
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: output_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let timestamps = context.timestamps.then(|| Timestamps {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pass"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            readback: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps readback"),
+                size: 16,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            period_ns: context.queue.get_timestamp_period() as f64,
+        });
+        let description = describe(&context.adapter, plan, timestamps.is_some());
+        let output = buffer(plan.output).clone();
+        let mut buffers = activations;
+        buffers.extend(constants);
+        buffers.extend(uniforms);
+        Ok(Self {
+            context,
+            input_shape: graph.input_shape().to_vec(),
+            output_shape: graph.output_shape().to_vec(),
+            input,
+            output,
+            output_bytes,
+            readback,
+            recorded,
+            timestamps,
+            last_gpu_seconds: None,
+            description,
+            _buffers: buffers,
+        })
+    }
+
+    /// Records the forward pass: every dispatch in one compute pass, then the copies out.
+    fn record(&self) -> wgpu::CommandBuffer {
+        let device = &self.context.device;
+        let mut encoder =
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        {
+            let timestamp_writes =
+                self.timestamps
+                    .as_ref()
+                    .map(|t| wgpu::ComputePassTimestampWrites {
+                        query_set: &t.queries,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes,
+            });
+            for r in &self.recorded {
+                pass.set_pipeline(&self.context.pipelines[&r.kernel].0);
+                pass.set_bind_group(0, &r.bind_group, &[]);
+                pass.dispatch_workgroups(r.workgroups[0], r.workgroups[1], r.workgroups[2]);
+            }
+        }
+        if let Some(t) = &self.timestamps {
+            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.readback, 0, 16);
+        }
+        encoder.copy_buffer_to_buffer(&self.output, 0, &self.readback, 0, self.output_bytes);
+        encoder.finish()
+    }
+
+    /// Maps `buffer` for reading and waits until the GPU is done with it.
+    fn map(&self, buffer: &wgpu::Buffer) -> Result<(), BackendError> {
+        let (sender, receiver) = mpsc::channel();
+        buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = sender.send(r);
+        });
+        self.context
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(Duration::from_secs(120)),
+            })
+            .map_err(|e| failed(format!("waiting for the GPU: {e}")))?;
+        match receiver.recv_timeout(Duration::from_secs(1)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(failed(format!("reading results back: {e}"))),
+            Err(_) => Err(failed("reading results back: the mapping never completed")),
+        }
+    }
+
+    fn read_timestamps(&self) -> Result<Option<f64>, BackendError> {
+        let Some(t) = &self.timestamps else {
+            return Ok(None);
+        };
+        self.map(&t.readback)?;
+        let ticks: [u64; 2] = {
+            let view = t
+                .readback
+                .get_mapped_range(..)
+                .map_err(|e| failed(format!("reading timestamps: {e}")))?;
+            let words: &[u64] = bytemuck::cast_slice(&view);
+            [words[0], words[1]]
+        };
+        t.readback.unmap();
+        Ok(Some(
+            ticks[1].saturating_sub(ticks[0]) as f64 * t.period_ns * 1e-9,
+        ))
+    }
+}
+
+fn describe(adapter: &AdapterSummary, plan: &GpuPlan, timestamps: bool) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &plan.dispatches {
+        *counts.entry(d.kernel.name()).or_default() += 1;
+    }
+    let kernels = counts
+        .iter()
+        .map(|(k, n)| format!("{k} x{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let activation_mb = plan.activation_sizes.iter().sum::<usize>() as f64 * 4.0 / 1e6;
+    let weights_mb = plan.constants.iter().map(Vec::len).sum::<usize>() as f64 * 4.0 / 1e6;
+    format!(
+        "wgpu on {adapter}; {} dispatches in one compute pass, one submission per run ({kernels}); \
+         batch norm, bias and activation fused into the op before them; {} activation buffers \
+         ({activation_mb:.1} MB), weights {weights_mb:.1} MB uploaded at prepare; GPU timestamps: {}",
+        plan.dispatches.len(),
+        plan.activation_sizes.len(),
+        if timestamps { "yes" } else { "not supported by the adapter" }
+    )
+}
+
+impl Prepared for GpuRun {
+    fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
+        if input.shape() != self.input_shape.as_slice() {
+            return Err(BackendError::InputShape {
+                backend: "gpu".into(),
+                expected: self.input_shape.clone(),
+                found: input.shape().to_vec(),
+            });
+        }
+        if output.shape() != self.output_shape.as_slice() {
+            return Err(failed(format!(
+                "output tensor is {:?}, the plan writes {:?}",
+                output.shape(),
+                self.output_shape
+            )));
+        }
+        self.context
+            .queue
+            .write_buffer(&self.input, 0, bytes(input.data()));
+        let commands = self.record();
+        self.context.queue.submit([commands]);
+        self.map(&self.readback)?;
+        {
+            let view = self
+                .readback
+                .get_mapped_range(..)
+                .map_err(|e| failed(format!("reading the output: {e}")))?;
+            output
+                .data_mut()
+                .copy_from_slice(bytemuck::cast_slice(&view));
+        }
+        self.readback.unmap();
+        self.last_gpu_seconds = self.read_timestamps()?;
+        if let Some(e) = self.context.take_uncaptured() {
+            return Err(failed(e));
+        }
+        Ok(())
+    }
+
+    fn gpu_seconds(&self) -> Option<f64> {
+        self.last_gpu_seconds
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}

@@ -1,0 +1,188 @@
+//! The GPU backend (cargo feature `gpu`): our own WGSL compute kernels on wgpu, so Metal on
+//! Apple machines, Vulkan on Linux, DX12 on Windows. Registered twice: `gpu` takes whatever
+//! adapter wgpu finds, `metal` only a Metal one. Without the feature a stub reports "not
+//! compiled in", so listings and the CLI always build.
+
+#[cfg(feature = "gpu")]
+mod engine;
+#[cfg(feature = "gpu")]
+pub mod plan;
+
+use std::fmt;
+
+use models::{Graph, Weights};
+
+use crate::backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
+
+/// Why the backend is missing from a build without the feature.
+pub const NOT_COMPILED_IN: &str = "not compiled in (build with --features gpu)";
+
+/// Which graphics APIs a GPU backend accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Whatever adapter wgpu finds (Vulkan, Metal or DX12).
+    Any,
+    /// Metal only (macOS, iOS).
+    Metal,
+}
+
+impl Api {
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Any => "gpu",
+            Api::Metal => "metal",
+        }
+    }
+}
+
+/// The adapter a GPU backend runs on, as every result reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    pub name: String,
+    /// The graphics API: `Vulkan`, `Metal`, `Dx12`.
+    pub api: String,
+    pub driver: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `Cpu` (a software rasterizer such as lavapipe), ...
+    pub device_type: String,
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, driver {}, {})",
+            self.name, self.api, self.driver, self.device_type
+        )
+    }
+}
+
+/// Our WGSL kernels on wgpu; a stub when the `gpu` feature is off.
+pub struct GpuBackend {
+    api: Api,
+}
+
+impl GpuBackend {
+    /// The `gpu` backend: any adapter.
+    pub fn any() -> Self {
+        Self { api: Api::Any }
+    }
+
+    /// The `metal` backend: a Metal adapter only.
+    pub fn metal() -> Self {
+        Self { api: Api::Metal }
+    }
+
+    #[cfg(feature = "gpu")]
+    fn adapter(&self) -> Result<AdapterSummary, String> {
+        match engine::context(self.api) {
+            Ok(context) => Ok(context.adapter.clone()),
+            Err(reason) if self.api == Api::Metal => Err(metal_missing(reason)),
+            Err(reason) => Err(reason),
+        }
+    }
+
+    #[cfg(not(feature = "gpu"))]
+    fn adapter(&self) -> Result<AdapterSummary, String> {
+        Err(NOT_COMPILED_IN.into())
+    }
+}
+
+/// Why `metal` is unavailable: the API this machine has instead, and that `gpu` runs there.
+#[cfg(feature = "gpu")]
+fn metal_missing(reason: String) -> String {
+    match engine::any_adapter() {
+        Some(other) => format!(
+            "no Metal adapter: Metal needs macOS or iOS; this machine's GPU API is {} on {}, \
+             which the `gpu` backend runs",
+            other.api, other.name
+        ),
+        None => format!("no Metal adapter ({reason}), and no other GPU adapter either"),
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> &'static str {
+        self.api.name()
+    }
+
+    fn version(&self) -> String {
+        let wgpu = format!("wgpu {}", env!("ONEBENCH_WGPU_VERSION"));
+        if cfg!(feature = "gpu") {
+            wgpu
+        } else {
+            "wgpu (not compiled in)".into()
+        }
+    }
+
+    fn device(&self) -> Option<String> {
+        self.adapter().ok().map(|a| a.to_string())
+    }
+
+    fn availability(&self) -> Availability {
+        match self.adapter() {
+            Ok(_) => Availability::Available,
+            Err(reason) => Availability::Unavailable(reason),
+        }
+    }
+
+    /// Kernels are checked in f32 with sums in a different order from the reference (tiled
+    /// matrix products, tree reductions), and GELU uses an erf approximation.
+    fn tolerance(&self) -> f64 {
+        1e-3
+    }
+
+    fn prepare(
+        &self,
+        graph: &Graph,
+        weights: &Weights,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        if let Err(reason) = self.adapter() {
+            return Err(BackendError::Unavailable {
+                backend: self.name().into(),
+                reason,
+            });
+        }
+        #[cfg(feature = "gpu")]
+        return Ok(Box::new(engine::GpuRun::prepare(
+            self.api, graph, weights, options,
+        )?));
+        #[cfg(not(feature = "gpu"))]
+        {
+            let _ = (graph, weights, options);
+            Err(BackendError::Unavailable {
+                backend: self.name().into(),
+                reason: NOT_COMPILED_IN.into(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_names_and_the_stub() {
+        assert_eq!(GpuBackend::any().name(), "gpu");
+        assert_eq!(GpuBackend::metal().name(), "metal");
+        if !cfg!(feature = "gpu") {
+            let Availability::Unavailable(reason) = GpuBackend::any().availability() else {
+                panic!("the stub is never available");
+            };
+            assert!(reason.contains("--features gpu"), "{reason}");
+        }
+    }
+
+    #[cfg(all(feature = "gpu", not(target_os = "macos")))]
+    #[test]
+    fn metal_off_apple_names_the_api_this_machine_has() {
+        let Availability::Unavailable(reason) = GpuBackend::metal().availability() else {
+            panic!("there is no Metal off Apple platforms");
+        };
+        assert!(reason.contains("Metal needs macOS or iOS"), "{reason}");
+        if GpuBackend::any().availability() == Availability::Available {
+            assert!(reason.contains("`gpu` backend runs"), "{reason}");
+        }
+    }
+}

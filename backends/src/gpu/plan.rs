@@ -1,0 +1,954 @@
+//! The GPU plan, before any GPU object exists: which kernel runs each op (with batch norm,
+//! bias and the activation fused into the op before them), each dispatch's parameters and
+//! workgroup counts, the constants to upload, and which activation buffer every value lives in
+//! (buffers are reused once their value is dead). Pure data, so it is tested without an adapter.
+
+use models::graph::{Conv2d, Node, Op, ValueId};
+use models::{Graph, Weights};
+
+use crate::backend::BackendError;
+
+/// One compiled compute kernel (a WGSL entry point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kernel {
+    /// Direct convolution: any kernel, stride, padding and groups (stem, dense, grouped).
+    Conv,
+    /// Depthwise 3x3, stride 1 or 2.
+    Depthwise3x3,
+    /// 1x1 convolution as a tiled matrix product in workgroup memory.
+    Pointwise,
+    /// Fully connected (and 1x1 convolution on a 1x1 map).
+    Linear,
+    /// Per-channel affine (batch norm) and/or activation.
+    Unary,
+    /// Two-input sum, max or product.
+    Binary,
+    /// In-place sum or max of one more input.
+    Accumulate,
+    /// [N, C, H, W] with [N, C, 1, 1] (or [N, 1, 1, 1]).
+    Broadcast,
+    GlobalAverage,
+    MaxWindow,
+    /// Channel copy (concat, slice, channel shuffle).
+    Copy,
+}
+
+/// A WGSL source file and the shape of its bind group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Module {
+    pub name: &'static str,
+    pub source: &'static str,
+    /// Read-only storage buffers after the uniform (binding 0); the written one comes last.
+    pub reads: usize,
+    /// Size of the uniform block in u32 words.
+    pub words: usize,
+}
+
+pub const PRELUDE: &str = include_str!("shaders/prelude.wgsl");
+
+impl Kernel {
+    pub const ALL: [Kernel; 11] = [
+        Kernel::Conv,
+        Kernel::Depthwise3x3,
+        Kernel::Pointwise,
+        Kernel::Linear,
+        Kernel::Unary,
+        Kernel::Binary,
+        Kernel::Accumulate,
+        Kernel::Broadcast,
+        Kernel::GlobalAverage,
+        Kernel::MaxWindow,
+        Kernel::Copy,
+    ];
+
+    pub fn module(self) -> Module {
+        let (name, source, reads, words) = match self {
+            Kernel::Conv => ("conv", include_str!("shaders/conv.wgsl"), 4, 16),
+            Kernel::Depthwise3x3 => (
+                "depthwise3x3",
+                include_str!("shaders/depthwise3x3.wgsl"),
+                4,
+                12,
+            ),
+            Kernel::Pointwise => ("pointwise", include_str!("shaders/pointwise.wgsl"), 4, 4),
+            Kernel::Linear => ("linear", include_str!("shaders/linear.wgsl"), 4, 4),
+            Kernel::Unary | Kernel::Binary | Kernel::Accumulate | Kernel::Broadcast => (
+                "elementwise",
+                include_str!("shaders/elementwise.wgsl"),
+                2,
+                8,
+            ),
+            Kernel::GlobalAverage | Kernel::MaxWindow => {
+                ("pool", include_str!("shaders/pool.wgsl"), 1, 12)
+            }
+            Kernel::Copy => ("copy", include_str!("shaders/copy.wgsl"), 1, 12),
+        };
+        Module {
+            name,
+            source,
+            reads,
+            words,
+        }
+    }
+
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::Unary => "unary",
+            Kernel::Binary => "binary",
+            Kernel::Accumulate => "accumulate",
+            Kernel::Broadcast => "broadcast",
+            Kernel::GlobalAverage => "global_average",
+            Kernel::MaxWindow => "max_window",
+            _ => "main",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Conv => "conv-direct",
+            Kernel::Depthwise3x3 => "depthwise-3x3",
+            Kernel::Pointwise => "pointwise-tiled",
+            Kernel::Linear => "linear",
+            Kernel::Unary => "unary",
+            Kernel::Binary => "binary",
+            Kernel::Accumulate => "accumulate",
+            Kernel::Broadcast => "broadcast",
+            Kernel::GlobalAverage => "global-average",
+            Kernel::MaxWindow => "max-pool",
+            Kernel::Copy => "channel-copy",
+        }
+    }
+}
+
+/// Where a dispatch reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferRef {
+    /// The graph input (uploaded before each run).
+    Input,
+    /// An activation buffer (index into `GpuPlan::activation_sizes`).
+    Activation(usize),
+    /// An uploaded constant (index into `GpuPlan::constants`).
+    Constant(usize),
+}
+
+/// One kernel launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispatch {
+    pub kernel: Kernel,
+    /// The uniform block, as u32 words (padded to a multiple of 4).
+    pub params: Vec<u32>,
+    pub reads: Vec<BufferRef>,
+    pub write: BufferRef,
+    pub workgroups: [u32; 3],
+    /// The graph nodes this dispatch carries out, joined by `+`.
+    pub label: String,
+}
+
+/// A graph lowered to dispatches over numbered buffers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuPlan {
+    pub dispatches: Vec<Dispatch>,
+    pub constants: Vec<Vec<f32>>,
+    /// Size in f32 elements of each activation buffer.
+    pub activation_sizes: Vec<usize>,
+    pub input_len: usize,
+    pub output: BufferRef,
+    pub output_len: usize,
+}
+
+/// Activation codes shared with `prelude.wgsl`.
+fn activation_code(op: &Op) -> Option<u32> {
+    Some(match op {
+        Op::Relu => 1,
+        Op::Relu6 => 2,
+        Op::Sigmoid => 3,
+        Op::HardSigmoid => 4,
+        Op::HardSwish => 5,
+        Op::Silu => 6,
+        Op::Gelu => 7,
+        _ => return None,
+    })
+}
+
+const WORKGROUP: usize = 256;
+const MAX_GROUPS: usize = 65_535;
+
+/// Workgroup counts covering `groups` workgroups in x, spilling into y.
+fn spread(groups: usize) -> Result<[u32; 3], String> {
+    let groups = groups.max(1);
+    let x = groups.min(MAX_GROUPS);
+    let y = groups.div_ceil(x);
+    if y > MAX_GROUPS {
+        return Err(format!("{groups} workgroups exceed the dispatch limit"));
+    }
+    Ok([x as u32, y as u32, 1])
+}
+
+fn u32_of(values: &[usize]) -> Result<Vec<u32>, String> {
+    values
+        .iter()
+        .map(|&v| u32::try_from(v).map_err(|_| format!("size {v} exceeds u32")))
+        .collect()
+}
+
+/// A value's producer in the lowered plan, before buffers are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Input,
+    Value(usize),
+    Constant(usize),
+}
+
+struct PendingDispatch {
+    kernel: Kernel,
+    params: Vec<u32>,
+    reads: Vec<Slot>,
+    write: usize,
+    workgroups: [u32; 3],
+    label: String,
+}
+
+/// Lowers `graph` with `weights` into a plan.
+pub fn lower(graph: &Graph, weights: &Weights) -> Result<GpuPlan, BackendError> {
+    let mut lowering = Lowering::new(graph, weights);
+    let nodes = graph.nodes();
+    let mut i = 0;
+    while i < nodes.len() {
+        i = lowering.lower_node(i)?;
+    }
+    lowering.finish()
+}
+
+struct Lowering<'a> {
+    graph: &'a Graph,
+    weights: &'a Weights,
+    consumers: Vec<usize>,
+    /// For each node, the value that holds its output (a fused node shares its producer's).
+    value_of: Vec<Option<usize>>,
+    /// Values that alias another (flatten): value -> the value whose buffer it shares.
+    alias: Vec<Option<usize>>,
+    values: usize,
+    value_len: Vec<usize>,
+    fused: Vec<bool>,
+    constants: Vec<Vec<f32>>,
+    pending: Vec<PendingDispatch>,
+}
+
+fn fail(node: &Node, reason: impl Into<String>) -> BackendError {
+    BackendError::Failed {
+        backend: "gpu".into(),
+        reason: format!("node `{}`: {}", node.name, reason.into()),
+    }
+}
+
+impl<'a> Lowering<'a> {
+    fn new(graph: &'a Graph, weights: &'a Weights) -> Self {
+        let mut consumers = vec![0; graph.nodes().len()];
+        for node in graph.nodes() {
+            for input in &node.inputs {
+                if let ValueId::Node(j) = input {
+                    consumers[*j] += 1;
+                }
+            }
+        }
+        if let ValueId::Node(j) = graph.output() {
+            consumers[j] += 1;
+        }
+        Self {
+            graph,
+            weights,
+            consumers,
+            value_of: vec![None; graph.nodes().len()],
+            alias: Vec::new(),
+            values: 0,
+            value_len: Vec::new(),
+            fused: vec![false; graph.nodes().len()],
+            constants: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn param(&self, node: &Node, suffix: &str) -> Result<&'a [f32], BackendError> {
+        let name = format!("{}.{suffix}", node.name);
+        self.weights
+            .get(&name)
+            .map(|t| t.data())
+            .ok_or_else(|| BackendError::Weights {
+                backend: "gpu".into(),
+                reason: format!("missing tensor `{name}`"),
+            })
+    }
+
+    fn constant(&mut self, data: Vec<f32>) -> Slot {
+        self.constants.push(data);
+        Slot::Constant(self.constants.len() - 1)
+    }
+
+    fn slot(&self, id: ValueId) -> Slot {
+        match id {
+            ValueId::Input => Slot::Input,
+            ValueId::Node(j) => Slot::Value(self.value_of[j].expect("producers come first")),
+        }
+    }
+
+    fn new_value(&mut self, len: usize) -> usize {
+        self.value_len.push(len);
+        self.alias.push(None);
+        self.values += 1;
+        self.values - 1
+    }
+
+    /// The single consumer of node `i`'s output, when there is exactly one and it is not the
+    /// graph output.
+    fn sole_consumer(&self, i: usize) -> Option<usize> {
+        if self.consumers[i] != 1 || self.graph.output() == ValueId::Node(i) {
+            return None;
+        }
+        self.graph
+            .nodes()
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, n)| n.inputs.contains(&ValueId::Node(i)))
+            .map(|(j, _)| j)
+    }
+
+    /// Follows node `i` with the activation that alone reads it: (activation code, last node).
+    fn fuse_activation(&mut self, i: usize) -> (u32, usize) {
+        match self.sole_consumer(i) {
+            Some(j) => match activation_code(&self.graph.nodes()[j].op) {
+                Some(code) => {
+                    self.fused[j] = true;
+                    (code, j)
+                }
+                None => (0, i),
+            },
+            None => (0, i),
+        }
+    }
+
+    fn label(&self, first: usize, last: usize) -> String {
+        let nodes = self.graph.nodes();
+        (first..=last)
+            .filter(|&j| j == first || self.fused[j])
+            .map(|j| nodes[j].name.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
+    fn push(
+        &mut self,
+        kernel: Kernel,
+        params: Vec<u32>,
+        reads: Vec<Slot>,
+        write: usize,
+        groups: [u32; 3],
+        label: String,
+    ) {
+        self.pending.push(PendingDispatch {
+            kernel,
+            params: {
+                let mut params = params;
+                params.resize(kernel.module().words.max(params.len()), 0);
+                params
+            },
+            reads,
+            write,
+            workgroups: groups,
+            label,
+        });
+    }
+
+    /// Lowers node `i` (and the nodes fused into it); returns the next node to lower.
+    fn lower_node(&mut self, i: usize) -> Result<usize, BackendError> {
+        let nodes = self.graph.nodes();
+        let node = &nodes[i];
+        if self.fused[i] {
+            return Ok(i + 1);
+        }
+        let x = self.slot(node.inputs[0]);
+        let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
+        let len = models::tensor::numel(&node.shape);
+        let geometry = |e: String| fail(node, e);
+        match &node.op {
+            Op::Conv2d(conv) => self.lower_conv(i, conv, x, &in_shape)?,
+            Op::Linear(linear) => {
+                let weight = self.param(node, "weight")?.to_vec();
+                let shift = if linear.bias {
+                    self.param(node, "bias")?.to_vec()
+                } else {
+                    vec![0.0; linear.out_features]
+                };
+                let scale = vec![1.0; linear.out_features];
+                let (act, last) = self.fuse_activation(i);
+                let batch = in_shape[0];
+                let reads = vec![
+                    x,
+                    self.constant(weight),
+                    self.constant(scale),
+                    self.constant(shift),
+                ];
+                let out = self.output(i, last, len);
+                let params =
+                    u32_of(&[batch, linear.in_features, linear.out_features]).map_err(geometry)?;
+                let groups = spread(batch * linear.out_features).map_err(geometry)?;
+                let label = self.label(i, last);
+                self.push(
+                    Kernel::Linear,
+                    [params, vec![act]].concat(),
+                    reads,
+                    out,
+                    groups,
+                    label,
+                );
+            }
+            Op::BatchNorm(bn) => {
+                let (scale, shift) = self.batch_norm(node, bn.eps, None)?;
+                let (act, last) = self.fuse_activation(i);
+                let affine = self.constant([scale, shift].concat());
+                self.elementwise(
+                    i,
+                    last,
+                    Kernel::Unary,
+                    [x, affine],
+                    &in_shape,
+                    act,
+                    0,
+                    1,
+                    [0, 0],
+                )?;
+            }
+            op if activation_code(op).is_some() => {
+                let act = activation_code(op).expect("checked");
+                self.elementwise(i, i, Kernel::Unary, [x, x], &in_shape, act, 0, 0, [0, 0])?;
+            }
+            Op::Add | Op::Max => {
+                let mode = if node.op == Op::Add { 0 } else { 1 };
+                let (act, last) = self.fuse_activation(i);
+                let out = self.output(i, last, len);
+                let inputs: Vec<Slot> = node.inputs.iter().map(|v| self.slot(*v)).collect();
+                let label = self.label(i, last);
+                let total = u32_of(&[len]).map_err(geometry)?[0];
+                let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
+                for (k, input) in inputs.iter().enumerate().skip(1) {
+                    let last_step = k + 1 == inputs.len();
+                    let a = if last_step { act } else { 0 };
+                    let params = vec![total, 1, 1, a, mode, 0, 0, 0];
+                    if k == 1 {
+                        let reads = vec![inputs[0], *input];
+                        self.push(Kernel::Binary, params, reads, out, groups, label.clone());
+                    } else {
+                        let reads = vec![*input, *input];
+                        self.push(
+                            Kernel::Accumulate,
+                            params,
+                            reads,
+                            out,
+                            groups,
+                            label.clone(),
+                        );
+                    }
+                }
+            }
+            Op::ChannelMul | Op::ChannelAdd => {
+                let mode = if node.op == Op::ChannelMul { 2 } else { 0 };
+                let v = self.slot(node.inputs[1]);
+                let v_shape = self.graph.value_shape(node.inputs[1]);
+                let strides = if v_shape[1] == 1 {
+                    [1, 0]
+                } else {
+                    [in_shape[1], 1]
+                };
+                let (act, last) = self.fuse_activation(i);
+                self.elementwise(
+                    i,
+                    last,
+                    Kernel::Broadcast,
+                    [x, v],
+                    &in_shape,
+                    act,
+                    mode,
+                    0,
+                    strides,
+                )?;
+            }
+            Op::GlobalAvgPool => {
+                let planes = in_shape[0] * in_shape[1];
+                let out = self.output(i, i, len);
+                let params = u32_of(&[planes, in_shape[2], in_shape[3]]).map_err(geometry)?;
+                let groups = spread(planes).map_err(geometry)?;
+                let label = self.label(i, i);
+                self.push(Kernel::GlobalAverage, params, vec![x], out, groups, label);
+            }
+            Op::MaxPool2d(pool) => {
+                let out = self.output(i, i, len);
+                let s = &node.shape;
+                let params = u32_of(&[
+                    s[0] * s[1],
+                    in_shape[2],
+                    in_shape[3],
+                    s[2],
+                    s[3],
+                    pool.kernel,
+                    pool.stride,
+                    pool.padding,
+                    len,
+                ])
+                .map_err(geometry)?;
+                let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
+                let label = self.label(i, i);
+                self.push(Kernel::MaxWindow, params, vec![x], out, groups, label);
+            }
+            Op::Concat => {
+                let out = self.output(i, i, len);
+                let mut offset = 0;
+                for input in &node.inputs {
+                    let channels = self.graph.value_shape(*input)[1];
+                    let src = self.slot(*input);
+                    self.copy(
+                        i,
+                        src,
+                        out,
+                        channels,
+                        [channels, 0, 1],
+                        [node.shape[1], offset, 1],
+                    )?;
+                    offset += channels;
+                }
+            }
+            Op::Slice { start, end } => {
+                let out = self.output(i, i, len);
+                self.copy(
+                    i,
+                    x,
+                    out,
+                    end - start,
+                    [in_shape[1], *start, 1],
+                    [node.shape[1], 0, 1],
+                )?;
+            }
+            Op::ChannelShuffle { groups } => {
+                let out = self.output(i, i, len);
+                let per_group = in_shape[1] / groups;
+                for g in 0..*groups {
+                    let src = [in_shape[1], g * per_group, 1];
+                    self.copy(i, x, out, per_group, src, [in_shape[1], g, *groups])?;
+                }
+            }
+            Op::Flatten => {
+                let Slot::Value(v) = x else {
+                    return Err(fail(node, "flatten of the graph input is not supported"));
+                };
+                let value = self.new_value(len);
+                self.alias[value] = Some(v);
+                self.value_of[i] = Some(value);
+            }
+            other => {
+                return Err(BackendError::UnsupportedOp {
+                    backend: "gpu".into(),
+                    op: other.kind().into(),
+                    node: node.name.clone(),
+                })
+            }
+        }
+        Ok(i + 1)
+    }
+
+    /// A new value of `len` floats holding the output of nodes `first..=last`.
+    fn output(&mut self, first: usize, last: usize, len: usize) -> usize {
+        let value = self.new_value(len);
+        self.value_of[first] = Some(value);
+        self.value_of[last] = Some(value);
+        value
+    }
+
+    /// Per-channel (scale, shift) of an inference batch norm applied after `before`
+    /// (a convolution's scale and shift), computed in f64.
+    fn batch_norm(
+        &self,
+        node: &Node,
+        eps: f64,
+        before: Option<(&[f32], &[f32])>,
+    ) -> Result<(Vec<f32>, Vec<f32>), BackendError> {
+        let gamma = self.param(node, "weight")?;
+        let beta = self.param(node, "bias")?;
+        let mean = self.param(node, "running_mean")?;
+        let var = self.param(node, "running_var")?;
+        let mut scale = Vec::with_capacity(gamma.len());
+        let mut shift = Vec::with_capacity(gamma.len());
+        for c in 0..gamma.len() {
+            let s = gamma[c] as f64 / (var[c] as f64 + eps).sqrt();
+            let (s0, b0) = before.map_or((1.0, 0.0), |(sc, sh)| (sc[c] as f64, sh[c] as f64));
+            scale.push((s0 * s) as f32);
+            shift.push(((b0 - mean[c] as f64) * s + beta[c] as f64) as f32);
+        }
+        Ok((scale, shift))
+    }
+
+    fn lower_conv(
+        &mut self,
+        i: usize,
+        conv: &Conv2d,
+        x: Slot,
+        in_shape: &[usize],
+    ) -> Result<(), BackendError> {
+        let nodes = self.graph.nodes();
+        let node = &nodes[i];
+        let geometry = |e: String| fail(node, e);
+        let weight = self.param(node, "weight")?.to_vec();
+        let mut scale = vec![1.0; conv.out_channels];
+        let mut shift = if conv.bias {
+            self.param(node, "bias")?.to_vec()
+        } else {
+            vec![0.0; conv.out_channels]
+        };
+        let mut last = i;
+        if let Some(j) = self.sole_consumer(i) {
+            if let Op::BatchNorm(bn) = &nodes[j].op {
+                (scale, shift) = self.batch_norm(&nodes[j], bn.eps, Some((&scale, &shift)))?;
+                self.fused[j] = true;
+                last = j;
+            }
+        }
+        let (act, last) = match self.fuse_activation(last) {
+            (0, _) => (0, last),
+            fused => fused,
+        };
+        let out_shape = &node.shape;
+        let len = models::tensor::numel(out_shape);
+        let (n, hout, wout) = (out_shape[0], out_shape[2], out_shape[3]);
+        let (hin, win) = (in_shape[2], in_shape[3]);
+        let reads = vec![
+            x,
+            self.constant(weight),
+            self.constant(scale),
+            self.constant(shift),
+        ];
+        let out = self.output(i, last, len);
+        let label = self.label(i, last);
+        let pointwise =
+            conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 && conv.groups == 1;
+        let (kernel, params, groups) = if pointwise && hin * win == 1 {
+            let params = u32_of(&[n, conv.in_channels, conv.out_channels, act as usize]);
+            (Kernel::Linear, params, spread(n * conv.out_channels))
+        } else if pointwise {
+            let spatial = hin * win;
+            let params = u32_of(&[conv.out_channels, conv.in_channels, spatial, act as usize]);
+            let groups = [spatial.div_ceil(64), conv.out_channels.div_ceil(64), n];
+            let groups = u32_of(&groups).map(|g| [g[0], g[1], g[2]]);
+            (Kernel::Pointwise, params, groups)
+        } else if conv.is_depthwise() && conv.kernel == 3 && conv.stride <= 2 {
+            let params = u32_of(&[
+                n,
+                conv.out_channels,
+                hin,
+                win,
+                hout,
+                wout,
+                conv.stride,
+                conv.padding,
+                act as usize,
+                len,
+            ]);
+            (
+                Kernel::Depthwise3x3,
+                params,
+                spread(len.div_ceil(WORKGROUP)),
+            )
+        } else {
+            let params = u32_of(&[
+                n,
+                conv.in_channels,
+                hin,
+                win,
+                conv.out_channels,
+                hout,
+                wout,
+                conv.kernel,
+                conv.stride,
+                conv.padding,
+                conv.groups,
+                act as usize,
+                len,
+            ]);
+            (Kernel::Conv, params, spread(len.div_ceil(WORKGROUP)))
+        };
+        let params = params.map_err(geometry)?;
+        let groups = groups.map_err(geometry)?;
+        self.push(kernel, params, reads, out, groups, label);
+        Ok(())
+    }
+
+    /// An element-wise dispatch over nodes `first..=last` reading `[a, b]`.
+    #[allow(clippy::too_many_arguments)]
+    fn elementwise(
+        &mut self,
+        first: usize,
+        last: usize,
+        kernel: Kernel,
+        reads: [Slot; 2],
+        shape: &[usize],
+        act: u32,
+        mode: u32,
+        affine: u32,
+        v_strides: [usize; 2],
+    ) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[first];
+        let geometry = |e: String| fail(node, e);
+        let len = models::tensor::numel(shape);
+        let spatial: usize = shape[2..].iter().product();
+        let channels = shape.get(1).copied().unwrap_or(1);
+        let out = self.output(first, last, len);
+        let sizes = u32_of(&[len, spatial.max(1), channels, v_strides[0], v_strides[1]])
+            .map_err(geometry)?;
+        let params = vec![
+            sizes[0], sizes[1], sizes[2], act, mode, affine, sizes[3], sizes[4],
+        ];
+        let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
+        let label = self.label(first, last);
+        self.push(kernel, params, reads.to_vec(), out, groups, label);
+        Ok(())
+    }
+
+    /// Copies `count` channels: `src`/`dst` are [channels, offset, step].
+    fn copy(
+        &mut self,
+        i: usize,
+        x: Slot,
+        out: usize,
+        count: usize,
+        src: [usize; 3],
+        dst: [usize; 3],
+    ) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[i];
+        let geometry = |e: String| fail(node, e);
+        let spatial: usize = node.shape[2..].iter().product();
+        let total = node.shape[0] * count * spatial;
+        let params = u32_of(&[
+            total, spatial, count, src[0], src[1], src[2], dst[0], dst[1], dst[2],
+        ])
+        .map_err(geometry)?;
+        let groups = spread(total.div_ceil(WORKGROUP)).map_err(geometry)?;
+        let label = self.label(i, i);
+        self.push(Kernel::Copy, params, vec![x], out, groups, label);
+        Ok(())
+    }
+
+    /// Assigns buffers: a value's buffer is returned to the pool after the last dispatch that
+    /// reads it, and the next value takes the smallest free buffer that fits (growing the
+    /// largest free one when none does).
+    fn finish(self) -> Result<GpuPlan, BackendError> {
+        let root = |mut v: usize| {
+            while let Some(a) = self.alias[v] {
+                v = a;
+            }
+            v
+        };
+        let output_value = match self.graph.output() {
+            ValueId::Input => {
+                return Err(BackendError::Failed {
+                    backend: "gpu".into(),
+                    reason: "the graph output is its input; nothing to run".into(),
+                })
+            }
+            ValueId::Node(j) => root(self.value_of[j].expect("every node was lowered")),
+        };
+        let mut last_read = vec![0usize; self.values];
+        for (d, dispatch) in self.pending.iter().enumerate() {
+            for read in &dispatch.reads {
+                if let Slot::Value(v) = read {
+                    last_read[root(*v)] = d;
+                }
+            }
+        }
+        let mut sizes: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut buffer_of: Vec<Option<usize>> = vec![None; self.values];
+        let mut dispatches = Vec::with_capacity(self.pending.len());
+        for (d, pending) in self.pending.iter().enumerate() {
+            let value = root(pending.write);
+            if buffer_of[value].is_none() {
+                let need = self.value_len[value];
+                let fit = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| sizes[b] >= need)
+                    .min_by_key(|(_, &b)| sizes[b])
+                    .or_else(|| free.iter().enumerate().max_by_key(|(_, &b)| sizes[b]))
+                    .map(|(k, _)| k);
+                let buffer = match fit {
+                    Some(k) => free.swap_remove(k),
+                    None => {
+                        sizes.push(0);
+                        sizes.len() - 1
+                    }
+                };
+                sizes[buffer] = sizes[buffer].max(need);
+                buffer_of[value] = Some(buffer);
+            }
+            let buffer_ref = |slot: &Slot| match slot {
+                Slot::Input => BufferRef::Input,
+                Slot::Constant(c) => BufferRef::Constant(*c),
+                Slot::Value(v) => {
+                    BufferRef::Activation(buffer_of[root(*v)].expect("read after written"))
+                }
+            };
+            dispatches.push(Dispatch {
+                kernel: pending.kernel,
+                params: pending.params.clone(),
+                reads: pending.reads.iter().map(buffer_ref).collect(),
+                write: BufferRef::Activation(buffer_of[value].expect("assigned above")),
+                workgroups: pending.workgroups,
+                label: pending.label.clone(),
+            });
+            let mut dead: Vec<usize> = pending
+                .reads
+                .iter()
+                .filter_map(|s| match s {
+                    Slot::Value(v) => Some(root(*v)),
+                    _ => None,
+                })
+                .filter(|&v| last_read[v] == d && v != output_value)
+                .collect();
+            dead.sort_unstable();
+            dead.dedup();
+            for v in dead {
+                let is_written_later = self.pending[d + 1..].iter().any(|p| root(p.write) == v);
+                if !is_written_later {
+                    free.push(buffer_of[v].expect("read after written"));
+                }
+            }
+        }
+        let output = BufferRef::Activation(buffer_of[output_value].expect("the output is written"));
+        Ok(GpuPlan {
+            dispatches,
+            constants: self.constants,
+            activation_sizes: sizes,
+            input_len: models::tensor::numel(self.graph.input_shape()),
+            output,
+            output_len: models::tensor::numel(self.graph.output_shape()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use models::{Form, InputSize, Model, Variant};
+
+    fn plan_of(model: Model, form: Form) -> (Graph, GpuPlan) {
+        let size = InputSize {
+            batch: 1,
+            height: 224,
+            width: 224,
+        };
+        let graph = model.build(form, size).unwrap();
+        let plan = lower(&graph, &model.seeded_weights(form, 1)).unwrap();
+        (graph, plan)
+    }
+
+    fn count(graph: &Graph, pick: impl Fn(&Op) -> bool) -> usize {
+        graph.nodes().iter().filter(|n| pick(&n.op)).count()
+    }
+
+    #[test]
+    fn reparameterized_mobileone_is_one_dispatch_per_conv_with_relu_fused() {
+        let (graph, plan) = plan_of(Model::MobileOne(Variant::S0), Form::Reparameterized);
+        let convs = count(&graph, |op| matches!(op, Op::Conv2d(_)));
+        let kernels: Vec<Kernel> = plan.dispatches.iter().map(|d| d.kernel).collect();
+        assert!(!kernels.contains(&Kernel::Unary), "every ReLU is fused");
+        let conv_dispatches = kernels
+            .iter()
+            .filter(|k| {
+                matches!(
+                    k,
+                    Kernel::Conv | Kernel::Depthwise3x3 | Kernel::Pointwise | Kernel::Linear
+                )
+            })
+            .count();
+        // Every conv, plus the classifier (linear).
+        assert_eq!(conv_dispatches, convs + 1);
+        assert!(kernels.contains(&Kernel::Pointwise) && kernels.contains(&Kernel::Depthwise3x3));
+        // A chain needs two buffers in turn (plus the SE-free pool and classifier outputs).
+        assert!(
+            plan.activation_sizes.len() <= 3,
+            "{:?}",
+            plan.activation_sizes
+        );
+    }
+
+    #[test]
+    fn unfused_mobileone_runs_every_branch_with_its_batch_norm_fused() {
+        let (graph, plan) = plan_of(Model::MobileOne(Variant::S0), Form::Unfused);
+        let nodes = graph.nodes();
+        let identity_bns = nodes
+            .iter()
+            .filter(|n| {
+                matches!(n.op, Op::BatchNorm(_))
+                    && !matches!(n.inputs[0], ValueId::Node(j) if matches!(nodes[j].op, Op::Conv2d(_)))
+            })
+            .count();
+        let unary = plan.dispatches.iter().filter(|d| d.kernel == Kernel::Unary);
+        assert_eq!(
+            unary.count(),
+            identity_bns,
+            "only the identity branches' batch norms run alone"
+        );
+        let convs = count(&graph, |op| matches!(op, Op::Conv2d(_)));
+        let branches = plan
+            .dispatches
+            .iter()
+            .filter(|d| d.kernel != Kernel::Linear && d.label.contains("conv"));
+        assert_eq!(branches.count(), convs, "one dispatch per conv branch");
+        let adds = count(&graph, |op| *op == Op::Add);
+        let binary = plan
+            .dispatches
+            .iter()
+            .filter(|d| d.kernel == Kernel::Binary);
+        assert_eq!(binary.count(), adds);
+        assert!(
+            plan.dispatches.iter().any(|d| d.label.ends_with("relu")
+                && matches!(d.kernel, Kernel::Binary | Kernel::Accumulate)),
+            "the block's ReLU is fused into its last sum"
+        );
+        let values: usize = nodes.iter().map(|n| models::tensor::numel(&n.shape)).sum();
+        let allocated: usize = plan.activation_sizes.iter().sum();
+        assert!(
+            allocated * 4 < values,
+            "buffers are reused: {allocated} of {values}"
+        );
+    }
+
+    #[test]
+    fn channel_shuffle_interleaves_the_groups() {
+        let (graph, plan) = plan_of(Model::ShuffleNetV2x2, Form::Reparameterized);
+        let shuffle = graph
+            .nodes()
+            .iter()
+            .find(|n| matches!(n.op, Op::ChannelShuffle { .. }))
+            .unwrap();
+        let copies: Vec<&Dispatch> = plan
+            .dispatches
+            .iter()
+            .filter(|d| d.label == shuffle.name)
+            .collect();
+        let channels = shuffle.shape[1] as u32;
+        assert_eq!(copies.len(), 2);
+        for (g, d) in copies.iter().enumerate() {
+            // [total, spatial, count, src_channels, src_offset, src_step, dst_channels,
+            //  dst_offset, dst_step]
+            assert_eq!(d.params[2], channels / 2);
+            assert_eq!(
+                &d.params[3..9],
+                &[channels, g as u32 * channels / 2, 1, channels, g as u32, 2]
+            );
+        }
+    }
+
+    #[test]
+    fn large_dispatches_spill_into_y() {
+        assert_eq!(spread(10).unwrap(), [10, 1, 1]);
+        assert_eq!(spread(70_000).unwrap(), [65_535, 2, 1]);
+        assert!(spread(65_535 * 65_536).is_err());
+    }
+}
