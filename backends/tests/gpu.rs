@@ -3,12 +3,20 @@
 //! the plan it records: one compute pass, timestamps reported apart from wall time.
 #![cfg(feature = "gpu")]
 
+use backends::gpu::PointwiseKernel;
 use backends::{conformance, Backend, CheckOutcome, GpuBackend, PrepareOptions};
 use models::{Form, InputSize, Model, Variant};
 
+/// Both 1x1 kernels: the tiled one real GPUs run, and the barrier-free one CPU adapters get.
+fn both_pointwise_kernels() -> Vec<Box<dyn Backend>> {
+    [PointwiseKernel::Tiled, PointwiseKernel::Direct]
+        .map(|k| Box::new(GpuBackend::any().with_pointwise(k)) as Box<dyn Backend>)
+        .into()
+}
+
 #[test]
 fn s0_to_s4_both_forms_at_224_match_the_reference() {
-    let gpu: Vec<Box<dyn Backend>> = vec![Box::new(GpuBackend::any())];
+    let gpu = both_pointwise_kernels();
     let size = InputSize {
         batch: 1,
         height: 224,
@@ -24,7 +32,7 @@ fn s0_to_s4_both_forms_at_224_match_the_reference() {
         |c| eprintln!("{} {} {}: {:?}", c.model, c.form, c.backend, c.outcome),
     )
     .unwrap();
-    assert_eq!(checks.len(), 10);
+    assert_eq!(checks.len(), 20);
     for c in &checks {
         let CheckOutcome::Checked(agreement) = &c.outcome else {
             panic!(
@@ -33,6 +41,38 @@ fn s0_to_s4_both_forms_at_224_match_the_reference() {
             );
         };
         assert!(agreement.tolerance <= 1e-3);
+        assert!(agreement.passed(), "{} {}: {agreement:?}", c.model, c.form);
+    }
+}
+
+/// Channel counts that are not multiples of the tiles (24, 40, 72, 112, 120, ...), odd maps.
+#[test]
+fn both_pointwise_kernels_handle_ragged_tiles() {
+    let models = [
+        Model::MobileNetV3Large,
+        Model::EfficientNetB0,
+        Model::ShuffleNetV2x2,
+    ];
+    let size = InputSize {
+        batch: 2,
+        height: 72,
+        width: 72,
+    };
+    let checks = conformance(
+        &both_pointwise_kernels(),
+        &models,
+        &Form::ALL,
+        size,
+        5,
+        &PrepareOptions::default(),
+        |c| eprintln!("{} {} {}: {:?}", c.model, c.form, c.backend, c.outcome),
+    )
+    .unwrap();
+    assert_eq!(checks.len(), 12);
+    for c in &checks {
+        let CheckOutcome::Checked(agreement) = &c.outcome else {
+            panic!("{} {}: {:?}", c.model, c.form, c.outcome);
+        };
         assert!(agreement.passed(), "{} {}: {agreement:?}", c.model, c.form);
     }
 }
@@ -64,4 +104,53 @@ fn a_run_reports_the_adapter_and_gpu_time_apart_from_wall_time() {
         let gpu = plan.gpu_seconds().expect("timestamps were recorded");
         assert!(gpu > 0.0 && gpu <= wall, "gpu {gpu} s, wall {wall} s");
     }
+}
+
+/// A profiling plan times each dispatch between two timestamps; the timed plan never does.
+#[test]
+fn a_profiling_plan_reports_per_dispatch_gpu_times() {
+    let backend = GpuBackend::any();
+    if !backend.reports_layer_times() {
+        eprintln!("this adapter has no timestamp queries: nothing to check");
+        return;
+    }
+    let model = Model::MobileOne(Variant::S0);
+    let size = InputSize {
+        batch: 1,
+        height: 64,
+        width: 64,
+    };
+    let graph = model.build(Form::Unfused, size).unwrap();
+    let weights = model.seeded_weights(Form::Unfused, 3);
+    let profiling = PrepareOptions {
+        threads: 1,
+        per_layer_timing: true,
+    };
+    let mut plan = backend.prepare(&graph, &weights, &profiling).unwrap();
+    let input = models::Tensor::zeros(graph.input_shape().to_vec());
+    let start = std::time::Instant::now();
+    for _ in 0..2 {
+        plan.forward(&input).unwrap();
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let layers = plan.layer_times();
+    assert!(
+        layers.len() > 100,
+        "one entry per dispatch: {}",
+        layers.len()
+    );
+    assert!(layers.iter().all(|l| l.runs == 2 && l.seconds >= 0.0));
+    assert!(layers
+        .iter()
+        .any(|l| l.kind == "depthwise" && l.seconds > 0.0));
+    let total: f64 = layers.iter().map(|l| l.seconds).sum();
+    assert!(
+        total > 0.0 && total <= wall,
+        "{total} s of GPU time in {wall} s"
+    );
+    let mut timed = backend
+        .prepare(&graph, &weights, &PrepareOptions::default())
+        .unwrap();
+    timed.forward(&input).unwrap();
+    assert!(timed.layer_times().is_empty());
 }

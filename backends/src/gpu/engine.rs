@@ -9,9 +9,9 @@ use std::time::Duration;
 use models::{Graph, Tensor, Weights};
 use wgpu::util::DeviceExt;
 
-use super::plan::{self, BufferRef, GpuPlan, Kernel};
+use super::plan::{self, BufferRef, GpuPlan, Kernel, PointwiseKernel};
 use super::{AdapterSummary, Api};
-use crate::backend::{BackendError, PrepareOptions, Prepared};
+use crate::backend::{BackendError, LayerTime, PrepareOptions, Prepared};
 
 /// A device with every kernel compiled.
 pub struct Context {
@@ -112,6 +112,11 @@ impl Context {
         })
     }
 
+    /// Whether the adapter has timestamp queries (GPU time, per-layer times).
+    pub fn has_timestamps(&self) -> bool {
+        self.timestamps
+    }
+
     fn take_uncaptured(&self) -> Option<String> {
         let mut errors = self.uncaptured.lock().ok()?;
         (!errors.is_empty()).then(|| errors.drain(..).collect::<Vec<_>>().join("; "))
@@ -186,13 +191,19 @@ struct Recorded {
     workgroups: [u32; 3],
 }
 
-/// GPU timestamps around the compute pass.
+/// GPU timestamps: around the one compute pass, or (in a profiling plan) around each
+/// dispatch, each then in a pass of its own.
 struct Timestamps {
     queries: wgpu::QuerySet,
+    count: u32,
     resolve: wgpu::Buffer,
     readback: wgpu::Buffer,
     period_ns: f64,
+    per_dispatch: bool,
 }
+
+/// wgpu's limit on the queries in one query set.
+const MAX_QUERIES: usize = 4096;
 
 /// A prepared plan on the GPU.
 pub struct GpuRun {
@@ -206,6 +217,10 @@ pub struct GpuRun {
     recorded: Vec<Recorded>,
     timestamps: Option<Timestamps>,
     last_gpu_seconds: Option<f64>,
+    /// Per-dispatch GPU seconds summed over the runs (profiling plans only), and the runs.
+    layer_seconds: Vec<f64>,
+    layer_runs: u64,
+    labels: Vec<(String, Kernel)>,
     description: String,
     // Kept alive for the bind groups.
     _buffers: Vec<wgpu::Buffer>,
@@ -218,22 +233,31 @@ fn bytes(data: &[f32]) -> &[u8] {
 impl GpuRun {
     pub fn prepare(
         api: Api,
+        pointwise: Option<PointwiseKernel>,
         graph: &Graph,
         weights: &Weights,
-        _options: &PrepareOptions,
+        options: &PrepareOptions,
     ) -> Result<Self, BackendError> {
         let context = context(api).map_err(|reason| BackendError::Unavailable {
             backend: api.name().into(),
             reason,
         })?;
-        let plan = plan::lower(graph, weights)?;
+        let cpu_adapter = context.adapter.device_type == "Cpu";
+        let target = plan::Target {
+            pointwise: pointwise.unwrap_or(if cpu_adapter {
+                PointwiseKernel::Direct
+            } else {
+                PointwiseKernel::Tiled
+            }),
+        };
+        let plan = plan::lower(graph, weights, target)?;
         let scope = context
             .device
             .push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = context
             .device
             .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let run = Self::upload(context.clone(), graph, &plan);
+        let run = Self::upload(context.clone(), graph, &plan, options.per_layer_timing);
         if let Some(e) = pollster::block_on(oom.pop()) {
             return Err(failed(format!("out of GPU memory while preparing: {e}")));
         }
@@ -243,7 +267,12 @@ impl GpuRun {
         run
     }
 
-    fn upload(context: Arc<Context>, graph: &Graph, plan: &GpuPlan) -> Result<Self, BackendError> {
+    fn upload(
+        context: Arc<Context>,
+        graph: &Graph,
+        plan: &GpuPlan,
+        per_layer: bool,
+    ) -> Result<Self, BackendError> {
         let device = &context.device;
         let limit = device.limits().max_storage_buffer_binding_size;
         let storage = |label: &str, len: usize, extra: wgpu::BufferUsages| {
@@ -324,25 +353,33 @@ impl GpuRun {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let per_dispatch = per_layer && 2 * plan.dispatches.len() <= MAX_QUERIES;
+        let count = if per_dispatch {
+            2 * plan.dispatches.len() as u32
+        } else {
+            2
+        };
         let timestamps = context.timestamps.then(|| Timestamps {
             queries: device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("pass"),
+                label: Some("timestamps"),
                 ty: wgpu::QueryType::Timestamp,
-                count: 2,
+                count,
             }),
+            count,
             resolve: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("timestamps"),
-                size: 16,
+                size: 8 * count as u64,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             }),
             readback: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("timestamps readback"),
-                size: 16,
+                size: 8 * count as u64,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
             period_ns: context.queue.get_timestamp_period() as f64,
+            per_dispatch,
         });
         let description = describe(&context.adapter, plan, timestamps.is_some());
         let output = buffer(plan.output).clone();
@@ -358,6 +395,20 @@ impl GpuRun {
             output_bytes,
             readback,
             recorded,
+            layer_seconds: vec![
+                0.0;
+                if per_dispatch {
+                    plan.dispatches.len()
+                } else {
+                    0
+                }
+            ],
+            layer_runs: 0,
+            labels: plan
+                .dispatches
+                .iter()
+                .map(|d| (d.label.clone(), d.kernel))
+                .collect(),
             timestamps,
             last_gpu_seconds: None,
             description,
@@ -365,33 +416,41 @@ impl GpuRun {
         })
     }
 
-    /// Records the forward pass: every dispatch in one compute pass, then the copies out.
+    /// Records the forward pass: every dispatch in one compute pass (in a profiling plan, each
+    /// dispatch in a pass of its own between two timestamps), then the copies out.
     fn record(&self) -> wgpu::CommandBuffer {
         let device = &self.context.device;
         let mut encoder =
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        {
+        let per_dispatch = self.timestamps.as_ref().is_some_and(|t| t.per_dispatch);
+        let passes: Vec<&[Recorded]> = if per_dispatch {
+            self.recorded.chunks(1).collect()
+        } else {
+            vec![&self.recorded]
+        };
+        for (p, dispatches) in passes.into_iter().enumerate() {
             let timestamp_writes =
                 self.timestamps
                     .as_ref()
                     .map(|t| wgpu::ComputePassTimestampWrites {
                         query_set: &t.queries,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
+                        beginning_of_pass_write_index: Some(2 * p as u32),
+                        end_of_pass_write_index: Some(2 * p as u32 + 1),
                     });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("forward"),
                 timestamp_writes,
             });
-            for r in &self.recorded {
+            for r in dispatches {
                 pass.set_pipeline(&self.context.pipelines[&r.kernel].0);
                 pass.set_bind_group(0, &r.bind_group, &[]);
                 pass.dispatch_workgroups(r.workgroups[0], r.workgroups[1], r.workgroups[2]);
             }
         }
         if let Some(t) = &self.timestamps {
-            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
-            encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.readback, 0, 16);
+            let bytes = 8 * t.count as u64;
+            encoder.resolve_query_set(&t.queries, 0..t.count, &t.resolve, 0);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.readback, 0, bytes);
         }
         encoder.copy_buffer_to_buffer(&self.output, 0, &self.readback, 0, self.output_bytes);
         encoder.finish()
@@ -417,23 +476,30 @@ impl GpuRun {
         }
     }
 
-    fn read_timestamps(&self) -> Result<Option<f64>, BackendError> {
+    /// Reads the timestamps of the last run: the whole forward's GPU seconds, and in a
+    /// profiling plan adds each dispatch's to its total.
+    fn read_timestamps(&mut self) -> Result<Option<f64>, BackendError> {
         let Some(t) = &self.timestamps else {
             return Ok(None);
         };
         self.map(&t.readback)?;
-        let ticks: [u64; 2] = {
+        let seconds = {
             let view = t
                 .readback
                 .get_mapped_range(..)
                 .map_err(|e| failed(format!("reading timestamps: {e}")))?;
-            let words: &[u64] = bytemuck::cast_slice(&view);
-            [words[0], words[1]]
+            let ticks: &[u64] = bytemuck::cast_slice(&view);
+            let scale = t.period_ns * 1e-9;
+            for (layer, pair) in self.layer_seconds.iter_mut().zip(ticks.chunks(2)) {
+                *layer += pair[1].saturating_sub(pair[0]) as f64 * scale;
+            }
+            ticks[ticks.len() - 1].saturating_sub(ticks[0]) as f64 * scale
         };
         t.readback.unmap();
-        Ok(Some(
-            ticks[1].saturating_sub(ticks[0]) as f64 * t.period_ns * 1e-9,
-        ))
+        if t.per_dispatch {
+            self.layer_runs += 1;
+        }
+        Ok(Some(seconds))
     }
 }
 
@@ -508,6 +574,20 @@ impl Prepared for GpuRun {
 
     fn gpu_seconds(&self) -> Option<f64> {
         self.last_gpu_seconds
+    }
+
+    fn layer_times(&self) -> Vec<LayerTime> {
+        self.labels
+            .iter()
+            .zip(&self.layer_seconds)
+            .map(|((name, kernel), &seconds)| LayerTime {
+                name: name.clone(),
+                kind: kernel.kind().into(),
+                kernel: format!("wgsl {}", kernel.name()),
+                seconds,
+                runs: self.layer_runs,
+            })
+            .collect()
     }
 
     fn describe(&self) -> String {

@@ -8,6 +8,9 @@ mod engine;
 #[cfg(feature = "gpu")]
 pub mod plan;
 
+#[cfg(feature = "gpu")]
+pub use plan::PointwiseKernel;
+
 use std::fmt;
 
 use models::{Graph, Weights};
@@ -59,17 +62,35 @@ impl fmt::Display for AdapterSummary {
 /// Our WGSL kernels on wgpu; a stub when the `gpu` feature is off.
 pub struct GpuBackend {
     api: Api,
+    /// The 1x1 kernel, when pinned; by default the adapter's kind decides.
+    #[cfg(feature = "gpu")]
+    pointwise: Option<PointwiseKernel>,
 }
 
 impl GpuBackend {
     /// The `gpu` backend: any adapter.
     pub fn any() -> Self {
-        Self { api: Api::Any }
+        Self::new(Api::Any)
     }
 
     /// The `metal` backend: a Metal adapter only.
     pub fn metal() -> Self {
-        Self { api: Api::Metal }
+        Self::new(Api::Metal)
+    }
+
+    fn new(api: Api) -> Self {
+        Self {
+            api,
+            #[cfg(feature = "gpu")]
+            pointwise: None,
+        }
+    }
+
+    /// Pins the kernel for 1x1 convolutions (tests run the tiled GPU kernel on lavapipe).
+    #[cfg(feature = "gpu")]
+    pub fn with_pointwise(mut self, kernel: PointwiseKernel) -> Self {
+        self.pointwise = Some(kernel);
+        self
     }
 
     #[cfg(feature = "gpu")]
@@ -125,6 +146,15 @@ impl Backend for GpuBackend {
         }
     }
 
+    /// With timestamp queries: a profiling plan runs each dispatch in a pass of its own
+    /// between two timestamps.
+    fn reports_layer_times(&self) -> bool {
+        #[cfg(feature = "gpu")]
+        return engine::context(self.api).is_ok_and(|c| c.has_timestamps());
+        #[cfg(not(feature = "gpu"))]
+        false
+    }
+
     /// Kernels are checked in f32 with sums in a different order from the reference (tiled
     /// matrix products, tree reductions), and GELU uses an erf approximation.
     fn tolerance(&self) -> f64 {
@@ -145,7 +175,11 @@ impl Backend for GpuBackend {
         }
         #[cfg(feature = "gpu")]
         return Ok(Box::new(engine::GpuRun::prepare(
-            self.api, graph, weights, options,
+            self.api,
+            self.pointwise,
+            graph,
+            weights,
+            options,
         )?));
         #[cfg(not(feature = "gpu"))]
         {

@@ -5,6 +5,7 @@
 
 struct Params {
     cout: u32, cin: u32, spatial: u32, act: u32,
+    images: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,7 +29,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let x_base = image * p.cin * p.spatial;
     let y_base = image * p.cout * p.spatial;
     let t = lid.y * 16u + lid.x;
-    var acc: array<f32, 16>;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.cin; k0 += DEPTH) {
         for (var l = 0u; l < 4u; l++) {
             let e = t + l * 256u;
@@ -45,27 +49,70 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         }
         workgroupBarrier();
         for (var k = 0u; k < DEPTH; k++) {
-            let a = vec4<f32>(w_tile[k * TILE + lid.y * 4u], w_tile[k * TILE + lid.y * 4u + 1u],
-                              w_tile[k * TILE + lid.y * 4u + 2u], w_tile[k * TILE + lid.y * 4u + 3u]);
-            let b = vec4<f32>(x_tile[k * TILE + lid.x * 4u], x_tile[k * TILE + lid.x * 4u + 1u],
-                              x_tile[k * TILE + lid.x * 4u + 2u], x_tile[k * TILE + lid.x * 4u + 3u]);
-            for (var r = 0u; r < 4u; r++) {
-                acc[r * 4u] += a[r] * b.x;
-                acc[r * 4u + 1u] += a[r] * b.y;
-                acc[r * 4u + 2u] += a[r] * b.z;
-                acc[r * 4u + 3u] += a[r] * b.w;
-            }
+            let wr = k * TILE + lid.y * 4u;
+            let xr = k * TILE + lid.x * 4u;
+            let b = vec4<f32>(x_tile[xr], x_tile[xr + 1u], x_tile[xr + 2u], x_tile[xr + 3u]);
+            acc0 += w_tile[wr] * b;
+            acc1 += w_tile[wr + 1u] * b;
+            acc2 += w_tile[wr + 2u] * b;
+            acc3 += w_tile[wr + 3u] * b;
         }
         workgroupBarrier();
     }
-    for (var r = 0u; r < 4u; r++) {
-        let m = m0 + lid.y * 4u + r;
-        if (m >= p.cout) { continue; }
-        for (var c = 0u; c < 4u; c++) {
-            let s = s0 + lid.x * 4u + c;
-            if (s < p.spatial) {
-                y[y_base + m * p.spatial + s] = activate(acc[r * 4u + c] * scale[m] + shift[m], p.act);
-            }
+    store_row(y_base, m0 + lid.y * 4u, s0 + lid.x * 4u, acc0);
+    store_row(y_base, m0 + lid.y * 4u + 1u, s0 + lid.x * 4u, acc1);
+    store_row(y_base, m0 + lid.y * 4u + 2u, s0 + lid.x * 4u, acc2);
+    store_row(y_base, m0 + lid.y * 4u + 3u, s0 + lid.x * 4u, acc3);
+}
+
+// Four outputs of row m from column s, through the fused scale, shift and activation.
+fn store_row(y_base: u32, m: u32, s: u32, v: vec4<f32>) {
+    if (m >= p.cout) { return; }
+    for (var c = 0u; c < 4u; c++) {
+        if (s + c < p.spatial) {
+            y[y_base + m * p.spatial + s + c] = activate(v[c] * scale[m] + shift[m], p.act);
         }
     }
+}
+
+// The same product without workgroup memory or barriers: each invocation reads its 4 rows of W
+// and 4 columns of X straight from memory. Chosen on CPU adapters (lavapipe), where a barrier
+// costs a switch between every invocation of the workgroup.
+@compute @workgroup_size(256)
+fn direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let columns = (p.spatial + 3u) / 4u;
+    let rows = (p.cout + 3u) / 4u;
+    if (i >= p.images * rows * columns) { return; }
+    let s = (i % columns) * 4u;
+    let m = ((i / columns) % rows) * 4u;
+    let image = i / (columns * rows);
+    let x_base = image * p.cin * p.spatial;
+    let y_base = image * p.cout * p.spatial;
+    let m1 = min(m + 1u, p.cout - 1u);
+    let m2 = min(m + 2u, p.cout - 1u);
+    let m3 = min(m + 3u, p.cout - 1u);
+    let full = s + 4u <= p.spatial;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.cin; k++) {
+        let xr = x_base + k * p.spatial + s;
+        var b: vec4<f32>;
+        if (full) {
+            b = vec4<f32>(x[xr], x[xr + 1u], x[xr + 2u], x[xr + 3u]);
+        } else {
+            b = vec4<f32>(x[xr], select(0.0, x[xr + 1u], s + 1u < p.spatial),
+                          select(0.0, x[xr + 2u], s + 2u < p.spatial), select(0.0, x[xr + 3u], s + 3u < p.spatial));
+        }
+        acc0 += w[m * p.cin + k] * b;
+        acc1 += w[m1 * p.cin + k] * b;
+        acc2 += w[m2 * p.cin + k] * b;
+        acc3 += w[m3 * p.cin + k] * b;
+    }
+    store_row(y_base, m, s, acc0);
+    store_row(y_base, m + 1u, s, acc1);
+    store_row(y_base, m + 2u, s, acc2);
+    store_row(y_base, m + 3u, s, acc3);
 }
