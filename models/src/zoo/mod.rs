@@ -147,7 +147,14 @@ impl Model {
         let graph = self
             .build(Form::Unfused, InputSize::IMAGENET)
             .expect("zoo graphs are valid at 224x224");
-        let unfused = random_weights(&graph, seed);
+        let mut unfused = random_weights(&graph, seed);
+        if let Model::Plain30 {
+            activation: Activation::DynamicShiftMax,
+            ..
+        } = self
+        {
+            plain::near_identity_shift_max(&mut unfused);
+        }
         match form {
             Form::Unfused => unfused,
             Form::Reparameterized => self

@@ -187,6 +187,37 @@ fn dynamic_relu(net: &mut Net, name: &str, x: ValueId, per: usize) -> Result<Val
     net.op(&format!("{name}.max"), Op::Max, &pieces)
 }
 
+/// Seeded weights for dynamic shift-max start as MicroNet initializes it: near the identity.
+/// Each coefficient branch's last 1x1 conv gets a bias of +3.5 for the first piece's
+/// coefficient on x and -3.5 for the other three, and a tenth of its drawn weights, so the
+/// hard-sigmoid gates start saturated at 1 and 0: each activation starts as max(x, 0). Drawn
+/// as is, the 30 layers' data-dependent channel mixings made the network chaotic at 224x224
+/// (a 1e-6 change of the input changed the output by 69%), so no backend could be verified.
+pub fn near_identity_shift_max(weights: &mut crate::Weights<f32>) {
+    let expands: Vec<String> = weights
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| name.ends_with(".coef.expand.bias") || name.ends_with(".coef.expand.weight"))
+        .collect();
+    for name in expands {
+        let Some(tensor) = weights.remove(&name) else {
+            continue;
+        };
+        let shape = tensor.shape().to_vec();
+        let mut data = tensor.into_data();
+        if name.ends_with(".bias") {
+            let c = data.len() / 4;
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = if i < c { 3.5 } else { -3.5 };
+            }
+        } else {
+            data.iter_mut().for_each(|w| *w *= 0.1);
+        }
+        let tensor = crate::Tensor::new(shape, data).expect("same shape");
+        weights.insert(name, tensor);
+    }
+}
+
 /// Dynamic shift-max (MicroNet), J = 2 shifts and K = 2 pieces: with x' the channels rolled
 /// by C / 4, max over k of (a_k x + b_k x'); a hard-sigmoid gates the coefficients.
 fn dynamic_shift_max(net: &mut Net, name: &str, x: ValueId) -> Result<ValueId, GraphError> {
