@@ -75,6 +75,11 @@ pub trait Backend: Send + Sync {
     /// Version of the engine (library version for wrapped libraries).
     fn version(&self) -> String;
     fn availability(&self) -> Availability;
+    /// False for the stub of a backend whose cargo feature is off (scenarios' `all` leaves it
+    /// out; named explicitly, it is reported as not compiled in).
+    fn compiled_in(&self) -> bool {
+        true
+    }
     /// The device a GPU backend runs on (adapter name, graphics API, driver); `None` for CPU
     /// backends.
     fn device(&self) -> Option<String> {

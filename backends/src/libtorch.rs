@@ -37,6 +37,10 @@ impl Backend for TchBackend {
         true
     }
 
+    fn compiled_in(&self) -> bool {
+        cfg!(feature = "tch")
+    }
+
     fn reports_layer_times(&self) -> bool {
         cfg!(feature = "tch")
     }

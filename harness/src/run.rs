@@ -240,7 +240,8 @@ pub fn build_warnings(env: &Environment) -> Vec<String> {
     w
 }
 
-/// The scenario's backends with `all` expanded (every backend of this build but `reference`).
+/// The scenario's backends with `all` expanded: every backend compiled into this build but
+/// `reference` (a backend whose feature is off is listed, with why, in the environment).
 pub fn backend_names(f: &crate::scenario::ScenarioFile) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for name in &f.backends {
@@ -248,7 +249,7 @@ pub fn backend_names(f: &crate::scenario::ScenarioFile) -> Vec<String> {
             names.extend(
                 backends::all()
                     .iter()
-                    .filter(|b| b.name() != "reference")
+                    .filter(|b| b.name() != "reference" && b.compiled_in())
                     .map(|b| b.name().to_string()),
             );
         } else {
@@ -259,7 +260,8 @@ pub fn backend_names(f: &crate::scenario::ScenarioFile) -> Vec<String> {
             );
         }
     }
-    names.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
     names
 }
 
@@ -744,5 +746,23 @@ mod tests {
         assert!(w.len() == 1 && w[0].contains("UNOPTIMIZED"), "{w:?}");
         env.opt_level = "3".into();
         assert!(build_warnings(&env).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod all_backends_tests {
+    use super::*;
+
+    #[test]
+    fn all_means_every_backend_compiled_in_except_the_reference() {
+        let file: crate::scenario::ScenarioFile =
+            serde_norway::from_str("name: t\nmodels: [s0]\nbackends: [all, tch]\n").unwrap();
+        let names = backend_names(&file);
+        assert!(!names.iter().any(|n| n == "reference"));
+        assert!(names.contains(&"native".to_string()));
+        assert_eq!(names.contains(&"gpu".to_string()), cfg!(feature = "gpu"));
+        assert_eq!(names.contains(&"metal".to_string()), cfg!(feature = "gpu"));
+        // Named explicitly, a backend that is not compiled in still gets its (skipped) cells.
+        assert_eq!(names.iter().filter(|n| *n == "tch").count(), 1);
     }
 }

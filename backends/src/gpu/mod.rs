@@ -135,6 +135,10 @@ impl Backend for GpuBackend {
         }
     }
 
+    fn compiled_in(&self) -> bool {
+        cfg!(feature = "gpu")
+    }
+
     fn device(&self) -> Option<String> {
         self.adapter().ok().map(|a| a.to_string())
     }
