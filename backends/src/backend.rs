@@ -137,6 +137,35 @@ pub trait Prepared: Send {
     }
 }
 
+/// Checks a run's tensors against the prepared shapes: the input, and the output the plan
+/// writes into (a mismatch is an error, never a panic in a copy).
+pub fn check_run_shapes(
+    backend: &str,
+    prepared: (&[usize], &[usize]),
+    input: &Tensor,
+    output: &Tensor,
+) -> Result<(), BackendError> {
+    let (input_shape, output_shape) = prepared;
+    if input.shape() != input_shape {
+        return Err(BackendError::InputShape {
+            backend: backend.into(),
+            expected: input_shape.to_vec(),
+            found: input.shape().to_vec(),
+        });
+    }
+    if output.shape() != output_shape {
+        return Err(BackendError::Failed {
+            backend: backend.into(),
+            reason: format!(
+                "output tensor is {:?}, the plan writes {:?}",
+                output.shape(),
+                output_shape
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Accumulated time of one planned op over the runs since the plan was prepared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerTime {

@@ -9,7 +9,9 @@ use candle_core::{DType, Device, Tensor as CTensor};
 use models::graph::{Conv2d, Op, ValueId};
 use models::{Graph, Tensor, Weights};
 
-use crate::backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
+use crate::backend::{
+    check_run_shapes, Availability, Backend, BackendError, PrepareOptions, Prepared,
+};
 
 /// The candle-core version this build links (from Cargo.lock, by the build script).
 pub const CANDLE_VERSION: &str = env!("ONEBENCH_CANDLE_VERSION");
@@ -426,13 +428,8 @@ impl Prepared for CandlePlan {
             backend: self.name.into(),
             reason: e.to_string(),
         };
-        if input.shape() != self.graph.input_shape() {
-            return Err(BackendError::InputShape {
-                backend: self.name.into(),
-                expected: self.graph.input_shape().to_vec(),
-                found: input.shape().to_vec(),
-            });
-        }
+        let shapes = (self.graph.input_shape(), self.graph.output_shape());
+        check_run_shapes(self.name, shapes, input, output)?;
         // Everything, the copy out included, runs in the pool, and the copy waits for the
         // result: the call returns when the work is done.
         let result: candle_core::Result<Vec<f32>> = self.pool.install(|| {

@@ -56,6 +56,37 @@ pub fn get(name: &str) -> Result<Box<dyn Backend>, BackendError> {
 
 #[cfg(test)]
 mod tests {
+    use models::{Form, InputSize, Model, Tensor, Variant};
+
+    /// A wrong output tensor is an error naming both shapes on every engine, never a panic.
+    #[test]
+    fn every_backend_refuses_a_wrong_output_tensor() {
+        let model = Model::MobileOne(Variant::S0);
+        let size = InputSize {
+            batch: 1,
+            height: 32,
+            width: 32,
+        };
+        let graph = model.build(Form::Reparameterized, size).unwrap();
+        let weights = model.seeded_weights(Form::Reparameterized, 0);
+        let input = Tensor::zeros(graph.input_shape().to_vec());
+        for backend in super::all() {
+            if backend.availability() != super::Availability::Available {
+                continue;
+            }
+            let mut plan = backend
+                .prepare(&graph, &weights, &super::PrepareOptions::default())
+                .unwrap();
+            let mut wrong = Tensor::zeros(vec![1, 999]);
+            let err = plan.run(&input, &mut wrong).unwrap_err().to_string();
+            assert!(
+                err.contains("output tensor is [1, 999], the plan writes [1, 1000]"),
+                "{}: {err}",
+                backend.name()
+            );
+        }
+    }
+
     #[test]
     fn get_finds_by_name_and_lists_the_known_ones() {
         assert_eq!(super::get("Reference").unwrap().name(), "reference");

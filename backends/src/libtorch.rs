@@ -114,7 +114,7 @@ mod engine {
     use tch::{TchError, Tensor as TTensor};
 
     use super::{FormatChoice, MemoryFormat};
-    use crate::backend::{BackendError, LayerTime, PrepareOptions, Prepared};
+    use crate::backend::{check_run_shapes, BackendError, LayerTime, PrepareOptions, Prepared};
 
     const NAME: &str = "tch";
 
@@ -475,13 +475,8 @@ mod engine {
         }
 
         fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
-            if input.shape() != self.graph.input_shape() {
-                return Err(BackendError::InputShape {
-                    backend: NAME.into(),
-                    expected: self.graph.input_shape().to_vec(),
-                    found: input.shape().to_vec(),
-                });
-            }
+            let shapes = (self.graph.input_shape(), self.graph.output_shape());
+            check_run_shapes(NAME, shapes, input, output)?;
             // libtorch's intra-op thread count is process-wide: each run sets its own. CPU ops
             // are synchronous, so the copy out ends the work.
             let _no_grad = tch::no_grad_guard();

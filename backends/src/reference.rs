@@ -5,7 +5,9 @@
 use models::graph::{Conv2d, Linear, MaxPool2d, Op, ValueId};
 use models::{Element, Graph, Tensor, Weights};
 
-use crate::backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
+use crate::backend::{
+    check_run_shapes, Availability, Backend, BackendError, PrepareOptions, Prepared,
+};
 
 /// Runs `graph` on `input` with plain loops. Activations are stored as `T`; every sum is f64.
 pub fn evaluate<T: Element>(
@@ -359,17 +361,9 @@ impl Prepared for ReferencePlan {
     }
 
     fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
+        let shapes = (self.graph.input_shape(), self.graph.output_shape());
+        check_run_shapes("reference", shapes, input, output)?;
         let result = evaluate(&self.graph, &self.weights, &input.cast::<f64>())?;
-        if output.shape() != result.shape() {
-            return Err(BackendError::Failed {
-                backend: "reference".into(),
-                reason: format!(
-                    "output buffer has shape {:?}, expected {:?}",
-                    output.shape(),
-                    result.shape()
-                ),
-            });
-        }
         for (o, v) in output.data_mut().iter_mut().zip(result.data()) {
             *o = *v as f32;
         }

@@ -297,3 +297,47 @@ fn every_shipped_scenario_parses_in_quick_mode() {
     }
     assert!(count >= 3, "iphone-class, quick and full-sweep at least");
 }
+
+/// With no GPU adapter (the Vulkan loader pointed at no driver, wgpu held to Vulkan), `gpu`
+/// reports "no GPU adapter found", its cells are skipped with that reason, and the run goes on
+/// with the other backends.
+#[cfg(feature = "gpu")]
+#[test]
+fn without_an_adapter_the_gpu_cells_are_skipped_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "name: t\nmodels: [s0]\nforms: [reparameterized]\nbackends: [gpu, native]\ninput_size: 32\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n",
+    );
+    let out = dir.path().join("out");
+    let no_driver = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(args)
+            .env("VK_ICD_FILENAMES", dir.path().join("none.json"))
+            .env("VK_DRIVER_FILES", dir.path().join("none.json"))
+            .env("WGPU_BACKEND", "vulkan")
+            .output()
+            .unwrap()
+    };
+    let list = no_driver(&["list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  gpu ") && l.ends_with("unavailable: no GPU adapter found")),
+        "{text}"
+    );
+    let o = no_driver(&[&scenario, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    let cell = |backend: &str| {
+        results
+            .cells
+            .iter()
+            .find(|c| c.key.backend == backend)
+            .unwrap()
+    };
+    assert_eq!(cell("gpu").status, CellStatus::Skipped);
+    assert_eq!(cell("gpu").reason.as_deref(), Some("no GPU adapter found"));
+    assert_eq!(cell("native").status, CellStatus::Ok);
+}

@@ -11,7 +11,7 @@ use wgpu::util::DeviceExt;
 
 use super::plan::{self, BufferRef, GpuPlan, Kernel, PointwiseKernel};
 use super::{AdapterSummary, Api};
-use crate::backend::{BackendError, LayerTime, PrepareOptions, Prepared};
+use crate::backend::{check_run_shapes, BackendError, LayerTime, PrepareOptions, Prepared};
 
 /// A device with every kernel compiled.
 pub struct Context {
@@ -128,7 +128,7 @@ fn compile(
     kernel: Kernel,
 ) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
     let module = kernel.module();
-    let source = format!("{}\n{}", plan::PRELUDE, module.source);
+    let source = module.wgsl();
     let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(module.name),
         source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -535,20 +535,12 @@ impl Prepared for GpuRun {
     }
 
     fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
-        if input.shape() != self.input_shape.as_slice() {
-            return Err(BackendError::InputShape {
-                backend: "gpu".into(),
-                expected: self.input_shape.clone(),
-                found: input.shape().to_vec(),
-            });
-        }
-        if output.shape() != self.output_shape.as_slice() {
-            return Err(failed(format!(
-                "output tensor is {:?}, the plan writes {:?}",
-                output.shape(),
-                self.output_shape
-            )));
-        }
+        check_run_shapes(
+            "gpu",
+            (&self.input_shape, &self.output_shape),
+            input,
+            output,
+        )?;
         self.context
             .queue
             .write_buffer(&self.input, 0, bytes(input.data()));

@@ -35,7 +35,7 @@ pub enum Kernel {
     Copy,
 }
 
-/// A WGSL source file and the shape of its bind group.
+/// A WGSL source file, the bindings it is compiled with, and the size of its uniform block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Module {
     pub name: &'static str,
@@ -47,6 +47,18 @@ pub struct Module {
 }
 
 pub const PRELUDE: &str = include_str!("shaders/prelude.wgsl");
+
+impl Module {
+    /// The whole WGSL text: the shared prelude, the bindings for `reads` inputs, the kernels.
+    pub fn wgsl(&self) -> String {
+        let bindings = match self.reads {
+            1 => include_str!("shaders/bindings_one.wgsl"),
+            2 => include_str!("shaders/bindings_two.wgsl"),
+            _ => include_str!("shaders/bindings_conv.wgsl"),
+        };
+        format!("{PRELUDE}\n{bindings}\n{}", self.source)
+    }
+}
 
 impl Kernel {
     pub const ALL: [Kernel; 12] = [

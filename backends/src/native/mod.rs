@@ -18,7 +18,7 @@ use plan::{Plan, Scale, Source, StepOp};
 use pool::ThreadPool;
 pub use simd::Isa;
 
-use crate::backend::LayerTime;
+use crate::backend::{check_run_shapes, LayerTime};
 use crate::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 
 /// Environment variable that pins the instruction set (portable, avx2, avx512, neon).
@@ -194,23 +194,12 @@ impl Prepared for NativePlan {
     }
 
     fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
-        if input.shape() != self.input_shape.as_slice() {
-            return Err(BackendError::InputShape {
-                backend: "native".into(),
-                expected: self.input_shape.clone(),
-                found: input.shape().to_vec(),
-            });
-        }
-        if output.shape() != self.output_shape.as_slice() {
-            return Err(BackendError::Failed {
-                backend: "native".into(),
-                reason: format!(
-                    "output tensor is {:?}, the plan writes {:?}",
-                    output.shape(),
-                    self.output_shape
-                ),
-            });
-        }
+        check_run_shapes(
+            "native",
+            (&self.input_shape, &self.output_shape),
+            input,
+            output,
+        )?;
         let ctx = RunContext {
             isa: self.isa,
             bases: &self.bases,

@@ -7,13 +7,6 @@ struct Params {
     act: u32, total: u32, _p0: u32, _p1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> scale: array<f32>;
-@group(0) @binding(4) var<storage, read> shift: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-
 fn tap(base: u32, iy: i32, ix: i32) -> f32 {
     if (iy < 0 || iy >= i32(p.hin) || ix < 0 || ix >= i32(p.win)) { return 0.0; }
     return x[base + u32(iy) * p.win + u32(ix)];

@@ -12,11 +12,6 @@ struct Params {
     mode: u32, affine: u32, v_image: u32, v_channel: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
 fn combine(u: f32, v: f32, mode: u32) -> f32 {
     switch mode {
         case 1u: { return max(u, v); }

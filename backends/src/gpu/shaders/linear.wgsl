@@ -6,13 +6,6 @@ struct Params {
     batch: u32, inputs: u32, outputs: u32, act: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> scale: array<f32>;
-@group(0) @binding(4) var<storage, read> shift: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-
 var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)

@@ -7,10 +7,6 @@ struct Params {
     total: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-
 var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
