@@ -58,7 +58,8 @@ fn summarize(info: &wgpu::AdapterInfo) -> AdapterSummary {
 impl Context {
     fn new(api: Api) -> Result<Self, String> {
         let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        descriptor.backends = match api {
+        // WGPU_BACKEND (read by `from_env`) can narrow the choice further.
+        descriptor.backends &= match api {
             Api::Any => wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
             Api::Metal => wgpu::Backends::METAL,
         };
@@ -68,7 +69,7 @@ impl Context {
             ..Default::default()
         };
         let adapter = pollster::block_on(instance.request_adapter(&options))
-            .map_err(|_| "no GPU adapter found".to_string())?;
+            .map_err(|_| super::NO_ADAPTER.to_string())?;
         let summary = summarize(&adapter.get_info());
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let required_features = if timestamps {

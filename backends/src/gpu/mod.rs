@@ -17,6 +17,9 @@ use models::{Graph, Weights};
 
 use crate::backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 
+/// What a GPU backend reports when wgpu finds no adapter at all.
+pub const NO_ADAPTER: &str = "no GPU adapter found";
+
 /// Why the backend is missing from a build without the feature.
 pub const NOT_COMPILED_IN: &str = "not compiled in (build with --features gpu)";
 
@@ -117,6 +120,7 @@ fn metal_missing(reason: String) -> String {
              which the `gpu` backend runs",
             other.api, other.name
         ),
+        None if reason == NO_ADAPTER => "no Metal adapter, and no other GPU adapter either".into(),
         None => format!("no Metal adapter ({reason}), and no other GPU adapter either"),
     }
 }
