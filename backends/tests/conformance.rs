@@ -5,17 +5,31 @@
 use backends::{conformance, CheckOutcome, PrepareOptions};
 use models::{Form, InputSize, Model, Variant};
 
-#[test]
-fn every_backend_matches_the_reference_on_every_model_and_form() {
-    let size = InputSize {
-        batch: 2,
-        height: 64,
-        width: 64,
-    };
-    let options = PrepareOptions {
+/// Batch 2 at 64x64: small enough for every backend, odd enough to catch batch mix-ups.
+const SIZE: InputSize = InputSize {
+    batch: 2,
+    height: 64,
+    width: 64,
+};
+
+fn options() -> PrepareOptions {
+    PrepareOptions {
         threads: 2,
         per_layer_timing: false,
-    };
+    }
+}
+
+/// How many feature-gated backends this build runs (tch, gpu).
+fn optional_backends() -> usize {
+    [cfg!(feature = "tch"), cfg!(feature = "gpu")]
+        .iter()
+        .filter(|on| **on)
+        .count()
+}
+
+#[test]
+fn every_backend_matches_the_reference_on_every_model_and_form() {
+    let (size, options) = (SIZE, options());
     let checks = conformance(
         &backends::all(),
         &Variant::ALL.map(Model::MobileOne),
@@ -40,8 +54,7 @@ fn every_backend_matches_the_reference_on_every_model_and_form() {
         .iter()
         .filter(|c| matches!(c.outcome, CheckOutcome::Checked(_)))
         .count();
-    let optional = [cfg!(feature = "tch"), cfg!(feature = "gpu")];
-    let expected = 10 * (4 + optional.iter().filter(|on| **on).count());
+    let expected = 10 * (4 + optional_backends());
     assert!(
         checked >= expected,
         "reference, native, both candle backends (and tch, gpu with their features) on 10 model/form pairs; checked {checked} of {expected}"
@@ -53,15 +66,7 @@ fn every_backend_matches_the_reference_on_every_model_and_form() {
 /// backend, both forms, against the reference.
 #[test]
 fn every_backend_matches_the_reference_on_the_zoo() {
-    let size = InputSize {
-        batch: 2,
-        height: 64,
-        width: 64,
-    };
-    let options = PrepareOptions {
-        threads: 2,
-        per_layer_timing: false,
-    };
+    let (size, options) = (SIZE, options());
     let zoo: Vec<Model> = Model::all()
         .into_iter()
         .filter(|m| m.mobileone().is_none())
@@ -86,8 +91,7 @@ fn every_backend_matches_the_reference_on_the_zoo() {
         .iter()
         .filter(|c| matches!(c.outcome, CheckOutcome::Checked(_)))
         .count();
-    let optional = [cfg!(feature = "tch"), cfg!(feature = "gpu")];
-    let backends_here = 2 + optional.iter().filter(|on| **on).count();
+    let backends_here = 2 + optional_backends();
     // `>=`: on Apple machines `metal` runs too.
     assert!(
         checked >= zoo.len() * 2 * backends_here,

@@ -16,6 +16,15 @@ fn harness(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The first cell of `backend` in a results file.
+fn cell_of<'a>(results: &'a ResultsFile, backend: &str) -> &'a reports::results::CellResult {
+    results
+        .cells
+        .iter()
+        .find(|c| c.key.backend == backend)
+        .unwrap_or_else(|| panic!("no cell for backend {backend}"))
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -188,13 +197,7 @@ fn an_optional_backend_runs_when_compiled_in_and_is_skipped_with_its_reason_othe
     let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results = ResultsFile::read(&out.join("results.json")).unwrap();
-    let cell = |backend: &str| {
-        results
-            .cells
-            .iter()
-            .find(|c| c.key.backend == backend)
-            .unwrap()
-    };
+    let cell = |backend: &str| cell_of(&results, backend);
     assert_eq!(cell("candle").status, CellStatus::Ok);
     let tch = cell("tch");
     if cfg!(feature = "tch") {
@@ -330,13 +333,7 @@ fn without_an_adapter_the_gpu_cells_are_skipped_and_the_run_goes_on() {
     let o = no_driver(&[&scenario, "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results = ResultsFile::read(&out.join("results.json")).unwrap();
-    let cell = |backend: &str| {
-        results
-            .cells
-            .iter()
-            .find(|c| c.key.backend == backend)
-            .unwrap()
-    };
+    let cell = |backend: &str| cell_of(&results, backend);
     assert_eq!(cell("gpu").status, CellStatus::Skipped);
     assert_eq!(cell("gpu").reason.as_deref(), Some("no GPU adapter found"));
     assert_eq!(cell("native").status, CellStatus::Ok);
