@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reports::results::{CellKey, CellStatus, Environment, ResultsFile};
+use reports::results::{CellKey, CellResult, CellStatus, Environment};
 use serde::Serialize;
 
 use crate::stats::{quantile, sorted};
@@ -45,6 +45,8 @@ pub enum Verdict {
     Unchanged,
     /// Too few samples on one side to say anything.
     Insufficient,
+    /// A side was measured while other processes loaded the machine: not judged.
+    UnderLoad,
 }
 
 impl Verdict {
@@ -54,7 +56,16 @@ impl Verdict {
             Verdict::Improved => "improved",
             Verdict::Unchanged => "unchanged",
             Verdict::Insufficient => "too few samples",
+            Verdict::UnderLoad => "NOT JUDGED: under load",
         }
+    }
+
+    /// Whether the cell was compared validly (a real verdict, not a refusal).
+    pub fn judged(self) -> bool {
+        matches!(
+            self,
+            Verdict::Regressed | Verdict::Improved | Verdict::Unchanged
+        )
     }
 }
 
@@ -71,6 +82,13 @@ pub struct CellComparison {
     pub baseline_samples: usize,
     pub candidate_samples: usize,
     pub verdict: Verdict,
+    /// Foreign load of each side (baseline, candidate), when one was under load.
+    #[serde(skip_serializing_if = "is_none_pair")]
+    pub foreign_load: [Option<f64>; 2],
+}
+
+fn is_none_pair(pair: &[Option<f64>; 2]) -> bool {
+    pair.iter().all(Option::is_none)
 }
 
 /// The gate's answer for two runs.
@@ -79,7 +97,7 @@ pub struct GateReport {
     pub settings: GateSettings,
     /// Movers first (regressions, then improvements, each by ratio), then the rest by key.
     pub cells: Vec<CellComparison>,
-    /// Cells measured in only one of the runs (or not ok in one).
+    /// Cells measured in only one of the runs (or not ok in one), with why.
     pub unmatched: Vec<String>,
 }
 
@@ -91,6 +109,131 @@ impl GateReport {
     pub fn count(&self, verdict: Verdict) -> usize {
         self.cells.iter().filter(|c| c.verdict == verdict).count()
     }
+
+    /// Cells with a real verdict (regressed, improved or unchanged).
+    pub fn compared(&self) -> usize {
+        self.cells.iter().filter(|c| c.verdict.judged()).count()
+    }
+
+    /// The cells measured under foreign load, each described with both sides' load.
+    pub fn under_load(&self) -> Vec<String> {
+        let show = |l: Option<f64>| l.map_or("-".to_string(), |l| format!("{l:.2}"));
+        self.cells
+            .iter()
+            .filter(|c| c.verdict == Verdict::UnderLoad)
+            .map(|c| {
+                format!(
+                    "`{}` was measured under foreign load (busy cores of other processes: baseline {}, candidate {}; limit {}): measure it again on a quiet machine",
+                    c.key,
+                    show(c.foreign_load[0]),
+                    show(c.foreign_load[1]),
+                    reports::results::FOREIGN_LOAD_LIMIT
+                )
+            })
+            .collect()
+    }
+}
+
+/// The gate's final word: exit 2 with reasons when it must not judge, else 1 on a regression,
+/// else 0; `compared` counts the cells with a real verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub refused: Vec<String>,
+    pub compared: usize,
+    pub regressions: usize,
+}
+
+impl Decision {
+    /// The decision on one report, given the runs' own problems (`run_problems`).
+    pub fn of(report: &GateReport, problems: Vec<String>) -> Decision {
+        Decision::new(
+            problems,
+            report.under_load(),
+            report.compared(),
+            report.regressions(),
+        )
+    }
+
+    /// The decision when the cells that looked regressed or loaded in `report` were measured
+    /// again in `confirmation`: those count only by their confirmation.
+    pub fn confirmed(
+        report: &GateReport,
+        confirmation: &GateReport,
+        problems: Vec<String>,
+    ) -> Decision {
+        let settled = report.count(Verdict::Unchanged) + report.count(Verdict::Improved);
+        Decision::new(
+            problems,
+            confirmation.under_load(),
+            settled + confirmation.compared(),
+            confirmation.regressions(),
+        )
+    }
+
+    fn new(
+        mut refused: Vec<String>,
+        under_load: Vec<String>,
+        compared: usize,
+        regressions: usize,
+    ) -> Decision {
+        refused.extend(under_load);
+        if compared == 0 {
+            refused.push("no cell was compared validly (every matched cell had too few samples or was under load, or no cell was measured in both runs): a verdict needs at least one".into());
+        }
+        Decision {
+            refused,
+            compared,
+            regressions,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        if !self.refused.is_empty() {
+            2
+        } else if self.regressions > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// The cells of one run by key; a key that appears twice is an error (which one would count?).
+pub fn cells_by_key(list: &[CellResult]) -> Result<BTreeMap<CellKey, CellResult>, String> {
+    let mut cells = BTreeMap::new();
+    for cell in list {
+        if cells.insert(cell.key.clone(), cell.clone()).is_some() {
+            return Err(format!(
+                "cell `{}` appears more than once; a results file holds each cell once",
+                cell.key
+            ));
+        }
+    }
+    Ok(cells)
+}
+
+/// Why a run's cells cannot be judged at all: implausible samples in a measured cell, or a
+/// run that was interrupted. `side` names the run in the messages.
+pub fn run_problems(
+    side: &str,
+    interrupted: bool,
+    cells: &BTreeMap<CellKey, CellResult>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if interrupted {
+        problems.push(format!(
+            "the {side} run was interrupted: a verdict on part of a scenario could pass a regression in the rest"
+        ));
+    }
+    for cell in cells.values().filter(|c| c.status == CellStatus::Ok) {
+        if let Some((i, ms, why)) = cell.implausible_sample() {
+            problems.push(format!(
+                "{side} cell `{}`: sample {i} is {ms} ms ({why}): not a latency",
+                cell.key
+            ));
+        }
+    }
+    problems
 }
 
 /// Percentile-bootstrap interval of median(candidate) / median(baseline), resampling both sides
@@ -171,49 +314,72 @@ pub fn compare_samples(
         } else {
             Verdict::Insufficient
         },
+        foreign_load: [None, None],
     }
 }
 
-/// The raw samples of every measured (`ok`) cell of a run, by key.
-pub fn samples_by_key(results: &ResultsFile) -> BTreeMap<CellKey, Vec<f64>> {
-    results
-        .cells
-        .iter()
-        .filter(|c| c.status == CellStatus::Ok && !c.samples_ms.is_empty())
-        .map(|c| (c.key.clone(), c.samples_ms.clone()))
-        .collect()
-}
-
-/// Matches the cells of two sample sets and compares each pair.
+/// Matches the cells of two runs and compares each pair measured (`ok`) in both; the others
+/// are listed as unmatched with their status on each side.
 pub fn compare(
-    baseline: &BTreeMap<CellKey, Vec<f64>>,
-    candidate: &BTreeMap<CellKey, Vec<f64>>,
+    baseline: &BTreeMap<CellKey, CellResult>,
+    candidate: &BTreeMap<CellKey, CellResult>,
     settings: &GateSettings,
 ) -> GateReport {
-    let mut cells: Vec<CellComparison> = baseline
-        .iter()
-        .filter_map(|(key, a)| {
-            let b = candidate.get(key)?;
-            Some(compare_samples(key.clone(), a, b, settings))
-        })
-        .collect();
-    let mut unmatched: Vec<String> = baseline
-        .keys()
-        .filter(|k| !candidate.contains_key(*k))
-        .map(|k| format!("{k}: only in the baseline"))
-        .collect();
+    let measured = |c: &CellResult| c.status == CellStatus::Ok && !c.samples_ms.is_empty();
+    let mut cells = Vec::new();
+    let mut unmatched = Vec::new();
+    for (key, a) in baseline {
+        match candidate.get(key) {
+            Some(b) if measured(a) && measured(b) => cells.push(compare_cells(a, b, settings)),
+            Some(b) => unmatched.push(format!(
+                "{key}: {} in the baseline, {} in the candidate",
+                status_of(a),
+                status_of(b)
+            )),
+            None => unmatched.push(format!("{key}: only in the baseline")),
+        }
+    }
     unmatched.extend(
         candidate
             .keys()
             .filter(|k| !baseline.contains_key(*k))
             .map(|k| format!("{k}: only in the candidate")),
     );
+    sort_movers_first(&mut cells);
+    GateReport {
+        settings: *settings,
+        cells,
+        unmatched,
+    }
+}
+
+/// A cell's status with its reason, for the unmatched list.
+fn status_of(cell: &CellResult) -> String {
+    match (&cell.status, &cell.reason) {
+        (CellStatus::Ok, _) => "measured".into(),
+        (status, Some(reason)) => format!("{status} ({reason})"),
+        (status, None) => status.to_string(),
+    }
+}
+
+/// Compares two measured cells; one measured under load gets no verdict.
+fn compare_cells(a: &CellResult, b: &CellResult, settings: &GateSettings) -> CellComparison {
+    let mut c = compare_samples(a.key.clone(), &a.samples_ms, &b.samples_ms, settings);
+    if a.under_load() || b.under_load() {
+        c.verdict = Verdict::UnderLoad;
+        c.foreign_load = [a.foreign_load, b.foreign_load];
+    }
+    c
+}
+
+fn sort_movers_first(cells: &mut [CellComparison]) {
     cells.sort_by(|x, y| {
         let rank = |v: Verdict| match v {
             Verdict::Regressed => 0,
             Verdict::Improved => 1,
             Verdict::Unchanged => 2,
-            Verdict::Insufficient => 3,
+            Verdict::UnderLoad => 3,
+            Verdict::Insufficient => 4,
         };
         rank(x.verdict).cmp(&rank(y.verdict)).then_with(|| {
             match x.verdict {
@@ -224,11 +390,6 @@ pub fn compare(
             .then_with(|| x.key.cmp(&y.key))
         })
     });
-    GateReport {
-        settings: *settings,
-        cells,
-        unmatched,
-    }
 }
 
 /// Why two runs cannot be compared: different machines or build settings. Empty when they can.
@@ -341,23 +502,140 @@ mod tests {
         assert!(ci95[0] < 1.1 && ci95[1] > 1.1, "{ci95:?}");
     }
 
+    fn cell(model: &str, samples: Vec<f64>) -> CellResult {
+        let mut c = CellResult::unmeasured(key(model), Default::default());
+        c.status = CellStatus::Ok;
+        c.samples_ms = samples;
+        c
+    }
+
+    fn cells(list: Vec<CellResult>) -> BTreeMap<CellKey, CellResult> {
+        list.into_iter().map(|c| (c.key.clone(), c)).collect()
+    }
+
     #[test]
     fn cells_are_matched_by_key_and_movers_come_first() {
         let settings = GateSettings::default();
-        let mut a = BTreeMap::new();
-        let mut b = BTreeMap::new();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
         for (m, factor) in [("s0", 1.0), ("s1", 1.5), ("s2", 0.5), ("s3", 1.25)] {
-            a.insert(key(m), spread(10.0));
-            b.insert(key(m), spread(10.0 * factor));
+            a.push(cell(m, spread(10.0)));
+            b.push(cell(m, spread(10.0 * factor)));
         }
-        a.insert(key("only-a"), spread(1.0));
-        b.insert(key("only-b"), spread(1.0));
-        let report = compare(&a, &b, &settings);
+        a.push(cell("only-a", spread(1.0)));
+        b.push(cell("only-b", spread(1.0)));
+        let report = compare(&cells(a), &cells(b), &settings);
         let order: Vec<&str> = report.cells.iter().map(|c| c.key.model.as_str()).collect();
         assert_eq!(order, ["s1", "s3", "s2", "s0"]);
         assert_eq!(report.regressions(), 2);
         assert_eq!(report.count(Verdict::Improved), 1);
+        assert_eq!(report.compared(), 4);
+        let decision = Decision::of(&report, Vec::new());
+        assert_eq!((decision.exit_code(), decision.compared), (1, 4));
         assert_eq!(report.unmatched.len(), 2);
         assert!(report.unmatched[0].contains("only-a") && report.unmatched[0].contains("baseline"));
+    }
+
+    #[test]
+    fn too_few_samples_everywhere_is_no_verdict() {
+        let few = || cells(vec![cell("s0", spread(10.0)[..3].to_vec())]);
+        let report = compare(&few(), &few(), &GateSettings::default());
+        assert_eq!(report.compared(), 0);
+        assert_eq!(report.count(Verdict::Insufficient), 1);
+        let decision = Decision::of(&report, Vec::new());
+        assert_eq!(decision.exit_code(), 2);
+        assert!(
+            decision.refused.len() == 1
+                && decision.refused[0].starts_with("no cell was compared validly"),
+            "{decision:?}"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_candidate_cell_is_named_as_such_not_as_missing() {
+        let mut stopped = cell("s0", Vec::new());
+        stopped.status = CellStatus::Interrupted;
+        stopped.reason = Some("interrupted after 0 samples".into());
+        let report = compare(
+            &cells(vec![cell("s0", spread(10.0))]),
+            &cells(vec![stopped]),
+            &GateSettings::default(),
+        );
+        assert_eq!(
+            report.unmatched,
+            ["s0 reparameterized native t1 b1 64x64: measured in the baseline, interrupted (interrupted after 0 samples) in the candidate"]
+        );
+        assert_eq!(
+            Decision::of(&report, Vec::new()).exit_code(),
+            2,
+            "nothing compared"
+        );
+    }
+
+    #[test]
+    fn cells_under_foreign_load_are_not_judged() {
+        let mut loaded = cell("s0", spread(30.0));
+        loaded.foreign_load = Some(1.4);
+        let mut quiet = cell("s1", spread(10.0));
+        quiet.foreign_load = Some(0.02);
+        let report = compare(
+            &cells(vec![cell("s0", spread(10.0)), quiet.clone()]),
+            &cells(vec![loaded, quiet]),
+            &GateSettings::default(),
+        );
+        assert_eq!(report.count(Verdict::UnderLoad), 1);
+        assert_eq!(
+            report.regressions(),
+            0,
+            "a 3x slowdown under load is no verdict"
+        );
+        assert_eq!(report.compared(), 1);
+        let decision = Decision::of(&report, Vec::new());
+        assert_eq!(decision.exit_code(), 2);
+        assert!(
+            decision.refused.len() == 1
+                && decision.refused[0].contains(
+                    "`s0 reparameterized native t1 b1 64x64` was measured under foreign load"
+                )
+                && decision.refused[0].contains("candidate 1.40"),
+            "{decision:?}"
+        );
+        // Measured again on a quiet machine, the cell is judged.
+        let confirmation = compare(
+            &cells(vec![cell("s0", spread(10.0))]),
+            &cells(vec![cell("s0", spread(10.0))]),
+            &GateSettings::default(),
+        );
+        let decision = Decision::confirmed(&report, &confirmation, Vec::new());
+        assert_eq!((decision.exit_code(), decision.compared), (0, 2));
+    }
+
+    #[test]
+    fn implausible_samples_duplicates_and_interruptions_are_problems() {
+        for (bad, why) in [
+            (-1.0, "zero or negative"),
+            (0.0, "zero or negative"),
+            (f64::INFINITY, "not a finite number"),
+            (1e308, "longer than 10^7 ms"),
+        ] {
+            let mut samples = spread(10.0);
+            samples[4] = bad;
+            let run = cells(vec![cell("s0", samples)]);
+            let problems = run_problems("candidate", false, &run);
+            assert!(
+                problems.len() == 1
+                    && problems[0].contains("sample 4 is")
+                    && problems[0].contains(why),
+                "{problems:?}"
+            );
+        }
+        let quiet = cells(vec![cell("s0", spread(10.0))]);
+        assert!(run_problems("baseline", false, &quiet).is_empty());
+        assert!(run_problems("candidate", true, &quiet)[0]
+            .starts_with("the candidate run was interrupted"));
+
+        let twice = vec![cell("s0", spread(10.0)), cell("s0", spread(20.0))];
+        let e = cells_by_key(&twice).unwrap_err();
+        assert!(e.contains("appears more than once"), "{e}");
     }
 }

@@ -27,12 +27,40 @@ pub fn read_f32(path: &Path) -> Result<Tensor> {
             path.display()
         );
     }
-    let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
+    let shape = checked_shape(file.shape(), bytes.len())
+        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
     let data: Vec<f32> = file
         .into_vec()
         .with_context(|| format!("{}: corrupt or truncated .npy data", path.display()))?;
-    Tensor::new(shape, data)
-        .with_context(|| format!("{}: data does not match its shape", path.display()))
+    let tensor = Tensor::new(shape, data)
+        .with_context(|| format!("{}: data does not match its shape", path.display()))?;
+    if let Some((first, count)) = tensor.non_finite() {
+        bail!(
+            "{}: {count} NaN or infinite values (first at flat index {first}); an input must be finite",
+            path.display()
+        );
+    }
+    Ok(tensor)
+}
+
+/// The header's shape, checked before anything is allocated: its element count must not
+/// overflow, and its float32 data must fit in the file that claims it.
+fn checked_shape(header: &[u64], file_len: usize) -> std::result::Result<Vec<usize>, String> {
+    let shape: Vec<usize> = header
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("dimension {d} is too large")))
+        .collect::<std::result::Result<_, _>>()?;
+    let bytes = models::checked_numel(&shape)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| {
+            format!("shape {shape:?} has more elements than this machine can address")
+        })?;
+    if bytes > file_len {
+        return Err(format!(
+            "shape {shape:?} needs {bytes} bytes of float32 data, but the file holds {file_len} bytes in all (truncated, or a corrupt header)"
+        ));
+    }
+    Ok(shape)
 }
 
 /// Encodes a float32 tensor as .npy bytes.
@@ -47,4 +75,70 @@ pub fn encode_f32(tensor: &Tensor) -> Result<Vec<u8>> {
     writer.extend(tensor.data().iter().copied())?;
     writer.finish()?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A .npy file with a hand-written header (any shape) and `payload` data bytes.
+    fn npy_with_header(shape: &str, payload: usize) -> Vec<u8> {
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend(std::iter::repeat_n(0u8, payload));
+        bytes
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<Tensor> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy");
+        std::fs::write(&path, bytes).unwrap();
+        read_f32(&path)
+    }
+
+    #[test]
+    fn a_shape_whose_product_overflows_is_refused_before_reading() {
+        // (2^61 + 1) * 3 * 224 * 224 wraps to 3 * 224 * 224: a wrapping count would accept
+        // this header over a real image's payload and read out of bounds.
+        let bytes = npy_with_header("(2305843009213693953, 3, 224, 224)", 3 * 224 * 224 * 4);
+        let e = format!("{:#}", read_bytes(&bytes).unwrap_err());
+        assert!(
+            e.contains("has more elements than this machine can address"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_shape_larger_than_the_file_is_refused_before_allocating() {
+        let bytes = npy_with_header("(1, 3, 4294967296, 4294967296)", 64);
+        let e = format!("{:#}", read_bytes(&bytes).unwrap_err());
+        assert!(
+            e.contains("more elements than this machine can address"),
+            "{e}"
+        );
+        let bytes = npy_with_header("(1, 3, 1048576, 1048576)", 64);
+        let e = format!("{:#}", read_bytes(&bytes).unwrap_err());
+        assert!(
+            e.contains("needs 13194139533312 bytes of float32 data, but the file holds"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nan_or_infinity_in_an_input_is_an_error() {
+        let t = Tensor::new(vec![1, 4], vec![1.0, f32::NAN, f32::INFINITY, 0.0]).unwrap();
+        let e = format!("{:#}", read_bytes(&encode_f32(&t).unwrap()).unwrap_err());
+        assert!(
+            e.contains("2 NaN or infinite values (first at flat index 1)"),
+            "{e}"
+        );
+        let ok = Tensor::new(vec![1, 2], vec![1.0, 2.0]).unwrap();
+        assert_eq!(read_bytes(&encode_f32(&ok).unwrap()).unwrap(), ok);
+    }
 }

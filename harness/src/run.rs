@@ -301,28 +301,7 @@ fn expand(scenario: &Scenario, size: InputSize) -> Vec<Cell> {
 }
 
 fn empty_result(key: &CellKey, cost: &models::ModelCost) -> CellResult {
-    CellResult {
-        key: key.clone(),
-        status: CellStatus::Interrupted,
-        reason: Some("not reached".into()),
-        weights: String::new(),
-        cost: cost.totals.clone(),
-        verification: None,
-        latency: None,
-        samples_ms: Vec::new(),
-        warmup_runs: 0,
-        prepare_ms: 0.0,
-        resident_bytes: 0,
-        achieved_gflops: 0.0,
-        achieved_gbps: 0.0,
-        fraction_of_peak: None,
-        plan: String::new(),
-        device: None,
-        gpu_samples_ms: Vec::new(),
-        gpu_median_ms: None,
-        warnings: Vec::new(),
-        layers: Vec::new(),
-    }
+    CellResult::unmeasured(key.clone(), cost.totals.clone())
 }
 
 fn shuffle(cells: &mut [Cell], seed: u64) {

@@ -43,7 +43,7 @@ pub struct ModelCost {
 }
 
 /// A graph's totals (what results files record per cell).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostTotals {
     pub params: u64,
     /// Our MAC count: every conv and linear, classifier included.

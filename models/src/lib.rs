@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod cost;
 pub mod graph;
+pub mod memory;
 pub mod mobileone;
 pub mod reparameterize;
 pub mod tensor;
@@ -19,6 +20,6 @@ pub use cost::{model_cost, CostTotals, ModelCost, OpCost};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
 pub use mobileone::{build, Form, InputSize, Variant};
 pub use reparameterize::{fold_batch_norm_weights, fold_batch_norms_graph, reparameterize};
-pub use tensor::{relative_l2, Element, Tensor};
+pub use tensor::{checked_numel, relative_l2, Element, Tensor};
 pub use weights::{random_weights, seeded_uniform, Weights, WeightsError};
 pub use zoo::Model;

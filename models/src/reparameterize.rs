@@ -57,6 +57,7 @@ pub(crate) fn fold_blocks<T: Element>(
     for name in ["linear.weight", "linear.bias"] {
         fused.insert(name, unfused.get(name).expect("validated").clone());
     }
+    check_folded(&fused, source_name)?;
     Ok(fused)
 }
 
@@ -103,6 +104,23 @@ fn bn_affine_eps<T: Element>(w: &Weights<T>, prefix: &str, eps: f64) -> FoldedBn
         .map(|((b, m), s)| b - m * s)
         .collect();
     FoldedBn { scale, shift }
+}
+
+/// The fold of finite weights can still overflow (a huge gamma over a tiny variance): every
+/// folded tensor must be finite, or the fold is refused, whatever a later check of the
+/// outputs would see (ReLU hides NaN as zero).
+fn check_folded<T: Element>(fused: &Weights<T>, source_name: &str) -> Result<(), WeightsError> {
+    for (name, tensor) in fused.iter() {
+        if let Some((first, count)) = tensor.non_finite() {
+            return Err(WeightsError::NonFinite {
+                source_name: format!("{source_name} (after folding)"),
+                name: format!("`{name}`"),
+                count,
+                first,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Kernel [out, in/groups, k, k] and bias [out] of one folded block.
@@ -267,6 +285,7 @@ pub fn fold_batch_norm_weights<T: Element>(
         );
         fused.insert(format!("{}.bias", c.name), to_tensor(vec![out], bias));
     }
+    check_folded(&fused, source_name)?;
     Ok(fused)
 }
 
@@ -284,6 +303,50 @@ mod tests {
             let fused = reparameterize(v, &w, "seeded").unwrap();
             fused.validate(&fused_graph, "fused").unwrap();
         }
+    }
+
+    #[test]
+    fn a_negative_variance_is_refused_and_an_overflowing_fold_too() {
+        let graph = build(Variant::S0, Form::Unfused, InputSize::IMAGENET).unwrap();
+        let mut w = random_weights(&graph, 3);
+        let name = "stage1.1.rbr_skip.running_var";
+        let mut var = w.get(name).unwrap().clone();
+        var.data_mut()[2] = -0.5;
+        w.insert(name, var);
+        let e = reparameterize(Variant::S0, &w, "bad.pth").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                WeightsError::NegativeVariance {
+                    first: 2,
+                    count: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with(
+                "bad.pth: batch-norm variance `stage1.1.rbr_skip.running_var` has 1 negative"
+            ),
+            "{e}"
+        );
+
+        // Finite but absurd: gamma 1e38 over a variance of 0 gives 1e38 / sqrt(1e-5) = inf.
+        let mut w = random_weights(&graph, 3);
+        let gamma = "stage1.1.rbr_skip.weight";
+        let mut g = w.get(gamma).unwrap().clone();
+        g.data_mut()[0] = 1e38;
+        w.insert(gamma, g);
+        let mut var = w.get(name).unwrap().clone();
+        var.data_mut()[0] = 0.0;
+        w.insert(name, var);
+        let e = reparameterize(Variant::S0, &w, "big.pth").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("big.pth (after folding): tensor `stage1.1.reparam_conv"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,13 +31,18 @@ impl Element for f64 {
     }
 }
 
-/// A shape and data that disagree.
+/// A shape and data that disagree (`expected` is None when the shape's element count does not
+/// fit in `usize`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("tensor shape {shape:?} holds {expected} elements, but {found} were given")]
+#[error("tensor shape {shape:?} holds {} elements, but {found} were given", describe_count(*expected))]
 pub struct ShapeMismatch {
     pub shape: Vec<usize>,
-    pub expected: usize,
+    pub expected: Option<usize>,
     pub found: usize,
+}
+
+fn describe_count(count: Option<usize>) -> String {
+    count.map_or_else(|| "more than usize::MAX".into(), |n| n.to_string())
 }
 
 /// A dense row-major tensor.
@@ -49,8 +54,8 @@ pub struct Tensor<T: Element = f32> {
 
 impl<T: Element> Tensor<T> {
     pub fn new(shape: Vec<usize>, data: Vec<T>) -> Result<Self, ShapeMismatch> {
-        let expected = numel(&shape);
-        if expected != data.len() {
+        let expected = checked_numel(&shape);
+        if expected != Some(data.len()) {
             return Err(ShapeMismatch {
                 shape,
                 expected,
@@ -107,9 +112,16 @@ impl<T: Element> Tensor<T> {
     }
 }
 
-/// Number of elements of a shape (1 for a scalar).
+/// Number of elements of a shape (1 for a scalar). Only for shapes built by the suite; a
+/// shape read from a file goes through `checked_numel`.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// Number of elements of a shape, or None when the product overflows `usize` (a shape read
+/// from untrusted input).
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 /// Relative L2 error `||actual - expected|| / ||expected||`, in f64.
@@ -141,12 +153,19 @@ mod tests {
     #[test]
     fn new_checks_the_element_count() {
         let err = Tensor::<f32>::new(vec![2, 3], vec![0.0; 5]).unwrap_err();
-        assert_eq!(err.expected, 6);
+        assert_eq!(err.expected, Some(6));
         assert_eq!(err.found, 5);
         assert!(
             Tensor::<f32>::new(vec![], vec![1.0]).is_ok(),
             "a scalar has one element"
         );
+        // 2^61 * 3 * 224 * 224 wraps around usize; a wrapping product could match a small
+        // payload, a checked one refuses it.
+        let huge = vec![2_305_843_009_213_693_953, 3, 224, 224];
+        assert_eq!(checked_numel(&huge), None);
+        let err = Tensor::<f32>::new(huge, vec![0.0; 4]).unwrap_err();
+        assert_eq!(err.expected, None);
+        assert!(err.to_string().contains("more than usize::MAX"), "{err}");
     }
 
     #[test]

@@ -43,6 +43,14 @@ pub enum WeightsError {
         count: usize,
         first: usize,
     },
+    #[error("{source_name}: batch-norm variance {name} has {count} negative values (first {value} at flat index {first}); a variance is never negative, so this checkpoint is corrupt")]
+    NegativeVariance {
+        source_name: String,
+        name: String,
+        count: usize,
+        first: usize,
+        value: f64,
+    },
 }
 
 /// A model's parameters by name (Apple's ml-mobileone naming for MobileOne).
@@ -107,10 +115,10 @@ impl<T: Element> Weights<T> {
         source_name: &str,
         spell: &dyn Fn(&str) -> String,
     ) -> Result<(), WeightsError> {
-        let expected: BTreeMap<String, Vec<usize>> = graph
-            .params()
-            .into_iter()
-            .map(|(name, spec)| (name, spec.shape))
+        let params = graph.params();
+        let expected: BTreeMap<String, Vec<usize>> = params
+            .iter()
+            .map(|(name, spec)| (name.clone(), spec.shape.clone()))
             .collect();
         let missing: Vec<_> = expected
             .keys()
@@ -157,7 +165,38 @@ impl<T: Element> Weights<T> {
                 });
             }
         }
+        for (name, spec) in &params {
+            if spec.role == ParamRole::BnVar {
+                check_variance(&self.tensors[name], source_name, &spell(name))?;
+            }
+        }
         Ok(())
+    }
+}
+
+/// A BN running variance must be >= 0: a negative one folds into NaN scales (sqrt of a
+/// negative), which ReLU would then hide as zeros.
+fn check_variance<T: Element>(
+    tensor: &Tensor<T>,
+    source_name: &str,
+    name: &str,
+) -> Result<(), WeightsError> {
+    let negative: Vec<(usize, f64)> = tensor
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i, v.to_f64()))
+        .filter(|(_, v)| *v < 0.0)
+        .collect();
+    match negative.first() {
+        None => Ok(()),
+        Some(&(first, value)) => Err(WeightsError::NegativeVariance {
+            source_name: source_name.into(),
+            name: name.into(),
+            count: negative.len(),
+            first,
+            value,
+        }),
     }
 }
 

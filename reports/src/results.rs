@@ -145,6 +145,11 @@ pub struct CellResult {
     /// Median of `gpu_samples_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_median_ms: Option<f64>,
+    /// Average CPU cores that other processes kept busy while this cell was timed (from
+    /// /proc/stat on the cores this process may run on, minus this process's own CPU time);
+    /// absent where the OS does not tell. Above `FOREIGN_LOAD_LIMIT` the cell is flagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreign_load: Option<f64>,
     /// Warnings about this cell (e.g. a wide confidence interval).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -166,10 +171,72 @@ pub struct LayerRecord {
     pub ms: f64,
 }
 
+/// Foreign CPU load (average busy cores of other processes) above which a cell counts as
+/// measured under load: its numbers are flagged in every table and the gate will not judge it.
+pub const FOREIGN_LOAD_LIMIT: f64 = 0.25;
+
+/// The longest latency sample taken as real (about 2.8 hours); anything longer, zero,
+/// negative or not finite is corrupt data, not a measurement.
+pub const MAX_PLAUSIBLE_MS: f64 = 1e7;
+
+/// Why a latency sample is not a plausible measurement, if it is not.
+pub fn implausible_sample(ms: f64) -> Option<&'static str> {
+    if !ms.is_finite() {
+        Some("not a finite number")
+    } else if ms <= 0.0 {
+        Some("zero or negative")
+    } else if ms > MAX_PLAUSIBLE_MS {
+        Some("longer than 10^7 ms")
+    } else {
+        None
+    }
+}
+
 impl CellResult {
+    /// A cell not reached yet: `interrupted`, "not reached", no samples.
+    pub fn unmeasured(key: CellKey, cost: models::CostTotals) -> CellResult {
+        CellResult {
+            key,
+            status: CellStatus::Interrupted,
+            reason: Some("not reached".into()),
+            weights: String::new(),
+            cost,
+            verification: None,
+            latency: None,
+            samples_ms: Vec::new(),
+            warmup_runs: 0,
+            prepare_ms: 0.0,
+            resident_bytes: 0,
+            achieved_gflops: 0.0,
+            achieved_gbps: 0.0,
+            fraction_of_peak: None,
+            plan: String::new(),
+            device: None,
+            gpu_samples_ms: Vec::new(),
+            gpu_median_ms: None,
+            foreign_load: None,
+            warnings: Vec::new(),
+            layers: Vec::new(),
+        }
+    }
+
     /// The flat fields most readers want: median, p90, CI.
     pub fn median_ms(&self) -> Option<f64> {
         self.latency.as_ref().map(|l| l.median_ms)
+    }
+
+    /// True when other processes kept more than `FOREIGN_LOAD_LIMIT` cores busy while this
+    /// cell was timed.
+    pub fn under_load(&self) -> bool {
+        self.foreign_load.is_some_and(|l| l > FOREIGN_LOAD_LIMIT)
+    }
+
+    /// The first implausible sample (index, value, why), if any.
+    pub fn implausible_sample(&self) -> Option<(usize, f64, &'static str)> {
+        self.samples_ms
+            .iter()
+            .enumerate()
+            .find_map(|(i, &ms)| implausible_sample(ms).map(|why| (i, ms, why)))
     }
 }
 

@@ -8,14 +8,16 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use models::checkpoint::write_atomically;
 use reports::results::{CellKey, CellResult, CellStatus, ResultsFile};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
 use crate::cli::{AbArgs, GateArgs, GateOptions};
-use crate::gate::{compare, incomparable, samples_by_key, GateReport, GateSettings, Verdict};
+use crate::gate::{
+    cells_by_key, compare, incomparable, run_problems, Decision, GateReport, GateSettings, Verdict,
+};
 use crate::scenario::Scenario;
 
 /// Exit code for bad input or incomparable runs.
@@ -136,36 +138,51 @@ fn gate_files(args: &GateArgs) -> Result<ExitCode> {
     };
     let baseline = ResultsFile::read(&baseline_path).context("--baseline")?;
     check_comparable(&baseline, &candidate, args.options.allow_different_machine)?;
-    let report = compare(
-        &samples_by_key(&baseline),
-        &samples_by_key(&candidate),
-        &settings,
-    );
-    if report.cells.is_empty() {
-        bail!(
-            "no cell was measured in both {} and {}",
-            baseline_path.display(),
-            args.candidate.display()
-        );
-    }
-    publish(&report, None, &args.options)?;
-    Ok(verdict_exit(report.regressions()))
+    let base_cells = cells_by_key(&baseline.cells)
+        .map_err(|e| anyhow!("--baseline {}: {e}", baseline_path.display()))?;
+    let cand_cells = cells_by_key(&candidate.cells)
+        .map_err(|e| anyhow!("--candidate {}: {e}", args.candidate.display()))?;
+    let mut problems = run_problems("baseline", baseline.interrupted, &base_cells);
+    problems.extend(run_problems(
+        "candidate",
+        candidate.interrupted,
+        &cand_cells,
+    ));
+    let report = compare(&base_cells, &cand_cells, &settings);
+    let decision = Decision::of(&report, problems);
+    publish(&report, None, &decision, &args.options)?;
+    Ok(verdict_exit(&decision))
 }
 
-fn verdict_exit(regressions: usize) -> ExitCode {
-    if regressions == 0 {
-        println!("gate: no regression");
-        ExitCode::SUCCESS
+/// Prints the gate's last line and turns its decision into the exit code.
+fn verdict_exit(decision: &Decision) -> ExitCode {
+    if !decision.refused.is_empty() {
+        for reason in &decision.refused {
+            println!("gate: cannot judge: {reason}");
+        }
+        println!(
+            "gate: NO VERDICT (exit 2): {} cell(s) compared validly, {} regressed; the reasons are above",
+            decision.compared, decision.regressions
+        );
+    } else if decision.regressions == 0 {
+        println!(
+            "gate: no regression ({} cell(s) compared)",
+            decision.compared
+        );
     } else {
-        println!("gate: {regressions} cell(s) regressed");
-        ExitCode::FAILURE
+        println!(
+            "gate: {} cell(s) regressed ({} compared)",
+            decision.regressions, decision.compared
+        );
     }
+    ExitCode::from(decision.exit_code())
 }
 
 /// Prints the table and writes the requested Markdown and JSON summaries (atomically).
 fn publish(
     report: &GateReport,
     confirmation: Option<&GateReport>,
+    decision: &Decision,
     options: &GateOptions,
 ) -> Result<()> {
     println!("{}", terminal_table(report));
@@ -177,12 +194,14 @@ fn publish(
         println!("{}", terminal_table(c));
     }
     if let Some(path) = &options.markdown {
-        write_atomically(path, markdown(report, confirmation).as_bytes())
+        write_atomically(path, markdown(report, confirmation, decision).as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     if let Some(path) = &options.json {
         let value = serde_json::json!({
-            "regressions": report.regressions(),
+            "decision": decision,
+            "exit_code": decision.exit_code(),
+            "regressions": decision.regressions,
             "improvements": report.count(Verdict::Improved),
             "report": report,
             "confirmation": confirmation,
@@ -241,25 +260,38 @@ pub fn terminal_table(report: &GateReport) -> String {
 }
 
 /// The Markdown summary, movers first (the report's order), ready for a PR comment.
-pub fn markdown(report: &GateReport, confirmation: Option<&GateReport>) -> String {
+pub fn markdown(
+    report: &GateReport,
+    confirmation: Option<&GateReport>,
+    decision: &Decision,
+) -> String {
     let mut md = String::new();
-    let regressions = confirmation.map_or(report.regressions(), |c| c.regressions());
-    let headline = if regressions == 0 {
+    let headline = if !decision.refused.is_empty() {
+        "**no verdict**".to_string()
+    } else if decision.regressions == 0 {
         "no latency regression".to_string()
     } else {
-        format!("**{regressions} cell(s) regressed**")
+        format!("**{} cell(s) regressed**", decision.regressions)
     };
     let _ = writeln!(md, "### Latency gate: {headline}\n");
+    for reason in &decision.refused {
+        let _ = writeln!(md, "- cannot judge: {reason}");
+    }
+    if !decision.refused.is_empty() {
+        md.push('\n');
+    }
     let _ = writeln!(
         md,
-        "{} cells compared: {} regressed, {} improved, {} unchanged, {} with too few samples. \
+        "{} cells matched, {} compared validly: {} regressed, {} improved, {} unchanged, {} with too few samples, {} under load (not judged). \
          A cell moves only when the whole {:.0}% interval of its ratio of medians lies beyond \
          ±{:.1}%.\n",
         report.cells.len(),
+        report.compared(),
         report.regressions(),
         report.count(Verdict::Improved),
         report.count(Verdict::Unchanged),
         report.count(Verdict::Insufficient),
+        report.count(Verdict::UnderLoad),
         report.settings.confidence * 100.0,
         report.settings.threshold * 100.0
     );
@@ -301,19 +333,26 @@ struct AbCell {
     threads: usize,
 }
 
-/// Both sides' merged cells (samples appended across rounds).
+/// Both sides' merged cells (samples appended across rounds; the foreign load is the
+/// highest any round saw).
 #[derive(Default)]
 struct Side {
     template: Option<ResultsFile>,
     cells: BTreeMap<CellKey, CellResult>,
+    interrupted: bool,
 }
 
 impl Side {
     fn absorb(&mut self, results: ResultsFile) {
+        self.interrupted |= results.interrupted;
         for cell in &results.cells {
             match self.cells.get_mut(&cell.key) {
                 Some(known) if cell.status == CellStatus::Ok => {
-                    known.samples_ms.extend_from_slice(&cell.samples_ms)
+                    known.samples_ms.extend_from_slice(&cell.samples_ms);
+                    known.foreign_load = match (known.foreign_load, cell.foreign_load) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
                 }
                 Some(_) => {}
                 None => {
@@ -324,12 +363,8 @@ impl Side {
         self.template.get_or_insert(results);
     }
 
-    fn samples(&self) -> BTreeMap<CellKey, Vec<f64>> {
-        self.cells
-            .iter()
-            .filter(|(_, c)| c.status == CellStatus::Ok && !c.samples_ms.is_empty())
-            .map(|(k, c)| (k.clone(), c.samples_ms.clone()))
-            .collect()
+    fn problems(&self, side: &str) -> Vec<String> {
+        run_problems(side, self.interrupted, &self.cells)
     }
 
     /// The merged run as a results file (statistics recomputed over all samples).
@@ -397,15 +432,15 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
         write_atomically(&path, file.to_json().as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
-    let report = compare(&baseline.samples(), &candidate.samples(), &settings);
-    if report.cells.is_empty() {
-        bail!("no cell was measured by both builds");
-    }
+    let mut problems = baseline.problems("baseline");
+    problems.extend(candidate.problems("candidate"));
+    let report = compare(&baseline.cells, &candidate.cells, &settings);
+    // Cells that look regressed, or were measured under load, are measured again.
     let suspects: Vec<&AbCell> = cells
         .iter()
         .filter(|c| {
             report.cells.iter().any(|r| {
-                r.verdict == Verdict::Regressed
+                matches!(r.verdict, Verdict::Regressed | Verdict::UnderLoad)
                     && r.key.model == c.model
                     && r.key.form == c.form
                     && r.key.backend == c.backend
@@ -417,7 +452,7 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
         None
     } else {
         eprintln!(
-            "ab: {} cell(s) look regressed; measuring them again ({} rounds)",
+            "ab: {} cell(s) look regressed or were measured under load; measuring them again ({} rounds)",
             suspects.len(),
             args.confirm_rounds
         );
@@ -431,7 +466,9 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
             })
             .collect();
         let (b, c) = measure_ab(args, &owned, args.confirm_rounds, work.path(), "confirm")?;
-        Some(compare(&b.samples(), &c.samples(), &settings))
+        problems.extend(b.problems("baseline (confirmation)"));
+        problems.extend(c.problems("candidate (confirmation)"));
+        Some(compare(&b.cells, &c.cells, &settings))
     };
     let options = GateOptions {
         threshold: args.options.threshold,
@@ -450,13 +487,12 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
                 .unwrap_or_else(|| args.out.join("gate.json")),
         ),
     };
-    publish(&report, confirmation.as_ref(), &options)?;
-    let confirmed = match &confirmation {
-        Some(c) => c.regressions(),
-        None if args.confirm_rounds == 0 => report.regressions(),
-        None => 0,
+    let decision = match &confirmation {
+        Some(c) => Decision::confirmed(&report, c, problems),
+        None => Decision::of(&report, problems),
     };
-    Ok(verdict_exit(confirmed))
+    publish(&report, confirmation.as_ref(), &decision, &options)?;
+    Ok(verdict_exit(&decision))
 }
 
 /// Runs `rounds` rounds; in each, every cell once on each build, alternating which goes first
@@ -511,12 +547,12 @@ fn run_cell(bin: &Path, scenario: &Path, cell: &AbCell, out: &Path) -> Result<Re
     let path: PathBuf = out.join("results.json");
     if !path.is_file() {
         bail!(
-            "{} {} {} t{}: no results (exit {:?}): {}",
+            "{} {} {} t{}: no results ({}): {}",
             cell.model,
             cell.form,
             cell.backend,
             cell.threads,
-            output.status.code(),
+            output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }

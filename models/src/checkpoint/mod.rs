@@ -153,7 +153,7 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, Checkpoin
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Corrupt {
             path: path.to_path_buf(),
             format: "safetensors",
-            reason: e.to_string(),
+            reason: safetensors_problem(&bytes).unwrap_or_else(|| e.to_string()),
         })?;
     let mut out = Vec::new();
     for (name, view) in file.tensors() {
@@ -165,10 +165,73 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, Checkpoin
             tensor: name.clone(),
             dtype: format!("{:?}", view.dtype()),
         })?;
-        let tensor = Tensor::new(view.shape().to_vec(), data).expect("safetensors checks sizes");
+        let tensor =
+            Tensor::new(view.shape().to_vec(), data).map_err(|e| CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                format: "safetensors",
+                reason: format!("tensor `{name}`: {e}"),
+            })?;
         out.push((name, tensor));
     }
     Ok(out)
+}
+
+/// The safetensors crate says "invalid shape, data type, or offset for tensor" without naming
+/// it: read the header again and name the first tensor whose size disagrees with its offsets.
+fn safetensors_problem(bytes: &[u8]) -> Option<String> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let end = 8usize.checked_add(usize::try_from(len).ok()?)?;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..end)?).ok()?;
+    let data_len = bytes.len() - end;
+    header
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .find_map(|(name, info)| {
+            tensor_entry_problem(info, data_len).map(|p| format!("tensor `{name}`: {p}"))
+        })
+}
+
+/// What is wrong with one safetensors header entry, if anything.
+fn tensor_entry_problem(info: &serde_json::Value, data_len: usize) -> Option<String> {
+    let dtype = info.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
+    let bytes_per = match dtype {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+        _ => return Some(format!("data type `{dtype}` is not known")),
+    };
+    let shape: Option<Vec<usize>> = info
+        .get("shape")?
+        .as_array()?
+        .iter()
+        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+        .collect();
+    let Some(shape) = shape else {
+        return Some(format!("shape {} is not a list of sizes", info["shape"]));
+    };
+    let offsets: Option<Vec<usize>> = info
+        .get("data_offsets")?
+        .as_array()?
+        .iter()
+        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+        .collect();
+    let [start, end] = offsets.as_deref()? else {
+        return Some("data_offsets is not [start, end]".into());
+    };
+    let needed = crate::tensor::checked_numel(&shape).and_then(|n| n.checked_mul(bytes_per));
+    match needed {
+        None => Some(format!("shape {shape:?} of {dtype} overflows")),
+        Some(n) if end < start || end - start != n => Some(format!(
+            "shape {shape:?} of {dtype} needs {n} bytes, but data_offsets [{start}, {end}] give {}",
+            end.saturating_sub(*start)
+        )),
+        Some(_) if *end > data_len => Some(format!(
+            "data_offsets [{start}, {end}] run past the end of the data ({data_len} bytes)"
+        )),
+        Some(_) => None,
+    }
 }
 
 fn decode_safetensors(view: &TensorView<'_>) -> Option<Vec<f32>> {
@@ -191,14 +254,12 @@ fn decode_safetensors(view: &TensorView<'_>) -> Option<Vec<f32>> {
 
 /// Reads a zip-based `torch.save` file: a bare state dict, or one wrapped in `state_dict` or `model`.
 fn read_pytorch(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, CheckpointError> {
-    let corrupt = |e: candle_core::Error| CheckpointError::Corrupt {
-        path: path.to_path_buf(),
-        format: "PyTorch",
-        reason: e.to_string(),
-    };
+    let corrupt = |e: candle_core::Error| pth_corrupt(path, candle_message(&e));
     let mut chosen = None;
     for key in [None, Some("state_dict"), Some("model")] {
-        match candle_core::pickle::read_pth_tensor_info(path, false, key) {
+        match unpanicked(path, || {
+            candle_core::pickle::read_pth_tensor_info(path, false, key)
+        })? {
             Ok(infos) if !infos.is_empty() => {
                 chosen = Some(key);
                 break;
@@ -215,7 +276,9 @@ fn read_pytorch(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, CheckpointErr
             hint: " (looked at the top level and under `state_dict` and `model`)".into(),
         });
     };
-    let file = candle_core::pickle::PthTensors::new(path, key).map_err(corrupt)?;
+    let file =
+        unpanicked(path, || candle_core::pickle::PthTensors::new(path, key))?.map_err(corrupt)?;
+    check_pth_storage(path, file.tensor_infos())?;
     let mut out = Vec::new();
     let mut names: Vec<_> = file.tensor_infos().keys().cloned().collect();
     names.sort();
@@ -231,19 +294,124 @@ fn read_pytorch(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, CheckpointErr
                 dtype: format!("{dtype:?}"),
             });
         }
-        let tensor = file
-            .get(&name)
+        let tensor = unpanicked(path, || file.get(&name))?
             .map_err(corrupt)?
-            .expect("listed tensors exist");
+            .ok_or_else(|| {
+                pth_corrupt(
+                    path,
+                    format!("tensor `{name}` is listed but cannot be read"),
+                )
+            })?;
         let shape = tensor.dims().to_vec();
         let data = tensor
             .to_dtype(DType::F32)
             .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(corrupt)?;
-        out.push((name, Tensor::new(shape, data).expect("candle keeps sizes")));
+        let tensor = Tensor::new(shape, data)
+            .map_err(|e| pth_corrupt(path, format!("tensor `{name}`: {e}")))?;
+        out.push((name, tensor));
     }
     Ok(out)
+}
+
+/// candle's message without the backtrace it appends when RUST_BACKTRACE is set, and without
+/// its own copy of the path (our message names the file already).
+fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. }
+        | candle_core::Error::WithPath { inner, .. } => candle_message(inner),
+        other => other.to_string(),
+    }
+}
+
+fn pth_corrupt(path: &Path, reason: String) -> CheckpointError {
+    CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        format: "PyTorch",
+        reason,
+    }
+}
+
+/// candle's pickle reader is a parser of untrusted bytes: a panic inside it (an index out of
+/// range on a crafted file) becomes a "corrupt file" error instead of ending the process.
+fn unpanicked<T>(path: &Path, read: impl FnOnce() -> T) -> Result<T, CheckpointError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the pickle reader failed".into());
+        pth_corrupt(path, what)
+    })
+}
+
+/// Every tensor's claimed shape must fit in its storage record and in the bytes its zip entry
+/// really holds, before candle allocates a buffer of the claimed size (a `[100000, 100000]`
+/// shape over a few bytes would otherwise abort the process).
+fn check_pth_storage(
+    path: &Path,
+    infos: &std::collections::HashMap<String, candle_core::pickle::TensorInfo>,
+) -> Result<(), CheckpointError> {
+    let entry_sizes = zip_entry_sizes(path)?;
+    let mut names: Vec<&String> = infos.keys().collect();
+    names.sort();
+    for name in names {
+        let info = &infos[name];
+        let dims = info.layout.dims();
+        let bytes_per = info.dtype.size_in_bytes();
+        let needed = crate::tensor::checked_numel(dims)
+            .and_then(|n| n.checked_add(info.layout.start_offset()))
+            .filter(|&n| n <= info.storage_size)
+            .ok_or_else(|| {
+                pth_corrupt(
+                    path,
+                    format!(
+                        "tensor `{name}` claims shape {dims:?} (offset {}) over a storage of {} elements",
+                        info.layout.start_offset(),
+                        info.storage_size
+                    ),
+                )
+            })?;
+        let held = entry_sizes.get(&info.path).copied().unwrap_or(0);
+        let bytes = (needed as u64).saturating_mul(bytes_per as u64);
+        crate::memory::check_fits(bytes, &format!("tensor `{name}`"))
+            .map_err(|e| pth_corrupt(path, e))?;
+        if (needed as u64).saturating_mul(bytes_per as u64) > held {
+            return Err(pth_corrupt(
+                path,
+                format!(
+                    "tensor `{name}` needs {} bytes of {:?} data, but its storage `{}` holds {held}",
+                    needed.saturating_mul(bytes_per),
+                    info.dtype,
+                    info.path
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Uncompressed size of every entry of a zip file, as its central directory states them.
+fn zip_entry_sizes(path: &Path) -> Result<BTreeMap<String, u64>, CheckpointError> {
+    let file = std::fs::File::open(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| pth_corrupt(path, e.to_string()))?;
+    let mut sizes = BTreeMap::new();
+    for i in 0..zip.len() {
+        let entry = zip
+            .by_index_raw(i)
+            .map_err(|e| pth_corrupt(path, e.to_string()))?;
+        let name = entry
+            .name()
+            .map_err(|e| pth_corrupt(path, e.to_string()))?
+            .to_string();
+        sizes.insert(name, entry.size());
+    }
+    Ok(sizes)
 }
 
 /// Loads a checkpoint as the weights of `variant` in `form`. The naming scheme is detected
