@@ -6,6 +6,7 @@ pub mod commands;
 pub mod environment;
 pub mod gate;
 pub mod imagenet;
+pub mod load;
 pub mod machine;
 pub mod measure;
 pub mod npy;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use backends::{BackendError, Prepared};
 use models::Tensor;
 
+use crate::load::{snapshot, LoadWindow};
 use crate::stats::{order_statistic_median_ci, relative_half_width};
 
 /// When to stop warming up and measuring.
@@ -46,6 +47,8 @@ pub struct CellTimer {
     warmup_elapsed: Duration,
     measured: Duration,
     pub stopped: Option<StopReason>,
+    /// Foreign CPU load over this cell's turns.
+    pub load: LoadWindow,
 }
 
 impl CellTimer {
@@ -60,8 +63,26 @@ impl CellTimer {
     /// Measures for up to `slice` (None: until done). A turn after the first starts with one
     /// untimed run to bring the cell's weights back into cache, when a run is short next to the
     /// slice (under a tenth of it; for longer runs the cache state is noise and the extra run
-    /// would only double the cost). Returns whether the cell is done.
+    /// would only double the cost). Returns whether the cell is done. The foreign CPU load of
+    /// the turn is added to `load`.
     pub fn turn(
+        &mut self,
+        plan: &mut dyn Prepared,
+        input: &Tensor,
+        output: &mut Tensor,
+        budget: &Budget,
+        slice: Option<Duration>,
+        interrupt: &AtomicBool,
+    ) -> Result<bool, BackendError> {
+        let before = snapshot();
+        let done = self.timed_turn(plan, input, output, budget, slice, interrupt);
+        if let (Some(before), Some(after)) = (before, snapshot()) {
+            self.load.add(before, after);
+        }
+        done
+    }
+
+    fn timed_turn(
         &mut self,
         plan: &mut dyn Prepared,
         input: &Tensor,

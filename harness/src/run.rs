@@ -161,6 +161,7 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
     progress.finish_and_clear();
 
     let interrupted = interrupt.load(Ordering::Relaxed);
+    let mut env = env;
     let mut results = Vec::new();
     for cell in cells {
         results.push(finish_cell(
@@ -169,6 +170,13 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
             f.measurement.target_ci,
             f.seed,
             interrupted,
+        ));
+    }
+    warnings.extend(check_peak(&mut results, &mut env, &crate::machine::reprobe));
+    let loaded = results.iter().filter(|c| c.under_load()).count();
+    if loaded > 0 {
+        warnings.push(format!(
+            "{loaded} cell(s) were measured while other processes loaded the machine (flagged MEASURED UNDER LOAD): their latencies and any speedup built on them are not this machine's; stop the other work and run again (README, \"Bad input and faults\")"
         ));
     }
     let noisy = results.iter().filter(|c| !c.warnings.is_empty()).count();
@@ -606,13 +614,7 @@ fn finish_cell(
     let seconds = summary.median_ms / 1e3;
     r.achieved_gflops = r.cost.flops as f64 / seconds / 1e9;
     r.achieved_gbps = r.cost.memory_traffic_bytes as f64 / seconds / 1e9;
-    r.fraction_of_peak = env.peak.as_ref().and_then(|p| {
-        p.gflops
-            .iter()
-            .filter(|(t, _)| *t <= r.key.threads)
-            .max_by_key(|(t, _)| *t)
-            .map(|(_, peak)| r.achieved_gflops / peak)
-    });
+    r.fraction_of_peak = fraction_of_peak(&r, env);
     let limit = target_ci.unwrap_or(0.02);
     if summary.ci95_relative > limit {
         r.warnings.push(format!(
@@ -627,6 +629,14 @@ fn finish_cell(
             summary.iqr_ms / summary.median_ms * 100.0
         ));
     }
+    r.foreign_load = timer.load.cores();
+    if r.under_load() {
+        r.warnings.push(format!(
+            "MEASURED UNDER LOAD: other processes kept {:.2} cores busy (limit {}); not this machine's speed",
+            r.foreign_load.unwrap_or(0.0),
+            reports::results::FOREIGN_LOAD_LIMIT
+        ));
+    }
     r.status = CellStatus::Ok;
     r.reason = None;
     r.latency = Some(summary);
@@ -636,6 +646,63 @@ fn finish_cell(
         r.gpu_samples_ms = timer.gpu_samples_ms;
     }
     r
+}
+
+/// Achieved GFLOP/s over the probed peak at the largest probed thread count not above the
+/// cell's.
+fn fraction_of_peak(cell: &CellResult, env: &Environment) -> Option<f64> {
+    env.peak.as_ref().and_then(|p| {
+        p.gflops
+            .iter()
+            .filter(|(t, _)| *t <= cell.key.threads)
+            .max_by_key(|(t, _)| *t)
+            .map(|(_, peak)| cell.achieved_gflops / peak)
+    })
+}
+
+/// A cell above 100% of the peak means the cached peak was probed on a busy machine (or a
+/// FLOP count is wrong): probe again, once, and recompute every fraction; a cell still above
+/// 100% gets a warning that names the cache file and how to refresh it.
+fn check_peak(
+    cells: &mut [CellResult],
+    env: &mut Environment,
+    reprobe: &dyn Fn(&str, usize) -> reports::results::MachinePeak,
+) -> Vec<String> {
+    let above = |cells: &[CellResult]| {
+        cells
+            .iter()
+            .any(|c| c.fraction_of_peak.is_some_and(|f| f > 1.0))
+    };
+    if !above(cells) {
+        return Vec::new();
+    }
+    eprintln!("a cell measured above the cached peak of this machine: probing the peak again");
+    let threads = env
+        .peak
+        .as_ref()
+        .and_then(|p| p.gflops.iter().map(|(t, _)| *t).max())
+        .unwrap_or(1);
+    env.peak = Some(reprobe(&env.machine_fingerprint, threads));
+    for c in cells.iter_mut().filter(|c| c.status == CellStatus::Ok) {
+        c.fraction_of_peak = fraction_of_peak(c, env);
+    }
+    let cache = crate::machine::cache_path(&env.machine_fingerprint)
+        .map_or("(no cache file: HOME is not set)".into(), |p| {
+            p.display().to_string()
+        });
+    cells
+        .iter_mut()
+        .filter(|c| c.fraction_of_peak.is_some_and(|f| f > 1.0))
+        .map(|c| {
+            let w = format!(
+                "{} measured {:.0}% of the probed peak even after probing again: the peak in {cache} is too low (probed while the machine was busy?) or the model's FLOP count is off; delete that file to probe again on a quiet machine",
+                c.key,
+                c.fraction_of_peak.unwrap_or(0.0) * 100.0
+            );
+            c.warnings.push(format!("ABOVE PEAK: {:.0}% of the probed peak", c.fraction_of_peak.unwrap_or(0.0) * 100.0));
+            w
+        })
+        .collect()
 }
 
 /// unfused / reparameterized median per model, backend and thread count.
@@ -664,6 +731,7 @@ pub fn speedups(cells: &[CellResult]) -> Vec<Speedup> {
                 unfused_ms,
                 reparameterized_ms: fused_ms,
                 speedup: unfused_ms / fused_ms,
+                under_load: fused.under_load() || unfused.is_some_and(|u| u.under_load()),
             });
         }
     }
@@ -725,6 +793,53 @@ mod tests {
         assert!(w.len() == 1 && w[0].contains("UNOPTIMIZED"), "{w:?}");
         env.opt_level = "3".into();
         assert!(build_warnings(&env).is_empty());
+    }
+
+    fn peak_of(gflops: f64) -> reports::results::MachinePeak {
+        reports::results::MachinePeak {
+            gflops: vec![(1, gflops)],
+            gbps: vec![(1, 10.0)],
+            isa: "test".into(),
+        }
+    }
+
+    #[test]
+    fn a_cell_above_the_cached_peak_makes_the_peak_probed_again_and_warns_if_still_above() {
+        let key = CellKey {
+            model: "mobileone-s0".into(),
+            form: "reparameterized".into(),
+            backend: "native".into(),
+            threads: 1,
+            batch: 1,
+            height: 224,
+            width: 224,
+        };
+        let mut cell = CellResult::unmeasured(key, Default::default());
+        cell.status = CellStatus::Ok;
+        cell.achieved_gflops = 293.0;
+        let mut env = environment::capture(None);
+        env.peak = Some(peak_of(100.0));
+        cell.fraction_of_peak = fraction_of_peak(&cell, &env);
+        assert_eq!(cell.fraction_of_peak, Some(2.93));
+
+        // The busy-machine cache: probed again, the true peak puts the cell at 98%.
+        let mut cells = vec![cell.clone()];
+        let mut fresh_env = env.clone();
+        let w = check_peak(&mut cells, &mut fresh_env, &|_, _| peak_of(300.0));
+        assert!(w.is_empty(), "{w:?}");
+        assert!((cells[0].fraction_of_peak.unwrap() - 293.0 / 300.0).abs() < 1e-12);
+
+        // Still above after probing again: a warning with the cache file and the way out.
+        let mut cells = vec![cell];
+        let w = check_peak(&mut cells, &mut env, &|_, _| peak_of(100.0));
+        assert!(
+            w.len() == 1
+                && w[0].contains("293% of the probed peak even after probing again")
+                && w[0].contains("peak-")
+                && w[0].contains("delete that file"),
+            "{w:?}"
+        );
+        assert!(cells[0].warnings[0].starts_with("ABOVE PEAK: 293%"));
     }
 }
 

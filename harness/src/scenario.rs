@@ -132,10 +132,26 @@ impl InputSizeSpec {
         }
         .ok_or_else(|| {
             format!(
-                "expected a size like 224 or a list [height, width], found {}",
-                serde_norway::to_string(&v).unwrap_or_default().trim()
+                "expected a size like 224 or a list [height, width] of positive sizes, found {}",
+                flow(v)
             )
         })
+    }
+}
+
+/// A YAML value on one line, as it would be written in flow style (`[-1, 64]`).
+fn flow(v: &serde_norway::Value) -> String {
+    match v {
+        serde_norway::Value::Sequence(items) => {
+            format!(
+                "[{}]",
+                items.iter().map(flow).collect::<Vec<_>>().join(", ")
+            )
+        }
+        other => serde_norway::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .replace('\n', " "),
     }
 }
 
@@ -303,8 +319,10 @@ impl Scenario {
             std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
         let text = String::from_utf8(bytes.clone())
             .map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
+        // Editors on Windows start UTF-8 files with a byte-order mark; it is not YAML.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
         let file: ScenarioFile =
-            serde_norway::from_str(&text).map_err(|e| describe_yaml_error(path, &e))?;
+            serde_norway::from_str(&text).map_err(|e| describe_yaml_error(path, &text, &e))?;
         let mut scenario = Scenario {
             file,
             path: path.to_path_buf(),
@@ -313,18 +331,25 @@ impl Scenario {
         };
         scenario.validate(&text)?;
         scenario.apply(overrides)?;
+        let (height, width) = scenario.input_size();
+        scenario
+            .check_memory(scenario.file.batch, height, width)
+            .map_err(|m| {
+                let line = line_of(&text, "batch").or(line_of(&text, "input_size"));
+                anyhow!("{}: `batch` and `input_size`: {m}", at_line(path, line))
+            })?;
         Ok(scenario)
     }
 
     fn validate(&self, text: &str) -> Result<()> {
         let f = &self.file;
         let err = |field: &str, message: String| -> anyhow::Error {
-            let line = line_of(text, field.rsplit('.').next().unwrap_or(field));
-            anyhow!("{}:{}: `{field}`: {message}", self.path.display(), line)
+            anyhow!(
+                "{}: `{field}`: {message}",
+                at_line(&self.path, field_line(text, field))
+            )
         };
-        if f.name.trim().is_empty() {
-            return Err(err("name", "must not be empty".into()));
-        }
+        check_name(&f.name).map_err(|m| err("name", m))?;
         if f.models.is_empty() {
             return Err(err(
                 "models",
@@ -338,24 +363,23 @@ impl Scenario {
             ));
         }
         check_backends(&f.backends).map_err(|m| err("backends", m))?;
-        if f.threads.is_empty() || f.threads.contains(&0) {
+        check_threads(&f.threads).map_err(|m| err("threads", m))?;
+        if f.batch == 0 || f.batch > MAX_BATCH {
             return Err(err(
-                "threads",
-                format!("{:?}: list thread counts of at least 1", f.threads),
+                "batch",
+                format!("{}: a batch of 1 to {MAX_BATCH}", f.batch),
             ));
-        }
-        if f.batch == 0 {
-            return Err(err("batch", "must be at least 1".into()));
         }
         let (h, w) = InputSizeSpec::parse(&f.input_size)
             .map_err(|m| err("input_size", m))?
             .height_width();
-        if h < 32 || w < 32 {
+        if h < 32 || w < 32 || h > MAX_SIDE || w > MAX_SIDE {
             return Err(err(
                 "input_size",
-                format!("{h}x{w}: height and width must be at least 32"),
+                format!("{h}x{w}: height and width must be 32 to {MAX_SIDE}"),
             ));
         }
+
         let m = &f.measurement;
         if m.min_runs == 0 || m.min_runs > m.max_runs {
             return Err(err(
@@ -421,6 +445,34 @@ impl Scenario {
         Ok(())
     }
 
+    /// The largest cell must fit in this machine's available memory: its peak activations,
+    /// counted by the cost model, times MEMORY_FACTOR (the f64 reference beside the plan).
+    fn check_memory(&self, batch: usize, height: usize, width: usize) -> Result<(), String> {
+        let size = models::InputSize {
+            batch,
+            height,
+            width,
+        };
+        for model in &self.file.models {
+            for form in &self.file.forms {
+                let graph = model.0.build(form.0, size).map_err(|e| e.to_string())?;
+                let cost = models::model_cost(&graph);
+                let params: u64 = cost.totals.params.saturating_mul(8);
+                let need = cost
+                    .totals
+                    .peak_activation_bytes
+                    .saturating_mul(MEMORY_FACTOR)
+                    .saturating_add(params);
+                models::memory::check_fits(
+                    need,
+                    &format!("{} {} at batch {batch}, {height}x{width}", model.0, form.0),
+                )
+                .map_err(|m| format!("{m}; use a smaller batch or input_size"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// A path from the scenario, relative to the scenario file's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
@@ -446,9 +498,7 @@ impl Scenario {
             f.backends = backends.clone();
         }
         if let Some(threads) = &o.threads {
-            if threads.is_empty() || threads.contains(&0) {
-                bail!("--threads: list thread counts of at least 1");
-            }
+            check_threads(threads).map_err(|m| anyhow!("--threads: {m}"))?;
             f.threads = threads.clone();
         }
         if let Some(out) = &o.out {
@@ -469,6 +519,10 @@ impl Scenario {
             };
             f.cooldown_ms = 0;
         }
+        dedup(&mut f.models);
+        dedup(&mut f.forms);
+        dedup(&mut f.threads);
+        dedup(&mut f.backends);
         Ok(())
     }
 
@@ -501,6 +555,54 @@ fn parse_list<T>(
         .collect()
 }
 
+/// The largest batch a scenario may ask for.
+pub const MAX_BATCH: usize = 1024;
+/// The largest input height or width a scenario may ask for.
+pub const MAX_SIDE: usize = 4096;
+/// Bytes a cell needs per byte of peak activations: the f32 plan, the f64 reference and
+/// their inputs and outputs.
+const MEMORY_FACTOR: u64 = 4;
+
+/// Removes repeated entries, keeping the first of each (`[s0, mobileone-s0]` is one model).
+fn dedup<T: PartialEq + Clone>(items: &mut Vec<T>) {
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        if !kept.contains(&item) {
+            kept.push(item);
+        }
+    }
+    *items = kept;
+}
+
+/// A scenario name names the output folder `results/<name>`: a name, not a path.
+fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 100 || name.starts_with('.') || !name.chars().all(allowed) {
+        return Err(format!(
+            "`{name}`: a name of up to 100 letters, digits, '-', '_' and '.', not starting with '.' (it names the folder results/<name>; give a path with `output:` or --out)"
+        ));
+    }
+    Ok(())
+}
+
+/// Thread counts from 1 to the machine's logical cores: more threads than cores measure the
+/// OS scheduler, not the engine.
+fn check_threads(threads: &[usize]) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads.is_empty() || threads.contains(&0) {
+        return Err(format!("{threads:?}: list thread counts of at least 1"));
+    }
+    match threads.iter().find(|&&t| t > cores) {
+        Some(t) => Err(format!(
+            "{t} is more than this machine's {cores} logical cores; list thread counts from 1 to {cores}"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Backend names must be known to this build (availability is decided at run time).
 fn check_backends(names: &[String]) -> Result<(), String> {
     if names.is_empty() {
@@ -518,24 +620,55 @@ fn check_backends(names: &[String]) -> Result<(), String> {
 }
 
 /// serde_norway's message already says what was found, what is allowed and where; prefix the
-/// file and line in the `file:line:` form editors understand.
-fn describe_yaml_error(path: &Path, e: &serde_norway::Error) -> anyhow::Error {
-    match e.location() {
-        Some(loc) => anyhow!("{}:{}: {e}", path.display(), loc.line()),
-        None => anyhow!("{}: {e}", path.display()),
+/// file and line in the `file:line:` form editors understand. A duplicated key is located at
+/// its second appearance (serde_norway points at the mapping that holds it).
+fn describe_yaml_error(path: &Path, text: &str, e: &serde_norway::Error) -> anyhow::Error {
+    let message = e.to_string();
+    let duplicate = message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split('`').next())
+        .and_then(|key| nth_line_of(text, key, 2));
+    let line = duplicate.or(e.location().map(|loc| loc.line()));
+    anyhow!("{}: {message}", at_line(path, line))
+}
+
+/// `file:line` where the line is known, else `file`.
+fn at_line(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
     }
 }
 
-/// The 1-based line where `key:` first appears (0 if it does not).
-fn line_of(text: &str, key: &str) -> usize {
+/// The line of a (possibly dotted) field: its own key, else its parent's.
+fn field_line(text: &str, field: &str) -> Option<usize> {
+    let mut parts: Vec<&str> = field.split('.').collect();
+    while let Some(key) = parts.pop() {
+        if let Some(line) = line_of(text, key) {
+            return Some(line);
+        }
+    }
+    None
+}
+
+/// The 1-based line where `key:` first appears, as a block key or inside a flow mapping.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    nth_line_of(text, key, 1)
+}
+
+/// The 1-based line of the `n`th appearance of `key:` as a key.
+fn nth_line_of(text: &str, key: &str, n: usize) -> Option<usize> {
     let pattern = format!("{key}:");
     text.lines()
-        .position(|l| {
-            l.trim_start()
-                .trim_start_matches("- ")
-                .starts_with(&pattern)
+        .enumerate()
+        .filter(|(_, l)| {
+            l.match_indices(&pattern).any(|(at, _)| {
+                let before = l[..at].trim_end();
+                before.is_empty() || before.ends_with(['{', ',', '-'])
+            })
         })
-        .map_or(0, |i| i + 1)
+        .nth(n - 1)
+        .map(|(i, _)| i + 1)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -692,6 +825,95 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--models: unknown model `s9`"), "{e}");
+    }
+
+    #[test]
+    fn hostile_values_are_refused_by_field_and_line() {
+        let e = err("name: ../../evil\nmodels: [s0]\n");
+        assert!(
+            e.starts_with("DIR/s.yaml:1: `name`: `../../evil`: a name of"),
+            "{e}"
+        );
+        let e = err("name: t\nmodels: [s0]\nthreads: [1, 10000]\n");
+        assert!(
+            e.contains(":3: `threads`: 10000 is more than this machine's"),
+            "{e}"
+        );
+        let e = err("name: t\nmodels: [s0]\nbatch: 1000000\n");
+        assert!(
+            e.contains(":3: `batch`: 1000000: a batch of 1 to 1024"),
+            "{e}"
+        );
+        let e = err("name: t\nmodels: [s0]\ninput_size: 100000\n");
+        assert!(
+            e.contains(":3: `input_size`: 100000x100000: height and width must be 32 to 4096"),
+            "{e}"
+        );
+        let e = err("name: t\nmodels: [s4]\ninput_size: 4096\nbatch: 1024\n");
+        assert!(
+            e.contains(
+                ":4: `batch` and `input_size`: mobileone-s4 unfused at batch 1024, 4096x4096 needs"
+            ) && e.contains("is available; use a smaller batch or input_size"),
+            "{e}"
+        );
+        let e = err("name: t\nmodels: [s0]\ninput_size: [-1, 64]\n");
+        assert!(e.ends_with("found [-1, 64]"), "{e}");
+        let o = Overrides {
+            threads: Some(vec![100_000]),
+            ..Default::default()
+        };
+        let e = load_text("name: t\nmodels: [s0]\n", &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--threads: 100000 is more than"), "{e}");
+    }
+
+    #[test]
+    fn lines_point_at_the_field_in_flow_style_and_at_a_duplicate() {
+        let e = err("name: t\nmodels: [s0]\nmeasurement: {min_runs: 3, target_ci: 0}\n");
+        assert!(
+            e.starts_with("DIR/s.yaml:3: `measurement.target_ci`: 0: a fraction"),
+            "{e}"
+        );
+        let e = err("name: t\nmodels: [s0]\nforms: [unfused]\nmodels: [s1]\n");
+        assert!(
+            e.starts_with("DIR/s.yaml:4: duplicate field `models`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_yaml_and_repeats_are_one_cell() {
+        let s = load_text(
+            "\u{feff}name: t\nmodels: [s0, s0, mobileone-s0, s1]\nthreads: [1, 1]\nforms: [fused, reparameterized]\nbackends: [native, native]\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.file.models,
+            [
+                ModelName(Model::MobileOne(Variant::S0)),
+                ModelName(Model::MobileOne(Variant::S1))
+            ]
+        );
+        assert_eq!(
+            (
+                s.file.threads.clone(),
+                s.file.forms.len(),
+                s.file.backends.clone()
+            ),
+            (vec![1], 1, vec!["native".to_string()])
+        );
+        // A long list of one model is one model, and loads at once.
+        let long = format!("name: t\nmodels: [{}]\n", vec!["s0"; 100_000].join(", "));
+        assert_eq!(
+            load_text(&long, &Overrides::default())
+                .unwrap()
+                .file
+                .models
+                .len(),
+            1
+        );
     }
 
     #[test]

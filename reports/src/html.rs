@@ -48,13 +48,13 @@ pub fn html(results: &ResultsFile) -> String {
         for s in &results.speedups {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.2}x</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
                 escape(&s.model),
                 escape(&s.backend),
                 s.threads,
                 s.unfused_ms,
                 s.reparameterized_ms,
-                s.speedup
+                escape(&s.label())
             );
         }
         h.push_str("</table>\n");
@@ -121,7 +121,7 @@ fn summary_table(h: &mut String, results: &ResultsFile) {
                     l.ci95_ms[1],
                     c.achieved_gflops,
                     c.fraction_of_peak
-                        .map_or("-".into(), |f| format!("{:.0}%", f * 100.0)),
+                        .map_or("-".into(), crate::summary::peak_label),
                     c.achieved_gbps,
                     c.resident_bytes as f64 / (1u64 << 20) as f64,
                     escape(&c.warnings.join("; "))

@@ -256,6 +256,20 @@ pub struct Speedup {
     pub unfused_ms: f64,
     pub reparameterized_ms: f64,
     pub speedup: f64,
+    /// One of the two cells was measured under foreign load: the ratio is not trustworthy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub under_load: bool,
+}
+
+impl Speedup {
+    /// The speedup as shown in every report: `2.31x`, flagged when measured under load.
+    pub fn label(&self) -> String {
+        if self.under_load {
+            format!("{:.2}x (UNDER LOAD: not trustworthy)", self.speedup)
+        } else {
+            format!("{:.2}x", self.speedup)
+        }
+    }
 }
 
 /// The machine, the build and the software the results were measured with.

@@ -17,6 +17,16 @@ fn ms(v: f64) -> String {
     }
 }
 
+/// A fraction of the machine's peak as shown in every table; above 100% it carries a `!`
+/// (the run's warnings say why and how to refresh the probed peak).
+pub fn peak_label(fraction: f64) -> String {
+    if fraction > 1.0 {
+        format!("{:.0}%!", fraction * 100.0)
+    } else {
+        format!("{:.0}%", fraction * 100.0)
+    }
+}
+
 fn row(c: &CellResult) -> Vec<String> {
     let key = &c.key;
     let mut cells = vec![
@@ -32,8 +42,7 @@ fn row(c: &CellResult) -> Vec<String> {
             format!("±{:.1}%", l.ci95_relative * 100.0),
             l.samples.to_string(),
             format!("{:.1}", c.achieved_gflops),
-            c.fraction_of_peak
-                .map_or("-".into(), |f| format!("{:.0}%", f * 100.0)),
+            c.fraction_of_peak.map_or("-".into(), peak_label),
             format!("{:.1}", c.achieved_gbps),
             format!("{:.0}", c.resident_bytes as f64 / (1u64 << 20) as f64),
         ]),
@@ -78,11 +87,11 @@ pub fn terminal_table(results: &ResultsFile) -> String {
     for s in &results.speedups {
         let _ = write!(
             out,
-            "\nreparameterization speedup {} {} t{}: {:.2}x ({} -> {} ms)",
+            "\nreparameterization speedup {} {} t{}: {} ({} -> {} ms)",
             s.model,
             s.backend,
             s.threads,
-            s.speedup,
+            s.label(),
             ms(s.unfused_ms),
             ms(s.reparameterized_ms)
         );
@@ -283,13 +292,13 @@ pub fn markdown(results: &ResultsFile) -> String {
         for s in &results.speedups {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.2}x |",
+                "| {} | {} | {} | {} | {} | {} |",
                 s.model,
                 s.backend,
                 s.threads,
                 ms(s.unfused_ms),
                 ms(s.reparameterized_ms),
-                s.speedup
+                s.label()
             );
         }
     }
