@@ -46,23 +46,53 @@ struct ModelData {
     reference: BTreeMap<Model, Result<Tensor, String>>,
 }
 
-/// The flag Ctrl-C sets (installed once per process).
+/// The signals that end a run gracefully: Ctrl-C (SIGINT) and SIGTERM (what CI cancellation,
+/// `timeout` and `docker stop` send). The first sets the flag and is remembered; a second
+/// ends the process at once.
+#[cfg(unix)]
+const GRACEFUL: [i32; 2] = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+
+/// The signal that interrupted this run, if one did (its number, e.g. 2 or 15).
+static SIGNAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The flag SIGINT and SIGTERM set (installed once per process).
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        let handler_flag = flag.clone();
-        // If a handler cannot be installed, Ctrl-C simply ends the process as usual.
-        let _ = ctrlc::set_handler(move || handler_flag.store(true, Ordering::SeqCst));
+        #[cfg(unix)]
+        for signal in GRACEFUL {
+            // If a handler cannot be installed, the signal ends the process as usual.
+            let _ = signal_hook::flag::register_conditional_shutdown(
+                signal,
+                128 + signal,
+                flag.clone(),
+            );
+            let _ = signal_hook::flag::register(signal, flag.clone());
+            // SAFETY: the action only stores into an atomic, which is async-signal-safe.
+            let _ = unsafe {
+                signal_hook::low_level::register(signal, move || {
+                    SIGNAL.store(signal as usize, Ordering::SeqCst)
+                })
+            };
+        }
         flag
     })
     .clone()
 }
 
-/// What a run produced.
+/// The exit code of an interrupted run: 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
+pub fn interrupted_exit_code() -> u8 {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => 130,
+        signal => (128 + signal).min(255) as u8,
+    }
+}
+
+/// What a run produced, and where it was saved.
 pub struct Outcome {
     pub results: ResultsFile,
-    pub out_dir: PathBuf,
+    pub saved: Saved,
 }
 
 impl Outcome {
@@ -86,8 +116,7 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
     let clock = Instant::now();
     let f = &scenario.file;
     let out_dir = scenario.output_dir();
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+    check_writable(&out_dir)?;
 
     let max_threads = *f.threads.iter().max().unwrap_or(&1);
     let env = capture_environment(max_threads);
@@ -220,8 +249,8 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
             }),
         warnings,
     };
-    write_outputs(&results, &out_dir)?;
-    Ok(Outcome { results, out_dir })
+    let saved = save(&results, &out_dir);
+    Ok(Outcome { results, saved })
 }
 
 fn capture_environment(max_threads: usize) -> Environment {
@@ -763,7 +792,8 @@ fn progress_bar(cells: u64) -> ProgressBar {
     bar
 }
 
-/// results.json, results.csv and report.md, each written atomically.
+/// results.json, results.csv, report.md and report.html, written together (all or none
+/// replaced).
 pub fn write_outputs(results: &ResultsFile, out_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
@@ -773,12 +803,82 @@ pub fn write_outputs(results: &ResultsFile, out_dir: &Path) -> Result<()> {
         ("report.md", reports::summary::markdown(results)),
         ("report.html", reports::html::html(results)),
     ];
-    for (name, text) in files {
-        let path = out_dir.join(name);
-        models::checkpoint::write_atomically(&path, text.as_bytes())
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+    let files: Vec<(&std::ffi::OsStr, &[u8])> = files
+        .iter()
+        .map(|(name, text)| (std::ffi::OsStr::new(*name), text.as_bytes()))
+        .collect();
+    models::checkpoint::write_all_atomically(out_dir, &files)
+        .with_context(|| format!("{}: cannot write the results", out_dir.display()))
+}
+
+/// Fails early, before anything is measured, when the output folder cannot be written.
+pub fn check_writable(out_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(out_dir)
+        .and_then(|()| tempfile::NamedTempFile::new_in(out_dir).map(drop))
+        .with_context(|| {
+            format!(
+                "{}: the output folder cannot be written, so nothing would be kept; choose another with --out",
+                out_dir.display()
+            )
+        })
+}
+
+/// Where a run's outputs went, and what the user must be told about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    pub dir: PathBuf,
+    pub notes: Vec<String>,
+    /// False when the outputs could not go where they were asked to.
+    pub where_asked: bool,
+}
+
+/// Writes the outputs without ever making `out_dir` worse: an interrupted run does not
+/// replace a complete earlier one (it goes to `out_dir/interrupted`), and when `out_dir`
+/// cannot be written the outputs go to a fresh folder under the system's temporary folder.
+pub fn save(results: &ResultsFile, out_dir: &Path) -> Saved {
+    let mut notes = Vec::new();
+    let mut dir = out_dir.to_path_buf();
+    if results.interrupted && holds_complete_run(out_dir) {
+        dir = out_dir.join("interrupted");
+        notes.push(format!(
+            "{} holds an earlier complete run, kept as it was; this interrupted run is in {}",
+            out_dir.display(),
+            dir.display()
+        ));
     }
-    Ok(())
+    let Err(e) = write_outputs(results, &dir) else {
+        return Saved {
+            dir,
+            notes,
+            where_asked: true,
+        };
+    };
+    notes.push(format!("{e:#}"));
+    let fallback = std::env::temp_dir().join(format!(
+        "onebench-{}-{}",
+        results.scenario.name,
+        std::process::id()
+    ));
+    match write_outputs(results, &fallback) {
+        Ok(()) => notes.push(format!(
+            "the results were saved to {} instead",
+            fallback.display()
+        )),
+        Err(e) => notes.push(format!(
+            "nor could they be saved to {}: {e:#}; the table above is all that is kept",
+            fallback.display()
+        )),
+    }
+    Saved {
+        dir: fallback,
+        notes,
+        where_asked: false,
+    }
+}
+
+/// Whether `dir` holds the results of a run that was not interrupted.
+fn holds_complete_run(dir: &Path) -> bool {
+    ResultsFile::read(&dir.join("results.json")).is_ok_and(|r| !r.interrupted)
 }
 
 #[cfg(test)]
@@ -793,6 +893,81 @@ mod tests {
         assert!(w.len() == 1 && w[0].contains("UNOPTIMIZED"), "{w:?}");
         env.opt_level = "3".into();
         assert!(build_warnings(&env).is_empty());
+    }
+
+    fn empty_run(interrupted: bool) -> ResultsFile {
+        ResultsFile {
+            schema_version: SCHEMA_VERSION,
+            tool: "test".into(),
+            scenario: ScenarioInfo {
+                name: "t".into(),
+                path: "t.yaml".into(),
+                sha256: String::new(),
+                quick: true,
+                order: "sequential".into(),
+            },
+            started_at: String::new(),
+            duration_s: 0.0,
+            interrupted,
+            environment: environment::capture(None),
+            cells: Vec::new(),
+            speedups: Vec::new(),
+            device_profile: None,
+            reference_measurements: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_run_never_replaces_a_complete_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let first = save(&empty_run(false), &out);
+        assert_eq!((first.dir.clone(), first.where_asked), (out.clone(), true));
+        let second = save(&empty_run(true), &out);
+        assert_eq!(second.dir, out.join("interrupted"));
+        assert!(second.notes[0].contains("holds an earlier complete run, kept as it was"));
+        assert!(
+            !ResultsFile::read(&out.join("results.json"))
+                .unwrap()
+                .interrupted
+        );
+        assert!(
+            ResultsFile::read(&out.join("interrupted/results.json"))
+                .unwrap()
+                .interrupted
+        );
+        // An interrupted run may replace an interrupted one, and a complete run anything.
+        let dir2 = tempfile::tempdir().unwrap();
+        save(&empty_run(true), dir2.path());
+        assert_eq!(save(&empty_run(true), dir2.path()).dir, dir2.path());
+    }
+
+    #[test]
+    fn results_that_cannot_go_where_asked_go_to_the_temporary_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "not a folder").unwrap();
+        let out = file.join("out");
+        let e = check_writable(&out).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("the output folder cannot be written"),
+            "{e:#}"
+        );
+        let saved = save(&empty_run(false), &out);
+        assert!(!saved.where_asked);
+        assert!(
+            saved.dir.starts_with(std::env::temp_dir()),
+            "{:?}",
+            saved.dir
+        );
+        assert!(ResultsFile::read(&saved.dir.join("results.json")).is_ok());
+        assert!(
+            saved.notes[1].starts_with("the results were saved to "),
+            "{:?}",
+            saved.notes
+        );
+        std::fs::remove_dir_all(&saved.dir).unwrap();
     }
 
     fn peak_of(gflops: f64) -> reports::results::MachinePeak {

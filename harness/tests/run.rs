@@ -211,6 +211,85 @@ fn an_optional_backend_runs_when_compiled_in_and_is_skipped_with_its_reason_othe
     }
 }
 
+/// Starts a long sequential run into `out`, sends `signal` after `after_ms`, and returns the
+/// exit code and stderr.
+#[cfg(unix)]
+fn interrupted_run(dir: &Path, out: &Path, signal: &str, after_ms: u64) -> (Option<i32>, String) {
+    let scenario = write(
+        dir,
+        "long.yaml",
+        "name: long\nmodels: [s0, s1, s2]\nforms: [reparameterized]\nbackends: [candle]\ninput_size: 32\norder: sequential\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 1, max_runs: 1000000, min_time_ms: 0, max_time_ms: 1500, target_ci: 0.000001}\n",
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([&scenario, "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(after_ms));
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_is_treated_like_ctrl_c_and_never_spoils_a_complete_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (code, err) = interrupted_run(dir.path(), &out, "-TERM", 2500);
+    assert_eq!(code, Some(143), "{err}");
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    assert!(results.interrupted);
+    assert_eq!(results.cells[0].status, CellStatus::Ok);
+
+    // A complete run in a folder, then a run interrupted at once into the same folder: the
+    // complete one stays, the interrupted one goes beside it.
+    let done = dir.path().join("done");
+    let scenario = write(dir.path(), "one.yaml", "name: one\nmodels: [s0]\nforms: [reparameterized]\nbackends: [reference]\ninput_size: 32\n");
+    let o = harness(&[&scenario, "--quick", "--out", done.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = std::fs::read(done.join("results.json")).unwrap();
+    let (code, err) = interrupted_run(dir.path(), &done, "-INT", 300);
+    assert_eq!(code, Some(130), "{err}");
+    assert_eq!(std::fs::read(done.join("results.json")).unwrap(), before);
+    assert!(
+        err.contains("holds an earlier complete run, kept as it was"),
+        "{err}"
+    );
+    assert!(
+        ResultsFile::read(&done.join("interrupted/results.json"))
+            .unwrap()
+            .interrupted
+    );
+}
+
+#[test]
+fn an_output_folder_that_cannot_be_written_is_refused_before_measuring() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let scenario = write(
+        dir.path(),
+        "one.yaml",
+        "name: one\nmodels: [s0]\nbackends: [reference]\ninput_size: 32\n",
+    );
+    let o = harness(&[&scenario, "--out", file.join("out").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the output folder cannot be written") && !err.contains("measured"),
+        "{err}"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_keeps_the_cells_measured_so_far() {

@@ -1,5 +1,6 @@
 //! `harness SCENARIO` / `harness run SCENARIO`: run a scenario and print the table.
-//! Exit code: 0 all cells ran, 1 some cell failed verification or running, 130 interrupted.
+//! Exit code: 0 all cells ran, 1 some cell failed verification or running (or the results
+//! could not be written where asked), 130 interrupted by Ctrl-C, 143 by SIGTERM.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,15 +20,21 @@ pub fn run(path: &Path, options: &RunOptions) -> Result<ExitCode> {
     for w in &results.warnings {
         println!("WARNING: {w}");
     }
+    for note in &outcome.saved.notes {
+        eprintln!("note: {note}");
+    }
     println!(
         "{} cells in {:.1} s; wrote {}/results.json, results.csv, report.md, report.html",
         results.cells.len(),
         results.duration_s,
-        outcome.out_dir.display()
+        outcome.saved.dir.display()
     );
-    Ok(if results.interrupted {
+    Ok(if !outcome.saved.where_asked {
+        eprintln!("error: the results could not be written where asked (see the notes above)");
+        ExitCode::FAILURE
+    } else if results.interrupted {
         eprintln!("interrupted: the cells finished so far are saved");
-        ExitCode::from(130)
+        ExitCode::from(crate::run::interrupted_exit_code())
     } else if outcome.any_failed() {
         ExitCode::FAILURE
     } else {

@@ -596,22 +596,41 @@ pub fn save_safetensors(weights: &Weights<f32>, path: &Path) -> Result<(), Check
 /// Writes a file through a temporary file in the same folder and a rename, so a reader never
 /// sees half of it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    // Temporary files are private (0600); what we write is for reading and sharing.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a file path has a name")
+    })?;
+    write_all_atomically(dir, &[(name, bytes)])
+}
+
+/// Writes several files into `dir` together: every one is written to a temporary file first,
+/// and only when all of them are written and synced are they renamed into place. A failure
+/// (a full disk) leaves every earlier file as it was and no temporary file behind.
+pub fn write_all_atomically(
+    dir: &Path,
+    files: &[(&std::ffi::OsStr, &[u8])],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut written = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(bytes)?;
+        // Temporary files are private (0600); what we write is for reading and sharing.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+        tmp.as_file().sync_all()?;
+        written.push((tmp, dir.join(name)));
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    for (tmp, path) in written {
+        tmp.persist(path).map_err(|e| e.error)?;
+    }
     Ok(())
 }
 
