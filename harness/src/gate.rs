@@ -226,11 +226,8 @@ pub fn run_problems(
         ));
     }
     for cell in cells.values().filter(|c| c.status == CellStatus::Ok) {
-        if let Some((i, ms, why)) = cell.implausible_sample() {
-            problems.push(format!(
-                "{side} cell `{}`: sample {i} is {ms} ms ({why}): not a latency",
-                cell.key
-            ));
+        if let Some(why) = cell.implausible() {
+            problems.push(format!("{side} cell `{}`: {why}: not a latency", cell.key));
         }
     }
     problems

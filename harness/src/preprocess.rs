@@ -53,20 +53,38 @@ impl EvalTransform {
 /// RGB: grayscale is replicated to three channels and an alpha channel is dropped, as PIL's
 /// `convert("RGB")` does.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    if reader.format().is_none() {
-        bail!(
+    match reader.format() {
+        None => bail!(
             "{}: not an image (expected JPEG, PNG or WebP)",
             path.display()
-        );
+        ),
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(&bytes) => bail!(
+            "{}: truncated JPEG: its last scan has no end-of-image marker (the file was cut short)",
+            path.display()
+        ),
+        Some(_) => {}
     }
+    // The decoder's message already holds its cause: one line, not a chain that repeats it.
     let decoded = reader
         .decode()
-        .with_context(|| format!("{}: cannot decode the image", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: cannot decode the image: {e}", path.display()))?;
     Ok(decoded.to_rgb8())
+}
+
+/// A JPEG decoder fills a cut-short scan with grey and says nothing; a complete file has an
+/// end-of-image marker (FF D9) after its last start-of-scan (FF DA). Entropy-coded data
+/// cannot hold either marker (an FF there is followed by 00), so a file cut anywhere in or
+/// before its last scan fails this check.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let marker = |m: u8| move |w: &[u8]| w == [0xFF, m];
+    let Some(last_scan) = bytes.windows(2).rposition(marker(0xDA)) else {
+        return false;
+    };
+    bytes[last_scan..].windows(2).any(marker(0xD9))
 }
 
 /// The size after resizing the shorter side to `short`, keeping the aspect ratio the way

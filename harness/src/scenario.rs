@@ -590,7 +590,7 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// Thread counts from 1 to the machine's logical cores: more threads than cores measure the
 /// OS scheduler, not the engine.
-fn check_threads(threads: &[usize]) -> Result<(), String> {
+pub fn check_threads(threads: &[usize]) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads.is_empty() || threads.contains(&0) {
         return Err(format!("{threads:?}: list thread counts of at least 1"));

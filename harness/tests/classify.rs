@@ -267,3 +267,33 @@ fn a_checkpoint_in_each_naming_and_both_forms_gives_the_same_classes() {
         }
     }
 }
+
+#[test]
+fn a_truncated_jpeg_is_an_error_for_that_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.jpg");
+    synthetic(240, 320, "RGB").save(&whole).unwrap();
+    let bytes = std::fs::read(&whole).unwrap();
+    assert!(harness::preprocess::jpeg_is_complete(&bytes));
+    for (name, keep) in [
+        ("half.jpg", bytes.len() / 2),
+        ("nearly.jpg", bytes.len() - 2),
+    ] {
+        let cut = dir.path().join(name);
+        std::fs::write(&cut, &bytes[..keep]).unwrap();
+        let o = harness(&[
+            "classify",
+            "--model",
+            "s0",
+            "--seed",
+            "1",
+            cut.to_str().unwrap(),
+            whole.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = text(&o.stderr);
+        assert!(err.contains(&format!("{name}: truncated JPEG")), "{err}");
+        // The whole image is still classified.
+        assert!(text(&o.stdout).contains("whole.jpg"), "{}", text(&o.stdout));
+    }
+}

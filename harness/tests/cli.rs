@@ -398,3 +398,43 @@ fn verify_checks_every_backend_and_prints_a_table() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn corrupt_checkpoints_are_one_line_even_with_rust_backtrace_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = mmpretrain_checkpoint(dir.path(), Variant::S0, 1);
+    let bytes = std::fs::read(&good).unwrap();
+    for (name, cut) in [("cut.pth", bytes.len() - 200), ("head.pth", 600)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_harness"))
+            .env("RUST_BACKTRACE", "1")
+            .args(["reparameterize", "--model", "s0", "--weights", p(&path)])
+            .args(["--output", p(&dir.path().join("out.safetensors"))])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("{name}: corrupt or truncated PyTorch file")),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            !err.contains("backtrace") && !err.contains("path: \""),
+            "{err}"
+        );
+    }
+    // An OS error is said once, not once in the message and again as its cause.
+    let o = harness(&[
+        "reparameterize",
+        "--model",
+        "s0",
+        "--weights",
+        "/no/such.pth",
+        "--output",
+        "x",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

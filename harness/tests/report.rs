@@ -253,3 +253,59 @@ fn browser_check(report: &Path) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 }
+
+#[test]
+fn extreme_latencies_in_a_results_file_are_left_out_of_the_plots_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_small(dir.path());
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let cell = &mut v["cells"][0];
+    cell["samples_ms"][0] = serde_json::json!(1e200);
+    cell["median_ms"] = serde_json::json!(1e200);
+    cell["max_ms"] = serde_json::json!(1e200);
+    v["cells"][1]["samples_ms"][2] = serde_json::json!(1e-300);
+    let edited = dir.path().join("edited.json");
+    std::fs::write(&edited, serde_json::to_string(&v).unwrap()).unwrap();
+    let rendered = dir.path().join("rendered");
+    // A hang shows as this child still running: it is killed at the deadline and the test fails.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "report",
+            edited.to_str().unwrap(),
+            "--out",
+            rendered.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("harness report did not finish in 120 s on a file with a 1e200 ms sample");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        err.matches("left out of the plots (implausible latencies)")
+            .count(),
+        2,
+        "{err}"
+    );
+    assert!(
+        err.contains("sample 0 is 1e200 ms (longer than 10^7 ms)"),
+        "{err}"
+    );
+    assert!(err.contains("(shorter than a nanosecond)"), "{err}");
+    let html = std::fs::read_to_string(rendered.join("report.html")).unwrap();
+    assert!(html.contains("Left out of the plots"));
+    assert!(figure(&html, "distributions").contains("<svg"));
+}

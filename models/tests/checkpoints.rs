@@ -456,3 +456,81 @@ fn an_unfused_checkpoint_is_folded_when_the_reparameterized_form_is_asked_for() 
         "{err}"
     );
 }
+
+#[test]
+fn a_pth_tensor_claiming_more_than_its_storage_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tensors = fixture_tensors(&key_list("apple_s0_fused.txt"), "");
+    // Four stored values under a [100000, 100000] shape: 40 GB claimed over 16 bytes.
+    tensors[0].shape = vec![100_000, 100_000];
+    tensors[0].values.truncate(4);
+    let path = dir.path().join("huge.pth");
+    write_torch_zip(&path, &tensors, None).unwrap();
+    let err = load_err(&path, Variant::S0, Form::Reparameterized);
+    assert!(
+        err.contains("huge.pth: corrupt or truncated PyTorch file: tensor `")
+            && err
+                .contains("claims shape [100000, 100000] (offset 0) over a storage of 4 elements"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_safetensors_entry_whose_size_disagrees_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // `b`'s shape [2, 3] of F32 needs 24 bytes; its offsets give 16.
+    let header = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2,3],"data_offsets":[8,24]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 24]);
+    let path = dir.path().join("bad.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_err(&path, Variant::S0, Form::Reparameterized);
+    assert!(
+        err.contains("bad.safetensors: corrupt or truncated safetensors file: tensor `b`: shape [2, 3] of F32 needs 24 bytes, but data_offsets [8, 24] give 16"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unfused_file_with_one_wrong_shape_says_so_when_the_default_form_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tensors = fixture_tensors(&key_list("apple_s0_unfused.txt"), "");
+    let t = tensors
+        .iter_mut()
+        .find(|t| t.name == "stage1.1.rbr_skip.weight")
+        .unwrap();
+    t.shape = vec![47];
+    t.values.truncate(47);
+    let path = dir.path().join("unfused.pth");
+    write_torch_zip(&path, &tensors, None).unwrap();
+    let err = models::load_model_weights(&path, Variant::S0, Form::Reparameterized, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tensor `stage1.1.rbr_skip.weight` has shape [47], expected [48]")
+            && err.contains(
+                "the file's tensor names are those of an unfused mobileone-s0 checkpoint"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("missing tensor"), "{err}");
+}
+
+#[test]
+fn a_negative_batch_norm_variance_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tensors = fixture_tensors(&key_list("apple_s0_unfused.txt"), "");
+    let var = tensors
+        .iter_mut()
+        .find(|t| t.name == "stage1.1.rbr_skip.running_var")
+        .unwrap();
+    var.values[3] = -0.25;
+    let path = dir.path().join("negvar.pth");
+    write_torch_zip(&path, &tensors, None).unwrap();
+    let err = load_err(&path, Variant::S0, Form::Unfused);
+    assert!(
+        err.contains("negvar.pth: batch-norm variance `stage1.1.rbr_skip.running_var` has 1 negative values (first -0.25 at flat index 3)"),
+        "{err}"
+    );
+}

@@ -84,6 +84,14 @@ pub fn html(results: &ResultsFile) -> String {
         h.push_str("</ul>\n");
     }
     h.push_str("<h2>Plots</h2>\n");
+    let left_out = plots::left_out(results);
+    if !left_out.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p class=\"warning\">Left out of the plots, their latencies being implausible (corrupt or edited data): {}</p>",
+            escape(&left_out.join("; "))
+        );
+    }
     for p in plots::all(results) {
         let _ = writeln!(
             h,

@@ -38,13 +38,29 @@ fn color(i: usize) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
+/// The measured cells the plots draw: those with plausible latencies (`left_out` lists the
+/// others, for the report's note).
 fn ok_cells(results: &ResultsFile) -> Vec<&CellResult> {
     results
         .cells
         .iter()
-        .filter(|c| c.status == CellStatus::Ok && c.latency.is_some())
+        .filter(|c| c.status == CellStatus::Ok && c.latency.is_some() && c.implausible().is_none())
         .collect()
 }
+
+/// Measured cells left out of every plot, each with why (a corrupt or hand-edited file).
+pub fn left_out(results: &ResultsFile) -> Vec<String> {
+    results
+        .cells
+        .iter()
+        .filter(|c| c.status == CellStatus::Ok)
+        .filter_map(|c| c.implausible().map(|why| format!("{}: {why}", c.key)))
+        .collect()
+}
+
+/// The most decades a log axis spans: beyond that, the smallest values are clipped (a value
+/// of 1e200 among milliseconds would otherwise make hundreds of decades of ticks).
+const MAX_DECADES: f64 = 12.0;
 
 fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut out: Vec<T> = Vec::new();
@@ -59,11 +75,12 @@ fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
 /// Log-axis range padded by a factor on both sides.
 fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
-        .filter(|v| *v > 0.0 && v.is_finite())
+        .filter(|v| *v > 0.0 && *v < 1e200)
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         (0.1, 10.0)
     } else {
+        let lo = lo.max(hi / 10f64.powf(MAX_DECADES));
         (lo / 1.5, hi * 1.5)
     }
 }

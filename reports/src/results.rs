@@ -13,15 +13,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Errors reading a results file.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Io {
         path: String,
-        source: std::io::Error,
+        /// Not a `source` (the message already says it; a chained source would print twice).
+        error: std::io::Error,
     },
     #[error("{path}: not a onebench results file: {reason}")]
     Parse { path: String, reason: String },
     #[error("{path}: schema version {found} is not supported (this build reads version {SCHEMA_VERSION})")]
-    Version { path: String, found: u32 },
+    Version { path: String, found: String },
 }
 
 /// What identifies a measured cell: model, form, backend, threads, batch, input size.
@@ -179,12 +180,27 @@ pub const FOREIGN_LOAD_LIMIT: f64 = 0.25;
 /// negative or not finite is corrupt data, not a measurement.
 pub const MAX_PLAUSIBLE_MS: f64 = 1e7;
 
+/// The shortest latency sample taken as real (a nanosecond).
+pub const MIN_PLAUSIBLE_MS: f64 = 1e-6;
+
+/// A latency as a message shows it: plain for ordinary values, in exponent form for extreme
+/// ones (1e200, not two hundred digits).
+pub fn shown_ms(ms: f64) -> String {
+    if ms != 0.0 && ms.is_finite() && !(1e-3..1e7).contains(&ms.abs()) {
+        format!("{ms:e}")
+    } else {
+        ms.to_string()
+    }
+}
+
 /// Why a latency sample is not a plausible measurement, if it is not.
 pub fn implausible_sample(ms: f64) -> Option<&'static str> {
     if !ms.is_finite() {
         Some("not a finite number")
     } else if ms <= 0.0 {
         Some("zero or negative")
+    } else if ms < MIN_PLAUSIBLE_MS {
+        Some("shorter than a nanosecond")
     } else if ms > MAX_PLAUSIBLE_MS {
         Some("longer than 10^7 ms")
     } else {
@@ -229,6 +245,27 @@ impl CellResult {
     /// cell was timed.
     pub fn under_load(&self) -> bool {
         self.foreign_load.is_some_and(|l| l > FOREIGN_LOAD_LIMIT)
+    }
+
+    /// What makes this cell's latencies implausible (a sample, or a summary statistic of a
+    /// hand-edited file), if anything.
+    pub fn implausible(&self) -> Option<String> {
+        if let Some((i, ms, why)) = self.implausible_sample() {
+            return Some(format!("sample {i} is {} ms ({why})", shown_ms(ms)));
+        }
+        let l = self.latency.as_ref()?;
+        let stats = [
+            ("median", l.median_ms),
+            ("min", l.min_ms),
+            ("max", l.max_ms),
+            ("p10", l.p10_ms),
+            ("p90", l.p90_ms),
+            ("ci95 low", l.ci95_ms[0]),
+            ("ci95 high", l.ci95_ms[1]),
+        ];
+        stats.iter().find_map(|(name, ms)| {
+            implausible_sample(*ms).map(|why| format!("its {name} is {} ms ({why})", shown_ms(*ms)))
+        })
     }
 
     /// The first implausible sample (index, value, why), if any.
@@ -371,22 +408,30 @@ impl ResultsFile {
     /// Reads and checks a results file.
     pub fn read(path: &Path) -> Result<ResultsFile, ResultsError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ResultsError::Io {
             path: shown.clone(),
-            source,
+            error,
         })?;
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| ResultsError::Parse {
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;
-        let version = value.get("schema_version").and_then(|v| v.as_u64());
-        match version {
-            Some(v) if v as u32 == SCHEMA_VERSION => {}
-            Some(v) => {
+        let version = value.get("schema_version");
+        match version.map(|v| (v, v.as_u64())) {
+            Some((_, Some(v))) if v == u64::from(SCHEMA_VERSION) => {}
+            Some((_, Some(v))) => {
                 return Err(ResultsError::Version {
                     path: shown,
-                    found: v as u32,
+                    found: v.to_string(),
+                })
+            }
+            Some((v, None)) => {
+                return Err(ResultsError::Parse {
+                    path: shown,
+                    reason: format!(
+                        "`schema_version` is {v}, expected a whole number like {SCHEMA_VERSION}"
+                    ),
                 })
             }
             None => {

@@ -61,8 +61,10 @@ pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
     if let backends::Availability::Unavailable(reason) = backend.availability() {
         bail!("--backend {}: unavailable: {reason}", backend.name());
     }
-    if args.threads == 0 || args.top == 0 {
-        bail!("--threads and --top must be at least 1");
+    crate::scenario::check_threads(&[args.threads])
+        .map_err(|m| anyhow::anyhow!("--threads: {m}"))?;
+    if args.top == 0 {
+        bail!("--top 0: show at least 1 class");
     }
     if args.weights.weights.is_none() && args.weights.seed.is_none() {
         bail!(

@@ -16,9 +16,8 @@ pub fn run(args: &InferArgs) -> Result<()> {
     if let backends::Availability::Unavailable(reason) = backend.availability() {
         bail!("--backend {}: unavailable: {reason}", backend.name());
     }
-    if args.threads == 0 {
-        bail!("--threads must be at least 1");
-    }
+    crate::scenario::check_threads(&[args.threads])
+        .map_err(|m| anyhow::anyhow!("--threads: {m}"))?;
     let input = npy::read_f32(&args.input)?;
     let input_size = match *input.shape() {
         [batch, 3, height, width] if batch >= 1 && height >= 32 && width >= 32 => InputSize { batch, height, width },

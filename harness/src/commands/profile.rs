@@ -15,8 +15,10 @@ pub fn run(args: &ProfileArgs) -> Result<()> {
     if let backends::Availability::Unavailable(reason) = backend.availability() {
         bail!("--backend {}: unavailable: {reason}", backend.name());
     }
-    if args.threads == 0 || args.runs == 0 {
-        bail!("--threads and --runs must be at least 1");
+    crate::scenario::check_threads(&[args.threads])
+        .map_err(|m| anyhow::anyhow!("--threads: {m}"))?;
+    if args.runs == 0 {
+        bail!("--runs 0: time at least 1 run");
     }
     let m = build_model(&args.model)?;
     let options = PrepareOptions {

@@ -1,4 +1,5 @@
-//! `harness report RESULTS.json [--out DIR]`: re-render the reports from saved results.
+//! `harness report RESULTS.json [--out DIR]`: re-render the reports from saved results (the
+//! same writer as a run: results.json, results.csv, report.md, report.html, all or none).
 
 use std::path::Path;
 
@@ -14,19 +15,13 @@ pub fn run(results_path: &Path, out: Option<&Path>) -> Result<()> {
             .unwrap_or(Path::new("."))
             .to_path_buf(),
     };
-    for (name, text) in [
-        ("results.csv", reports::summary::csv(&results)),
-        ("report.md", reports::summary::markdown(&results)),
-        ("report.html", reports::html::html(&results)),
-    ] {
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(name);
-        models::checkpoint::write_atomically(&path, text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
-    }
+    crate::run::write_outputs(&results, &dir)?;
     println!("{}", reports::summary::terminal_table(&results));
+    for cell in reports::plots::left_out(&results) {
+        eprintln!("warning: left out of the plots (implausible latencies): {cell}");
+    }
     println!(
-        "wrote {}/results.csv, report.md, report.html",
+        "wrote {}/results.json, results.csv, report.md, report.html",
         dir.display()
     );
     Ok(())

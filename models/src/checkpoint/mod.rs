@@ -21,10 +21,11 @@ use crate::weights::{Weights, WeightsError};
 /// Everything that can be wrong with a checkpoint file; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not a `source` (the message already says it; a chained source would print twice).
+        error: std::io::Error,
     },
     #[error("{path}: not a safetensors file nor a zip-based PyTorch checkpoint ({found})")]
     UnknownFormat { path: PathBuf, found: String },
@@ -63,6 +64,11 @@ pub enum CheckpointError {
     },
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    #[error("{inner} ({note})")]
+    Noted {
+        inner: Box<CheckpointError>,
+        note: String,
+    },
     #[error("{path}: cannot write: {reason}")]
     Write { path: PathBuf, reason: String },
 }
@@ -86,9 +92,9 @@ pub struct LoadedWeights {
 
 /// Reads a safetensors or PyTorch file, recognized by its content, not its extension.
 pub fn read_checkpoint(path: &Path) -> Result<RawCheckpoint, CheckpointError> {
-    let io = |source| CheckpointError::Io {
+    let io = |error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut head = [0u8; 9];
     let n = {
@@ -145,9 +151,9 @@ fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usi
 }
 
 fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
+    let bytes = std::fs::read(path).map_err(|error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let file =
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Corrupt {
@@ -394,9 +400,9 @@ fn check_pth_storage(
 
 /// Uncompressed size of every entry of a zip file, as its central directory states them.
 fn zip_entry_sizes(path: &Path) -> Result<BTreeMap<String, u64>, CheckpointError> {
-    let file = std::fs::File::open(path).map_err(|source| CheckpointError::Io {
+    let file = std::fs::File::open(path).map_err(|error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| pth_corrupt(path, e.to_string()))?;
@@ -432,7 +438,7 @@ pub fn load_weights(
         _ => format!("`{name}`"),
     };
     if let Err(err) = weights.validate_with(&graph, &source, &spell) {
-        if let Some((v, f)) = identify(&weights) {
+        if let Some((v, f)) = identify(&weights).or_else(|| identify_by_names(&weights)) {
             if (v, f) != (variant, form) {
                 return Err(CheckpointError::WrongModel {
                     path: path.to_path_buf(),
@@ -476,7 +482,16 @@ pub fn load_model_weights(
     match load_weights(path, variant, form, naming) {
         Ok(loaded) => Ok((loaded.weights, origin(loaded.naming, false))),
         Err(CheckpointError::WrongModel { .. }) if form == Form::Reparameterized => {
-            let loaded = load_weights(path, variant, Form::Unfused, naming)?;
+            let loaded =
+                load_weights(path, variant, Form::Unfused, naming).map_err(|e| match e {
+                    CheckpointError::WrongModel { .. } => e,
+                    other => CheckpointError::Noted {
+                        inner: Box::new(other),
+                        note: format!(
+                            "the file's tensor names are those of an unfused {variant} checkpoint; it was read as that form, to be folded"
+                        ),
+                    },
+                })?;
             let folded =
                 crate::reparameterize(variant, &loaded.weights, &path.display().to_string())?;
             Ok((folded, origin(loaded.naming, true)))
@@ -559,6 +574,20 @@ pub fn identify(weights: &Weights<f32>) -> Option<(Variant, Form)> {
                 && params
                     .iter()
                     .all(|(name, spec)| weights.get(name).is_some_and(|t| t.shape() == spec.shape))
+        })
+}
+
+/// Which MobileOne variant and form have exactly these canonical tensor names (shapes aside):
+/// a file with one misshapen tensor is still recognized as what it is.
+pub fn identify_by_names(weights: &Weights<f32>) -> Option<(Variant, Form)> {
+    Variant::ALL
+        .into_iter()
+        .flat_map(|v| Form::ALL.into_iter().map(move |f| (v, f)))
+        .find(|&(v, f)| {
+            let graph = build(v, f, InputSize::IMAGENET).expect("valid by construction");
+            let params = graph.params();
+            params.len() == weights.len()
+                && params.iter().all(|(name, _)| weights.get(name).is_some())
         })
 }
 
