@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod environment;
+pub mod fuzz;
 pub mod gate;
 pub mod imagenet;
 pub mod load;

@@ -10,7 +10,12 @@ use npyz::WriterBuilder;
 /// Reads a float32 .npy file.
 pub fn read_f32(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let file = npyz::NpyFile::new(&bytes[..])
+    parse_f32(path, &bytes)
+}
+
+/// Parses the bytes of a float32 .npy file; `path` only names it in errors.
+pub fn parse_f32(path: &Path, bytes: &[u8]) -> Result<Tensor> {
+    let file = npyz::NpyFile::new(bytes)
         .with_context(|| format!("{}: not a valid .npy file", path.display()))?;
     let dtype = file.dtype();
     let is_f32 = matches!(&dtype, npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4);
@@ -81,18 +86,12 @@ pub fn encode_f32(tensor: &Tensor) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
-    /// A .npy file with a hand-written header (any shape) and `payload` data bytes.
+    /// A float32 .npy file with a hand-written shape and `payload` data bytes.
     fn npy_with_header(shape: &str, payload: usize) -> Vec<u8> {
-        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend(std::iter::repeat_n(0u8, payload));
-        bytes
+        crate::fuzz::npy_file(
+            &format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"),
+            payload,
+        )
     }
 
     fn read_bytes(bytes: &[u8]) -> Result<Tensor> {

@@ -317,7 +317,13 @@ impl Scenario {
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario> {
         let bytes =
             std::fs::read(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
-        let text = String::from_utf8(bytes.clone())
+        Scenario::parse(path, &bytes, overrides)
+    }
+
+    /// Parses and validates the bytes of a scenario file (`path` names it in errors and
+    /// anchors relative paths), then applies the overrides.
+    pub fn parse(path: &Path, bytes: &[u8], overrides: &Overrides) -> Result<Scenario> {
+        let text = String::from_utf8(bytes.to_vec())
             .map_err(|_| anyhow!("{}: not UTF-8 text", path.display()))?;
         // Editors on Windows start UTF-8 files with a byte-order mark; it is not YAML.
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
@@ -326,7 +332,7 @@ impl Scenario {
         let mut scenario = Scenario {
             file,
             path: path.to_path_buf(),
-            sha256: sha256_hex(&bytes),
+            sha256: sha256_hex(bytes),
             quick: false,
         };
         scenario.validate(&text)?;

@@ -412,8 +412,14 @@ impl ResultsFile {
             path: shown.clone(),
             error,
         })?;
+        ResultsFile::parse(&shown, &text)
+    }
+
+    /// Parses and checks the text of a results file; `shown` names it in errors.
+    pub fn parse(shown: &str, text: &str) -> Result<ResultsFile, ResultsError> {
+        let shown = shown.to_string();
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ResultsError::Parse {
+            serde_json::from_str(text).map_err(|e| ResultsError::Parse {
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;

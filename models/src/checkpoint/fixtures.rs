@@ -52,6 +52,13 @@ pub struct FixtureTensor {
     pub storage: StorageType,
 }
 
+impl FixtureTensor {
+    /// The tensor's storage file as `torch.save` writes it.
+    pub fn storage_bytes(&self) -> Vec<u8> {
+        self.storage.encode(&self.values)
+    }
+}
+
 /// Writes `tensors` as a `torch.save` zip file; with `wrapper = Some("state_dict")` the state
 /// dict sits under that key beside an `epoch` entry, as training scripts save it.
 pub fn write_torch_zip(
@@ -59,6 +66,12 @@ pub fn write_torch_zip(
     tensors: &[FixtureTensor],
     wrapper: Option<&str>,
 ) -> std::io::Result<()> {
+    let storages: Vec<Vec<u8>> = tensors.iter().map(FixtureTensor::storage_bytes).collect();
+    write_torch_zip_parts(path, &torch_pickle(tensors, wrapper), &storages)
+}
+
+/// The `data.pkl` of a `torch.save` file holding `tensors` (storage i is `archive/data/i`).
+pub fn torch_pickle(tensors: &[FixtureTensor], wrapper: Option<&str>) -> Vec<u8> {
     let mut pickle = vec![0x80, 0x02];
     if let Some(key) = wrapper {
         pickle.push(b'}');
@@ -78,18 +91,26 @@ pub fn write_torch_zip(
         pickle.push(b'u');
     }
     pickle.push(b'.');
+    pickle
+}
 
+/// Writes a `torch.save` zip from its parts: any pickle (a fuzzer's too) and storage files.
+pub fn write_torch_zip_parts(
+    path: &Path,
+    pickle: &[u8],
+    storages: &[Vec<u8>],
+) -> std::io::Result<()> {
     let file = std::fs::File::create(path)?;
     let mut zip = zip::ZipWriter::new(file);
     let options =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let to_io = |e: zip::result::ZipError| std::io::Error::other(e.to_string());
     zip.start_file("archive/data.pkl", options).map_err(to_io)?;
-    zip.write_all(&pickle)?;
-    for (i, t) in tensors.iter().enumerate() {
+    zip.write_all(pickle)?;
+    for (i, bytes) in storages.iter().enumerate() {
         zip.start_file(format!("archive/data/{i}"), options)
             .map_err(to_io)?;
-        zip.write_all(&t.storage.encode(&t.values))?;
+        zip.write_all(bytes)?;
     }
     zip.start_file("archive/version", options).map_err(to_io)?;
     zip.write_all(b"3\n")?;

@@ -155,11 +155,19 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor<f32>)>, Checkpoin
         path: path.to_path_buf(),
         error,
     })?;
+    parse_safetensors(path, &bytes)
+}
+
+/// The float32 tensors of a safetensors file's bytes; `path` names it in errors.
+pub fn parse_safetensors(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<(String, Tensor<f32>)>, CheckpointError> {
     let file =
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::Corrupt {
+        safetensors::SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Corrupt {
             path: path.to_path_buf(),
             format: "safetensors",
-            reason: safetensors_problem(&bytes).unwrap_or_else(|| e.to_string()),
+            reason: safetensors_problem(bytes).unwrap_or_else(|| e.to_string()),
         })?;
     let mut out = Vec::new();
     for (name, view) in file.tensors() {
@@ -429,8 +437,19 @@ pub fn load_weights(
     form: Form,
     naming: Option<Naming>,
 ) -> Result<LoadedWeights, CheckpointError> {
-    let raw = read_checkpoint(path)?;
-    let (naming, weights) = to_canonical(&raw, naming)?;
+    weights_from_raw(&read_checkpoint(path)?, variant, form, naming)
+}
+
+/// `load_weights` on tensors already read: naming detection, renaming and the check against
+/// the model, with the same errors.
+pub fn weights_from_raw(
+    raw: &RawCheckpoint,
+    variant: Variant,
+    form: Form,
+    naming: Option<Naming>,
+) -> Result<LoadedWeights, CheckpointError> {
+    let path = raw.path.as_path();
+    let (naming, weights) = to_canonical(raw, naming)?;
     let source = path.display().to_string();
     let graph = build(variant, form, InputSize::IMAGENET).expect("valid by construction");
     let spell = |name: &str| match naming.from_canonical(name) {
