@@ -80,7 +80,7 @@ pub fn evaluate<T: Element>(
                 for (j, o) in out.data_mut().iter_mut().enumerate() {
                     *o = T::from_f64(match node.op {
                         Op::Add => values(j).sum(),
-                        _ => values(j).fold(f64::NEG_INFINITY, f64::max),
+                        _ => values(j).fold(f64::NEG_INFINITY, max_keeping_nan),
                     });
                 }
             }
@@ -279,7 +279,7 @@ fn max_pool<T: Element>(p: &MaxPool2d, x: &Tensor<T>, out: &mut Tensor<T>) {
                     continue;
                 }
                 let v = x.data()[(plane * h + iy - p.padding) * w + ix - p.padding].to_f64();
-                best = best.max(v);
+                best = max_keeping_nan(best, v);
             }
         }
         *o = T::from_f64(best);
@@ -375,6 +375,16 @@ impl Prepared for ReferencePlan {
             "reference: {} ops run one by one, NCHW, float64 activations and accumulation",
             self.graph.nodes().len()
         )
+    }
+}
+
+/// The larger of two values, NaN if either is (f64::max returns the other one, which would
+/// let a NaN from bad weights vanish before the comparison with a backend).
+fn max_keeping_nan(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
     }
 }
 
@@ -549,5 +559,18 @@ mod tests {
         let err =
             evaluate(&g, &Weights::new(), &Tensor::<f64>::zeros(vec![1, 1, 3, 3])).unwrap_err();
         assert!(matches!(err, BackendError::InputShape { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_oracle_keeps_nan_through_relu_max_and_max_pool() {
+        let mut b = GraphBuilder::new("t", vec![1, 1, 2, 2]).unwrap();
+        let r = b.add("r", Op::Relu, &[ValueId::Input]).unwrap();
+        let m = b.add("m", Op::Max, &[r, ValueId::Input]).unwrap();
+        let g = b.finish(m);
+        let x = Tensor::new(vec![1, 1, 2, 2], vec![f64::NAN, -1.0, 2.0, 0.5]).unwrap();
+        let y = evaluate(&g, &Weights::new(), &x).unwrap();
+        assert!(y.data()[0].is_nan(), "{:?}", y.data());
+        assert_eq!(&y.data()[1..], &[0.0, 2.0, 0.5]);
+        assert!(max_keeping_nan(1.0, f64::NAN).is_nan() && max_keeping_nan(f64::NAN, 1.0).is_nan());
     }
 }

@@ -438,3 +438,28 @@ fn corrupt_checkpoints_are_one_line_even_with_rust_backtrace_set() {
     let err = stderr(&o);
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
+
+#[test]
+fn each_bad_count_flag_is_named_on_its_own() {
+    let o = harness(&[
+        "classify", "--model", "s0", "--seed", "1", "--top", "0", "x.jpg",
+    ]);
+    assert_eq!(stderr(&o).trim(), "error: --top 0: show at least 1 class");
+    let o = harness(&[
+        "classify",
+        "--model",
+        "s0",
+        "--seed",
+        "1",
+        "--threads",
+        "100000",
+        "x.jpg",
+    ]);
+    assert!(
+        stderr(&o).starts_with("error: --threads: 100000 is more than this machine's"),
+        "{}",
+        stderr(&o)
+    );
+    let o = harness(&["profile", "--model", "s0", "--runs", "0"]);
+    assert_eq!(stderr(&o).trim(), "error: --runs 0: time at least 1 run");
+}

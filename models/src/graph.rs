@@ -208,7 +208,8 @@ impl Op {
             1.0 / (1.0 + (-v).exp())
         }
         Some(match self {
-            Op::Relu => |v| v.max(0.0),
+            // NaN stays NaN: the oracle must not hide a NaN the way f64::max would.
+            Op::Relu => |v| if v.is_nan() { v } else { v.max(0.0) },
             Op::Relu6 => relu6,
             Op::Sigmoid => sigmoid,
             Op::HardSigmoid => |v| relu6(v + 3.0) / 6.0,

@@ -473,6 +473,14 @@ fn a_pth_tensor_claiming_more_than_its_storage_is_refused_before_allocating() {
                 .contains("claims shape [100000, 100000] (offset 0) over a storage of 4 elements"),
         "{err}"
     );
+    // 65536^4 = 2^64 elements: a wrapping product would be 0.
+    tensors[0].shape = vec![65536; 4];
+    write_torch_zip(&path, &tensors, None).unwrap();
+    let err = load_err(&path, Variant::S0, Form::Reparameterized);
+    assert!(
+        err.contains("claims shape [65536, 65536, 65536, 65536]"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -461,6 +461,34 @@ impl ResultsFile {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_schema_version_of_the_wrong_type_is_named_not_called_missing() {
+        let e = super::ResultsFile::parse("r.json", r#"{"schema_version": "1"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"r.json: not a onebench results file: `schema_version` is "1", expected a whole number like 1"#
+        );
+        let e = super::ResultsFile::parse("r.json", r#"{"schema_version": 7}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("schema version 7 is not supported"),
+            "{e}"
+        );
+        let e = super::ResultsFile::parse("r.json", "{}").unwrap_err();
+        assert!(e.to_string().contains("no `schema_version` field"), "{e}");
+    }
+
+    #[test]
+    fn extreme_latencies_are_shown_in_exponent_form() {
+        assert_eq!(super::shown_ms(1e200), "1e200");
+        assert_eq!(super::shown_ms(2.5), "2.5");
+        assert_eq!(super::shown_ms(-1.0), "-1");
+        assert_eq!(
+            super::implausible_sample(1e-9),
+            Some("shorter than a nanosecond")
+        );
+        assert_eq!(super::implausible_sample(3.0), None);
+    }
+
+    #[test]
     fn floats_survive_a_json_round_trip_exactly() {
         // Values whose shortest decimal form a fast (not correctly rounded) parser reads back
         // one unit in the last place off.
