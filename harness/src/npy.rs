@@ -15,6 +15,11 @@ pub fn read_f32(path: &Path) -> Result<Tensor> {
 
 /// Parses the bytes of a float32 .npy file; `path` only names it in errors.
 pub fn parse_f32(path: &Path, bytes: &[u8]) -> Result<Tensor> {
+    // npyz multiplies the shape out itself (overflowing on a hostile header): check first.
+    if let Some(dims) = header_shape(bytes) {
+        checked_shape(&dims, bytes.len())
+            .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    }
     let file = npyz::NpyFile::new(bytes)
         .with_context(|| format!("{}: not a valid .npy file", path.display()))?;
     let dtype = file.dtype();
@@ -46,6 +51,34 @@ pub fn parse_f32(path: &Path, bytes: &[u8]) -> Result<Tensor> {
         );
     }
     Ok(tensor)
+}
+
+/// The `shape` tuple of a .npy header (versions 1 to 3), when it can be read as one; a header
+/// it cannot read is left to npyz to refuse.
+fn header_shape(bytes: &[u8]) -> Option<Vec<u64>> {
+    let (len, start): (usize, usize) = match bytes.get(6)? {
+        1 => (
+            u16::from_le_bytes(bytes.get(8..10)?.try_into().ok()?).into(),
+            10,
+        ),
+        _ => (
+            u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize,
+            12,
+        ),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start.checked_add(len)?)?).ok()?;
+    let after = &header[header
+        .find("'shape'")
+        .or_else(|| header.find("\"shape\""))?..];
+    let open = after.find('(')?;
+    let close = open + after[open..].find(')')?;
+    let tuple = &after[open + 1..close];
+    tuple
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim_end_matches('L').parse().ok())
+        .collect()
 }
 
 /// The header's shape, checked before anything is allocated: its element count must not
@@ -111,6 +144,22 @@ mod tests {
             e.contains("has more elements than this machine can address"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_header_shape_is_read_before_npyz_multiplies_it_out() {
+        let bytes = npy_with_header("(18446744073709551615, 3)", 8);
+        assert_eq!(header_shape(&bytes), Some(vec![u64::MAX, 3]));
+        let e = format!("{:#}", read_bytes(&bytes).unwrap_err());
+        assert!(
+            e.contains("more elements than this machine can address"),
+            "{e}"
+        );
+        assert_eq!(header_shape(&npy_with_header("(7,)", 28)), Some(vec![7]));
+        assert_eq!(header_shape(&npy_with_header("()", 4)), Some(vec![]));
+        assert_eq!(header_shape(b"\x93NUMPY"), None);
+        // A close before the open is no tuple (and no out-of-order slice).
+        assert_eq!(header_shape(&npy_with_header(") (", 0)), None);
     }
 
     #[test]

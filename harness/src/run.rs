@@ -600,9 +600,7 @@ fn measure_turns(
             } else {
                 any_left = true;
             }
-            if !cooldown.is_zero() {
-                std::thread::sleep(cooldown);
-            }
+            sleep_unless_interrupted(cooldown, interrupt);
             if interrupt.load(Ordering::Relaxed) {
                 return Ok(());
             }
@@ -610,6 +608,18 @@ fn measure_turns(
         if !any_left {
             return Ok(());
         }
+    }
+}
+
+/// Sleeps for `pause` in short steps, waking at once when the run is interrupted.
+fn sleep_unless_interrupted(pause: Duration, interrupt: &AtomicBool) {
+    let until = Instant::now() + pause;
+    while !interrupt.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 
@@ -968,6 +978,13 @@ mod tests {
             saved.notes
         );
         std::fs::remove_dir_all(&saved.dir).unwrap();
+    }
+
+    #[test]
+    fn a_cooldown_ends_at_once_when_the_run_is_interrupted() {
+        // An hour's pause returns at once (a hang here would be the bug).
+        sleep_unless_interrupted(Duration::from_secs(3600), &AtomicBool::new(true));
+        sleep_unless_interrupted(Duration::from_millis(1), &AtomicBool::new(false));
     }
 
     fn peak_of(gflops: f64) -> reports::results::MachinePeak {

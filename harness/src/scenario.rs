@@ -386,6 +386,12 @@ impl Scenario {
             ));
         }
 
+        if f.cooldown_ms > MAX_COOLDOWN_MS {
+            return Err(err(
+                "cooldown_ms",
+                format!("{}: at most {MAX_COOLDOWN_MS} (a minute)", f.cooldown_ms),
+            ));
+        }
         let m = &f.measurement;
         if m.min_runs == 0 || m.min_runs > m.max_runs {
             return Err(err(
@@ -461,19 +467,8 @@ impl Scenario {
         };
         for model in &self.file.models {
             for form in &self.file.forms {
-                let graph = model.0.build(form.0, size).map_err(|e| e.to_string())?;
-                let cost = models::model_cost(&graph);
-                let params: u64 = cost.totals.params.saturating_mul(8);
-                let need = cost
-                    .totals
-                    .peak_activation_bytes
-                    .saturating_mul(MEMORY_FACTOR)
-                    .saturating_add(params);
-                models::memory::check_fits(
-                    need,
-                    &format!("{} {} at batch {batch}, {height}x{width}", model.0, form.0),
-                )
-                .map_err(|m| format!("{m}; use a smaller batch or input_size"))?;
+                check_cell_memory(model.0, form.0, size)
+                    .map_err(|m| format!("{m}; use a smaller batch or input_size"))?;
             }
         }
         Ok(())
@@ -561,6 +556,8 @@ fn parse_list<T>(
         .collect()
 }
 
+/// The longest pause between cells or turns.
+pub const MAX_COOLDOWN_MS: u64 = 60_000;
 /// The largest batch a scenario may ask for.
 pub const MAX_BATCH: usize = 1024;
 /// The largest input height or width a scenario may ask for.
@@ -568,6 +565,25 @@ pub const MAX_SIDE: usize = 4096;
 /// Bytes a cell needs per byte of peak activations: the f32 plan, the f64 reference and
 /// their inputs and outputs.
 const MEMORY_FACTOR: u64 = 4;
+
+/// Whether one cell of `model` in `form` at `size` fits in the available memory: its peak
+/// activations by the cost model times MEMORY_FACTOR, plus its parameters in f64.
+pub fn check_cell_memory(model: Model, form: Form, size: models::InputSize) -> Result<(), String> {
+    let graph = model.build(form, size).map_err(|e| e.to_string())?;
+    let cost = models::model_cost(&graph);
+    let need = cost
+        .totals
+        .peak_activation_bytes
+        .saturating_mul(MEMORY_FACTOR)
+        .saturating_add(cost.totals.params.saturating_mul(8));
+    models::memory::check_fits(
+        need,
+        &format!(
+            "{model} {form} at batch {}, {}x{}",
+            size.batch, size.height, size.width
+        ),
+    )
+}
 
 /// Removes repeated entries, keeping the first of each (`[s0, mobileone-s0]` is one model).
 fn dedup<T: PartialEq + Clone>(items: &mut Vec<T>) {
@@ -860,6 +876,11 @@ mod tests {
             e.contains(
                 ":4: `batch` and `input_size`: mobileone-s4 unfused at batch 1024, 4096x4096 needs"
             ) && e.contains("is available; use a smaller batch or input_size"),
+            "{e}"
+        );
+        let e = err("name: t\nmodels: [s0]\ncooldown_ms: 1000000000000\n");
+        assert!(
+            e.contains(":3: `cooldown_ms`: 1000000000000: at most 60000"),
             "{e}"
         );
         let e = err("name: t\nmodels: [s0]\ninput_size: [-1, 64]\n");

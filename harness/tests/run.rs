@@ -295,31 +295,9 @@ fn an_output_folder_that_cannot_be_written_is_refused_before_measuring() {
 fn ctrl_c_keeps_the_cells_measured_so_far() {
     let dir = tempfile::tempdir().unwrap();
     // Long budgets, sequential: the first cells finish, a later one is interrupted.
-    let scenario = write(
-        dir.path(),
-        "long.yaml",
-        "name: long\nmodels: [s0, s1, s2]\nforms: [reparameterized]\nbackends: [candle]\ninput_size: 32\norder: sequential\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 1, max_runs: 1000000, min_time_ms: 0, max_time_ms: 1500, target_ci: 0.000001}\n",
-    );
     let out = dir.path().join("out");
-    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([&scenario, "--out", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (code, err) = interrupted_run(dir.path(), &out, "-INT", 2500);
+    assert_eq!(code, Some(130), "{err}");
     let results = ResultsFile::read(&out.join("results.json")).unwrap();
     assert!(results.interrupted);
     let statuses: Vec<_> = results.cells.iter().map(|c| c.status).collect();

@@ -11,11 +11,8 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     let model = parse_model(&args.model)?;
     let form = parse_form(&args.form)?;
     let (height, width) = parse_input_size(&args.input_size)?;
-    if args.batch == 0 {
-        anyhow::bail!("--batch must be at least 1");
-    }
     let input = InputSize {
-        batch: args.batch,
+        batch: super::parse_batch(args.batch)?,
         height,
         width,
     };

@@ -18,6 +18,7 @@ use models::{
 };
 
 use crate::cli::{ModelArgs, WeightsArgs};
+use crate::scenario::{MAX_BATCH, MAX_SIDE};
 
 /// Any model of the zoo (MobileOne, the comparison models, the plain CNN).
 pub fn parse_model(s: &str) -> Result<Model> {
@@ -43,7 +44,15 @@ pub fn parse_naming(s: Option<&str>) -> Result<Option<Naming>> {
         .transpose()
 }
 
-/// "224" or "256x192" -> (height, width).
+/// --batch: 1 to MAX_BATCH.
+pub fn parse_batch(batch: usize) -> Result<usize> {
+    if batch == 0 || batch > MAX_BATCH {
+        bail!("--batch {batch}: a batch of 1 to {MAX_BATCH}");
+    }
+    Ok(batch)
+}
+
+/// "224" or "256x192" -> (height, width), each 32 to MAX_SIDE.
 pub fn parse_input_size(s: &str) -> Result<(usize, usize)> {
     let parse = |v: &str| -> Result<usize> {
         let n: usize = v
@@ -52,6 +61,9 @@ pub fn parse_input_size(s: &str) -> Result<(usize, usize)> {
             .with_context(|| format!("--input-size `{s}`: `{v}` is not a whole number"))?;
         if n < 32 {
             bail!("--input-size `{s}`: {n} is too small; MobileOne downsamples 32x, so use at least 32");
+        }
+        if n > MAX_SIDE {
+            bail!("--input-size `{s}`: {n} is too large; at most {MAX_SIDE}");
         }
         Ok(n)
     };
@@ -105,14 +117,13 @@ pub fn build_model(args: &ModelArgs) -> Result<BuiltModel> {
     let model = parse_model(&args.model)?;
     let form = parse_form(&args.form)?;
     let (height, width) = parse_input_size(&args.input_size)?;
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
     let size = InputSize {
-        batch: args.batch,
+        batch: parse_batch(args.batch)?,
         height,
         width,
     };
+    crate::scenario::check_cell_memory(model, form, size)
+        .map_err(|m| anyhow::anyhow!("{m}; use a smaller --batch or --input-size"))?;
     let graph = model.build(form, size)?;
     let (weights, origin) = choose_weights(&args.weights, model, form)?;
     Ok(BuiltModel {

@@ -583,22 +583,16 @@ pub fn to_canonical(
 
 /// Which MobileOne variant and form these canonical weights are exactly (names and shapes).
 pub fn identify(weights: &Weights<f32>) -> Option<(Variant, Form)> {
-    Variant::ALL
-        .into_iter()
-        .flat_map(|v| Form::ALL.into_iter().map(move |f| (v, f)))
-        .find(|&(v, f)| {
-            let graph = build(v, f, InputSize::IMAGENET).expect("valid by construction");
-            let params = graph.params();
-            params.len() == weights.len()
-                && params
-                    .iter()
-                    .all(|(name, spec)| weights.get(name).is_some_and(|t| t.shape() == spec.shape))
-        })
+    identify_where(weights, true)
 }
 
 /// Which MobileOne variant and form have exactly these canonical tensor names (shapes aside):
 /// a file with one misshapen tensor is still recognized as what it is.
 pub fn identify_by_names(weights: &Weights<f32>) -> Option<(Variant, Form)> {
+    identify_where(weights, false)
+}
+
+fn identify_where(weights: &Weights<f32>, shapes_too: bool) -> Option<(Variant, Form)> {
     Variant::ALL
         .into_iter()
         .flat_map(|v| Form::ALL.into_iter().map(move |f| (v, f)))
@@ -606,7 +600,11 @@ pub fn identify_by_names(weights: &Weights<f32>) -> Option<(Variant, Form)> {
             let graph = build(v, f, InputSize::IMAGENET).expect("valid by construction");
             let params = graph.params();
             params.len() == weights.len()
-                && params.iter().all(|(name, _)| weights.get(name).is_some())
+                && params.iter().all(|(name, spec)| {
+                    weights
+                        .get(name)
+                        .is_some_and(|t| !shapes_too || t.shape() == spec.shape)
+                })
         })
 }
 
