@@ -20,7 +20,15 @@ pub fn parse_f32(path: &Path, bytes: &[u8]) -> Result<Tensor> {
         checked_shape(&dims, bytes.len())
             .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
     }
-    let file = npyz::NpyFile::new(bytes)
+    // A header our check cannot read is still multiplied out by npyz; where overflow checks
+    // are on, that panics: caught here, it is a corrupt header like any other.
+    let file = std::panic::catch_unwind(|| npyz::NpyFile::new(bytes))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{}: not a valid .npy file: its header's shape overflows",
+                path.display()
+            )
+        })?
         .with_context(|| format!("{}: not a valid .npy file", path.display()))?;
     let dtype = file.dtype();
     let is_f32 = matches!(&dtype, npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4);
@@ -88,7 +96,12 @@ fn checked_shape(header: &[u64], file_len: usize) -> std::result::Result<Vec<usi
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| format!("dimension {d} is too large")))
         .collect::<std::result::Result<_, _>>()?;
-    let bytes = models::checked_numel(&shape)
+    // The non-zero dimensions too: a zero among them makes the count 0, but every stride
+    // (a product of the dimensions after it) must still be addressable.
+    let nonzero: Vec<usize> = shape.iter().copied().filter(|&d| d != 0).collect();
+    let bytes = models::checked_numel(&nonzero)
+        .and_then(|n| n.checked_mul(4))
+        .and(models::checked_numel(&shape))
         .and_then(|n| n.checked_mul(4))
         .ok_or_else(|| {
             format!("shape {shape:?} has more elements than this machine can address")
@@ -156,6 +169,13 @@ mod tests {
             "{e}"
         );
         assert_eq!(header_shape(&npy_with_header("(7,)", 28)), Some(vec![7]));
+        // No elements, but strides of 2^63 * 4 bytes: refused too.
+        let bytes = npy_with_header("(0, 9223372036854775808, 4)", 0);
+        let e = format!("{:#}", read_bytes(&bytes).unwrap_err());
+        assert!(
+            e.contains("more elements than this machine can address"),
+            "{e}"
+        );
         assert_eq!(header_shape(&npy_with_header("()", 4)), Some(vec![]));
         assert_eq!(header_shape(b"\x93NUMPY"), None);
         // A close before the open is no tuple (and no out-of-order slice).

@@ -295,7 +295,7 @@ fn extreme_latencies_in_a_results_file_are_left_out_of_the_plots_with_a_note() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(status.success(), "{err}");
     assert_eq!(
-        err.matches("left out of the plots (implausible latencies)")
+        err.matches("left out of the plots (implausible numbers)")
             .count(),
         2,
         "{err}"

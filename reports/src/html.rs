@@ -88,7 +88,7 @@ pub fn html(results: &ResultsFile) -> String {
     if !left_out.is_empty() {
         let _ = writeln!(
             h,
-            "<p class=\"warning\">Left out of the plots, their latencies being implausible (corrupt or edited data): {}</p>",
+            "<p class=\"warning\">Left out of the plots, their numbers being implausible (corrupt or edited data): {}</p>",
             escape(&left_out.join("; "))
         );
     }

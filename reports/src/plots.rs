@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::analysis::{series, Metric};
-use crate::results::{CellResult, CellStatus, ResultsFile};
+use crate::results::{shown_ms, CellResult, CellStatus, ResultsFile, Speedup};
 
 const SIZE: (u32, u32) = (900, 480);
 
@@ -48,14 +48,26 @@ fn ok_cells(results: &ResultsFile) -> Vec<&CellResult> {
         .collect()
 }
 
-/// Measured cells left out of every plot, each with why (a corrupt or hand-edited file).
+/// Measured cells and speedups left out of every plot, each with why (a corrupt or
+/// hand-edited file).
 pub fn left_out(results: &ResultsFile) -> Vec<String> {
-    results
+    let cells = results
         .cells
         .iter()
         .filter(|c| c.status == CellStatus::Ok)
-        .filter_map(|c| c.implausible().map(|why| format!("{}: {why}", c.key)))
-        .collect()
+        .filter_map(|c| c.implausible().map(|why| format!("{}: {why}", c.key)));
+    let speedups = results.speedups.iter().filter(|s| !s.plausible()).map(|s| {
+        format!(
+            "the speedup of {} {} t{}: {} (from {} and {} ms)",
+            s.model,
+            s.backend,
+            s.threads,
+            s.speedup,
+            shown_ms(s.unfused_ms),
+            shown_ms(s.reparameterized_ms)
+        )
+    });
+    cells.chain(speedups).collect()
 }
 
 /// The most decades a log axis spans: beyond that, the smallest values are clipped (a value
@@ -102,8 +114,19 @@ fn category_label(labels: &[String], x: f64) -> String {
     }
 }
 
-/// Every plot the results support, in the report's order.
+/// Every plot the results support, in the report's order. Cells and speedups with
+/// implausible numbers are left out first (`left_out` names them): plotters maps values to
+/// pixel coordinates, which absurd values overflow.
 pub fn all(results: &ResultsFile) -> Vec<Plot> {
+    let mut plottable = results.clone();
+    plottable
+        .cells
+        .retain(|c| c.status != CellStatus::Ok || c.implausible().is_none());
+    plottable.speedups.retain(Speedup::plausible);
+    all_plottable(&plottable)
+}
+
+fn all_plottable(results: &ResultsFile) -> Vec<Plot> {
     let mut plots = Vec::new();
     let mut push = |id: &str, title: String, drawn: Result<String, String>| {
         if let Ok(svg) = drawn {

@@ -180,6 +180,9 @@ pub const FOREIGN_LOAD_LIMIT: f64 = 0.25;
 /// negative or not finite is corrupt data, not a measurement.
 pub const MAX_PLAUSIBLE_MS: f64 = 1e7;
 
+/// The highest GFLOP/s or GB/s taken as real (an exaflop machine is not measured here).
+pub const MAX_PLAUSIBLE_RATE: f64 = 1e9;
+
 /// The shortest latency sample taken as real (a nanosecond).
 pub const MIN_PLAUSIBLE_MS: f64 = 1e-6;
 
@@ -253,6 +256,21 @@ impl CellResult {
         if let Some((i, ms, why)) = self.implausible_sample() {
             return Some(format!("sample {i} is {} ms ({why})", shown_ms(ms)));
         }
+        if let Some(l) = self
+            .layers
+            .iter()
+            .find(|l| !(l.ms.is_finite() && (0.0..=MAX_PLAUSIBLE_MS).contains(&l.ms)))
+        {
+            return Some(format!("layer `{}` took {} ms", l.name, shown_ms(l.ms)));
+        }
+        for (what, rate) in [
+            ("GFLOP/s", self.achieved_gflops),
+            ("GB/s", self.achieved_gbps),
+        ] {
+            if !(rate.is_finite() && (0.0..=MAX_PLAUSIBLE_RATE).contains(&rate)) {
+                return Some(format!("it achieved {} {what}", shown_ms(rate)));
+            }
+        }
         let l = self.latency.as_ref()?;
         let stats = [
             ("median", l.median_ms),
@@ -299,6 +317,15 @@ pub struct Speedup {
 }
 
 impl Speedup {
+    /// Whether both latencies and their ratio are plausible numbers (a hand-edited file may
+    /// hold anything).
+    pub fn plausible(&self) -> bool {
+        implausible_sample(self.unfused_ms).is_none()
+            && implausible_sample(self.reparameterized_ms).is_none()
+            && self.speedup.is_finite()
+            && (1e-6..=1e6).contains(&self.speedup)
+    }
+
     /// The speedup as shown in every report: `2.31x`, flagged when measured under load.
     pub fn label(&self) -> String {
         if self.under_load {

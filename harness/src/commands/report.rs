@@ -18,7 +18,7 @@ pub fn run(results_path: &Path, out: Option<&Path>) -> Result<()> {
     crate::run::write_outputs(&results, &dir)?;
     println!("{}", reports::summary::terminal_table(&results));
     for cell in reports::plots::left_out(&results) {
-        eprintln!("warning: left out of the plots (implausible latencies): {cell}");
+        eprintln!("warning: left out of the plots (implausible numbers): {cell}");
     }
     println!(
         "wrote {}/results.json, results.csv, report.md, report.html",
