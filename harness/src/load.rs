@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Below this much timed wall time the tick counters are too coarse to tell load apart.
-pub const MIN_WINDOW: Duration = Duration::from_millis(500);
+pub const MIN_WINDOW: Duration = Duration::from_millis(100);
 
 /// The counters at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +18,8 @@ pub struct CpuSnapshot {
     busy: u64,
     /// This process's user + system ticks, all threads.
     own: u64,
+    /// How many CPUs `busy` sums.
+    cpus: u64,
     at: Instant,
 }
 
@@ -28,8 +30,10 @@ pub fn snapshot() -> Option<CpuSnapshot> {
         .and_then(|s| allowed_cpus(&s));
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (busy, cpus) = busy_ticks(&stat, allowed.as_deref())?;
     Some(CpuSnapshot {
-        busy: busy_ticks(&stat, allowed.as_deref())?,
+        busy,
+        cpus,
         own: own_ticks(&own)?,
         at: Instant::now(),
     })
@@ -39,6 +43,9 @@ pub fn snapshot() -> Option<CpuSnapshot> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadWindow {
     foreign_ticks: u64,
+    /// Ticks the counters may have rounded away, summed over the intervals: each interval's
+    /// busy sum can be a tick off per CPU, its own time a tick.
+    slack_ticks: u64,
     wall: Duration,
 }
 
@@ -48,13 +55,24 @@ impl LoadWindow {
         let busy = after.busy.saturating_sub(before.busy);
         let own = after.own.saturating_sub(before.own);
         self.foreign_ticks += busy.saturating_sub(own);
+        self.slack_ticks += after.cpus + 1;
         self.wall += after.at.saturating_duration_since(before.at);
     }
 
-    /// Average busy cores of other processes, when the window is long enough to resolve it.
+    /// Adds another window (a run's window is the sum of its cells').
+    pub fn merge(&mut self, other: &LoadWindow) {
+        self.foreign_ticks += other.foreign_ticks;
+        self.slack_ticks += other.slack_ticks;
+        self.wall += other.wall;
+    }
+
+    /// Average busy cores of other processes, a lower bound (the rounding slack taken off, so
+    /// an idle machine reads 0, never a false load), when the window is long enough.
     pub fn cores(&self) -> Option<f64> {
-        (self.wall >= MIN_WINDOW)
-            .then(|| self.foreign_ticks as f64 / TICKS_PER_SECOND / self.wall.as_secs_f64())
+        (self.wall >= MIN_WINDOW).then(|| {
+            let sure = self.foreign_ticks.saturating_sub(self.slack_ticks);
+            sure as f64 / TICKS_PER_SECOND / self.wall.as_secs_f64()
+        })
     }
 }
 
@@ -74,10 +92,11 @@ fn allowed_cpus(status: &str) -> Option<Vec<usize>> {
     Some(cpus)
 }
 
-/// Busy ticks summed over the `cpuN` lines of /proc/stat whose N is allowed (all when None).
-fn busy_ticks(stat: &str, allowed: Option<&[usize]>) -> Option<u64> {
+/// Busy ticks summed over the `cpuN` lines of /proc/stat whose N is allowed (all when None),
+/// and how many CPUs that is.
+fn busy_ticks(stat: &str, allowed: Option<&[usize]>) -> Option<(u64, u64)> {
     let mut total = 0u64;
-    let mut seen = false;
+    let mut seen = 0u64;
     for line in stat.lines() {
         // "cpuN ..." lines only; the aggregate "cpu  ..." line has a space after "cpu".
         let Some(rest) = line
@@ -97,9 +116,9 @@ fn busy_ticks(stat: &str, allowed: Option<&[usize]>) -> Option<u64> {
         // user nice system idle iowait irq softirq steal ...
         let at = |i: usize| v.get(i).copied().unwrap_or(0);
         total += at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
-        seen = true;
+        seen += 1;
     }
-    seen.then_some(total)
+    (seen > 0).then_some((total, seen))
 }
 
 /// utime + stime of /proc/self/stat (fields 14 and 15, counted after the `(comm)` field,
@@ -132,8 +151,8 @@ mod tests {
                     cpu2 99 0 0 0 0 0 0 0 0 0\n\
                     intr 1 2 3\n";
         // cpu0: 10 + 1 + 5 + 1 + 1 + 2 = 20; cpu1: 30; idle and iowait never count.
-        assert_eq!(busy_ticks(stat, Some(&[0, 1])), Some(50));
-        assert_eq!(busy_ticks(stat, None), Some(149));
+        assert_eq!(busy_ticks(stat, Some(&[0, 1])), Some((50, 2)));
+        assert_eq!(busy_ticks(stat, None), Some((149, 3)));
         assert_eq!(busy_ticks("intr 1\n", None), None);
     }
 
@@ -149,15 +168,24 @@ mod tests {
         let snap = |busy, own, ms| CpuSnapshot {
             busy,
             own,
+            cpus: 2,
             at: t0 + Duration::from_millis(ms),
         };
         let mut w = LoadWindow::default();
-        // 1 s: 180 busy ticks of which 50 are ours -> 1.3 cores of others.
-        w.add(snap(1000, 200, 0), snap(1180, 250, 1000));
+        // 1 s on 2 CPUs: 183 busy ticks of which 50 are ours -> 133 foreign, less the
+        // 3 ticks of rounding slack -> 1.3 cores of others.
+        w.add(snap(1000, 200, 0), snap(1183, 250, 1000));
         assert!((w.cores().unwrap() - 1.3).abs() < 1e-9, "{:?}", w.cores());
+        // Rounding alone (3 foreign ticks in 0.2 s) reads as no load.
+        let mut idle = LoadWindow::default();
+        idle.add(snap(0, 0, 0), snap(43, 40, 200));
+        assert_eq!(idle.cores(), Some(0.0));
         let mut short = LoadWindow::default();
-        short.add(snap(0, 0, 0), snap(10, 0, 100));
+        short.add(snap(0, 0, 0), snap(3, 0, 50));
         assert_eq!(short.cores(), None);
+        // Two short windows merge into one long enough to read.
+        short.merge(&idle);
+        assert_eq!(short.cores(), Some(0.0));
     }
 
     #[test]

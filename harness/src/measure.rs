@@ -63,26 +63,9 @@ impl CellTimer {
     /// Measures for up to `slice` (None: until done). A turn after the first starts with one
     /// untimed run to bring the cell's weights back into cache, when a run is short next to the
     /// slice (under a tenth of it; for longer runs the cache state is noise and the extra run
-    /// would only double the cost). Returns whether the cell is done. The foreign CPU load of
-    /// the turn is added to `load`.
+    /// would only double the cost). Returns whether the cell is done. The foreign CPU load
+    /// while the turn's samples were taken is added to `load`.
     pub fn turn(
-        &mut self,
-        plan: &mut dyn Prepared,
-        input: &Tensor,
-        output: &mut Tensor,
-        budget: &Budget,
-        slice: Option<Duration>,
-        interrupt: &AtomicBool,
-    ) -> Result<bool, BackendError> {
-        let before = snapshot();
-        let done = self.timed_turn(plan, input, output, budget, slice, interrupt);
-        if let (Some(before), Some(after)) = (before, snapshot()) {
-            self.load.add(before, after);
-        }
-        done
-    }
-
-    fn timed_turn(
         &mut self,
         plan: &mut dyn Prepared,
         input: &Tensor,
@@ -112,6 +95,25 @@ impl CellTimer {
                 plan.run(input, output)?;
             }
         }
+        let before = snapshot();
+        let sampled = self.sample(plan, input, output, budget, in_slice, interrupt);
+        if let (Some(before), Some(after)) = (before, snapshot()) {
+            self.load.add(before, after);
+        }
+        sampled?;
+        Ok(self.is_done())
+    }
+
+    /// Takes timed samples until the cell stops or the turn's slice is over.
+    fn sample(
+        &mut self,
+        plan: &mut dyn Prepared,
+        input: &Tensor,
+        output: &mut Tensor,
+        budget: &Budget,
+        in_slice: impl Fn() -> bool,
+        interrupt: &AtomicBool,
+    ) -> Result<(), BackendError> {
         while self.stopped.is_none() {
             if interrupt.load(Ordering::Relaxed) {
                 self.stopped = Some(StopReason::Interrupted);
@@ -129,7 +131,7 @@ impl CellTimer {
             }
             self.stopped = self.stop_reason(budget);
         }
-        Ok(self.is_done())
+        Ok(())
     }
 
     fn record(&mut self, elapsed: Duration) {

@@ -191,6 +191,11 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
 
     let interrupted = interrupt.load(Ordering::Relaxed);
     let mut env = env;
+    // Cells too short for a reading of their own get the whole measurement's.
+    let mut run_load = crate::load::LoadWindow::default();
+    for ready in cells.iter().filter_map(|c| c.ready.as_ref()) {
+        run_load.merge(&ready.timer.load);
+    }
     let mut results = Vec::new();
     for cell in cells {
         results.push(finish_cell(
@@ -199,6 +204,7 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
             f.measurement.target_ci,
             f.seed,
             interrupted,
+            &run_load,
         ));
     }
     warnings.extend(check_peak(&mut results, &mut env, &crate::machine::reprobe));
@@ -630,6 +636,7 @@ fn finish_cell(
     target_ci: Option<f64>,
     seed: u64,
     interrupted: bool,
+    run_load: &crate::load::LoadWindow,
 ) -> CellResult {
     let mut r = cell.result;
     let Some(ready) = cell.ready else {
@@ -668,7 +675,7 @@ fn finish_cell(
             summary.iqr_ms / summary.median_ms * 100.0
         ));
     }
-    r.foreign_load = timer.load.cores();
+    r.foreign_load = timer.load.cores().or_else(|| run_load.cores());
     if r.under_load() {
         r.warnings.push(format!(
             "MEASURED UNDER LOAD: other processes kept {:.2} cores busy (limit {}); not this machine's speed",
