@@ -1,10 +1,13 @@
-//! A zero-initialized, 64-byte-aligned float buffer: activations and packed weights live in
-//! these, so every vector load starts on a cache line where the layout allows.
+//! A zero-initialized, aligned float buffer: activations and packed weights live in these.
+//! Buffers of a page or more start on a page boundary, so where their rows fall within a page
+//! (what 4K aliasing and L1 set conflicts depend on) is the same in every process, whatever
+//! the allocator did before; smaller ones start on a cache line.
 
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
 
 const ALIGN: usize = 64;
+const PAGE: usize = 4096;
 
 pub struct AlignedBuffer {
     ptr: NonNull<f32>,
@@ -36,7 +39,8 @@ impl AlignedBuffer {
     }
 
     fn layout(len: usize) -> Layout {
-        Layout::from_size_align(len * 4, ALIGN).expect("buffer size fits in memory")
+        let align = if len * 4 >= PAGE { PAGE } else { ALIGN };
+        Layout::from_size_align(len * 4, align).expect("buffer size fits in memory")
     }
 
     pub fn len(&self) -> usize {
@@ -72,6 +76,14 @@ mod tests {
     fn buffers_are_zeroed_and_aligned() {
         let b = AlignedBuffer::zeros(37);
         assert_eq!(b.as_ptr() as usize % ALIGN, 0);
+        // A page or more: page aligned, so its placement within a page never varies.
+        for len in [1024, 1025, 100_000] {
+            assert_eq!(
+                AlignedBuffer::zeros(len).as_ptr() as usize % PAGE,
+                0,
+                "{len}"
+            );
+        }
         let mut b = b;
         assert!(b.as_mut_slice().iter().all(|&x| x == 0.0));
         assert_eq!(

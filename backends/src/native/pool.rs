@@ -13,12 +13,29 @@ const SPINS_BEFORE_PARK: u32 = 1 << 16;
 
 type JobRef = *const (dyn Fn(usize) + Sync);
 
+/// The pool's state. The counters the threads spin on sit on cache-line pairs of their own
+/// (128 bytes: the adjacent-line prefetcher moves lines in pairs): the caller writes `epoch`,
+/// the workers write `pending`, and neither may share a line with each other or with whatever
+/// the allocator puts next to the pool (plan data both threads read), or every poll would pull
+/// that line away from the thread using it, by an amount that depends on where memory lands.
+#[repr(C, align(128))]
 struct Shared {
+    epoch: Padded<AtomicU64>,
+    pending: Padded<AtomicUsize>,
     job: UnsafeCell<Option<JobRef>>,
-    epoch: AtomicU64,
-    pending: AtomicUsize,
     panicked: AtomicBool,
     shutdown: AtomicBool,
+}
+
+/// A value alone on a 128-byte line pair.
+#[repr(C, align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 // The job cell is written only by the caller of `run` before it publishes a new epoch (Release)
@@ -42,8 +59,8 @@ impl ThreadPool {
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(None),
-            epoch: AtomicU64::new(0),
-            pending: AtomicUsize::new(0),
+            epoch: Padded(AtomicU64::new(0)),
+            pending: Padded(AtomicUsize::new(0)),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
         });
@@ -156,6 +173,21 @@ mod tests {
         }
         let counts: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         assert_eq!(counts, vec![1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn the_spun_on_counters_have_line_pairs_of_their_own() {
+        let pool = ThreadPool::new(2).unwrap();
+        let s = &*pool.shared;
+        let at = |p: *const u8| p as usize;
+        let (epoch, pending) = (
+            at(&s.epoch as *const _ as _),
+            at(&s.pending as *const _ as _),
+        );
+        assert_eq!(epoch % 128, 0);
+        assert_eq!(pending % 128, 0);
+        assert!(pending - epoch >= 128);
+        assert!(at(&s.job as *const _ as _) - pending >= 128);
     }
 
     #[test]
