@@ -50,6 +50,8 @@ impl CellSelection {
             threads: self.threads.clone(),
             out,
             quick,
+            processes: None,
+            worker_of: None,
         }
     }
 }
@@ -57,7 +59,11 @@ impl CellSelection {
 impl RunOptions {
     /// The scenario overrides these options ask for.
     pub fn overrides(&self) -> crate::scenario::Overrides {
-        self.cells.overrides(self.out.clone(), self.quick)
+        crate::scenario::Overrides {
+            processes: self.processes,
+            worker_of: self.worker_of,
+            ..self.cells.overrides(self.out.clone(), self.quick)
+        }
     }
 }
 
@@ -72,6 +78,14 @@ pub struct RunOptions {
     /// smoke runs; the numbers are rough).
     #[arg(long)]
     pub quick: bool,
+    /// Measure each cell in N fresh processes instead of the scenario's `processes` (the
+    /// harness runs itself N times, one after another, each with 1/N of the budget; the
+    /// statistics then see how much processes differ).
+    #[arg(long, value_name = "N")]
+    pub processes: Option<usize>,
+    /// Internal: this process is one of N workers of a run in N processes.
+    #[arg(long, value_name = "N", hide = true)]
+    pub worker_of: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

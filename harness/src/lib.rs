@@ -12,6 +12,7 @@ pub mod machine;
 pub mod measure;
 pub mod npy;
 pub mod preprocess;
+pub mod processes;
 pub mod run;
 pub mod scenario;
 pub mod stats;

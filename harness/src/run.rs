@@ -104,7 +104,12 @@ impl Outcome {
     }
 }
 
+/// Runs a scenario in this process, or in `processes` fresh worker processes when it asks for
+/// more than one (`crate::processes`).
 pub fn run_scenario(scenario: &Scenario) -> Result<Outcome> {
+    if scenario.file.processes > 1 {
+        return crate::processes::run_in_processes(scenario);
+    }
     run_scenario_with(scenario, backends::all())
 }
 
@@ -208,18 +213,7 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
         ));
     }
     warnings.extend(check_peak(&mut results, &mut env, &crate::machine::reprobe));
-    let loaded = results.iter().filter(|c| c.under_load()).count();
-    if loaded > 0 {
-        warnings.push(format!(
-            "{loaded} cell(s) were measured while other processes loaded the machine (flagged MEASURED UNDER LOAD): their latencies and any speedup built on them are not this machine's; stop the other work and run again (README, \"Bad input and faults\")"
-        ));
-    }
-    let noisy = results.iter().filter(|c| !c.warnings.is_empty()).count();
-    if noisy > 0 {
-        warnings.push(format!(
-            "{noisy} cell(s) have a wide confidence interval or a large spread; see their notes"
-        ));
-    }
+    warnings.extend(cell_count_warnings(&results));
     let results = ResultsFile {
         schema_version: SCHEMA_VERSION,
         tool: format!("onebench {}", env!("CARGO_PKG_VERSION")),
@@ -257,6 +251,24 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
     };
     let saved = save(&results, &out_dir);
     Ok(Outcome { results, saved })
+}
+
+/// The run's warnings that count cells: measured under load, wide intervals or spreads.
+pub fn cell_count_warnings(results: &[CellResult]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let loaded = results.iter().filter(|c| c.under_load()).count();
+    if loaded > 0 {
+        warnings.push(format!(
+            "{loaded} cell(s) were measured while other processes loaded the machine (flagged MEASURED UNDER LOAD): their latencies and any speedup built on them are not this machine's; stop the other work and run again (README, \"Bad input and faults\")"
+        ));
+    }
+    let noisy = results.iter().filter(|c| !c.warnings.is_empty()).count();
+    if noisy > 0 {
+        warnings.push(format!(
+            "{noisy} cell(s) have a wide confidence interval or a large spread; see their notes"
+        ));
+    }
+    warnings
 }
 
 fn capture_environment(max_threads: usize) -> Environment {
@@ -656,11 +668,32 @@ fn finish_cell(
         r.samples_ms = timer.samples_ms;
         return r;
     }
-    let summary = stats::summarize(&timer.samples_ms, seed);
+    r.foreign_load = timer.load.cores().or_else(|| run_load.cores());
+    r.samples_ms = timer.samples_ms;
+    set_latency(&mut r, &[], env, target_ci, seed);
+    if !timer.gpu_samples_ms.is_empty() {
+        r.gpu_median_ms = Some(stats::quantile(&stats::sorted(&timer.gpu_samples_ms), 0.5));
+        r.gpu_samples_ms = timer.gpu_samples_ms;
+    }
+    r
+}
+
+/// Makes a cell with samples `ok` and gives it its statistics, throughput and warnings.
+/// `samples_per_process` splits `samples_ms` by the process that took them (empty: one).
+pub fn set_latency(
+    r: &mut CellResult,
+    samples_per_process: &[usize],
+    env: &Environment,
+    target_ci: Option<f64>,
+    seed: u64,
+) {
+    let groups = reports::results::split_by_process(&r.samples_ms, samples_per_process);
+    let (summary, spread) = stats::summarize_processes(&groups, seed);
+    r.processes = spread;
     let seconds = summary.median_ms / 1e3;
     r.achieved_gflops = r.cost.flops as f64 / seconds / 1e9;
     r.achieved_gbps = r.cost.memory_traffic_bytes as f64 / seconds / 1e9;
-    r.fraction_of_peak = fraction_of_peak(&r, env);
+    r.fraction_of_peak = fraction_of_peak(r, env);
     let limit = target_ci.unwrap_or(0.02);
     if summary.ci95_relative > limit {
         r.warnings.push(format!(
@@ -675,7 +708,20 @@ fn finish_cell(
             summary.iqr_ms / summary.median_ms * 100.0
         ));
     }
-    r.foreign_load = timer.load.cores().or_else(|| run_load.cores());
+    if let Some(p) = &r.processes {
+        if p.multimodal {
+            r.warnings.push(format!(
+                "MULTIMODAL: its {} processes ran at separate speeds (medians {}); which one a process gets is chance, not the code",
+                p.medians_ms.len(),
+                p.medians_ms.iter().map(|m| format!("{m:.3}")).collect::<Vec<_>>().join(", ")
+            ));
+        } else if p.spread > reports::results::PROCESS_SPREAD_LIMIT {
+            r.warnings.push(format!(
+                "process medians {:.1}% apart (max/min)",
+                p.spread * 100.0
+            ));
+        }
+    }
     if r.under_load() {
         r.warnings.push(format!(
             "MEASURED UNDER LOAD: other processes kept {:.2} cores busy (limit {}); not this machine's speed",
@@ -686,12 +732,6 @@ fn finish_cell(
     r.status = CellStatus::Ok;
     r.reason = None;
     r.latency = Some(summary);
-    r.samples_ms = timer.samples_ms;
-    if !timer.gpu_samples_ms.is_empty() {
-        r.gpu_median_ms = Some(stats::quantile(&stats::sorted(&timer.gpu_samples_ms), 0.5));
-        r.gpu_samples_ms = timer.gpu_samples_ms;
-    }
-    r
 }
 
 /// Achieved GFLOP/s over the probed peak at the largest probed thread count not above the
@@ -899,7 +939,7 @@ fn holds_complete_run(dir: &Path) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -912,7 +952,7 @@ mod tests {
         assert!(build_warnings(&env).is_empty());
     }
 
-    fn empty_run(interrupted: bool) -> ResultsFile {
+    pub(crate) fn empty_run(interrupted: bool) -> ResultsFile {
         ResultsFile {
             schema_version: SCHEMA_VERSION,
             tool: "test".into(),

@@ -40,6 +40,10 @@ pub struct ScenarioFile {
     pub measurement: Measurement,
     #[serde(default)]
     pub cooldown_ms: u64,
+    /// Fresh processes each cell is measured in (the harness runs itself once per process,
+    /// each with its share of the measurement budget); 1 measures in this process.
+    #[serde(default = "one")]
+    pub processes: usize,
     #[serde(default)]
     pub order: Order,
     /// Seeds the input tensor, the shuffled order and the bootstrap.
@@ -310,6 +314,10 @@ pub struct Overrides {
     pub threads: Option<Vec<usize>>,
     pub out: Option<PathBuf>,
     pub quick: bool,
+    pub processes: Option<usize>,
+    /// This process is one of N workers of a run in N processes: it measures in itself, with
+    /// 1/N of the measurement budget.
+    pub worker_of: Option<usize>,
 }
 
 impl Scenario {
@@ -392,6 +400,7 @@ impl Scenario {
                 format!("{}: at most {MAX_COOLDOWN_MS} (a minute)", f.cooldown_ms),
             ));
         }
+        check_processes(f.processes).map_err(|m| err("processes", m))?;
         let m = &f.measurement;
         if m.min_runs == 0 || m.min_runs > m.max_runs {
             return Err(err(
@@ -520,6 +529,15 @@ impl Scenario {
             };
             f.cooldown_ms = 0;
         }
+        if let Some(n) = o.processes {
+            check_processes(n).map_err(|m| anyhow!("--processes: {m}"))?;
+            f.processes = n;
+        }
+        if let Some(n) = o.worker_of {
+            check_processes(n).map_err(|m| anyhow!("--worker-of: {m}"))?;
+            f.processes = 1;
+            f.measurement = worker_share(&f.measurement, n);
+        }
         dedup(&mut f.models);
         dedup(&mut f.forms);
         dedup(&mut f.threads);
@@ -558,6 +576,31 @@ fn parse_list<T>(
 
 /// The longest pause between cells or turns.
 pub const MAX_COOLDOWN_MS: u64 = 60_000;
+
+/// The most processes a cell may be measured in.
+pub const MAX_PROCESSES: usize = 100;
+
+fn check_processes(n: usize) -> Result<(), String> {
+    if (1..=MAX_PROCESSES).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("{n}: from 1 to {MAX_PROCESSES}"))
+    }
+}
+
+/// One worker's share of a cell's measurement budget when it is measured in `n` processes:
+/// runs and times divided by n (at least one run each; two when the scenario asks for two or
+/// more, so each process has a median of its own), the confidence target kept.
+pub fn worker_share(m: &Measurement, n: usize) -> Measurement {
+    let runs = |r: usize| r.div_ceil(n).max(r.min(2));
+    Measurement {
+        min_runs: runs(m.min_runs),
+        max_runs: runs(m.max_runs).max(runs(m.min_runs)),
+        min_time_ms: m.min_time_ms / n as u64,
+        max_time_ms: m.max_time_ms.div_ceil(n as u64),
+        target_ci: m.target_ci,
+    }
+}
 /// The largest batch a scenario may ask for.
 pub const MAX_BATCH: usize = 1024;
 /// The largest input height or width a scenario may ask for.
@@ -829,6 +872,7 @@ mod tests {
             threads: Some(vec![2]),
             out: Some("x".into()),
             quick: true,
+            ..Overrides::default()
         };
         let s = load_text("name: t\nmodels: [s0]\nthreads: [1]\n", &o).unwrap();
         assert_eq!(s.file.models, [ModelName(Model::MobileOne(Variant::S1))]);
@@ -949,5 +993,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no/such.yaml: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn processes_are_bounded_and_a_worker_gets_its_share_of_the_budget() {
+        let e = err("name: t\nmodels: [s0]\nprocesses: 0\n");
+        assert!(e.contains(":3: `processes`: 0: from 1 to 100"), "{e}");
+        let e = err("name: t\nmodels: [s0]\nprocesses: 101\n");
+        assert!(e.contains("101: from 1 to 100"), "{e}");
+        let text = "name: t\nmodels: [s0]\nprocesses: 4\nmeasurement:\n  min_runs: 5\n  max_runs: 400\n  min_time_ms: 200\n  max_time_ms: 2000\n";
+        assert_eq!(
+            load_text(text, &Overrides::default())
+                .unwrap()
+                .file
+                .processes,
+            4
+        );
+        let worker = Overrides {
+            worker_of: Some(4),
+            ..Overrides::default()
+        };
+        let s = load_text(text, &worker).unwrap();
+        assert_eq!(s.file.processes, 1);
+        // 5 runs over 4 processes: 2 each; 400: 100; 200 ms: 50 ms; 2000 ms: 500 ms.
+        let m = &s.file.measurement;
+        assert_eq!(
+            (m.min_runs, m.max_runs, m.min_time_ms, m.max_time_ms),
+            (2, 100, 50, 500)
+        );
+        let bad = Overrides {
+            processes: Some(0),
+            ..Overrides::default()
+        };
+        let e = load_text(text, &bad).unwrap_err().to_string();
+        assert!(e.contains("--processes: 0: from 1 to 100"), "{e}");
     }
 }

@@ -1,10 +1,12 @@
 //! Latency statistics as pure functions over raw samples: quantiles, a bootstrap confidence
-//! interval of the median, a distribution-free interval for the stopping rule, Tukey outliers.
-//! No I/O, no clocks; the bootstrap is seeded so a summary is reproducible.
+//! interval of the median (hierarchical when the samples come from several processes: the
+//! processes are resampled, then each one's samples), the spread and modes of process medians,
+//! a distribution-free interval for the stopping rule, Tukey outliers. No I/O, no clocks; the
+//! bootstrap is seeded so a summary is reproducible.
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reports::results::LatencySummary;
+use reports::results::{LatencySummary, ProcessSpread};
 
 /// Bootstrap resamples for the median's confidence interval.
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
@@ -44,29 +46,121 @@ pub fn std_dev(samples: &[f64]) -> f64 {
 
 /// Percentile-bootstrap interval of the median at `level` (e.g. 0.95), seeded.
 pub fn bootstrap_median_ci(samples: &[f64], level: f64, resamples: usize, seed: u64) -> [f64; 2] {
-    let n = samples.len();
-    if n < 2 {
+    if samples.len() < 2 {
         let v = samples.first().copied().unwrap_or(f64::NAN);
         return [v, v];
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut buffer = vec![0.0; n];
-    let mut medians: Vec<f64> = (0..resamples)
+    hierarchical_median_ci(&[samples], level, resamples, seed)
+}
+
+/// The medians of `resamples` two-level bootstrap resamples of grouped samples (one group per
+/// process): each resample draws as many groups as there are, with replacement, then from each
+/// drawn group as many samples as it has, with replacement, and takes the median of all drawn
+/// samples. Between-process variance thus enters the spread of the medians, which resampling
+/// the pooled samples would hide. One group is the ordinary bootstrap (no draw of groups).
+pub fn resampled_medians(groups: &[&[f64]], resamples: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    let groups: Vec<&[f64]> = groups.iter().copied().filter(|g| !g.is_empty()).collect();
+    let mut buffer = Vec::with_capacity(groups.iter().map(|g| g.len()).sum());
+    (0..resamples)
         .map(|_| {
-            for slot in buffer.iter_mut() {
-                *slot = samples[uniform_index(&mut rng, n)];
+            buffer.clear();
+            for i in 0..groups.len() {
+                let group = if groups.len() == 1 {
+                    groups[i]
+                } else {
+                    groups[uniform_index(rng, groups.len())]
+                };
+                buffer.extend((0..group.len()).map(|_| group[uniform_index(rng, group.len())]));
             }
             buffer.sort_by(f64::total_cmp);
-            quantile(&buffer, 0.5)
+            if buffer.is_empty() {
+                f64::NAN
+            } else {
+                quantile(&buffer, 0.5)
+            }
         })
-        .collect();
+        .collect()
+}
+
+/// Percentile interval at `level` of the hierarchical bootstrap of the median
+/// (`resampled_medians`), seeded.
+pub fn hierarchical_median_ci(
+    groups: &[&[f64]],
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> [f64; 2] {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut medians = resampled_medians(groups, resamples, &mut rng);
     medians.sort_by(f64::total_cmp);
     let tail = (1.0 - level) / 2.0;
     [quantile(&medians, tail), quantile(&medians, 1.0 - tail)]
 }
 
+/// How the processes of a cell differ: each one's median, max/min - 1, and whether they form
+/// separate modes (`separate_modes`). Groups are the samples of each process, in order.
+pub fn process_spread(groups: &[&[f64]]) -> ProcessSpread {
+    let medians: Vec<f64> = groups
+        .iter()
+        .filter(|g| !g.is_empty())
+        .map(|g| quantile(&sorted(g), 0.5))
+        .collect();
+    let (lo, hi) = medians
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| {
+            (lo.min(m), hi.max(m))
+        });
+    ProcessSpread {
+        samples_per_process: groups.iter().map(|g| g.len()).collect(),
+        spread: if medians.is_empty() {
+            0.0
+        } else {
+            hi / lo - 1.0
+        },
+        multimodal: separate_modes(&medians),
+        medians_ms: medians,
+    }
+}
+
+/// Smallest gap between two modes, relative to the overall median, that counts.
+const MODE_GAP: f64 = 0.02;
+
+/// Whether process medians fall into two groups of at least two processes each, with the gap
+/// between the groups wider than either group's own range and than 2% of the median of all:
+/// then each process landed in one of two speeds, and which one is chance (e.g. where memory
+/// landed), not noise around one speed. Needs at least four processes.
+pub fn separate_modes(medians: &[f64]) -> bool {
+    let m = sorted(medians);
+    if m.len() < 4 {
+        return false;
+    }
+    let centre = quantile(&m, 0.5);
+    (2..=m.len() - 2).any(|k| {
+        let gap = m[k] - m[k - 1];
+        gap > MODE_GAP * centre && gap > m[k - 1] - m[0] && gap > m[m.len() - 1] - m[k]
+    })
+}
+
+/// `summarize` of samples taken by several processes (`groups`, in order): the same pooled
+/// statistics, but the median's interval from the hierarchical bootstrap, and the processes'
+/// spread. One group gives `summarize` and no spread.
+pub fn summarize_processes(
+    groups: &[&[f64]],
+    seed: u64,
+) -> (LatencySummary, Option<ProcessSpread>) {
+    let pooled: Vec<f64> = groups.concat();
+    let mut summary = summarize(&pooled, seed);
+    if groups.len() < 2 {
+        return (summary, None);
+    }
+    let ci = hierarchical_median_ci(groups, 0.95, BOOTSTRAP_RESAMPLES, seed);
+    summary.ci95_ms = ci;
+    summary.ci95_relative = relative_half_width(ci, summary.median_ms);
+    (summary, Some(process_spread(groups)))
+}
+
 /// An index in 0..n (Lemire's multiply-shift; the bias is below 2^-32 for our n).
-fn uniform_index(rng: &mut ChaCha8Rng, n: usize) -> usize {
+pub fn uniform_index(rng: &mut ChaCha8Rng, n: usize) -> usize {
     ((rng.next_u64() as u128 * n as u128) >> 64) as usize
 }
 
@@ -207,5 +301,77 @@ mod tests {
         assert!((s.p90_ms - 4.6).abs() < 1e-12);
         assert!(s.ci95_ms[0] <= 3.0 && s.ci95_ms[1] >= 3.0);
         assert!((s.ci95_relative - (s.ci95_ms[1] - s.ci95_ms[0]) / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn one_process_is_the_ordinary_bootstrap() {
+        let x: Vec<f64> = (0..40).map(|i| 10.0 + (i * 7 % 13) as f64).collect();
+        let (summary, spread) = summarize_processes(&[&x], 3);
+        assert_eq!(summary, summarize(&x, 3));
+        assert!(spread.is_none());
+    }
+
+    #[test]
+    fn the_two_level_bootstrap_draws_processes_then_samples() {
+        // Two processes, each constant: a resample draws (a, a), (b, b) or (a, b) with
+        // probabilities 1/4, 1/4, 1/2, so its pooled median is 1, 3 or 2 in those shares.
+        let (a, b) = ([1.0; 3], [3.0; 3]);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let medians = resampled_medians(&[&a, &b], 20_000, &mut rng);
+        let share = |v: f64| medians.iter().filter(|&&m| m == v).count() as f64 / 20_000.0;
+        assert!((share(1.0) - 0.25).abs() < 0.015, "{}", share(1.0));
+        assert!((share(3.0) - 0.25).abs() < 0.015, "{}", share(3.0));
+        assert!((share(2.0) - 0.5).abs() < 0.015, "{}", share(2.0));
+        // So the 95% interval spans both processes' values.
+        assert_eq!(hierarchical_median_ci(&[&a, &b], 0.95, 2000, 0), [1.0, 3.0]);
+    }
+
+    #[test]
+    fn between_process_variance_widens_the_interval() {
+        // Ten processes at 1, 2, ..., 10 ms, 50 samples each, tight within: pooled, the median
+        // looks certain (500 samples); resampling processes shows it is not.
+        let groups: Vec<Vec<f64>> = (1..=10)
+            .map(|p| (0..50).map(|i| p as f64 + 0.001 * i as f64).collect())
+            .collect();
+        let refs: Vec<&[f64]> = groups.iter().map(|g| &g[..]).collect();
+        let pooled = bootstrap_median_ci(&groups.concat(), 0.95, 2000, 0);
+        let nested = hierarchical_median_ci(&refs, 0.95, 2000, 0);
+        assert!(pooled[1] - pooled[0] < 1.1, "{pooled:?}");
+        assert!(nested[1] - nested[0] > 3.0, "{nested:?}");
+        let (summary, spread) = summarize_processes(&refs, 0);
+        assert_eq!(summary.ci95_ms, nested);
+        assert_eq!(summary.samples, 500);
+        let spread = spread.unwrap();
+        assert_eq!(spread.samples_per_process, vec![50; 10]);
+        // Medians 1.0245, ..., 10.0245: max/min - 1 = 9 / 1.0245.
+        assert!(
+            (spread.spread - 9.0 / 1.0245).abs() < 1e-9,
+            "{}",
+            spread.spread
+        );
+        // Evenly spaced: one spread-out mode, not two.
+        assert!(!spread.multimodal);
+    }
+
+    #[test]
+    fn two_speeds_are_flagged_as_modes_and_noise_is_not() {
+        // The S1 reparameterized, 2 threads, 8 processes: 8.2 or 10.4 ms.
+        let two = [8.21, 8.40, 10.51, 10.35, 10.47, 10.38, 8.22, 10.35];
+        assert!(separate_modes(&two));
+        // Its 1-thread row: one speed, one slow process (a single process is no mode).
+        let one = [15.67, 15.74, 15.60, 15.52, 15.69, 15.76, 15.72, 16.36];
+        assert!(!separate_modes(&one));
+        // A gap wider than each group but under 2% of the median is noise.
+        assert!(!separate_modes(&[10.0, 10.01, 10.1, 10.11]));
+        // A gap over 2% but narrower than a group's own range is one wide mode.
+        assert!(!separate_modes(&[10.0, 10.5, 10.8, 11.0, 11.4]));
+        // Fewer than four processes cannot show two modes of two.
+        assert!(!separate_modes(&[8.0, 8.0, 10.0]));
+        let groups: Vec<Vec<f64>> = two.iter().map(|&m| vec![m - 0.01, m, m + 0.01]).collect();
+        let refs: Vec<&[f64]> = groups.iter().map(|g| &g[..]).collect();
+        let spread = process_spread(&refs);
+        assert!(spread.multimodal);
+        assert!((spread.spread - (10.51 / 8.21 - 1.0)).abs() < 1e-12);
+        assert_eq!(spread.medians_ms, two.to_vec());
     }
 }

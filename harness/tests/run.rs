@@ -395,3 +395,85 @@ fn without_an_adapter_the_gpu_cells_are_skipped_and_the_run_goes_on() {
     assert_eq!(cell("gpu").reason.as_deref(), Some("no GPU adapter found"));
     assert_eq!(cell("native").status, CellStatus::Ok);
 }
+
+#[test]
+fn processes_measure_each_cell_in_fresh_workers_and_keep_their_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let scenario = write(
+        dir.path(),
+        "procs.yaml",
+        "name: procs\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native]\nthreads: [1]\ninput_size: 32\nprocesses: 2\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 12, max_runs: 12, min_time_ms: 0, max_time_ms: 5000}\n",
+    );
+    // The scenario asks for 2 processes; the command line for 3.
+    let o = harness(&[
+        &scenario,
+        "--processes",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    for i in 1..=3 {
+        assert!(stderr.contains(&format!("process {i} of 3")), "{stderr}");
+    }
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    let cell = &results.cells[0];
+    assert_eq!(cell.status, CellStatus::Ok);
+    // 12 runs over 3 processes: 4 each, kept apart.
+    let p = cell.processes.as_ref().expect("a process split");
+    assert_eq!(p.samples_per_process, vec![4, 4, 4]);
+    assert_eq!(cell.samples_ms.len(), 12);
+    assert_eq!(p.medians_ms.len(), 3);
+    let lo = p.medians_ms.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = p.medians_ms.iter().cloned().fold(0.0, f64::max);
+    assert!((p.spread - (hi / lo - 1.0)).abs() < 1e-12);
+    // Every process verified its own plan and warmed up.
+    assert!(cell.verification.is_some() && cell.warmup_runs >= 3);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("processes: spread") && stdout.contains("3: "),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .contains("processes,process_spread,multimodal"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_signal_during_a_run_in_processes_keeps_what_the_workers_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let scenario = write(
+        dir.path(),
+        "long.yaml",
+        "name: long\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native]\ninput_size: 32\nprocesses: 4\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 1, max_runs: 1000000, min_time_ms: 0, max_time_ms: 8000, target_ci: 0.000001}\n",
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([&scenario, "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Each of the 4 processes measures for 2 s: stop in the second.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{stderr}");
+    assert!(!stderr.contains("process 3 of 4"), "{stderr}");
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    assert!(results.interrupted);
+    let cell = &results.cells[0];
+    assert_eq!(cell.status, CellStatus::Ok, "{:?}", cell.reason);
+    assert!(!cell.samples_ms.is_empty());
+}

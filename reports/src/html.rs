@@ -107,7 +107,7 @@ pub fn html(results: &ResultsFile) -> String {
 }
 
 fn summary_table(h: &mut String, results: &ResultsFile) {
-    h.push_str("<h2>Latency</h2>\n<table><tr><th>model</th><th>form</th><th>backend</th><th>threads</th><th>median ms</th><th>p90 ms</th><th>95% CI ms</th><th>GFLOP/s</th><th>of peak</th><th>GB/s</th><th>resident MiB</th><th>note</th></tr>\n");
+    h.push_str("<h2>Latency</h2>\n<table><tr><th>model</th><th>form</th><th>backend</th><th>threads</th><th>median ms</th><th>p90 ms</th><th>95% CI ms</th><th>processes: spread</th><th>GFLOP/s</th><th>of peak</th><th>GB/s</th><th>resident MiB</th><th>note</th></tr>\n");
     for c in &results.cells {
         let k = &c.key;
         let _ = write!(
@@ -122,11 +122,12 @@ fn summary_table(h: &mut String, results: &ResultsFile) {
             (Some(l), CellStatus::Ok) => {
                 let _ = writeln!(
                     h,
-                    "<td>{:.3}</td><td>{:.3}</td><td>{:.3}–{:.3}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+                    "<td>{:.3}</td><td>{:.3}</td><td>{:.3}–{:.3}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
                     l.median_ms,
                     l.p90_ms,
                     l.ci95_ms[0],
                     l.ci95_ms[1],
+                    escape(&crate::summary::processes_label(c)),
                     c.achieved_gflops,
                     c.fraction_of_peak
                         .map_or("-".into(), crate::summary::peak_label),
@@ -138,7 +139,7 @@ fn summary_table(h: &mut String, results: &ResultsFile) {
             _ => {
                 let _ = writeln!(
                     h,
-                    "<td colspan=\"7\"></td><td>{}: {}</td></tr>",
+                    "<td colspan=\"8\"></td><td>{}: {}</td></tr>",
                     c.status,
                     escape(c.reason.as_deref().unwrap_or(""))
                 );

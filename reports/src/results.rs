@@ -158,7 +158,45 @@ pub struct CellResult {
     /// report them; empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerRecord>,
+    /// How the samples split over the fresh processes that took them (`processes` above 1, and
+    /// `harness ab`'s rounds); absent when one process took them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<ProcessSpread>,
 }
+
+/// A cell measured in several fresh processes: what each took and how far apart they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSpread {
+    /// How many of `samples_ms` each process took, in order (they sum to the sample count).
+    pub samples_per_process: Vec<usize>,
+    /// The median of each process's samples.
+    pub medians_ms: Vec<f64>,
+    /// The largest process median over the smallest, minus one (0.03: 3% apart).
+    pub spread: f64,
+    /// The process medians fall into separate groups (modes), each tighter than the gap
+    /// between them: which mode a process lands in, not the code, decides its speed.
+    pub multimodal: bool,
+}
+
+/// `samples` cut into consecutive groups of `counts` samples (empty groups dropped); one group
+/// when `counts` is empty or does not add up to the samples.
+pub fn split_by_process<'a>(samples: &'a [f64], counts: &[usize]) -> Vec<&'a [f64]> {
+    if counts.is_empty() || counts.iter().sum::<usize>() != samples.len() {
+        return vec![samples];
+    }
+    let mut rest = samples;
+    let mut groups = Vec::with_capacity(counts.len());
+    for &n in counts.iter().filter(|&&n| n > 0) {
+        let (group, tail) = rest.split_at(n);
+        groups.push(group);
+        rest = tail;
+    }
+    groups
+}
+
+/// Processes whose medians lie further apart than this (max/min - 1) make a cell's spread a
+/// warning.
+pub const PROCESS_SPREAD_LIMIT: f64 = 0.03;
 
 /// One planned op's time, averaged over the profiling runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,7 +274,14 @@ impl CellResult {
             foreign_load: None,
             warnings: Vec::new(),
             layers: Vec::new(),
+            processes: None,
         }
+    }
+
+    /// The samples of each process that took them (one group when no split is recorded).
+    pub fn sample_groups(&self) -> Vec<&[f64]> {
+        let counts = self.processes.as_ref().map(|p| &p.samples_per_process[..]);
+        split_by_process(&self.samples_ms, counts.unwrap_or(&[]))
     }
 
     /// The flat fields most readers want: median, p90, CI.

@@ -27,6 +27,20 @@ pub fn peak_label(fraction: f64) -> String {
     }
 }
 
+/// The between-process column: how many processes took the samples and how far apart their
+/// medians are (max/min - 1), `MULTIMODAL` when they form separate modes; `-` for one process.
+pub fn processes_label(c: &CellResult) -> String {
+    match &c.processes {
+        Some(p) => format!(
+            "{}: {:.1}%{}",
+            p.medians_ms.len(),
+            p.spread * 100.0,
+            if p.multimodal { " MULTIMODAL" } else { "" }
+        ),
+        None => "-".into(),
+    }
+}
+
 fn row(c: &CellResult) -> Vec<String> {
     let key = &c.key;
     let mut cells = vec![
@@ -40,13 +54,14 @@ fn row(c: &CellResult) -> Vec<String> {
             ms(l.median_ms),
             ms(l.p90_ms),
             format!("±{:.1}%", l.ci95_relative * 100.0),
+            processes_label(c),
             l.samples.to_string(),
             format!("{:.1}", c.achieved_gflops),
             c.fraction_of_peak.map_or("-".into(), peak_label),
             format!("{:.1}", c.achieved_gbps),
             format!("{:.0}", c.resident_bytes as f64 / (1u64 << 20) as f64),
         ]),
-        _ => cells.extend(std::iter::repeat_n("-".to_string(), 8)),
+        _ => cells.extend(std::iter::repeat_n("-".to_string(), 9)),
     }
     let note = match (&c.status, &c.reason) {
         (CellStatus::Ok, _) => c.warnings.join("; "),
@@ -57,7 +72,7 @@ fn row(c: &CellResult) -> Vec<String> {
     cells
 }
 
-const HEADER: [&str; 13] = [
+const HEADER: [&str; 14] = [
     "model",
     "form",
     "backend",
@@ -65,6 +80,7 @@ const HEADER: [&str; 13] = [
     "median ms",
     "p90 ms",
     "95% CI",
+    "processes: spread",
     "runs",
     "GFLOP/s",
     "of peak",
@@ -82,7 +98,7 @@ pub fn terminal_table(results: &ResultsFile) -> String {
     }
     let mut table = b.build();
     table.with(Style::rounded());
-    table.modify(Columns::new(3..12), Alignment::right());
+    table.modify(Columns::new(3..13), Alignment::right());
     let mut out = table.to_string();
     for s in &results.speedups {
         let _ = write!(
@@ -120,6 +136,9 @@ pub fn csv(results: &ResultsFile) -> String {
         "ci95_low_ms",
         "ci95_high_ms",
         "samples",
+        "processes",
+        "process_spread",
+        "multimodal",
         "gflops",
         "gbps",
         "params",
@@ -151,6 +170,15 @@ pub fn csv(results: &ResultsFile) -> String {
             f(l.map(|l| l.ci95_ms[0])),
             f(l.map(|l| l.ci95_ms[1])),
             l.map_or(0, |l| l.samples).to_string(),
+            c.processes
+                .as_ref()
+                .map_or(1, |p| p.medians_ms.len())
+                .to_string(),
+            f(c.processes.as_ref().map(|p| p.spread)),
+            c.processes
+                .as_ref()
+                .is_some_and(|p| p.multimodal)
+                .to_string(),
             format!("{:.3}", c.achieved_gflops),
             format!("{:.3}", c.achieved_gbps),
             c.cost.params.to_string(),

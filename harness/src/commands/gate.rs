@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{anyhow, bail, Context, Result};
 use models::checkpoint::write_atomically;
-use reports::results::{CellKey, CellResult, CellStatus, ResultsFile};
+use reports::results::{CellKey, CellResult, ResultsFile};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
@@ -333,55 +333,32 @@ struct AbCell {
     threads: usize,
 }
 
-/// Both sides' merged cells (samples appended across rounds; the foreign load is the
-/// highest any round saw).
+/// Both sides' cells merged across rounds: each round is a fresh process, so the samples keep
+/// which round took them and the gate resamples rounds, then samples (`crate::processes`).
 #[derive(Default)]
 struct Side {
-    template: Option<ResultsFile>,
-    cells: BTreeMap<CellKey, CellResult>,
-    interrupted: bool,
+    runs: Vec<ResultsFile>,
 }
 
 impl Side {
     fn absorb(&mut self, results: ResultsFile) {
-        self.interrupted |= results.interrupted;
-        for cell in &results.cells {
-            match self.cells.get_mut(&cell.key) {
-                Some(known) if cell.status == CellStatus::Ok => {
-                    known.samples_ms.extend_from_slice(&cell.samples_ms);
-                    known.foreign_load = match (known.foreign_load, cell.foreign_load) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                Some(_) => {}
-                None => {
-                    self.cells.insert(cell.key.clone(), cell.clone());
-                }
-            }
-        }
-        self.template.get_or_insert(results);
+        self.runs.push(results);
+    }
+
+    /// The merged run (statistics over all rounds), if any round ran.
+    fn merged(&self) -> Option<ResultsFile> {
+        (!self.runs.is_empty()).then(|| crate::processes::merge_runs(self.runs.clone(), None, 0))
+    }
+
+    fn cells(&self) -> BTreeMap<CellKey, CellResult> {
+        self.merged()
+            .map(|m| m.cells.into_iter().map(|c| (c.key.clone(), c)).collect())
+            .unwrap_or_default()
     }
 
     fn problems(&self, side: &str) -> Vec<String> {
-        run_problems(side, self.interrupted, &self.cells)
-    }
-
-    /// The merged run as a results file (statistics recomputed over all samples).
-    fn merged(&self) -> Option<ResultsFile> {
-        let mut file = self.template.clone()?;
-        file.cells = self
-            .cells
-            .values()
-            .cloned()
-            .map(|mut c| {
-                if c.status == CellStatus::Ok && !c.samples_ms.is_empty() {
-                    c.latency = Some(crate::stats::summarize(&c.samples_ms, 0));
-                }
-                c
-            })
-            .collect();
-        Some(file)
+        let interrupted = self.runs.iter().any(|r| r.interrupted);
+        run_problems(side, interrupted, &self.cells())
     }
 }
 
@@ -434,7 +411,7 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
     }
     let mut problems = baseline.problems("baseline");
     problems.extend(candidate.problems("candidate"));
-    let report = compare(&baseline.cells, &candidate.cells, &settings);
+    let report = compare(&baseline.cells(), &candidate.cells(), &settings);
     // Cells that look regressed, or were measured under load, are measured again.
     let suspects: Vec<&AbCell> = cells
         .iter()
@@ -468,7 +445,7 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
         let (b, c) = measure_ab(args, &owned, args.confirm_rounds, work.path(), "confirm")?;
         problems.extend(b.problems("baseline (confirmation)"));
         problems.extend(c.problems("candidate (confirmation)"));
-        Some(compare(&b.cells, &c.cells, &settings))
+        Some(compare(&b.cells(), &c.cells(), &settings))
     };
     let options = GateOptions {
         threshold: args.options.threshold,
