@@ -312,11 +312,13 @@ pub struct AbArgs {
     /// The candidate build's harness binary (e.g. this commit's target/debug/harness).
     #[arg(long)]
     pub candidate_harness: PathBuf,
-    /// Rounds: each round runs every cell once on each build, alternating which goes first.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds: each round runs every cell once on each build (a fresh process each),
+    /// alternating which goes first; the gate resamples rounds, so more rounds narrow the
+    /// interval when processes differ (10: calibrated, README "Calibration").
+    #[arg(long, default_value_t = 10)]
     pub rounds: usize,
     /// Rounds of the confirmation run of the cells that look regressed (0: no confirmation).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 10)]
     pub confirm_rounds: usize,
     /// Folder for both sides' merged results (baseline.json, candidate.json) and the summaries.
     #[arg(long, default_value = "results/ab")]
