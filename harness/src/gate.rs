@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use reports::results::{CellKey, CellResult, CellStatus, Environment};
 use serde::Serialize;
 
-use crate::stats::{quantile, resampled_medians, sorted};
+use crate::stats::{percentile_interval, quantile, resampled_medians, sorted};
 
 /// How the gate decides.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -247,10 +247,8 @@ pub fn bootstrap_ratio_ci(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let base = resampled_medians(baseline, resamples, &mut rng);
     let cand = resampled_medians(candidate, resamples, &mut rng);
-    let mut ratios: Vec<f64> = cand.iter().zip(&base).map(|(c, b)| c / b).collect();
-    ratios.sort_by(f64::total_cmp);
-    let tail = (1.0 - confidence) / 2.0;
-    [quantile(&ratios, tail), quantile(&ratios, 1.0 - tail)]
+    let ratios = cand.iter().zip(&base).map(|(c, b)| c / b).collect();
+    percentile_interval(ratios, confidence)
 }
 
 /// Regressed when the whole interval lies above 1 + threshold, improved when below

@@ -91,10 +91,15 @@ pub fn hierarchical_median_ci(
     seed: u64,
 ) -> [f64; 2] {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut medians = resampled_medians(groups, resamples, &mut rng);
-    medians.sort_by(f64::total_cmp);
+    percentile_interval(resampled_medians(groups, resamples, &mut rng), level)
+}
+
+/// The central interval holding `level` of `values` (e.g. bootstrap replicates): their
+/// (1 - level)/2 and (1 + level)/2 quantiles.
+pub fn percentile_interval(mut values: Vec<f64>, level: f64) -> [f64; 2] {
+    values.sort_by(f64::total_cmp);
     let tail = (1.0 - level) / 2.0;
-    [quantile(&medians, tail), quantile(&medians, 1.0 - tail)]
+    [quantile(&values, tail), quantile(&values, 1.0 - tail)]
 }
 
 /// How the processes of a cell differ: each one's median, max/min - 1, and whether they form

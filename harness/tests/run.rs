@@ -220,8 +220,14 @@ fn interrupted_run(dir: &Path, out: &Path, signal: &str, after_ms: u64) -> (Opti
         "long.yaml",
         "name: long\nmodels: [s0, s1, s2]\nforms: [reparameterized]\nbackends: [candle]\ninput_size: 32\norder: sequential\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 1, max_runs: 1000000, min_time_ms: 0, max_time_ms: 1500, target_ci: 0.000001}\n",
     );
+    signalled_run(&scenario, out, signal, after_ms)
+}
+
+/// Runs `harness SCENARIO --out OUT`, sends it `signal` after `after_ms` and returns its exit
+/// code and stderr.
+fn signalled_run(scenario: &str, out: &Path, signal: &str, after_ms: u64) -> (Option<i32>, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([&scenario, "--out", out.to_str().unwrap()])
+        .args([scenario, "--out", out.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -454,22 +460,9 @@ fn a_signal_during_a_run_in_processes_keeps_what_the_workers_measured() {
         "long.yaml",
         "name: long\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native]\ninput_size: 32\nprocesses: 4\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 1, max_runs: 1000000, min_time_ms: 0, max_time_ms: 8000, target_ci: 0.000001}\n",
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([&scenario, "--out", out.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Each of the 4 processes measures for 2 s: stop in the second.
-    std::thread::sleep(std::time::Duration::from_millis(3500));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let o = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(143), "{stderr}");
+    let (code, stderr) = signalled_run(&scenario, &out, "-TERM", 3500);
+    assert_eq!(code, Some(143), "{stderr}");
     assert!(!stderr.contains("process 3 of 4"), "{stderr}");
     let results = ResultsFile::read(&out.join("results.json")).unwrap();
     assert!(results.interrupted);
