@@ -5,7 +5,7 @@
 //! temporary folder), then merges the workers' cells keeping which process took which samples.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,29 +32,20 @@ pub fn run_in_processes(scenario: &Scenario) -> Result<Outcome> {
             break;
         }
         eprintln!("onebench: process {} of {n}", i + 1);
-        let out = worker_dir(work.path(), i);
+        let out = work.path().join(format!("process-{i}"));
         runs.push(run_worker(scenario, n, &out).with_context(|| format!("process {}", i + 1))?);
     }
     if runs.is_empty() {
         bail!("interrupted before the first process finished: nothing was measured");
     }
+    // Fewer processes than asked: the run was stopped between them.
+    let short = runs.len() < n;
     let mut merged = merge_runs(runs, f.measurement.target_ci, f.seed);
-    merged.interrupted |= interrupt.load(Ordering::Relaxed) || merged_short(&merged, n);
+    merged.interrupted |= short || interrupt.load(Ordering::Relaxed);
     let saved = save(&merged, &out_dir);
     Ok(Outcome {
         results: merged,
         saved,
-    })
-}
-
-/// Whether fewer processes than asked finished (the run was stopped between them).
-fn merged_short(results: &ResultsFile, n: usize) -> bool {
-    results.cells.iter().any(|c| {
-        c.status == CellStatus::Ok
-            && c.processes
-                .as_ref()
-                .map_or(1, |p| p.samples_per_process.len())
-                < n
     })
 }
 
@@ -200,6 +191,7 @@ impl MergedCell {
             processes: 0,
             cell: CellResult {
                 samples_ms: Vec::new(),
+                gpu_samples_ms: Vec::new(),
                 warmup_runs: 0,
                 ..cell.clone()
             },
@@ -269,11 +261,6 @@ impl MergedCell {
         }
         self.cell
     }
-}
-
-/// Where worker `i` of a run writes.
-fn worker_dir(work: &Path, i: usize) -> PathBuf {
-    work.join(format!("process-{i}"))
 }
 
 #[cfg(test)]
