@@ -33,7 +33,11 @@ pub fn run_in_processes(scenario: &Scenario) -> Result<Outcome> {
         }
         eprintln!("onebench: process {} of {n}", i + 1);
         let out = work.path().join(format!("process-{i}"));
-        runs.push(run_worker(scenario, n, &out).with_context(|| format!("process {}", i + 1))?);
+        match run_worker(scenario, n, &out).with_context(|| format!("process {}", i + 1))? {
+            Some(run) => runs.push(run),
+            // Stopped before it measured anything: what the others measured is kept.
+            None => break,
+        }
     }
     if runs.is_empty() {
         bail!("interrupted before the first process finished: nothing was measured");
@@ -51,8 +55,9 @@ pub fn run_in_processes(scenario: &Scenario) -> Result<Outcome> {
 
 /// Runs one worker to completion and reads what it saved. A signal to this process is passed
 /// on to the worker once (it runs in its own process group, so a Ctrl-C at the terminal reaches
-/// it only through here and only once: a second signal would end it before it saved).
-fn run_worker(scenario: &Scenario, n: usize, out: &Path) -> Result<ResultsFile> {
+/// it only through here and only once: a second signal would end it before it saved). `None`
+/// when the signal reached the worker before it had anything to save (still starting).
+fn run_worker(scenario: &Scenario, n: usize, out: &Path) -> Result<Option<ResultsFile>> {
     let f = &scenario.file;
     let exe = std::env::current_exe().context("cannot find the harness executable")?;
     let list = |items: Vec<String>| items.join(",");
@@ -102,10 +107,13 @@ fn run_worker(scenario: &Scenario, n: usize, out: &Path) -> Result<ResultsFile> 
         out.join("results.json"),
         out.join("interrupted/results.json"),
     ];
-    let Some(path) = saved.iter().find(|p| p.is_file()) else {
-        bail!("the worker saved no results (it exited with {status}; its messages are above)");
-    };
-    Ok(ResultsFile::read(path)?)
+    match saved.iter().find(|p| p.is_file()) {
+        Some(path) => Ok(Some(ResultsFile::read(path)?)),
+        None if passed_on => Ok(None),
+        None => {
+            bail!("the worker saved no results (it exited with {status}; its messages are above)")
+        }
+    }
 }
 
 /// Sends the worker the signal this process got (SIGTERM if it cannot tell).

@@ -450,23 +450,53 @@ fn processes_measure_each_cell_in_fresh_workers_and_keep_their_split() {
         .contains("processes,process_spread,multimodal"));
 }
 
+/// Runs `scenario`, and once its stderr shows `line`, waits `delay_ms` and sends `signal`.
+#[cfg(unix)]
+fn signalled_after_line(
+    scenario: &str,
+    out: &Path,
+    line: &str,
+    delay_ms: u64,
+) -> (Option<i32>, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([scenario, "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(line) {
+        assert!(stderr.read_line(&mut seen).unwrap() > 0, "{seen}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    stderr.read_to_string(&mut seen).unwrap();
+    (child.wait().unwrap().code(), seen)
+}
+
 #[cfg(unix)]
 #[test]
 fn a_signal_during_a_run_in_processes_keeps_what_the_workers_measured() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let scenario = write(
-        dir.path(),
-        "long.yaml",
-        "name: long\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native]\ninput_size: 32\nprocesses: 4\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 1, max_runs: 1000000, min_time_ms: 0, max_time_ms: 8000, target_ci: 0.000001}\n",
-    );
-    // Each of the 4 processes measures for 2 s: stop in the second.
-    let (code, stderr) = signalled_run(&scenario, &out, "-TERM", 3500);
-    assert_eq!(code, Some(143), "{stderr}");
-    assert!(!stderr.contains("process 3 of 4"), "{stderr}");
-    let results = ResultsFile::read(&out.join("results.json")).unwrap();
-    assert!(results.interrupted);
-    let cell = &results.cells[0];
-    assert_eq!(cell.status, CellStatus::Ok, "{:?}", cell.reason);
-    assert!(!cell.samples_ms.is_empty());
+    // Stopped while the second worker starts (before it can save anything) and while it
+    // measures: either way the first worker's cells are saved as interrupted.
+    for delay_ms in [0, 1000] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let scenario = write(
+            dir.path(),
+            "long.yaml",
+            "name: long\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native]\ninput_size: 32\nprocesses: 4\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 1, max_runs: 1000000, min_time_ms: 0, max_time_ms: 8000, target_ci: 0.000001}\n",
+        );
+        let (code, stderr) = signalled_after_line(&scenario, &out, "process 2 of 4", delay_ms);
+        assert_eq!(code, Some(143), "{stderr}");
+        assert!(!stderr.contains("process 3 of 4"), "{stderr}");
+        let results = ResultsFile::read(&out.join("results.json")).unwrap();
+        assert!(results.interrupted);
+        let cell = &results.cells[0];
+        assert_eq!(cell.status, CellStatus::Ok, "{:?}", cell.reason);
+        assert!(!cell.samples_ms.is_empty());
+    }
 }
