@@ -6,6 +6,7 @@ pub mod backend;
 pub mod candle;
 pub mod gpu;
 pub mod libtorch;
+pub mod lower;
 pub mod native;
 pub mod reference;
 pub mod verify;

@@ -19,7 +19,10 @@ pub use checkpoint::{
 pub use cost::{model_cost, CostTotals, ModelCost, OpCost};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
 pub use mobileone::{build, Form, InputSize, Variant};
-pub use reparameterize::{fold_batch_norm_weights, fold_batch_norms_graph, reparameterize};
+pub use reparameterize::{
+    batch_norm_affine, fold_batch_norm_weights, fold_batch_norms_graph, foldable_batch_norms,
+    reparameterize,
+};
 pub use tensor::{checked_numel, relative_l2, Element, Tensor};
 pub use weights::{random_weights, seeded_uniform, Weights, WeightsError};
 pub use zoo::Model;

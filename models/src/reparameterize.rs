@@ -77,33 +77,42 @@ fn bn_affine<T: Element>(w: &Weights<T>, prefix: &str) -> FoldedBn {
 }
 
 fn bn_affine_eps<T: Element>(w: &Weights<T>, prefix: &str, eps: f64) -> FoldedBn {
-    let get = |suffix: &str| -> Vec<f64> {
-        let name = format!("{prefix}.{suffix}");
-        w.get(&name)
+    let get = |suffix: &str| {
+        w.get(&format!("{prefix}.{suffix}"))
             .expect("validated")
             .data()
-            .iter()
-            .map(|v| v.to_f64())
-            .collect()
     };
-    let (gamma, beta, mean, var) = (
+    let (scale, shift) = batch_norm_affine(
         get("weight"),
         get("bias"),
         get("running_mean"),
         get("running_var"),
+        eps,
     );
+    FoldedBn { scale, shift }
+}
+
+/// An inference batch norm as per-channel (scale, shift), y = x * scale + shift, in f64: the
+/// one place every engine and fold computes it.
+pub fn batch_norm_affine<T: Element>(
+    gamma: &[T],
+    beta: &[T],
+    mean: &[T],
+    var: &[T],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>) {
     let scale: Vec<f64> = gamma
         .iter()
-        .zip(&var)
-        .map(|(g, v)| g / (v + eps).sqrt())
+        .zip(var)
+        .map(|(g, v)| g.to_f64() / (v.to_f64() + eps).sqrt())
         .collect();
     let shift = beta
         .iter()
-        .zip(&mean)
+        .zip(mean)
         .zip(&scale)
-        .map(|((b, m), s)| b - m * s)
+        .map(|((b, m), s)| b.to_f64() - m.to_f64() * s)
         .collect();
-    FoldedBn { scale, shift }
+    (scale, shift)
 }
 
 /// The fold of finite weights can still overflow (a huge gamma over a tiny variance): every
@@ -187,7 +196,9 @@ fn fold_block<T: Element>(block: &BlockSpec, w: &Weights<T>) -> (Vec<f64>, Vec<f
 }
 
 /// For every batch norm that reads a conv nothing else reads: (conv node, BN node).
-fn foldable_batch_norms(graph: &Graph) -> BTreeMap<usize, usize> {
+/// The convs whose batch norm folds into them (read only by it), as conv node -> batch norm
+/// node: the pairs `fold_batch_norms_graph` merges.
+pub fn foldable_batch_norms(graph: &Graph) -> BTreeMap<usize, usize> {
     let mut readers = vec![0usize; graph.nodes().len()];
     for node in graph.nodes() {
         for input in &node.inputs {

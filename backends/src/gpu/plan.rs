@@ -3,10 +3,11 @@
 //! workgroup counts, the constants to upload, and which activation buffer every value lives in
 //! (buffers are reused once their value is dead). Pure data, so it is tested without an adapter.
 
-use models::graph::{Conv2d, Node, Op, ValueId};
+use models::graph::{Conv2d, Op, ValueId};
 use models::{Graph, Weights};
 
 use crate::backend::BackendError;
+use crate::lower::{assign_buffers, Lifetime, Lowered};
 
 /// One compiled compute kernel (a WGSL entry point).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -260,77 +261,64 @@ pub enum PointwiseKernel {
     Direct,
 }
 
+/// Which activations the GPU kernels run as an epilogue: any the prelude has a code for,
+/// after a kernel that writes through the fused epilogue.
+fn activation_epilogue(producer: &Op, activation: &Op) -> bool {
+    activation_code(activation).is_some()
+        && matches!(
+            producer,
+            Op::Conv2d(_)
+                | Op::Linear(_)
+                | Op::BatchNorm(_)
+                | Op::Add
+                | Op::Max
+                | Op::ChannelMul
+                | Op::ChannelAdd
+        )
+}
+
 /// Lowers `graph` with `weights` into a plan for `target`.
 pub fn lower(graph: &Graph, weights: &Weights, target: Target) -> Result<GpuPlan, BackendError> {
-    let mut lowering = Lowering::new(graph, weights, target);
-    let nodes = graph.nodes();
-    let mut i = 0;
-    while i < nodes.len() {
-        i = lowering.lower_node(i)?;
+    let lowered = Lowered::new(graph, weights, "gpu", activation_epilogue)?;
+    let mut lowering = Lowering::new(&lowered, target);
+    for i in 0..lowered.nodes().len() {
+        lowering.lower_node(i)?;
     }
     lowering.finish()
 }
 
 struct Lowering<'a> {
+    lowered: &'a Lowered,
     graph: &'a Graph,
-    weights: &'a Weights,
     target: Target,
-    consumers: Vec<usize>,
     /// For each node, the value that holds its output (a fused node shares its producer's).
     value_of: Vec<Option<usize>>,
     /// Values that alias another (flatten): value -> the value whose buffer it shares.
     alias: Vec<Option<usize>>,
     values: usize,
     value_len: Vec<usize>,
-    fused: Vec<bool>,
     constants: Vec<Vec<f32>>,
     pending: Vec<PendingDispatch>,
 }
 
-fn fail(node: &Node, reason: impl Into<String>) -> BackendError {
-    BackendError::Failed {
-        backend: "gpu".into(),
-        reason: format!("node `{}`: {}", node.name, reason.into()),
-    }
-}
-
 impl<'a> Lowering<'a> {
-    fn new(graph: &'a Graph, weights: &'a Weights, target: Target) -> Self {
-        let mut consumers = vec![0; graph.nodes().len()];
-        for node in graph.nodes() {
-            for input in &node.inputs {
-                if let ValueId::Node(j) = input {
-                    consumers[*j] += 1;
-                }
-            }
-        }
-        if let ValueId::Node(j) = graph.output() {
-            consumers[j] += 1;
-        }
+    fn new(lowered: &'a Lowered, target: Target) -> Self {
+        let graph = &lowered.graph;
         Self {
+            lowered,
             graph,
-            weights,
             target,
-            consumers,
             value_of: vec![None; graph.nodes().len()],
             alias: Vec::new(),
             values: 0,
             value_len: Vec::new(),
-            fused: vec![false; graph.nodes().len()],
             constants: Vec::new(),
             pending: Vec::new(),
         }
     }
 
-    fn param(&self, node: &Node, suffix: &str) -> Result<&'a [f32], BackendError> {
-        let name = format!("{}.{suffix}", node.name);
-        self.weights
-            .get(&name)
-            .map(|t| t.data())
-            .ok_or_else(|| BackendError::Weights {
-                backend: "gpu".into(),
-                reason: format!("missing tensor `{name}`"),
-            })
+    fn param(&self, i: usize, suffix: &str) -> Result<&'a [f32], BackendError> {
+        self.lowered.param(i, suffix)
     }
 
     fn constant(&mut self, data: Vec<f32>) -> Slot {
@@ -352,42 +340,22 @@ impl<'a> Lowering<'a> {
         self.values - 1
     }
 
-    /// The single consumer of node `i`'s output, when there is exactly one and it is not the
-    /// graph output.
-    fn sole_consumer(&self, i: usize) -> Option<usize> {
-        if self.consumers[i] != 1 || self.graph.output() == ValueId::Node(i) {
-            return None;
-        }
-        self.graph
-            .nodes()
-            .iter()
-            .enumerate()
-            .skip(i + 1)
-            .find(|(_, n)| n.inputs.contains(&ValueId::Node(i)))
-            .map(|(j, _)| j)
-    }
-
-    /// Follows node `i` with the activation that alone reads it: (activation code, last node).
-    fn fuse_activation(&mut self, i: usize) -> (u32, usize) {
-        match self.sole_consumer(i) {
-            Some(j) => match activation_code(&self.graph.nodes()[j].op) {
-                Some(code) => {
-                    self.fused[j] = true;
-                    (code, j)
-                }
-                None => (0, i),
-            },
+    /// The activation node `i` runs as its epilogue: (activation code, last node).
+    fn fuse_activation(&self, i: usize) -> (u32, usize) {
+        match self.lowered.epilogue(i) {
+            Some(j) => (
+                activation_code(&self.graph.nodes()[j].op).expect("an activation"),
+                j,
+            ),
             None => (0, i),
         }
     }
 
     fn label(&self, first: usize, last: usize) -> String {
-        let nodes = self.graph.nodes();
-        (first..=last)
-            .filter(|&j| j == first || self.fused[j])
-            .map(|j| nodes[j].name.as_str())
-            .collect::<Vec<_>>()
-            .join("+")
+        match first == last {
+            true => self.lowered.label(first).to_string(),
+            false => format!("{}+{}", self.lowered.label(first), self.lowered.label(last)),
+        }
     }
 
     fn push(
@@ -413,23 +381,23 @@ impl<'a> Lowering<'a> {
         });
     }
 
-    /// Lowers node `i` (and the nodes fused into it); returns the next node to lower.
-    fn lower_node(&mut self, i: usize) -> Result<usize, BackendError> {
+    /// Lowers node `i` (and the activation in its epilogue).
+    fn lower_node(&mut self, i: usize) -> Result<(), BackendError> {
         let nodes = self.graph.nodes();
         let node = &nodes[i];
-        if self.fused[i] {
-            return Ok(i + 1);
+        if self.lowered.in_epilogue(i) {
+            return Ok(());
         }
         let x = self.slot(node.inputs[0]);
         let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
         let len = models::tensor::numel(&node.shape);
-        let geometry = |e: String| fail(node, e);
+        let geometry = |e: String| self.lowered.error(i, e);
         match &node.op {
             Op::Conv2d(conv) => self.lower_conv(i, conv, x, &in_shape)?,
             Op::Linear(linear) => {
-                let weight = self.param(node, "weight")?.to_vec();
+                let weight = self.param(i, "weight")?.to_vec();
                 let shift = if linear.bias {
-                    self.param(node, "bias")?.to_vec()
+                    self.param(i, "bias")?.to_vec()
                 } else {
                     vec![0.0; linear.out_features]
                 };
@@ -456,8 +424,8 @@ impl<'a> Lowering<'a> {
                     label,
                 );
             }
-            Op::BatchNorm(bn) => {
-                let (scale, shift) = self.batch_norm(node, bn.eps, None)?;
+            Op::BatchNorm(_) => {
+                let (scale, shift) = self.lowered.batch_norm_affine(i)?;
                 let (act, last) = self.fuse_activation(i);
                 let affine = self.constant([scale, shift].concat());
                 self.elementwise(
@@ -591,21 +559,17 @@ impl<'a> Lowering<'a> {
             }
             Op::Flatten => {
                 let Slot::Value(v) = x else {
-                    return Err(fail(node, "flatten of the graph input is not supported"));
+                    return Err(self
+                        .lowered
+                        .error(i, "flatten of the graph input is not supported"));
                 };
                 let value = self.new_value(len);
                 self.alias[value] = Some(v);
                 self.value_of[i] = Some(value);
             }
-            other => {
-                return Err(BackendError::UnsupportedOp {
-                    backend: "gpu".into(),
-                    op: other.kind().into(),
-                    node: node.name.clone(),
-                })
-            }
+            other => return Err(self.lowered.unsupported(i, other.kind())),
         }
-        Ok(i + 1)
+        Ok(())
     }
 
     /// A new value of `len` floats holding the output of nodes `first..=last`.
@@ -616,29 +580,6 @@ impl<'a> Lowering<'a> {
         value
     }
 
-    /// Per-channel (scale, shift) of an inference batch norm applied after `before`
-    /// (a convolution's scale and shift), computed in f64.
-    fn batch_norm(
-        &self,
-        node: &Node,
-        eps: f64,
-        before: Option<(&[f32], &[f32])>,
-    ) -> Result<(Vec<f32>, Vec<f32>), BackendError> {
-        let gamma = self.param(node, "weight")?;
-        let beta = self.param(node, "bias")?;
-        let mean = self.param(node, "running_mean")?;
-        let var = self.param(node, "running_var")?;
-        let mut scale = Vec::with_capacity(gamma.len());
-        let mut shift = Vec::with_capacity(gamma.len());
-        for c in 0..gamma.len() {
-            let s = gamma[c] as f64 / (var[c] as f64 + eps).sqrt();
-            let (s0, b0) = before.map_or((1.0, 0.0), |(sc, sh)| (sc[c] as f64, sh[c] as f64));
-            scale.push((s0 * s) as f32);
-            shift.push(((b0 - mean[c] as f64) * s + beta[c] as f64) as f32);
-        }
-        Ok((scale, shift))
-    }
-
     fn lower_conv(
         &mut self,
         i: usize,
@@ -646,28 +587,16 @@ impl<'a> Lowering<'a> {
         x: Slot,
         in_shape: &[usize],
     ) -> Result<(), BackendError> {
-        let nodes = self.graph.nodes();
-        let node = &nodes[i];
-        let geometry = |e: String| fail(node, e);
-        let weight = self.param(node, "weight")?.to_vec();
-        let mut scale = vec![1.0; conv.out_channels];
-        let mut shift = if conv.bias {
-            self.param(node, "bias")?.to_vec()
+        let node = &self.graph.nodes()[i];
+        let geometry = |e: String| self.lowered.error(i, e);
+        let weight = self.param(i, "weight")?.to_vec();
+        let scale = vec![1.0; conv.out_channels];
+        let shift = if conv.bias {
+            self.param(i, "bias")?.to_vec()
         } else {
             vec![0.0; conv.out_channels]
         };
-        let mut last = i;
-        if let Some(j) = self.sole_consumer(i) {
-            if let Op::BatchNorm(bn) = &nodes[j].op {
-                (scale, shift) = self.batch_norm(&nodes[j], bn.eps, Some((&scale, &shift)))?;
-                self.fused[j] = true;
-                last = j;
-            }
-        }
-        let (act, last) = match self.fuse_activation(last) {
-            (0, _) => (0, last),
-            fused => fused,
-        };
+        let (act, last) = self.fuse_activation(i);
         let out_shape = &node.shape;
         let len = models::tensor::numel(out_shape);
         let (n, hout, wout) = (out_shape[0], out_shape[2], out_shape[3]);
@@ -754,8 +683,7 @@ impl<'a> Lowering<'a> {
         affine: u32,
         v_strides: [usize; 2],
     ) -> Result<(), BackendError> {
-        let node = &self.graph.nodes()[first];
-        let geometry = |e: String| fail(node, e);
+        let geometry = |e: String| self.lowered.error(first, e);
         let len = models::tensor::numel(shape);
         let spatial: usize = shape[2..].iter().product();
         let channels = shape.get(1).copied().unwrap_or(1);
@@ -782,7 +710,7 @@ impl<'a> Lowering<'a> {
         dst: [usize; 3],
     ) -> Result<(), BackendError> {
         let node = &self.graph.nodes()[i];
-        let geometry = |e: String| fail(node, e);
+        let geometry = |e: String| self.lowered.error(i, e);
         let spatial: usize = node.shape[2..].iter().product();
         let total = node.shape[0] * count * spatial;
         let params = u32_of(&[
@@ -795,9 +723,9 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
-    /// Assigns buffers: a value's buffer is returned to the pool after the last dispatch that
-    /// reads it, and the next value takes the smallest free buffer that fits (growing the
-    /// largest free one when none does).
+    /// Assigns buffers: a value lives from the dispatch that first writes it to the last that
+    /// reads or writes it (the output to the end), then its buffer goes to the next value
+    /// that fits it best.
     fn finish(self) -> Result<GpuPlan, BackendError> {
         let root = |mut v: usize| {
             while let Some(a) = self.alias[v] {
@@ -814,79 +742,49 @@ impl<'a> Lowering<'a> {
             }
             ValueId::Node(j) => root(self.value_of[j].expect("every node was lowered")),
         };
-        let mut last_read = vec![0usize; self.values];
+        let mut lifetimes: Vec<Option<Lifetime>> = vec![None; self.values];
         for (d, dispatch) in self.pending.iter().enumerate() {
-            for read in &dispatch.reads {
-                if let Slot::Value(v) = read {
-                    last_read[root(*v)] = d;
-                }
+            let reads = dispatch.reads.iter().filter_map(|s| match s {
+                Slot::Value(v) => Some(root(*v)),
+                _ => None,
+            });
+            for v in std::iter::once(root(dispatch.write)).chain(reads) {
+                let len = self.value_len[v];
+                let life = lifetimes[v].get_or_insert(Lifetime {
+                    first: d,
+                    last: d,
+                    len,
+                });
+                life.last = d;
             }
         }
-        let mut sizes: Vec<usize> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
-        let mut buffer_of: Vec<Option<usize>> = vec![None; self.values];
-        let mut dispatches = Vec::with_capacity(self.pending.len());
-        for (d, pending) in self.pending.iter().enumerate() {
-            let value = root(pending.write);
-            if buffer_of[value].is_none() {
-                let need = self.value_len[value];
-                let fit = free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &b)| sizes[b] >= need)
-                    .min_by_key(|(_, &b)| sizes[b])
-                    .or_else(|| free.iter().enumerate().max_by_key(|(_, &b)| sizes[b]))
-                    .map(|(k, _)| k);
-                let buffer = match fit {
-                    Some(k) => free.swap_remove(k),
-                    None => {
-                        sizes.push(0);
-                        sizes.len() - 1
-                    }
-                };
-                sizes[buffer] = sizes[buffer].max(need);
-                buffer_of[value] = Some(buffer);
-            }
-            let buffer_ref = |slot: &Slot| match slot {
-                Slot::Input => BufferRef::Input,
-                Slot::Constant(c) => BufferRef::Constant(*c),
-                Slot::Value(v) => {
-                    BufferRef::Activation(buffer_of[root(*v)].expect("read after written"))
-                }
-            };
-            dispatches.push(Dispatch {
+        if let Some(life) = lifetimes[output_value].as_mut() {
+            life.last = self.pending.len();
+        }
+        let buffers = assign_buffers(&lifetimes);
+        let buffer_ref = |slot: &Slot| match slot {
+            Slot::Input => BufferRef::Input,
+            Slot::Constant(c) => BufferRef::Constant(*c),
+            Slot::Value(v) => BufferRef::Activation(buffers.buffer_of[root(*v)]),
+        };
+        let dispatches = self
+            .pending
+            .iter()
+            .map(|pending| Dispatch {
                 kernel: pending.kernel,
                 params: pending.params.clone(),
                 reads: pending.reads.iter().map(buffer_ref).collect(),
-                write: BufferRef::Activation(buffer_of[value].expect("assigned above")),
+                write: buffer_ref(&Slot::Value(pending.write)),
                 workgroups: pending.workgroups,
                 label: pending.label.clone(),
-            });
-            let mut dead: Vec<usize> = pending
-                .reads
-                .iter()
-                .filter_map(|s| match s {
-                    Slot::Value(v) => Some(root(*v)),
-                    _ => None,
-                })
-                .filter(|&v| last_read[v] == d && v != output_value)
-                .collect();
-            dead.sort_unstable();
-            dead.dedup();
-            for v in dead {
-                let is_written_later = self.pending[d + 1..].iter().any(|p| root(p.write) == v);
-                if !is_written_later {
-                    free.push(buffer_of[v].expect("read after written"));
-                }
-            }
-        }
-        let output = BufferRef::Activation(buffer_of[output_value].expect("the output is written"));
+            })
+            .collect();
         Ok(GpuPlan {
             dispatches,
             constants: self.constants,
-            activation_sizes: sizes,
+            activation_sizes: buffers.sizes,
             input_len: models::tensor::numel(self.graph.input_shape()),
-            output,
+            output: BufferRef::Activation(buffers.buffer_of[output_value]),
             output_len: models::tensor::numel(self.graph.output_shape()),
         })
     }

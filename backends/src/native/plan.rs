@@ -13,6 +13,7 @@ use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNE
 use super::kernels::gemm::{ConvGeometry, PackedGemm};
 use super::kernels::layout::{ChannelCopy, Pad, Unary};
 use super::simd::Isa;
+use crate::lower::{assign_buffers, value_index, Lifetime, Lowered};
 use crate::BackendError;
 
 /// A float buffer slot in the plan (several slots may share one physical buffer).
@@ -332,16 +333,9 @@ fn source_layout(src: Source) -> &'static str {
     }
 }
 
-fn value_index(v: ValueId) -> usize {
-    match v {
-        ValueId::Input => 0,
-        ValueId::Node(i) => i + 1,
-    }
-}
-
 struct Compiler<'a> {
+    lowered: &'a Lowered,
     graph: &'a Graph,
-    weights: &'a Weights,
     isa: Isa,
     steps: Vec<Step>,
     loc_len: Vec<usize>,
@@ -349,17 +343,30 @@ struct Compiler<'a> {
     value_loc: Vec<Option<Loc>>,
     /// Steps that write each slot, in order.
     writers: HashMap<Loc, Vec<usize>>,
-    consumers: Vec<Vec<usize>>,
-    /// conv node -> the batch norm node folded into it.
-    folded_bn: HashMap<usize, usize>,
     /// value -> the Add node it is accumulated into.
     accumulate_into: HashMap<usize, usize>,
     fusions: Fusions,
 }
 
+/// Which activations the native kernels run as an epilogue: a ReLU after a kernel that
+/// writes through the bias-and-ReLU epilogue.
+fn relu_epilogue(producer: &Op, activation: &Op) -> bool {
+    *activation == Op::Relu
+        && matches!(
+            producer,
+            Op::Conv2d(_)
+                | Op::BatchNorm(_)
+                | Op::Add
+                | Op::ChannelMul
+                | Op::ChannelAdd
+                | Op::Linear(_)
+        )
+}
+
 pub(crate) fn compile(graph: &Graph, weights: &Weights, isa: Isa) -> Result<Plan, BackendError> {
-    let mut c = Compiler::new(graph, weights, isa);
-    c.find_fusions();
+    let lowered = Lowered::new(graph, weights, "native", relu_epilogue)?;
+    let graph = &lowered.graph;
+    let mut c = Compiler::new(&lowered, isa);
     for i in 0..graph.nodes().len() {
         c.node(i)?;
     }
@@ -379,70 +386,36 @@ pub(crate) fn compile(graph: &Graph, weights: &Weights, isa: Isa) -> Result<Plan
 }
 
 impl<'a> Compiler<'a> {
-    fn new(graph: &'a Graph, weights: &'a Weights, isa: Isa) -> Self {
-        let mut consumers = vec![Vec::new(); graph.nodes().len() + 1];
-        for (i, node) in graph.nodes().iter().enumerate() {
-            for &v in &node.inputs {
-                consumers[value_index(v)].push(i);
+    fn new(lowered: &'a Lowered, isa: Isa) -> Self {
+        let graph = &lowered.graph;
+        let mut accumulate_into = HashMap::new();
+        let mut fusions = Fusions {
+            batch_norms_into_conv: lowered.folded_batch_norms,
+            ..Fusions::default()
+        };
+        for (a, node) in graph.nodes().iter().enumerate() {
+            if lowered.sums_in_place(a) {
+                for &v in &node.inputs {
+                    accumulate_into.insert(value_index(v), a);
+                }
+                fusions.adds_into_accumulation += 1;
             }
         }
         Self {
+            lowered,
             graph,
-            weights,
             isa,
             steps: Vec::new(),
             loc_len: Vec::new(),
             value_loc: vec![None; graph.nodes().len() + 1],
             writers: HashMap::new(),
-            consumers,
-            folded_bn: HashMap::new(),
-            accumulate_into: HashMap::new(),
-            fusions: Fusions::default(),
+            accumulate_into,
+            fusions,
         }
     }
 
     fn nodes(&self) -> &'a [models::Node] {
         self.graph.nodes()
-    }
-
-    fn error(&self, node: usize, reason: String) -> BackendError {
-        BackendError::Failed {
-            backend: "native".into(),
-            reason: format!("node `{}`: {reason}", self.nodes()[node].name),
-        }
-    }
-
-    /// Decides which batch norms fold into convs and which Add inputs accumulate in place.
-    fn find_fusions(&mut self) {
-        let nodes = self.nodes();
-        for (i, node) in nodes.iter().enumerate() {
-            if let Op::Conv2d(_) = node.op {
-                if let [only] = self.consumers[i + 1][..] {
-                    if matches!(nodes[only].op, Op::BatchNorm(_)) {
-                        self.folded_bn.insert(i, only);
-                    }
-                }
-            }
-        }
-        for (a, node) in nodes.iter().enumerate() {
-            if node.op != Op::Add {
-                continue;
-            }
-            let accumulable = node.inputs.iter().all(|&v| match v {
-                ValueId::Node(p) => {
-                    self.consumers[p + 1] == [a]
-                        && matches!(nodes[p].op, Op::Conv2d(_) | Op::BatchNorm(_))
-                        && node.inputs.iter().filter(|&&u| u == v).count() == 1
-                }
-                ValueId::Input => false,
-            });
-            if accumulable {
-                for &v in &node.inputs {
-                    self.accumulate_into.insert(value_index(v), a);
-                }
-                self.fusions.adds_into_accumulation += 1;
-            }
-        }
     }
 
     fn new_loc(&mut self, value: ValueId) -> Loc {
@@ -501,12 +474,8 @@ impl<'a> Compiler<'a> {
         let value = ValueId::Node(i);
         match &node.op {
             Op::Conv2d(conv) => self.conv(i, *conv),
-            // Folded into the conv that feeds it, which already wrote this value.
-            Op::BatchNorm(_) if matches!(node.inputs[0], ValueId::Node(p) if self.folded_bn.get(&p) == Some(&i)) => {
-                Ok(())
-            }
-            Op::BatchNorm(bn) => {
-                let (scale, shift) = self.bn_affine(i, bn.eps)?;
+            Op::BatchNorm(_) => {
+                let (scale, shift) = self.lowered.batch_norm_affine(i)?;
                 let x = self.loc_of(node.inputs[0]);
                 let (out, accumulate) = self.target(value);
                 let (batch, channels, pixels) = dims(&node.shape);
@@ -527,12 +496,8 @@ impl<'a> Compiler<'a> {
             Op::Relu => {
                 let input = node.inputs[0];
                 let loc = self.loc_of(input);
-                // A Flatten shares its input's slot, which other nodes may still read.
-                let aliased = matches!(input, ValueId::Input)
-                    || matches!(input, ValueId::Node(p) if self.nodes()[p].op == Op::Flatten);
-                let sole_use = self.consumers[value_index(input)] == [i] && !aliased;
                 let last = self.writers.get(&loc).and_then(|w| w.last().copied());
-                if let (true, Some(step)) = (sole_use, last) {
+                if let (true, Some(step)) = (self.lowered.in_epilogue(i), last) {
                     if self.steps[step].op.fuse_relu() {
                         self.steps[step].label.push_str(&format!("+{}", node.name));
                         self.value_loc[value_index(value)] = Some(loc);
@@ -690,9 +655,9 @@ impl<'a> Compiler<'a> {
                 Ok(())
             }
             Op::Linear(l) => {
-                let w = self.param(i, "weight")?;
+                let w = self.lowered.param(i, "weight")?;
                 let bias = if l.bias {
-                    Some(self.param(i, "bias")?.to_vec())
+                    Some(self.lowered.param(i, "bias")?.to_vec())
                 } else {
                     None
                 };
@@ -782,68 +747,22 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn param(&self, node: usize, suffix: &str) -> Result<&'a [f32], BackendError> {
-        let name = format!("{}.{suffix}", self.nodes()[node].name);
-        self.weights
-            .get(&name)
-            .map(|t| t.data())
-            .ok_or_else(|| BackendError::Weights {
-                backend: "native".into(),
-                reason: format!("missing tensor `{name}`"),
-            })
-    }
-
-    /// A batch norm as y = x * scale + shift per channel (computed in float64).
-    fn bn_affine(&self, bn: usize, eps: f64) -> Result<(Vec<f32>, Vec<f32>), BackendError> {
-        let (gamma, beta) = (self.param(bn, "weight")?, self.param(bn, "bias")?);
-        let (mean, var) = (
-            self.param(bn, "running_mean")?,
-            self.param(bn, "running_var")?,
-        );
-        let scale: Vec<f64> = gamma
-            .iter()
-            .zip(var)
-            .map(|(&g, &v)| g as f64 / (v as f64 + eps).sqrt())
-            .collect();
-        let shift = beta
-            .iter()
-            .zip(mean)
-            .zip(&scale)
-            .map(|((&b, &m), &s)| (b as f64 - m as f64 * s) as f32)
-            .collect();
-        Ok((scale.iter().map(|&s| s as f32).collect(), shift))
-    }
-
     fn conv(&mut self, i: usize, conv: models::graph::Conv2d) -> Result<(), BackendError> {
         let node = &self.nodes()[i];
-        let mut weight = self.param(i, "weight")?.to_vec();
-        let mut bias = if conv.bias {
-            self.param(i, "bias")?.to_vec()
+        let weight = self.lowered.param(i, "weight")?;
+        let bias = if conv.bias {
+            self.lowered.param(i, "bias")?.to_vec()
         } else {
             vec![0.0; conv.out_channels]
         };
-        let mut label = node.name.clone();
-        let mut value = ValueId::Node(i);
-        if let Some(&bn) = self.folded_bn.get(&i) {
-            let Op::BatchNorm(b) = self.nodes()[bn].op else {
-                unreachable!("folded into a batch norm")
-            };
-            let (scale, shift) = self.bn_affine(bn, b.eps)?;
-            let per_out = weight.len() / conv.out_channels;
-            for (o, chunk) in weight.chunks_mut(per_out).enumerate() {
-                chunk.iter_mut().for_each(|w| *w *= scale[o]);
-                bias[o] = bias[o] * scale[o] + shift[o];
-            }
-            label = format!("{label}+{}", self.nodes()[bn].name);
-            value = ValueId::Node(bn);
-            self.fusions.batch_norms_into_conv += 1;
-        }
+        let label = self.lowered.label(i).to_string();
+        let value = ValueId::Node(i);
         let in_shape = self.graph.value_shape(node.inputs[0]);
         let (batch, height, width) = (in_shape[0], in_shape[2], in_shape[3]);
         let (out_height, out_width) = (node.shape[2], node.shape[3]);
         if conv.is_depthwise() {
             if !SUPPORTED_KERNELS.contains(&conv.kernel) {
-                return Err(self.error(i, format!("depthwise kernel {0}x{0} has no native kernel (supported: {SUPPORTED_KERNELS:?})", conv.kernel)));
+                return Err(self.lowered.error(i, format!("depthwise kernel {0}x{0} has no native kernel (supported: {SUPPORTED_KERNELS:?})", conv.kernel)));
             }
             let shape = DepthwiseShape {
                 batch,
@@ -856,7 +775,7 @@ impl<'a> Compiler<'a> {
                 out_height,
                 out_width,
             };
-            let packed = PackedDepthwise::pack(self.isa, shape, &weight, Some(&bias));
+            let packed = PackedDepthwise::pack(self.isa, shape, weight, Some(&bias));
             let src = self.loc_of(node.inputs[0]);
             let (dst, accumulate) = self.target(value);
             self.push(
@@ -872,11 +791,8 @@ impl<'a> Compiler<'a> {
             return Ok(());
         }
         if conv.groups != 1 {
-            return Err(BackendError::UnsupportedOp {
-                backend: "native".into(),
-                op: format!("grouped conv2d (groups = {})", conv.groups),
-                node: node.name.clone(),
-            });
+            let op = format!("grouped conv2d (groups = {})", conv.groups);
+            return Err(self.lowered.unsupported(i, op));
         }
         let (k, n) = (
             conv.in_channels * conv.kernel * conv.kernel,
@@ -983,50 +899,27 @@ impl<'a> Compiler<'a> {
     /// Assigns slots to physical buffers: a slot lives from the first to the last step that
     /// touches it, and a buffer is reused once every slot in it is dead.
     fn finish(self) -> Plan {
-        let locs = self.loc_len.len();
-        let (mut first, mut last) = (vec![usize::MAX; locs], vec![0; locs]);
+        let mut lifetimes: Vec<Option<Lifetime>> = vec![None; self.loc_len.len()];
         for (s, step) in self.steps.iter().enumerate() {
             for l in step.op.locs() {
-                first[l] = first[l].min(s);
-                last[l] = last[l].max(s);
+                let life = lifetimes[l].get_or_insert(Lifetime {
+                    first: s,
+                    last: s,
+                    len: self.loc_len[l],
+                });
+                life.last = s;
             }
         }
-        let mut loc_buffer = vec![0; locs];
-        let mut capacity: Vec<usize> = Vec::new();
-        let mut free: Vec<usize> = Vec::new();
-        for s in 0..self.steps.len() {
-            for l in (0..locs).filter(|&l| first[l] == s) {
-                let len = self.loc_len[l];
-                // Best fit among free buffers: the smallest that holds it, else the largest.
-                let fit = free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &b)| capacity[b] >= len)
-                    .min_by_key(|(_, &b)| capacity[b])
-                    .or_else(|| free.iter().enumerate().max_by_key(|(_, &b)| capacity[b]))
-                    .map(|(j, _)| j);
-                let b = match fit {
-                    Some(j) => free.swap_remove(j),
-                    None => {
-                        capacity.push(0);
-                        capacity.len() - 1
-                    }
-                };
-                capacity[b] = capacity[b].max(len);
-                loc_buffer[l] = b;
-            }
-            for l in (0..locs).filter(|&l| last[l] == s && first[l] != usize::MAX) {
-                free.push(loc_buffer[l]);
-            }
-        }
+        let assignment = assign_buffers(&lifetimes);
         Plan {
             steps: self.steps,
-            buffers: capacity
+            buffers: assignment
+                .sizes
                 .into_iter()
                 .enumerate()
                 .map(|(i, len)| AlignedBuffer::zeros(len + stagger(i)))
                 .collect(),
-            loc_buffer,
+            loc_buffer: assignment.buffer_of,
             fusions: self.fusions,
         }
     }
