@@ -6,12 +6,13 @@
 //! runs one convolution per group and is slow on depthwise layers.
 
 use candle_core::{DType, Device, Tensor as CTensor};
-use models::graph::{Conv2d, Op, ValueId};
+use models::graph::{Conv2d, Op};
 use models::{Graph, Tensor, Weights};
 
 use crate::backend::{
     check_run_shapes, Availability, Backend, BackendError, PrepareOptions, Prepared,
 };
+use crate::interpret::interpret;
 
 /// The candle-core version this build links (from Cargo.lock, by the build script).
 pub const CANDLE_VERSION: &str = env!("ONEBENCH_CANDLE_VERSION");
@@ -207,20 +208,11 @@ impl Step {
             Op::BatchNorm(bn) => {
                 let (gamma, beta) = (param("weight")?.data(), param("bias")?.data());
                 let (mean, var) = (param("running_mean")?.data(), param("running_var")?.data());
-                let scale: Vec<f32> = gamma
-                    .iter()
-                    .zip(var)
-                    .map(|(g, v)| g / (v + bn.eps as f32).sqrt())
-                    .collect();
-                let shift = beta
-                    .iter()
-                    .zip(mean)
-                    .zip(&scale)
-                    .map(|((b, m), s)| b - m * s)
-                    .collect();
+                let (scale, shift) = models::batch_norm_affine(gamma, beta, mean, var, bn.eps);
+                let round = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
                 Step::Affine {
-                    scale: per_channel(scale)?,
-                    shift: per_channel(shift)?,
+                    scale: per_channel(round(scale))?,
+                    shift: per_channel(round(shift))?,
                 }
             }
             Op::Relu => Step::Relu,
@@ -387,30 +379,8 @@ struct CandlePlan {
 }
 
 impl CandlePlan {
-    fn forward_candle(&self, input: &CTensor) -> candle_core::Result<CTensor> {
-        let last_uses = self.graph.last_uses();
-        let mut values: Vec<Option<CTensor>> = vec![None; self.steps.len()];
-        for (i, (node, step)) in self.graph.nodes().iter().zip(&self.steps).enumerate() {
-            let inputs: Vec<&CTensor> = node
-                .inputs
-                .iter()
-                .map(|v| match v {
-                    ValueId::Input => input,
-                    ValueId::Node(j) => values[*j].as_ref().expect("computed in order"),
-                })
-                .collect();
-            let out = step.run(&inputs)?;
-            values[i] = Some(out);
-            for (value, last) in &last_uses {
-                if let (ValueId::Node(v), true) = (value, *last == i) {
-                    values[*v] = None;
-                }
-            }
-        }
-        match self.graph.output() {
-            ValueId::Node(i) => Ok(values[i].take().expect("the output is kept")),
-            ValueId::Input => Ok(input.clone()),
-        }
+    fn forward_candle(&self, input: CTensor) -> candle_core::Result<CTensor> {
+        interpret(&self.graph, input, |i, _, inputs| self.steps[i].run(inputs))
     }
 }
 
@@ -434,7 +404,7 @@ impl Prepared for CandlePlan {
         // result: the call returns when the work is done.
         let result: candle_core::Result<Vec<f32>> = self.pool.install(|| {
             let x = to_candle(input)?;
-            self.forward_candle(&x)?
+            self.forward_candle(x)?
                 .to_dtype(DType::F32)?
                 .flatten_all()?
                 .to_vec1::<f32>()

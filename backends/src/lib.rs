@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod candle;
 pub mod gpu;
+pub mod interpret;
 pub mod libtorch;
 pub mod lower;
 pub mod native;

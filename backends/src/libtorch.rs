@@ -109,12 +109,13 @@ mod engine {
 
     use std::time::Instant;
 
-    use models::graph::{Op, ValueId};
+    use models::graph::Op;
     use models::{Graph, Tensor, Weights};
     use tch::{TchError, Tensor as TTensor};
 
     use super::{FormatChoice, MemoryFormat};
     use crate::backend::{check_run_shapes, BackendError, LayerTime, PrepareOptions, Prepared};
+    use crate::interpret::interpret;
 
     const NAME: &str = "tch";
 
@@ -336,34 +337,14 @@ mod engine {
             mut layer_seconds: Option<&mut [f64]>,
         ) -> Result<TTensor, TchError> {
             let input = to_torch(input, self.format)?;
-            let last_uses = graph.last_uses();
-            let mut values: Vec<Option<TTensor>> = Vec::with_capacity(self.steps.len());
-            values.resize_with(self.steps.len(), || None);
-            for (i, (node, step)) in graph.nodes().iter().zip(&self.steps).enumerate() {
-                let inputs: Vec<&TTensor> = node
-                    .inputs
-                    .iter()
-                    .map(|v| match v {
-                        ValueId::Input => &input,
-                        ValueId::Node(j) => values[*j].as_ref().expect("computed in order"),
-                    })
-                    .collect();
+            interpret(graph, input, |i, _, inputs| {
                 let start = layer_seconds.as_ref().map(|_| Instant::now());
-                let out = step.run(&inputs)?;
+                let out = self.steps[i].run(inputs)?;
                 if let (Some(seconds), Some(start)) = (layer_seconds.as_deref_mut(), start) {
                     seconds[i] += start.elapsed().as_secs_f64();
                 }
-                values[i] = Some(out);
-                for (value, last) in &last_uses {
-                    if let (ValueId::Node(v), true) = (value, *last == i) {
-                        values[*v] = None;
-                    }
-                }
-            }
-            match graph.output() {
-                ValueId::Node(i) => Ok(values[i].take().expect("the output is kept")),
-                ValueId::Input => Ok(input),
-            }
+                Ok(out)
+            })
         }
 
         /// Median seconds of a few forward passes after one warm-up.

@@ -2,8 +2,10 @@
 //! truth every other backend is checked against. `evaluate` runs in f32 or f64 storage (f64
 //! end to end for exactness checks); the `reference` backend stores activations in f64.
 
-use models::graph::{Conv2d, Linear, MaxPool2d, Op, ValueId};
-use models::{Element, Graph, Tensor, Weights};
+use models::graph::{Conv2d, Linear, MaxPool2d, Op};
+use models::{Element, Graph, Node, Tensor, Weights};
+
+use crate::interpret::interpret;
 
 use crate::backend::{
     check_run_shapes, Availability, Backend, BackendError, PrepareOptions, Prepared,
@@ -32,135 +34,128 @@ pub fn evaluate<T: Element>(
                 reason: format!("missing tensor `{name}`"),
             })
     };
-    let last_uses = graph.last_uses();
-    let mut values: Vec<Option<Tensor<T>>> = vec![None; graph.nodes().len()];
-    for (i, node) in graph.nodes().iter().enumerate() {
-        let get = |id: ValueId| -> &Tensor<T> {
-            match id {
-                ValueId::Input => input,
-                ValueId::Node(i) => values[i].as_ref().expect("values are computed in order"),
-            }
-        };
-        let x = get(node.inputs[0]);
+    interpret(graph, input.clone(), |_, node, inputs| {
         let mut out = Tensor::<T>::zeros(node.shape.clone());
-        let n = &node.name;
-        match &node.op {
-            Op::Conv2d(c) => {
-                let bias = if c.bias {
-                    Some(param(n, "bias")?)
-                } else {
-                    None
-                };
-                conv2d(c, x, param(n, "weight")?, bias, &mut out);
-            }
-            Op::BatchNorm(bn) => batch_norm(
-                x,
-                [
-                    param(n, "weight")?,
-                    param(n, "bias")?,
-                    param(n, "running_mean")?,
-                    param(n, "running_var")?,
-                ],
-                bn.eps,
-                &mut out,
-            ),
-            Op::Relu
-            | Op::Relu6
-            | Op::Sigmoid
-            | Op::HardSigmoid
-            | Op::HardSwish
-            | Op::Silu
-            | Op::Gelu => {
-                let f = node.op.unary_f64().expect("an element-wise op");
-                map(x, &mut out, f)
-            }
-            Op::Add | Op::Max => {
-                let inputs: Vec<&Tensor<T>> = node.inputs.iter().map(|v| get(*v)).collect();
-                let values = |j: usize| inputs.iter().map(move |t| t.data()[j].to_f64());
-                for (j, o) in out.data_mut().iter_mut().enumerate() {
-                    *o = T::from_f64(match node.op {
-                        Op::Add => values(j).sum(),
-                        _ => values(j).fold(f64::NEG_INFINITY, max_keeping_nan),
-                    });
-                }
-            }
-            Op::GlobalAvgPool => global_avg_pool(x, &mut out),
-            Op::MaxPool2d(p) => max_pool(p, x, &mut out),
-            Op::ChannelMul | Op::ChannelAdd => {
-                let operand = get(node.inputs[1]);
-                let [_, channels, h, w] = dims4(x.shape());
-                let per_image = operand.shape()[1];
-                for (j, o) in out.data_mut().iter_mut().enumerate() {
-                    let (n, c) = (j / (channels * h * w), j / (h * w) % channels);
-                    let s = operand.data()[n * per_image + c % per_image].to_f64();
-                    let v = x.data()[j].to_f64();
-                    *o = T::from_f64(if node.op == Op::ChannelMul {
-                        v * s
-                    } else {
-                        v + s
-                    });
-                }
-            }
-            Op::Concat => {
-                let inputs: Vec<&Tensor<T>> = node.inputs.iter().map(|v| get(*v)).collect();
-                let plane = x.shape()[2] * x.shape()[3];
-                let mut dst = 0;
-                for n in 0..x.shape()[0] {
-                    for t in &inputs {
-                        let len = t.shape()[1] * plane;
-                        out.data_mut()[dst..dst + len]
-                            .copy_from_slice(&t.data()[n * len..(n + 1) * len]);
-                        dst += len;
-                    }
-                }
-            }
-            Op::Slice { start, end } => {
-                let [batch, channels, h, w] = dims4(x.shape());
-                let plane = h * w;
-                let len = (end - start) * plane;
-                for n in 0..batch {
-                    let src = (n * channels + start) * plane;
-                    out.data_mut()[n * len..(n + 1) * len]
-                        .copy_from_slice(&x.data()[src..src + len]);
-                }
-            }
-            Op::ChannelShuffle { groups } => {
-                let [batch, channels, h, w] = dims4(x.shape());
-                let (plane, per_group) = (h * w, channels / groups);
-                for n in 0..batch {
-                    for c in 0..channels {
-                        // Output channel c reads input channel (c % groups) * per_group + c / groups.
-                        let src = (n * channels + (c % groups) * per_group + c / groups) * plane;
-                        let dst = (n * channels + c) * plane;
-                        out.data_mut()[dst..dst + plane]
-                            .copy_from_slice(&x.data()[src..src + plane]);
-                    }
-                }
-            }
-            Op::Flatten => out.data_mut().copy_from_slice(x.data()),
-            Op::Linear(l) => {
-                let bias = if l.bias {
-                    Some(param(n, "bias")?)
-                } else {
-                    None
-                };
-                linear(l, x, param(n, "weight")?, bias, &mut out);
+        run_node(node, inputs, &param, &mut out)?;
+        Ok(out)
+    })
+}
+
+/// A parameter of a node by its suffix.
+type ParamOf<'a, T> = dyn Fn(&str, &str) -> Result<&'a [T], BackendError> + 'a;
+
+/// Computes `node` from its inputs into `out`.
+fn run_node<'a, T: Element>(
+    node: &Node,
+    inputs: &[&Tensor<T>],
+    param: &ParamOf<'a, T>,
+    out: &mut Tensor<T>,
+) -> Result<(), BackendError> {
+    let x = inputs[0];
+    let n = &node.name;
+    match &node.op {
+        Op::Conv2d(c) => {
+            let bias = if c.bias {
+                Some(param(n, "bias")?)
+            } else {
+                None
+            };
+            conv2d(c, x, param(n, "weight")?, bias, out);
+        }
+        Op::BatchNorm(bn) => batch_norm(
+            x,
+            [
+                param(n, "weight")?,
+                param(n, "bias")?,
+                param(n, "running_mean")?,
+                param(n, "running_var")?,
+            ],
+            bn.eps,
+            out,
+        ),
+        Op::Relu
+        | Op::Relu6
+        | Op::Sigmoid
+        | Op::HardSigmoid
+        | Op::HardSwish
+        | Op::Silu
+        | Op::Gelu => map(x, out, node.op.unary_f64().expect("an element-wise op")),
+        Op::Add | Op::Max => {
+            let values = |j: usize| inputs.iter().map(move |t| t.data()[j].to_f64());
+            for (j, o) in out.data_mut().iter_mut().enumerate() {
+                *o = T::from_f64(match node.op {
+                    Op::Add => values(j).sum(),
+                    _ => values(j).fold(f64::NEG_INFINITY, max_keeping_nan),
+                });
             }
         }
-        values[i] = Some(out);
-        // Free what no later node reads.
-        for (value, last) in &last_uses {
-            if let ValueId::Node(v) = value {
-                if *last == i {
-                    values[*v] = None;
-                }
-            }
+        Op::GlobalAvgPool => global_avg_pool(x, out),
+        Op::MaxPool2d(p) => max_pool(p, x, out),
+        Op::ChannelMul | Op::ChannelAdd => {
+            per_channel(node.op == Op::ChannelMul, x, inputs[1], out)
+        }
+        Op::Concat => concat(inputs, out),
+        Op::Slice { start, end } => slice(x, *start, *end, out),
+        Op::ChannelShuffle { groups } => channel_shuffle(x, *groups, out),
+        Op::Flatten => out.data_mut().copy_from_slice(x.data()),
+        Op::Linear(l) => {
+            let bias = if l.bias {
+                Some(param(n, "bias")?)
+            } else {
+                None
+            };
+            linear(l, x, param(n, "weight")?, bias, out);
         }
     }
-    Ok(match graph.output() {
-        ValueId::Input => input.clone(),
-        ValueId::Node(i) => values[i].take().expect("the output is kept"),
-    })
+    Ok(())
+}
+
+/// x * s (or x + s) with s one value per image and channel (or per image).
+fn per_channel<T: Element>(mul: bool, x: &Tensor<T>, operand: &Tensor<T>, out: &mut Tensor<T>) {
+    let [_, channels, h, w] = dims4(x.shape());
+    let per_image = operand.shape()[1];
+    for (j, o) in out.data_mut().iter_mut().enumerate() {
+        let (n, c) = (j / (channels * h * w), j / (h * w) % channels);
+        let s = operand.data()[n * per_image + c % per_image].to_f64();
+        let v = x.data()[j].to_f64();
+        *o = T::from_f64(if mul { v * s } else { v + s });
+    }
+}
+
+fn concat<T: Element>(inputs: &[&Tensor<T>], out: &mut Tensor<T>) {
+    let x = inputs[0];
+    let plane = x.shape()[2] * x.shape()[3];
+    let mut dst = 0;
+    for n in 0..x.shape()[0] {
+        for t in inputs {
+            let len = t.shape()[1] * plane;
+            out.data_mut()[dst..dst + len].copy_from_slice(&t.data()[n * len..(n + 1) * len]);
+            dst += len;
+        }
+    }
+}
+
+fn slice<T: Element>(x: &Tensor<T>, start: usize, end: usize, out: &mut Tensor<T>) {
+    let [batch, channels, h, w] = dims4(x.shape());
+    let plane = h * w;
+    let len = (end - start) * plane;
+    for n in 0..batch {
+        let src = (n * channels + start) * plane;
+        out.data_mut()[n * len..(n + 1) * len].copy_from_slice(&x.data()[src..src + len]);
+    }
+}
+
+fn channel_shuffle<T: Element>(x: &Tensor<T>, groups: usize, out: &mut Tensor<T>) {
+    let [batch, channels, h, w] = dims4(x.shape());
+    let (plane, per_group) = (h * w, channels / groups);
+    for n in 0..batch {
+        for c in 0..channels {
+            // Output channel c reads input channel (c % groups) * per_group + c / groups.
+            let src = (n * channels + (c % groups) * per_group + c / groups) * plane;
+            let dst = (n * channels + c) * plane;
+            out.data_mut()[dst..dst + plane].copy_from_slice(&x.data()[src..src + plane]);
+        }
+    }
 }
 
 fn map<T: Element>(x: &Tensor<T>, out: &mut Tensor<T>, f: impl Fn(f64) -> f64) {
@@ -391,7 +386,7 @@ fn max_keeping_nan(a: f64, b: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use models::graph::{BatchNorm, GraphBuilder};
+    use models::graph::{BatchNorm, GraphBuilder, ValueId};
 
     fn t(shape: &[usize], data: &[f64]) -> Tensor<f64> {
         Tensor::new(shape.to_vec(), data.to_vec()).unwrap()
