@@ -15,4 +15,4 @@ pub mod preprocess;
 pub mod processes;
 pub mod run;
 pub mod scenario;
-pub mod stats;
+pub use reports::stats;

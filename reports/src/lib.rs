@@ -1,5 +1,5 @@
-//! onebench reports: turns what the suite counts and measures into what people read. For now,
-//! the cost tables of `harness inspect`; results, Markdown/HTML reports and plots join here.
+//! onebench reports: turns what the suite counts and measures into what people read (cost
+//! tables, results, statistics, Markdown/HTML reports and plots).
 
 pub mod analysis;
 pub mod correlation;
@@ -7,6 +7,7 @@ pub mod cost_table;
 pub mod html;
 pub mod plots;
 pub mod results;
+pub mod stats;
 pub mod summary;
 pub mod units;
 

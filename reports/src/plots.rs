@@ -8,6 +8,7 @@ use plotters::prelude::*;
 
 use crate::analysis::{series, Metric};
 use crate::results::{shown_ms, CellResult, CellStatus, ResultsFile, Speedup};
+use crate::stats::quantile;
 
 const SIZE: (u32, u32) = (900, 480);
 
@@ -556,12 +557,6 @@ pub fn distributions(results: &ResultsFile) -> Result<String, String> {
         }
         legend(&mut chart)
     })
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let h = (sorted.len() - 1) as f64 * q;
-    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
 /// Metric against median latency, log-log, one series per backend and thread count (and the

@@ -4,9 +4,9 @@
 //! a distribution-free interval for the stopping rule, Tukey outliers. No I/O, no clocks; the
 //! bootstrap is seeded so a summary is reproducible.
 
+use crate::results::{LatencySummary, ProcessSpread};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reports::results::{LatencySummary, ProcessSpread};
 
 /// Bootstrap resamples for the median's confidence interval.
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
