@@ -134,6 +134,14 @@ impl Lowered {
         }
     }
 
+    /// A graph that cannot be planned, and why.
+    pub fn error_of_graph(&self, reason: impl Into<String>) -> BackendError {
+        BackendError::Failed {
+            backend: self.backend.clone(),
+            reason: reason.into(),
+        }
+    }
+
     /// An op this engine has no kernel for.
     pub fn unsupported(&self, i: usize, op: impl Into<String>) -> BackendError {
         BackendError::UnsupportedOp {

@@ -33,8 +33,18 @@ impl Backend for Slowed {
     fn availability(&self) -> Availability {
         self.inner.availability()
     }
+    // Every hook forwards: a wrapper that kept a default would lose what the engine reports.
+    fn compiled_in(&self) -> bool {
+        self.inner.compiled_in()
+    }
+    fn device(&self) -> Option<String> {
+        self.inner.device()
+    }
     fn multithreaded(&self) -> bool {
         self.inner.multithreaded()
+    }
+    fn reports_layer_times(&self) -> bool {
+        self.inner.reports_layer_times()
     }
     fn tolerance(&self) -> f64 {
         self.inner.tolerance()
@@ -70,6 +80,12 @@ impl Prepared for SlowedPlan {
     }
     fn describe(&self) -> String {
         format!("{} (slowed x{})", self.inner.describe(), self.factor)
+    }
+    fn layer_times(&self) -> Vec<backends::LayerTime> {
+        self.inner.layer_times()
+    }
+    fn gpu_seconds(&self) -> Option<f64> {
+        self.inner.gpu_seconds()
     }
 }
 

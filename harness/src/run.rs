@@ -145,7 +145,7 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
         width,
     };
     let input = seeded_uniform(size.shape(), f.seed, -2.0, 2.0);
-    let mut cells = expand(scenario, size);
+    let mut cells = expand(scenario, size, &registry);
     if f.order == Order::Shuffled {
         shuffle(&mut cells, f.seed);
     }
@@ -295,24 +295,26 @@ pub fn build_warnings(env: &Environment) -> Vec<String> {
     w
 }
 
-/// The scenario's backends with `all` expanded: every backend compiled into this build but
-/// `reference` (a backend whose feature is off is listed, with why, in the environment).
-pub fn backend_names(f: &crate::scenario::ScenarioFile) -> Vec<String> {
+/// The scenario's backends with `all` expanded: every backend of `registry` compiled into this
+/// build but `reference` (a backend whose feature is off is listed, with why, in the
+/// environment).
+pub fn backend_names(
+    f: &crate::scenario::ScenarioFile,
+    registry: &[Box<dyn Backend>],
+) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for name in &f.backends {
         if name == "all" {
             names.extend(
-                backends::all()
+                registry
                     .iter()
                     .filter(|b| b.name() != "reference" && b.compiled_in())
                     .map(|b| b.name().to_string()),
             );
         } else {
-            names.push(
-                backends::get(name)
-                    .map(|b| b.name().to_string())
-                    .unwrap_or_else(|_| name.clone()),
-            );
+            let wanted = name.trim().to_ascii_lowercase();
+            let known = registry.iter().find(|b| b.name() == wanted);
+            names.push(known.map_or_else(|| name.clone(), |b| b.name().to_string()));
         }
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -322,9 +324,9 @@ pub fn backend_names(f: &crate::scenario::ScenarioFile) -> Vec<String> {
 
 /// Every (model, form, backend, threads) cell; unavailable backends and unsupported thread
 /// counts become skipped cells with their reason.
-fn expand(scenario: &Scenario, size: InputSize) -> Vec<Cell> {
+fn expand(scenario: &Scenario, size: InputSize, registry: &[Box<dyn Backend>]) -> Vec<Cell> {
     let f = &scenario.file;
-    let names = backend_names(f);
+    let names = backend_names(f, registry);
     let mut cells = Vec::new();
     for model in &f.models {
         for form in &f.forms {
@@ -1090,7 +1092,7 @@ mod all_backends_tests {
     fn all_means_every_backend_compiled_in_except_the_reference() {
         let file: crate::scenario::ScenarioFile =
             serde_norway::from_str("name: t\nmodels: [s0]\nbackends: [all, tch]\n").unwrap();
-        let names = backend_names(&file);
+        let names = backend_names(&file, &backends::all());
         assert!(!names.iter().any(|n| n == "reference"));
         assert!(names.contains(&"native".to_string()));
         assert_eq!(names.contains(&"gpu".to_string()), cfg!(feature = "gpu"));

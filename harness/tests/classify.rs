@@ -2,8 +2,10 @@
 //! scripts/preprocess_fixtures.py from synthetic images this test recomputes), and the command
 //! classifies deterministically, sorts, reports bad images one line each and keeps going.
 
+mod common;
+use common::harness;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use harness::preprocess::{load_rgb, EvalTransform};
 use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
@@ -75,13 +77,6 @@ fn preprocessing_matches_pillow_and_torchvision_within_1e_3() {
         eprintln!("{name}: max abs difference {worst}");
         assert!(worst < 1e-3, "{name}: max abs difference {worst}");
     }
-}
-
-fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -1,6 +1,9 @@
 //! The harness binary as a user runs it: inspect, infer, reparameterize, list, and the clear
 //! one-line errors for bad arguments and bad files.
 
+mod common;
+use common::harness;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -10,13 +13,6 @@ use models::checkpoint::fixtures::{write_torch_zip, FixtureTensor, StorageType};
 use models::{
     build, load_weights, seeded_uniform, seeded_weights, Form, InputSize, Naming, Tensor, Variant,
 };
-
-fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -2,15 +2,11 @@
 //! bad input and on runs from different machines (unless allowed); Markdown and JSON written;
 //! the A/B mode catches a build that is 3x slower and passes a build against itself.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::harness;
 
-fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 const SCENARIO: &str = "name: g
 models: [s0]

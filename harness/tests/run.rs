@@ -3,18 +3,14 @@
 //! reported without stopping the others; Ctrl-C keeps what was measured; `harness report`
 //! re-renders from saved results; every shipped scenario parses.
 
+mod common;
+use common::harness;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use harness::scenario::{Overrides, Scenario};
 use reports::results::{CellStatus, ResultsFile};
-
-fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// The first cell of `backend` in a results file.
 fn cell_of<'a>(results: &'a ResultsFile, backend: &str) -> &'a reports::results::CellResult {

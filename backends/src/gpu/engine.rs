@@ -178,9 +178,9 @@ fn compile(
     (pipeline, layout)
 }
 
-fn failed(reason: impl Into<String>) -> BackendError {
+fn failed(backend: &str, reason: impl Into<String>) -> BackendError {
     BackendError::Failed {
-        backend: "gpu".into(),
+        backend: backend.into(),
         reason: reason.into(),
     }
 }
@@ -208,6 +208,8 @@ const MAX_QUERIES: usize = 4096;
 
 /// A prepared plan on the GPU.
 pub struct GpuRun {
+    /// `gpu` or `metal`, for errors.
+    backend: &'static str,
     context: Arc<Context>,
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
@@ -245,6 +247,7 @@ impl GpuRun {
         })?;
         let cpu_adapter = context.adapter.device_type == "Cpu";
         let target = plan::Target {
+            backend: api.name(),
             pointwise: pointwise.unwrap_or(if cpu_adapter {
                 PointwiseKernel::Direct
             } else {
@@ -260,10 +263,13 @@ impl GpuRun {
             .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let run = Self::upload(context.clone(), graph, &plan, options.per_layer_timing);
         if let Some(e) = pollster::block_on(oom.pop()) {
-            return Err(failed(format!("out of GPU memory while preparing: {e}")));
+            return Err(failed(
+                api.name(),
+                format!("out of GPU memory while preparing: {e}"),
+            ));
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(failed(format!("preparing the plan: {e}")));
+            return Err(failed(api.name(), format!("preparing the plan: {e}")));
         }
         run
     }
@@ -279,7 +285,7 @@ impl GpuRun {
         let storage = |label: &str, len: usize, extra: wgpu::BufferUsages| {
             let size = (len.max(1) * 4) as u64;
             if size > limit {
-                return Err(failed(format!(
+                return Err(failed(plan.backend, format!(
                     "{label} needs {size} bytes, over the adapter's storage binding limit of {limit}"
                 )));
             }
@@ -388,6 +394,7 @@ impl GpuRun {
         buffers.extend(constants);
         buffers.extend(uniforms);
         Ok(Self {
+            backend: plan.backend,
             context,
             input_shape: graph.input_shape().to_vec(),
             output_shape: graph.output_shape().to_vec(),
@@ -469,11 +476,14 @@ impl GpuRun {
                 submission_index: None,
                 timeout: Some(Duration::from_secs(120)),
             })
-            .map_err(|e| failed(format!("waiting for the GPU: {e}")))?;
+            .map_err(|e| failed(self.backend, format!("waiting for the GPU: {e}")))?;
         match receiver.recv_timeout(Duration::from_secs(1)) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(failed(format!("reading results back: {e}"))),
-            Err(_) => Err(failed("reading results back: the mapping never completed")),
+            Ok(Err(e)) => Err(failed(self.backend, format!("reading results back: {e}"))),
+            Err(_) => Err(failed(
+                self.backend,
+                "reading results back: the mapping never completed",
+            )),
         }
     }
 
@@ -488,7 +498,7 @@ impl GpuRun {
             let view = t
                 .readback
                 .get_mapped_range(..)
-                .map_err(|e| failed(format!("reading timestamps: {e}")))?;
+                .map_err(|e| failed(self.backend, format!("reading timestamps: {e}")))?;
             let ticks: &[u64] = bytemuck::cast_slice(&view);
             let scale = t.period_ns * 1e-9;
             for (layer, pair) in self.layer_seconds.iter_mut().zip(ticks.chunks(2)) {
@@ -537,7 +547,7 @@ impl Prepared for GpuRun {
 
     fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
         check_run_shapes(
-            "gpu",
+            self.backend,
             (&self.input_shape, &self.output_shape),
             input,
             output,
@@ -552,7 +562,7 @@ impl Prepared for GpuRun {
             let view = self
                 .readback
                 .get_mapped_range(..)
-                .map_err(|e| failed(format!("reading the output: {e}")))?;
+                .map_err(|e| failed(self.backend, format!("reading the output: {e}")))?;
             output
                 .data_mut()
                 .copy_from_slice(bytemuck::cast_slice(&view));
@@ -560,7 +570,7 @@ impl Prepared for GpuRun {
         self.readback.unmap();
         self.last_gpu_seconds = self.read_timestamps()?;
         if let Some(e) = self.context.take_uncaptured() {
-            return Err(failed(e));
+            return Err(failed(self.backend, e));
         }
         Ok(())
     }

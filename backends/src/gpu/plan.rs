@@ -182,6 +182,8 @@ pub struct Dispatch {
 /// A graph lowered to dispatches over numbered buffers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuPlan {
+    /// The backend it was lowered for (`gpu` or `metal`), for its errors.
+    pub backend: &'static str,
     pub dispatches: Vec<Dispatch>,
     pub constants: Vec<Vec<f32>>,
     /// Size in f32 elements of each activation buffer.
@@ -244,10 +246,21 @@ struct PendingDispatch {
 }
 
 /// What the plan is lowered for, where kernels differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
+    /// The backend's name (`gpu` or `metal`), for its errors.
+    pub backend: &'static str,
     /// The kernel for 1x1 convolutions.
     pub pointwise: PointwiseKernel,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Self {
+            backend: "gpu",
+            pointwise: PointwiseKernel::default(),
+        }
+    }
 }
 
 /// Which kernel runs 1x1 convolutions.
@@ -279,7 +292,7 @@ fn activation_epilogue(producer: &Op, activation: &Op) -> bool {
 
 /// Lowers `graph` with `weights` into a plan for `target`.
 pub fn lower(graph: &Graph, weights: &Weights, target: Target) -> Result<GpuPlan, BackendError> {
-    let lowered = Lowered::new(graph, weights, "gpu", activation_epilogue)?;
+    let lowered = Lowered::new(graph, weights, target.backend, activation_epilogue)?;
     let mut lowering = Lowering::new(&lowered, target);
     for i in 0..lowered.nodes().len() {
         lowering.lower_node(i)?;
@@ -735,10 +748,8 @@ impl<'a> Lowering<'a> {
         };
         let output_value = match self.graph.output() {
             ValueId::Input => {
-                return Err(BackendError::Failed {
-                    backend: "gpu".into(),
-                    reason: "the graph output is its input; nothing to run".into(),
-                })
+                let reason = "the graph output is its input; nothing to run";
+                return Err(self.lowered.error_of_graph(reason));
             }
             ValueId::Node(j) => root(self.value_of[j].expect("every node was lowered")),
         };
@@ -780,6 +791,7 @@ impl<'a> Lowering<'a> {
             })
             .collect();
         Ok(GpuPlan {
+            backend: self.target.backend,
             dispatches,
             constants: self.constants,
             activation_sizes: buffers.sizes,

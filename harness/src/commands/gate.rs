@@ -381,7 +381,7 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
     let mut cells = Vec::new();
     for model in &f.models {
         for form in &f.forms {
-            for backend in crate::run::backend_names(f) {
+            for backend in crate::run::backend_names(f, &backends::all()) {
                 for &threads in &f.threads {
                     cells.push(AbCell {
                         model: model.0.name().to_string(),
