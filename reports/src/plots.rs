@@ -22,14 +22,29 @@ pub struct Plot {
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-/// Draws into a fresh SVG string; a drawing error becomes the plot's error text.
-fn svg(draw: impl FnOnce(&Area) -> Result<(), String>) -> Result<String, String> {
+/// Why a plot was not drawn.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlotError {
+    /// The results hold nothing this plot shows (e.g. no per-layer times).
+    #[error("nothing to plot: {0}")]
+    NoData(&'static str),
+    /// plotters failed to draw.
+    #[error("drawing failed: {0}")]
+    Drawing(String),
+}
+
+fn drawing(e: impl std::fmt::Display) -> PlotError {
+    PlotError::Drawing(e.to_string())
+}
+
+/// Draws into a fresh SVG string.
+fn svg(draw: impl FnOnce(&Area) -> Result<(), PlotError>) -> Result<String, PlotError> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(drawing)?;
         draw(&root)?;
-        root.present().map_err(|e| e.to_string())?;
+        root.present().map_err(drawing)?;
     }
     Ok(out)
 }
@@ -129,7 +144,7 @@ pub fn all(results: &ResultsFile) -> Vec<Plot> {
 
 fn all_plottable(results: &ResultsFile) -> Vec<Plot> {
     let mut plots = Vec::new();
-    let mut push = |id: &str, title: String, drawn: Result<String, String>| {
+    let mut push = |id: &str, title: String, drawn: Result<String, PlotError>| {
         if let Ok(svg) = drawn {
             plots.push(Plot {
                 id: id.into(),
@@ -192,13 +207,13 @@ fn short_cell(c: &CellResult) -> String {
 }
 
 /// Stacked bars, one per cell that reports per-layer times: milliseconds per run by op kind.
-pub fn layers_by_kind(results: &ResultsFile) -> Result<String, String> {
+pub fn layers_by_kind(results: &ResultsFile) -> Result<String, PlotError> {
     let cells: Vec<&CellResult> = ok_cells(results)
         .into_iter()
         .filter(|c| !c.layers.is_empty())
         .collect();
     if cells.is_empty() {
-        return Err("no per-layer times".into());
+        return Err(PlotError::NoData("no per-layer times"));
     }
     let kinds = unique(
         cells
@@ -221,7 +236,7 @@ pub fn layers_by_kind(results: &ResultsFile) -> Result<String, String> {
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..cells.len() as f64, 0f64..top.max(1e-3))
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         let label_of = |x: &f64| category_label(&labels, *x);
         chart
             .configure_mesh()
@@ -231,7 +246,7 @@ pub fn layers_by_kind(results: &ResultsFile) -> Result<String, String> {
             .x_desc("cell (model, form, backend, threads)")
             .y_desc("ms per run")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         for (k, kind) in kinds.iter().enumerate() {
             let bars: Vec<_> = cells
                 .iter()
@@ -247,7 +262,7 @@ pub fn layers_by_kind(results: &ResultsFile) -> Result<String, String> {
                 .collect();
             chart
                 .draw_series(bars)
-                .map_err(|e| e.to_string())?
+                .map_err(drawing)?
                 .label(kind.clone())
                 .legend(move |p| swatch(p, k));
         }
@@ -264,7 +279,7 @@ fn kind_ms(c: &CellResult, kind: &str) -> f64 {
 }
 
 /// Horizontal bars: the 10 slowest layers of the slowest cell that reports per-layer times.
-pub fn top_layers(results: &ResultsFile) -> Result<String, String> {
+pub fn top_layers(results: &ResultsFile) -> Result<String, PlotError> {
     let cell = ok_cells(results)
         .into_iter()
         .filter(|c| !c.layers.is_empty())
@@ -272,7 +287,7 @@ pub fn top_layers(results: &ResultsFile) -> Result<String, String> {
             let total = |c: &CellResult| c.layers.iter().map(|l| l.ms).sum::<f64>();
             total(a).total_cmp(&total(b))
         })
-        .ok_or("no per-layer times")?;
+        .ok_or(PlotError::NoData("no per-layer times"))?;
     let mut layers: Vec<_> = cell.layers.iter().collect();
     layers.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     layers.truncate(10);
@@ -295,7 +310,7 @@ pub fn top_layers(results: &ResultsFile) -> Result<String, String> {
             .x_label_area_size(40)
             .y_label_area_size(330)
             .build_cartesian_2d(0f64..top.max(1e-3), 0f64..layers.len() as f64)
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         // Slowest at the top: category i from the bottom is layer len - 1 - i.
         let top_down: Vec<String> = names.iter().rev().cloned().collect();
         let label_of = |y: &f64| category_label(&top_down, *y);
@@ -306,21 +321,21 @@ pub fn top_layers(results: &ResultsFile) -> Result<String, String> {
             .y_label_formatter(&label_of)
             .x_desc("ms per run")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         chart
             .draw_series(layers.iter().enumerate().map(|(i, l)| {
                 let y = (layers.len() - i - 1) as f64;
                 let k = kinds.iter().position(|kk| kk == &l.kind).unwrap_or(0);
                 Rectangle::new([(0.0, y + 0.15), (l.ms, y + 0.85)], color(k).filled())
             }))
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         Ok(())
     })
 }
 
 /// Grouped bars: one group per model/form, one bar per backend, whiskers at the median's 95%
 /// interval; log latency axis.
-pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, String> {
+pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, PlotError> {
     let cells: Vec<&CellResult> = ok_cells(results)
         .into_iter()
         .filter(|c| c.key.threads == threads)
@@ -349,7 +364,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Str
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..groups.len() as f64, (lo..hi).log_scale())
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         let label_of = |x: &f64| category_label(&labels, *x);
         chart
             .configure_mesh()
@@ -359,7 +374,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Str
             .x_desc("model and form")
             .y_desc("latency (ms, log scale)")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         let width = 0.8 / backends.len().max(1) as f64;
         for (b, backend) in backends.iter().enumerate() {
             let mut bars = Vec::new();
@@ -384,10 +399,10 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Str
             }
             chart
                 .draw_series(bars)
-                .map_err(|e| e.to_string())?
+                .map_err(drawing)?
                 .label(backend.clone())
                 .legend(move |p| swatch(p, b));
-            chart.draw_series(whiskers).map_err(|e| e.to_string())?;
+            chart.draw_series(whiskers).map_err(drawing)?;
         }
         legend(&mut chart)
     })
@@ -403,21 +418,21 @@ fn short(form: &str) -> &str {
 
 fn legend<'a, X: Ranged, Y: Ranged>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     legend_at(chart, SeriesLabelPosition::UpperLeft)
 }
 
 fn legend_at<'a, X: Ranged, Y: Ranged>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     position: SeriesLabelPosition,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .position(position)
         .draw()
-        .map_err(|e| e.to_string())
+        .map_err(drawing)
 }
 
 /// The legend's square colour swatch of series `k`.
@@ -426,7 +441,7 @@ fn swatch((x, y): (i32, i32), k: usize) -> Rectangle<(i32, i32)> {
 }
 
 /// Unfused median / reparameterized median, per model, one bar per backend and thread count.
-pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
+pub fn speedup_bars(results: &ResultsFile) -> Result<String, PlotError> {
     let models = unique(results.speedups.iter().map(|s| s.model.clone()));
     let keys = unique(
         results
@@ -454,7 +469,7 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..models.len() as f64, 0f64..top)
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         let label_of = |x: &f64| category_label(&labels, *x);
         chart
             .configure_mesh()
@@ -464,7 +479,7 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
             .x_desc("model")
             .y_desc("speedup (x)")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         let width = 0.8 / keys.len().max(1) as f64;
         for (k, key) in keys.iter().enumerate() {
             let bars: Vec<_> = results
@@ -482,7 +497,7 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
                 .collect();
             chart
                 .draw_series(bars)
-                .map_err(|e| e.to_string())?
+                .map_err(drawing)?
                 .label(key.clone())
                 .legend(move |p| swatch(p, k));
         }
@@ -491,20 +506,20 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, String> {
                 vec![(0.0, 1.0), (models.len() as f64, 1.0)],
                 BLACK.stroke_width(1),
             )))
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         legend(&mut chart)
     })
 }
 
 /// One box per cell from its raw samples: box from the first to the third quartile, a line at
 /// the median, whiskers to the minimum and maximum; log latency axis.
-pub fn distributions(results: &ResultsFile) -> Result<String, String> {
+pub fn distributions(results: &ResultsFile) -> Result<String, PlotError> {
     let cells: Vec<&CellResult> = ok_cells(results)
         .into_iter()
         .filter(|c| !c.samples_ms.is_empty())
         .collect();
     if cells.is_empty() {
-        return Err("no samples".into());
+        return Err(PlotError::NoData("no samples"));
     }
     let (lo, hi) =
         log_range_with_legend_room(cells.iter().flat_map(|c| c.samples_ms.iter().copied()));
@@ -519,7 +534,7 @@ pub fn distributions(results: &ResultsFile) -> Result<String, String> {
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..cells.len() as f64, (lo..hi).log_scale())
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -527,7 +542,7 @@ pub fn distributions(results: &ResultsFile) -> Result<String, String> {
             .x_desc("cells in run order (model, form, backend, threads)")
             .y_desc("latency (ms, log scale)")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         for (b, backend) in backends.iter().enumerate() {
             let mut shapes: Vec<DynElement<SVGBackend, (f64, f64)>> = Vec::new();
             for (i, c) in cells.iter().enumerate() {
@@ -551,7 +566,7 @@ pub fn distributions(results: &ResultsFile) -> Result<String, String> {
             }
             chart
                 .draw_series(shapes)
-                .map_err(|e| e.to_string())?
+                .map_err(drawing)?
                 .label(backend.clone())
                 .legend(move |p| swatch(p, b));
         }
@@ -561,10 +576,10 @@ pub fn distributions(results: &ResultsFile) -> Result<String, String> {
 
 /// Metric against median latency, log-log, one series per backend and thread count (and the
 /// reference measurements), each labelled with its Spearman rho and Kendall tau.
-pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, String> {
+pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, PlotError> {
     let all = series(results);
     if all.is_empty() {
-        return Err("no points".into());
+        return Err(PlotError::NoData("no points"));
     }
     let (xlo, xhi) = log_range(
         all.iter()
@@ -588,13 +603,13 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, String> 
                 .x_label_area_size(40)
                 .y_label_area_size(70)
                 .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
-                .map_err(|e| e.to_string())?;
+                .map_err(drawing)?;
         chart
             .configure_mesh()
             .x_desc(format!("{} (log scale)", metric.axis()))
             .y_desc("median latency (ms, log scale)")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         for (i, s) in all.iter().enumerate() {
             let c = s.correlation(metric);
             let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.2}"));
@@ -612,7 +627,7 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, String> 
                         Circle::new((p.metric(metric), p.latency_ms), 4, color(i).filled())
                     }),
                 )
-                .map_err(|e| e.to_string())?
+                .map_err(drawing)?
                 .label(label)
                 .legend(move |(x, y)| Circle::new((x + 5, y), 4, color(i).filled()));
         }
@@ -623,10 +638,10 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, String> 
 /// Achieved GFLOP/s against arithmetic intensity (FLOPs per byte of memory traffic) for every
 /// cell, under this machine's measured ceilings at each thread count (peak compute and memory
 /// bandwidth from the built-in probe) and the scenario's device profile.
-pub fn roofline(results: &ResultsFile) -> Result<String, String> {
+pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
     let cells = ok_cells(results);
     if cells.is_empty() {
-        return Err("no cells".into());
+        return Err(PlotError::NoData("no cells"));
     }
     let intensity =
         |c: &CellResult| c.cost.flops as f64 / c.cost.memory_traffic_bytes.max(1) as f64;
@@ -661,13 +676,13 @@ pub fn roofline(results: &ResultsFile) -> Result<String, String> {
                 .x_label_area_size(40)
                 .y_label_area_size(70)
                 .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
-                .map_err(|e| e.to_string())?;
+                .map_err(drawing)?;
         chart
             .configure_mesh()
             .x_desc("arithmetic intensity (FLOPs per byte of memory traffic, log scale)")
             .y_desc("achieved GFLOP/s (log scale)")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(drawing)?;
         for (i, (name, gflops, gbps)) in ceilings.iter().enumerate() {
             let steps = 60;
             let line: Vec<(f64, f64)> = (0..=steps)
@@ -679,7 +694,7 @@ pub fn roofline(results: &ResultsFile) -> Result<String, String> {
             let style = color(i + backends.len()).stroke_width(2);
             chart
                 .draw_series(LineSeries::new(line, style))
-                .map_err(|e| e.to_string())?
+                .map_err(drawing)?
                 .label(format!(
                     "ceiling: {name} ({gflops:.0} GFLOP/s, {gbps:.0} GB/s)"
                 ))
@@ -695,7 +710,7 @@ pub fn roofline(results: &ResultsFile) -> Result<String, String> {
                             Circle::new((intensity(c), c.achieved_gflops), 4, color(b).filled())
                         }),
                 )
-                .map_err(|e| e.to_string())?
+                .map_err(drawing)?
                 .label(backend.clone())
                 .legend(move |(x, y)| Circle::new((x + 5, y), 4, color(b).filled()));
         }
