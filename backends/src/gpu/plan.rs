@@ -3,7 +3,7 @@
 //! workgroup counts, the constants to upload, and which activation buffer every value lives in
 //! (buffers are reused once their value is dead). Pure data, so it is tested without an adapter.
 
-use models::graph::{Conv2d, Op, ValueId};
+use models::graph::{Conv2d, Linear, MaxPool2d, Op, ValueId};
 use models::{Graph, Weights};
 
 use crate::backend::BackendError;
@@ -407,106 +407,14 @@ impl<'a> Lowering<'a> {
         let geometry = |e: String| self.lowered.error(i, e);
         match &node.op {
             Op::Conv2d(conv) => self.lower_conv(i, conv, x, &in_shape)?,
-            Op::Linear(linear) => {
-                let weight = self.param(i, "weight")?.to_vec();
-                let shift = if linear.bias {
-                    self.param(i, "bias")?.to_vec()
-                } else {
-                    vec![0.0; linear.out_features]
-                };
-                let scale = vec![1.0; linear.out_features];
-                let (act, last) = self.fuse_activation(i);
-                let batch = in_shape[0];
-                let reads = vec![
-                    x,
-                    self.constant(weight),
-                    self.constant(scale),
-                    self.constant(shift),
-                ];
-                let out = self.output(i, last, len);
-                let params =
-                    u32_of(&[batch, linear.in_features, linear.out_features]).map_err(geometry)?;
-                let groups = spread(batch * linear.out_features).map_err(geometry)?;
-                let label = self.label(i, last);
-                self.push(
-                    Kernel::Linear,
-                    [params, vec![act]].concat(),
-                    reads,
-                    out,
-                    groups,
-                    label,
-                );
-            }
-            Op::BatchNorm(_) => {
-                let (scale, shift) = self.lowered.batch_norm_affine(i)?;
-                let (act, last) = self.fuse_activation(i);
-                let affine = self.constant([scale, shift].concat());
-                self.elementwise(
-                    i,
-                    last,
-                    Kernel::Unary,
-                    [x, affine],
-                    &in_shape,
-                    act,
-                    0,
-                    1,
-                    [0, 0],
-                )?;
-            }
+            Op::Linear(linear) => self.lower_linear(i, linear)?,
+            Op::BatchNorm(_) => self.lower_batch_norm(i)?,
             op if activation_code(op).is_some() => {
                 let act = activation_code(op).expect("checked");
                 self.elementwise(i, i, Kernel::Unary, [x, x], &in_shape, act, 0, 0, [0, 0])?;
             }
-            Op::Add | Op::Max => {
-                let mode = if node.op == Op::Add { 0 } else { 1 };
-                let (act, last) = self.fuse_activation(i);
-                let out = self.output(i, last, len);
-                let inputs: Vec<Slot> = node.inputs.iter().map(|v| self.slot(*v)).collect();
-                let label = self.label(i, last);
-                let total = u32_of(&[len]).map_err(geometry)?[0];
-                let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
-                for (k, input) in inputs.iter().enumerate().skip(1) {
-                    let last_step = k + 1 == inputs.len();
-                    let a = if last_step { act } else { 0 };
-                    let params = vec![total, 1, 1, a, mode, 0, 0, 0];
-                    if k == 1 {
-                        let reads = vec![inputs[0], *input];
-                        self.push(Kernel::Binary, params, reads, out, groups, label.clone());
-                    } else {
-                        let reads = vec![*input, *input];
-                        self.push(
-                            Kernel::Accumulate,
-                            params,
-                            reads,
-                            out,
-                            groups,
-                            label.clone(),
-                        );
-                    }
-                }
-            }
-            Op::ChannelMul | Op::ChannelAdd => {
-                let mode = if node.op == Op::ChannelMul { 2 } else { 0 };
-                let v = self.slot(node.inputs[1]);
-                let v_shape = self.graph.value_shape(node.inputs[1]);
-                let strides = if v_shape[1] == 1 {
-                    [1, 0]
-                } else {
-                    [in_shape[1], 1]
-                };
-                let (act, last) = self.fuse_activation(i);
-                self.elementwise(
-                    i,
-                    last,
-                    Kernel::Broadcast,
-                    [x, v],
-                    &in_shape,
-                    act,
-                    mode,
-                    0,
-                    strides,
-                )?;
-            }
+            Op::Add | Op::Max => self.lower_sum(i)?,
+            Op::ChannelMul | Op::ChannelAdd => self.lower_channel_op(i)?,
             Op::GlobalAvgPool => {
                 let planes = in_shape[0] * in_shape[1];
                 let out = self.output(i, i, len);
@@ -515,42 +423,8 @@ impl<'a> Lowering<'a> {
                 let label = self.label(i, i);
                 self.push(Kernel::GlobalAverage, params, vec![x], out, groups, label);
             }
-            Op::MaxPool2d(pool) => {
-                let out = self.output(i, i, len);
-                let s = &node.shape;
-                let params = u32_of(&[
-                    s[0] * s[1],
-                    in_shape[2],
-                    in_shape[3],
-                    s[2],
-                    s[3],
-                    pool.kernel,
-                    pool.stride,
-                    pool.padding,
-                    len,
-                ])
-                .map_err(geometry)?;
-                let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
-                let label = self.label(i, i);
-                self.push(Kernel::MaxWindow, params, vec![x], out, groups, label);
-            }
-            Op::Concat => {
-                let out = self.output(i, i, len);
-                let mut offset = 0;
-                for input in &node.inputs {
-                    let channels = self.graph.value_shape(*input)[1];
-                    let src = self.slot(*input);
-                    self.copy(
-                        i,
-                        src,
-                        out,
-                        channels,
-                        [channels, 0, 1],
-                        [node.shape[1], offset, 1],
-                    )?;
-                    offset += channels;
-                }
-            }
+            Op::MaxPool2d(pool) => self.lower_max_pool(i, pool)?,
+            Op::Concat => self.lower_concat(i)?,
             Op::Slice { start, end } => {
                 let out = self.output(i, i, len);
                 self.copy(
@@ -570,18 +444,196 @@ impl<'a> Lowering<'a> {
                     self.copy(i, x, out, per_group, src, [in_shape[1], g, *groups])?;
                 }
             }
-            Op::Flatten => {
-                let Slot::Value(v) = x else {
-                    return Err(self
-                        .lowered
-                        .error(i, "flatten of the graph input is not supported"));
-                };
-                let value = self.new_value(len);
-                self.alias[value] = Some(v);
-                self.value_of[i] = Some(value);
-            }
+            Op::Flatten => self.lower_flatten(i)?,
             other => return Err(self.lowered.unsupported(i, other.kind())),
         }
+        Ok(())
+    }
+
+    /// A fully connected layer, its activation fused.
+    fn lower_linear(&mut self, i: usize, linear: &Linear) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[i];
+        let x = self.slot(node.inputs[0]);
+        let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
+        let len = models::tensor::numel(&node.shape);
+        let geometry = |e: String| self.lowered.error(i, e);
+        let weight = self.param(i, "weight")?.to_vec();
+        let shift = if linear.bias {
+            self.param(i, "bias")?.to_vec()
+        } else {
+            vec![0.0; linear.out_features]
+        };
+        let scale = vec![1.0; linear.out_features];
+        let (act, last) = self.fuse_activation(i);
+        let batch = in_shape[0];
+        let reads = vec![
+            x,
+            self.constant(weight),
+            self.constant(scale),
+            self.constant(shift),
+        ];
+        let out = self.output(i, last, len);
+        let params = u32_of(&[batch, linear.in_features, linear.out_features]).map_err(geometry)?;
+        let groups = spread(batch * linear.out_features).map_err(geometry)?;
+        let label = self.label(i, last);
+        self.push(
+            Kernel::Linear,
+            [params, vec![act]].concat(),
+            reads,
+            out,
+            groups,
+            label,
+        );
+        Ok(())
+    }
+
+    /// A batch norm that no conv took: a per-channel affine, its activation fused.
+    fn lower_batch_norm(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[i];
+        let x = self.slot(node.inputs[0]);
+        let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
+        let (scale, shift) = self.lowered.batch_norm_affine(i)?;
+        let (act, last) = self.fuse_activation(i);
+        let affine = self.constant([scale, shift].concat());
+        self.elementwise(
+            i,
+            last,
+            Kernel::Unary,
+            [x, affine],
+            &in_shape,
+            act,
+            0,
+            1,
+            [0, 0],
+        )?;
+        Ok(())
+    }
+
+    /// An element-wise sum or max of two or more inputs: one binary dispatch, then one
+    /// accumulating dispatch per further input; the activation fused into the last.
+    fn lower_sum(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[i];
+        let len = models::tensor::numel(&node.shape);
+        let geometry = |e: String| self.lowered.error(i, e);
+        let mode = if node.op == Op::Add { 0 } else { 1 };
+        let (act, last) = self.fuse_activation(i);
+        let out = self.output(i, last, len);
+        let inputs: Vec<Slot> = node.inputs.iter().map(|v| self.slot(*v)).collect();
+        let label = self.label(i, last);
+        let total = u32_of(&[len]).map_err(geometry)?[0];
+        let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
+        for (k, input) in inputs.iter().enumerate().skip(1) {
+            let last_step = k + 1 == inputs.len();
+            let a = if last_step { act } else { 0 };
+            let params = vec![total, 1, 1, a, mode, 0, 0, 0];
+            if k == 1 {
+                let reads = vec![inputs[0], *input];
+                self.push(Kernel::Binary, params, reads, out, groups, label.clone());
+            } else {
+                let reads = vec![*input, *input];
+                self.push(
+                    Kernel::Accumulate,
+                    params,
+                    reads,
+                    out,
+                    groups,
+                    label.clone(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// x times (or plus) a per-image, per-channel operand, its activation fused.
+    fn lower_channel_op(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[i];
+        let x = self.slot(node.inputs[0]);
+        let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
+        let mode = if node.op == Op::ChannelMul { 2 } else { 0 };
+        let v = self.slot(node.inputs[1]);
+        let v_shape = self.graph.value_shape(node.inputs[1]);
+        let strides = if v_shape[1] == 1 {
+            [1, 0]
+        } else {
+            [in_shape[1], 1]
+        };
+        let (act, last) = self.fuse_activation(i);
+        self.elementwise(
+            i,
+            last,
+            Kernel::Broadcast,
+            [x, v],
+            &in_shape,
+            act,
+            mode,
+            0,
+            strides,
+        )?;
+        Ok(())
+    }
+
+    /// Max pooling over windows.
+    fn lower_max_pool(&mut self, i: usize, pool: &MaxPool2d) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[i];
+        let x = self.slot(node.inputs[0]);
+        let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
+        let len = models::tensor::numel(&node.shape);
+        let geometry = |e: String| self.lowered.error(i, e);
+        let out = self.output(i, i, len);
+        let s = &node.shape;
+        let params = u32_of(&[
+            s[0] * s[1],
+            in_shape[2],
+            in_shape[3],
+            s[2],
+            s[3],
+            pool.kernel,
+            pool.stride,
+            pool.padding,
+            len,
+        ])
+        .map_err(geometry)?;
+        let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
+        let label = self.label(i, i);
+        self.push(Kernel::MaxWindow, params, vec![x], out, groups, label);
+        Ok(())
+    }
+
+    /// Channel concatenation: one channel copy per input.
+    fn lower_concat(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[i];
+        let len = models::tensor::numel(&node.shape);
+        let out = self.output(i, i, len);
+        let mut offset = 0;
+        for input in &node.inputs {
+            let channels = self.graph.value_shape(*input)[1];
+            let src = self.slot(*input);
+            self.copy(
+                i,
+                src,
+                out,
+                channels,
+                [channels, 0, 1],
+                [node.shape[1], offset, 1],
+            )?;
+            offset += channels;
+        }
+        Ok(())
+    }
+
+    /// Flatten: the same buffer under a new value.
+    fn lower_flatten(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.graph.nodes()[i];
+        let x = self.slot(node.inputs[0]);
+        let len = models::tensor::numel(&node.shape);
+        let Slot::Value(v) = x else {
+            return Err(self
+                .lowered
+                .error(i, "flatten of the graph input is not supported"));
+        };
+        let value = self.new_value(len);
+        self.alias[value] = Some(v);
+        self.value_of[i] = Some(value);
         Ok(())
     }
 

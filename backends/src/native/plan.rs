@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use models::graph::{Linear, MaxPool2d};
 use models::{Graph, Op, ValueId, Weights};
 
 use super::buffer::AlignedBuffer;
@@ -474,40 +475,8 @@ impl<'a> Compiler<'a> {
         let value = ValueId::Node(i);
         match &node.op {
             Op::Conv2d(conv) => self.conv(i, *conv),
-            Op::BatchNorm(_) => {
-                let (scale, shift) = self.lowered.batch_norm_affine(i)?;
-                let x = self.loc_of(node.inputs[0]);
-                let (out, accumulate) = self.target(value);
-                let (batch, channels, pixels) = dims(&node.shape);
-                let op = StepOp::Affine {
-                    batch,
-                    pixels,
-                    channels,
-                    x,
-                    out,
-                    scale: Scale::Owned(AlignedBuffer::from_slice(&scale)),
-                    shift: Scale::Owned(AlignedBuffer::from_slice(&shift)),
-                    accumulate,
-                    relu: false,
-                };
-                self.push(node.name.clone(), op);
-                Ok(())
-            }
-            Op::Relu => {
-                let input = node.inputs[0];
-                let loc = self.loc_of(input);
-                let last = self.writers.get(&loc).and_then(|w| w.last().copied());
-                if let (true, Some(step)) = (self.lowered.in_epilogue(i), last) {
-                    if self.steps[step].op.fuse_relu() {
-                        self.steps[step].label.push_str(&format!("+{}", node.name));
-                        self.value_loc[value_index(value)] = Some(loc);
-                        self.fusions.relus_into_epilogue += 1;
-                        return Ok(());
-                    }
-                }
-                self.copy_channels(i, &[input], true);
-                Ok(())
-            }
+            Op::BatchNorm(_) => self.batch_norm(i),
+            Op::Relu => self.relu(i),
             Op::Add => {
                 if self.value_loc[value_index(value)].is_none() {
                     let inputs = node.inputs.clone();
@@ -516,19 +485,7 @@ impl<'a> Compiler<'a> {
                 Ok(())
             }
             Op::Sigmoid | Op::Relu6 | Op::HardSigmoid | Op::HardSwish | Op::Silu | Op::Gelu => {
-                let op = match node.op {
-                    Op::Sigmoid => Unary::Sigmoid,
-                    Op::Relu6 => Unary::Relu6,
-                    Op::HardSigmoid => Unary::HardSigmoid,
-                    Op::HardSwish => Unary::HardSwish,
-                    Op::Silu => Unary::Silu,
-                    _ => Unary::Gelu,
-                };
-                let src = self.loc_of(node.inputs[0]);
-                let dst = self.new_loc(value);
-                let len = node.shape.iter().product();
-                self.push(node.name.clone(), StepOp::Unary { op, src, dst, len });
-                Ok(())
+                self.unary(i)
             }
             Op::Max => {
                 let srcs = node.inputs.iter().map(|&v| self.loc_of(v)).collect();
@@ -537,45 +494,8 @@ impl<'a> Compiler<'a> {
                 self.push(node.name.clone(), StepOp::Max { srcs, dst, len });
                 Ok(())
             }
-            Op::MaxPool2d(p) => {
-                let x = self.graph.value_shape(node.inputs[0]);
-                let shape = DepthwiseShape {
-                    batch: x[0],
-                    channels: x[1],
-                    height: x[2],
-                    width: x[3],
-                    kernel: p.kernel,
-                    stride: p.stride,
-                    padding: p.padding,
-                    out_height: node.shape[2],
-                    out_width: node.shape[3],
-                };
-                let src = self.loc_of(node.inputs[0]);
-                let dst = self.new_loc(value);
-                self.push(node.name.clone(), StepOp::MaxPool { shape, src, dst });
-                Ok(())
-            }
-            Op::Concat => {
-                let (batch, channels, pixels) = dims(&node.shape);
-                let dst = self.new_loc(value);
-                let mut to = 0;
-                for &input in &node.inputs.clone() {
-                    let part = self.graph.value_shape(input)[1];
-                    let geometry = ChannelCopy {
-                        rows: batch * pixels,
-                        src_channels: part,
-                        dst_channels: channels,
-                        runs: vec![(0, to, part)],
-                    };
-                    let src = self.loc_of(input);
-                    self.push(
-                        node.name.clone(),
-                        StepOp::CopyChannels { geometry, src, dst },
-                    );
-                    to += part;
-                }
-                Ok(())
-            }
+            Op::MaxPool2d(p) => self.max_pool(i, *p),
+            Op::Concat => self.concat(i),
             Op::Slice { start, end } => {
                 let runs = vec![(*start, 0, end - start)];
                 self.channel_copy(i, runs);
@@ -590,99 +510,227 @@ impl<'a> Compiler<'a> {
                 self.channel_copy(i, runs);
                 Ok(())
             }
-            Op::GlobalAvgPool => {
-                let (batch, channels, pixels) = dims(self.graph.value_shape(node.inputs[0]));
-                let src = self.loc_of(node.inputs[0]);
-                let dst = self.new_loc(value);
-                self.push(
-                    node.name.clone(),
-                    StepOp::Pool {
-                        batch,
-                        pixels,
-                        channels,
-                        src,
-                        dst,
-                    },
-                );
-                Ok(())
-            }
-            Op::ChannelMul | Op::ChannelAdd => {
-                let (batch, channels, pixels) = dims(&node.shape);
-                let x = self.loc_of(node.inputs[0]);
-                let operand = self.per_channel_operand(i);
-                let out = self.new_loc(value);
-                let (scale, shift) = if node.op == Op::ChannelMul {
-                    (
-                        Scale::Gate(operand),
-                        Scale::Owned(AlignedBuffer::zeros(channels)),
-                    )
-                } else {
-                    let ones = AlignedBuffer::from_slice(&vec![1.0; channels]);
-                    (Scale::Owned(ones), Scale::Gate(operand))
-                };
-                let op = StepOp::Affine {
-                    batch,
-                    pixels,
-                    channels,
-                    x,
-                    out,
-                    scale,
-                    shift,
-                    accumulate: false,
-                    relu: false,
-                };
-                self.push(node.name.clone(), op);
-                Ok(())
-            }
-            Op::Flatten => {
-                let (batch, channels, pixels) = dims(self.graph.value_shape(node.inputs[0]));
-                let src = self.loc_of(node.inputs[0]);
-                if pixels == 1 {
-                    self.value_loc[value_index(value)] = Some(src);
-                } else {
-                    let dst = self.new_loc(value);
-                    self.push(
-                        node.name.clone(),
-                        StepOp::ToNchw {
-                            batch,
-                            channels,
-                            pixels,
-                            src,
-                            dst: Some(dst),
-                        },
-                    );
-                }
-                Ok(())
-            }
-            Op::Linear(l) => {
-                let w = self.lowered.param(i, "weight")?;
-                let bias = if l.bias {
-                    Some(self.lowered.param(i, "bias")?.to_vec())
-                } else {
-                    None
-                };
-                let (k, n) = (l.in_features, l.out_features);
-                let packed =
-                    PackedGemm::pack(self.isa, k, n, |kk, col| w[col * k + kk], bias.as_deref());
-                let a = self.loc_of(node.inputs[0]);
-                let (c, accumulate) = self.target(value);
-                let m = node.shape[0];
-                self.push(
-                    node.name.clone(),
-                    StepOp::Gemm {
-                        packed,
-                        m,
-                        a,
-                        lda: k,
-                        c,
-                        ldc: n,
-                        accumulate,
-                        relu: false,
-                    },
-                );
-                Ok(())
+            Op::GlobalAvgPool => self.global_pool(i),
+            Op::ChannelMul | Op::ChannelAdd => self.channel_affine(i),
+            Op::Flatten => self.flatten(i),
+            Op::Linear(l) => self.linear(i, *l),
+        }
+    }
+
+    /// A batch norm that no conv took: a per-channel affine step.
+    fn batch_norm(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let (scale, shift) = self.lowered.batch_norm_affine(i)?;
+        let x = self.loc_of(node.inputs[0]);
+        let (out, accumulate) = self.target(value);
+        let (batch, channels, pixels) = dims(&node.shape);
+        let op = StepOp::Affine {
+            batch,
+            pixels,
+            channels,
+            x,
+            out,
+            scale: Scale::Owned(AlignedBuffer::from_slice(&scale)),
+            shift: Scale::Owned(AlignedBuffer::from_slice(&shift)),
+            accumulate,
+            relu: false,
+        };
+        self.push(node.name.clone(), op);
+        Ok(())
+    }
+
+    /// A ReLU: in the epilogue of the step that last wrote its input, when the lowering put it
+    /// there; else a step of its own.
+    fn relu(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let input = node.inputs[0];
+        let loc = self.loc_of(input);
+        let last = self.writers.get(&loc).and_then(|w| w.last().copied());
+        if let (true, Some(step)) = (self.lowered.in_epilogue(i), last) {
+            if self.steps[step].op.fuse_relu() {
+                self.steps[step].label.push_str(&format!("+{}", node.name));
+                self.value_loc[value_index(value)] = Some(loc);
+                self.fusions.relus_into_epilogue += 1;
+                return Ok(());
             }
         }
+        self.copy_channels(i, &[input], true);
+        Ok(())
+    }
+
+    /// An element-wise activation other than ReLU.
+    fn unary(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let op = match node.op {
+            Op::Sigmoid => Unary::Sigmoid,
+            Op::Relu6 => Unary::Relu6,
+            Op::HardSigmoid => Unary::HardSigmoid,
+            Op::HardSwish => Unary::HardSwish,
+            Op::Silu => Unary::Silu,
+            _ => Unary::Gelu,
+        };
+        let src = self.loc_of(node.inputs[0]);
+        let dst = self.new_loc(value);
+        let len = node.shape.iter().product();
+        self.push(node.name.clone(), StepOp::Unary { op, src, dst, len });
+        Ok(())
+    }
+
+    /// Max pooling over windows (NHWC).
+    fn max_pool(&mut self, i: usize, p: MaxPool2d) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let x = self.graph.value_shape(node.inputs[0]);
+        let shape = DepthwiseShape {
+            batch: x[0],
+            channels: x[1],
+            height: x[2],
+            width: x[3],
+            kernel: p.kernel,
+            stride: p.stride,
+            padding: p.padding,
+            out_height: node.shape[2],
+            out_width: node.shape[3],
+        };
+        let src = self.loc_of(node.inputs[0]);
+        let dst = self.new_loc(value);
+        self.push(node.name.clone(), StepOp::MaxPool { shape, src, dst });
+        Ok(())
+    }
+
+    /// Channel concatenation: one channel copy per input.
+    fn concat(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let (batch, channels, pixels) = dims(&node.shape);
+        let dst = self.new_loc(value);
+        let mut to = 0;
+        for &input in &node.inputs.clone() {
+            let part = self.graph.value_shape(input)[1];
+            let geometry = ChannelCopy {
+                rows: batch * pixels,
+                src_channels: part,
+                dst_channels: channels,
+                runs: vec![(0, to, part)],
+            };
+            let src = self.loc_of(input);
+            self.push(
+                node.name.clone(),
+                StepOp::CopyChannels { geometry, src, dst },
+            );
+            to += part;
+        }
+        Ok(())
+    }
+
+    /// Global average pooling.
+    fn global_pool(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let (batch, channels, pixels) = dims(self.graph.value_shape(node.inputs[0]));
+        let src = self.loc_of(node.inputs[0]);
+        let dst = self.new_loc(value);
+        self.push(
+            node.name.clone(),
+            StepOp::Pool {
+                batch,
+                pixels,
+                channels,
+                src,
+                dst,
+            },
+        );
+        Ok(())
+    }
+
+    /// x times (or plus) a per-image, per-channel operand: squeeze-excite's scaling.
+    fn channel_affine(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let (batch, channels, pixels) = dims(&node.shape);
+        let x = self.loc_of(node.inputs[0]);
+        let operand = self.per_channel_operand(i);
+        let out = self.new_loc(value);
+        let (scale, shift) = if node.op == Op::ChannelMul {
+            (
+                Scale::Gate(operand),
+                Scale::Owned(AlignedBuffer::zeros(channels)),
+            )
+        } else {
+            let ones = AlignedBuffer::from_slice(&vec![1.0; channels]);
+            (Scale::Owned(ones), Scale::Gate(operand))
+        };
+        let op = StepOp::Affine {
+            batch,
+            pixels,
+            channels,
+            x,
+            out,
+            scale,
+            shift,
+            accumulate: false,
+            relu: false,
+        };
+        self.push(node.name.clone(), op);
+        Ok(())
+    }
+
+    /// Flatten: free when the map is 1x1 (it shares the slot), else back to NCHW order.
+    fn flatten(&mut self, i: usize) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let (batch, channels, pixels) = dims(self.graph.value_shape(node.inputs[0]));
+        let src = self.loc_of(node.inputs[0]);
+        if pixels == 1 {
+            self.value_loc[value_index(value)] = Some(src);
+        } else {
+            let dst = self.new_loc(value);
+            self.push(
+                node.name.clone(),
+                StepOp::ToNchw {
+                    batch,
+                    channels,
+                    pixels,
+                    src,
+                    dst: Some(dst),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// A fully connected layer as a GEMM.
+    fn linear(&mut self, i: usize, l: Linear) -> Result<(), BackendError> {
+        let node = &self.nodes()[i];
+        let value = ValueId::Node(i);
+        let w = self.lowered.param(i, "weight")?;
+        let bias = if l.bias {
+            Some(self.lowered.param(i, "bias")?.to_vec())
+        } else {
+            None
+        };
+        let (k, n) = (l.in_features, l.out_features);
+        let packed = PackedGemm::pack(self.isa, k, n, |kk, col| w[col * k + kk], bias.as_deref());
+        let a = self.loc_of(node.inputs[0]);
+        let (c, accumulate) = self.target(value);
+        let m = node.shape[0];
+        self.push(
+            node.name.clone(),
+            StepOp::Gemm {
+                packed,
+                m,
+                a,
+                lda: k,
+                c,
+                ldc: n,
+                accumulate,
+                relu: false,
+            },
+        );
+        Ok(())
     }
 
     /// The slot of node `i`'s second input as one value per image and channel: a [N, 1, 1, 1]
