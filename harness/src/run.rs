@@ -122,21 +122,7 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
     let f = &scenario.file;
     let out_dir = scenario.output_dir();
     check_writable(&out_dir)?;
-
-    let max_threads = *f.threads.iter().max().unwrap_or(&1);
-    let env = capture_environment(max_threads);
-    let mut warnings = build_warnings(&env);
-    for w in &warnings {
-        eprintln!("\n!!! WARNING: {w}\n");
-    }
-    eprintln!(
-        "onebench: scenario `{}`{}, {} on {} ({} logical cores)",
-        f.name,
-        if scenario.quick { " (quick)" } else { "" },
-        env.build_profile,
-        env.cpu,
-        env.logical_cores
-    );
+    let (mut env, mut warnings) = announce(scenario);
 
     let (height, width) = scenario.input_size();
     let size = InputSize {
@@ -149,11 +135,64 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
     if f.order == Order::Shuffled {
         shuffle(&mut cells, f.seed);
     }
+    verify_and_measure(scenario, &mut cells, registry, size, &input, &interrupt)?;
+
+    let interrupted = interrupt.load(Ordering::Relaxed);
+    // Cells too short for a reading of their own get the whole measurement's.
+    let mut run_load = crate::load::LoadWindow::default();
+    for ready in cells.iter().filter_map(|c| c.ready.as_ref()) {
+        run_load.merge(&ready.timer.load);
+    }
+    let target_ci = f.measurement.target_ci;
+    let mut results: Vec<CellResult> = cells
+        .into_iter()
+        .map(|cell| finish_cell(cell, &env, target_ci, f.seed, interrupted, &run_load))
+        .collect();
+    warnings.extend(check_peak(&mut results, &mut env, &crate::machine::reprobe));
+    warnings.extend(cell_count_warnings(&results));
+    let mut results = results_file(scenario, env, results, warnings);
+    results.started_at = started_at;
+    results.duration_s = clock.elapsed().as_secs_f64();
+    results.interrupted = interrupted;
+    let saved = save(&results, &out_dir);
+    Ok(Outcome { results, saved })
+}
+
+/// Captures the environment, prints the banner and the build's warnings, and returns both.
+fn announce(scenario: &Scenario) -> (Environment, Vec<String>) {
+    let f = &scenario.file;
+    let max_threads = *f.threads.iter().max().unwrap_or(&1);
+    let env = capture_environment(max_threads);
+    let warnings = build_warnings(&env);
+    for w in &warnings {
+        eprintln!("\n!!! WARNING: {w}\n");
+    }
+    eprintln!(
+        "onebench: scenario `{}`{}, {} on {} ({} logical cores)",
+        f.name,
+        if scenario.quick { " (quick)" } else { "" },
+        env.build_profile,
+        env.cpu,
+        env.logical_cores
+    );
+    (env, warnings)
+}
+
+/// Prepares and verifies every cell, and measures them: one cell at a time for sequential
+/// orders (measured right away), all prepared first for interleaving.
+fn verify_and_measure(
+    scenario: &Scenario,
+    cells: &mut [Cell],
+    registry: Vec<Box<dyn Backend>>,
+    size: InputSize,
+    input: &Tensor,
+    interrupt: &AtomicBool,
+) -> Result<()> {
+    let f = &scenario.file;
     let mut data = ModelData {
         weights: BTreeMap::new(),
         reference: BTreeMap::new(),
     };
-
     let budget = budget(scenario);
     let progress = progress_bar(cells.len() as u64);
     let backends_by_name: BTreeMap<String, Box<dyn Backend>> = registry
@@ -161,9 +200,6 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
         .map(|b| (b.name().to_string(), b))
         .collect();
     let cooldown = Duration::from_millis(f.cooldown_ms);
-
-    // Prepare and verify: one cell at a time for sequential orders (measured right away), all
-    // first for interleaving.
     let interleaved = f.order == Order::Interleaved;
     for i in 0..cells.len() {
         if interrupt.load(Ordering::Relaxed) {
@@ -173,48 +209,30 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
         let backend = backends_by_name
             .get(&cells[i].key.backend)
             .map(|b| b.as_ref());
-        prepare_cell(&mut cells[i], backend, scenario, size, &input, &mut data);
+        prepare_cell(&mut cells[i], backend, scenario, size, input, &mut data);
         if !interleaved {
-            measure_turns(
-                &mut cells[i..=i],
-                &input,
-                &budget,
-                None,
-                &interrupt,
-                &progress,
-                cooldown,
-            )?;
+            let cell = &mut cells[i..=i];
+            measure_turns(cell, input, &budget, None, interrupt, &progress, cooldown)?;
         }
     }
     if interleaved {
         let slice = Some(Duration::from_millis(250));
-        measure_turns(
-            &mut cells, &input, &budget, slice, &interrupt, &progress, cooldown,
-        )?;
+        measure_turns(cells, input, &budget, slice, interrupt, &progress, cooldown)?;
     }
     progress.finish_and_clear();
+    Ok(())
+}
 
-    let interrupted = interrupt.load(Ordering::Relaxed);
-    let mut env = env;
-    // Cells too short for a reading of their own get the whole measurement's.
-    let mut run_load = crate::load::LoadWindow::default();
-    for ready in cells.iter().filter_map(|c| c.ready.as_ref()) {
-        run_load.merge(&ready.timer.load);
-    }
-    let mut results = Vec::new();
-    for cell in cells {
-        results.push(finish_cell(
-            cell,
-            &env,
-            f.measurement.target_ci,
-            f.seed,
-            interrupted,
-            &run_load,
-        ));
-    }
-    warnings.extend(check_peak(&mut results, &mut env, &crate::machine::reprobe));
-    warnings.extend(cell_count_warnings(&results));
-    let results = ResultsFile {
+/// The results file of a run of `scenario` (start time, duration and interruption are the
+/// caller's to set).
+fn results_file(
+    scenario: &Scenario,
+    env: Environment,
+    cells: Vec<CellResult>,
+    warnings: Vec<String>,
+) -> ResultsFile {
+    let f = &scenario.file;
+    ResultsFile {
         schema_version: SCHEMA_VERSION,
         tool: format!("onebench {}", env!("CARGO_PKG_VERSION")),
         scenario: ScenarioInfo {
@@ -224,12 +242,12 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
             quick: scenario.quick,
             order: f.order.name().into(),
         },
-        started_at,
-        duration_s: clock.elapsed().as_secs_f64(),
-        interrupted,
-        speedups: speedups(&results),
+        started_at: String::new(),
+        duration_s: 0.0,
+        interrupted: false,
+        speedups: speedups(&cells),
         environment: env,
-        cells: results,
+        cells,
         device_profile: f.device_profile.as_ref().map(|d| DeviceProfile {
             name: d.name.clone(),
             peak_gflops: d.peak_gflops,
@@ -248,9 +266,7 @@ pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -
                     .collect(),
             }),
         warnings,
-    };
-    let saved = save(&results, &out_dir);
-    Ok(Outcome { results, saved })
+    }
 }
 
 /// The run's warnings that count cells: measured under load, wide intervals or spreads.

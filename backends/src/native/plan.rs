@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use models::graph::{Linear, MaxPool2d};
+use models::graph::{Conv2d, Linear, MaxPool2d};
 use models::{Graph, Op, ValueId, Weights};
 
 use super::buffer::AlignedBuffer;
@@ -795,86 +795,106 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn conv(&mut self, i: usize, conv: models::graph::Conv2d) -> Result<(), BackendError> {
-        let node = &self.nodes()[i];
+    /// A conv (its batch norm already folded in by the lowering): depthwise, a 1x1 as a
+    /// GEMM, or any other dense conv as an implicit GEMM.
+    fn conv(&mut self, i: usize, conv: Conv2d) -> Result<(), BackendError> {
         let weight = self.lowered.param(i, "weight")?;
         let bias = if conv.bias {
             self.lowered.param(i, "bias")?.to_vec()
         } else {
             vec![0.0; conv.out_channels]
         };
-        let label = self.lowered.label(i).to_string();
-        let value = ValueId::Node(i);
-        let in_shape = self.graph.value_shape(node.inputs[0]);
-        let (batch, height, width) = (in_shape[0], in_shape[2], in_shape[3]);
-        let (out_height, out_width) = (node.shape[2], node.shape[3]);
+        let from_input = self.nodes()[i].inputs[0] == ValueId::Input;
         if conv.is_depthwise() {
-            if !SUPPORTED_KERNELS.contains(&conv.kernel) {
-                return Err(self.lowered.error(i, format!("depthwise kernel {0}x{0} has no native kernel (supported: {SUPPORTED_KERNELS:?})", conv.kernel)));
-            }
-            let shape = DepthwiseShape {
-                batch,
-                channels: conv.in_channels,
-                height,
-                width,
-                kernel: conv.kernel,
-                stride: conv.stride,
-                padding: conv.padding,
-                out_height,
-                out_width,
-            };
-            let packed = PackedDepthwise::pack(self.isa, shape, weight, Some(&bias));
-            let src = self.loc_of(node.inputs[0]);
-            let (dst, accumulate) = self.target(value);
-            self.push(
-                label,
-                StepOp::Depthwise {
-                    packed,
-                    src,
-                    dst,
-                    accumulate,
-                    relu: false,
-                },
-            );
-            return Ok(());
-        }
-        if conv.groups != 1 {
+            self.depthwise(i, conv, weight, &bias)
+        } else if conv.groups != 1 {
             let op = format!("grouped conv2d (groups = {})", conv.groups);
-            return Err(self.lowered.unsupported(i, op));
+            Err(self.lowered.unsupported(i, op))
+        } else if conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 && !from_input {
+            self.pointwise(i, conv, weight, &bias);
+            Ok(())
+        } else {
+            self.implicit_gemm(i, conv, weight, &bias);
+            Ok(())
         }
-        let (k, n) = (
-            conv.in_channels * conv.kernel * conv.kernel,
-            conv.out_channels,
-        );
-        let from_input = node.inputs[0] == ValueId::Input;
-        if conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 && !from_input {
-            let packed = PackedGemm::pack(
-                self.isa,
-                k,
-                n,
-                |row, col| weight[col * k + row],
-                Some(&bias),
+    }
+
+    /// The conv's (batch, in height, in width, out height, out width).
+    fn conv_dims(&self, i: usize) -> (usize, usize, usize, usize, usize) {
+        let node = &self.nodes()[i];
+        let x = self.graph.value_shape(node.inputs[0]);
+        (x[0], x[2], x[3], node.shape[2], node.shape[3])
+    }
+
+    fn depthwise(
+        &mut self,
+        i: usize,
+        conv: Conv2d,
+        weight: &[f32],
+        bias: &[f32],
+    ) -> Result<(), BackendError> {
+        if !SUPPORTED_KERNELS.contains(&conv.kernel) {
+            let reason = format!(
+                "depthwise kernel {0}x{0} has no native kernel (supported: {SUPPORTED_KERNELS:?})",
+                conv.kernel
             );
-            let a = self.loc_of(node.inputs[0]);
-            let (c, accumulate) = self.target(value);
-            let m = batch * out_height * out_width;
-            let op = StepOp::Gemm {
-                packed,
-                m,
-                a,
-                lda: k,
-                c,
-                ldc: n,
-                accumulate,
-                relu: false,
-            };
-            self.push(label, op);
-            return Ok(());
+            return Err(self.lowered.error(i, reason));
         }
-        // Any other dense conv: an implicit GEMM on the zero-padded source. The graph input is
-        // read in NCHW (patch order c, kh, kw: PyTorch's weight order), slots in NHWC (patch
-        // order kh, kw, c).
+        let (batch, height, width, out_height, out_width) = self.conv_dims(i);
+        let shape = DepthwiseShape {
+            batch,
+            channels: conv.in_channels,
+            height,
+            width,
+            kernel: conv.kernel,
+            stride: conv.stride,
+            padding: conv.padding,
+            out_height,
+            out_width,
+        };
+        let packed = PackedDepthwise::pack(self.isa, shape, weight, Some(bias));
+        let src = self.loc_of(self.nodes()[i].inputs[0]);
+        let (dst, accumulate) = self.target(ValueId::Node(i));
+        let op = StepOp::Depthwise {
+            packed,
+            src,
+            dst,
+            accumulate,
+            relu: false,
+        };
+        self.push(self.lowered.label(i).to_string(), op);
+        Ok(())
+    }
+
+    /// A 1x1 conv on an NHWC activation: a plain GEMM over pixels.
+    fn pointwise(&mut self, i: usize, conv: Conv2d, weight: &[f32], bias: &[f32]) {
+        let (k, n) = (conv.in_channels, conv.out_channels);
+        let packed = PackedGemm::pack(self.isa, k, n, |row, col| weight[col * k + row], Some(bias));
+        let a = self.loc_of(self.nodes()[i].inputs[0]);
+        let (c, accumulate) = self.target(ValueId::Node(i));
+        let (batch, _, _, out_height, out_width) = self.conv_dims(i);
+        let op = StepOp::Gemm {
+            packed,
+            m: batch * out_height * out_width,
+            a,
+            lda: k,
+            c,
+            ldc: n,
+            accumulate,
+            relu: false,
+        };
+        self.push(self.lowered.label(i).to_string(), op);
+    }
+
+    /// Any other dense conv: an implicit GEMM on the zero-padded source. The graph input is
+    /// read in NCHW (patch order c, kh, kw: PyTorch's weight order), slots in NHWC (patch
+    /// order kh, kw, c).
+    fn implicit_gemm(&mut self, i: usize, conv: Conv2d, weight: &[f32], bias: &[f32]) {
+        let node = &self.nodes()[i];
+        let from_input = node.inputs[0] == ValueId::Input;
+        let (batch, height, width, out_height, out_width) = self.conv_dims(i);
         let (cin, kernel, kk2) = (conv.in_channels, conv.kernel, conv.kernel * conv.kernel);
+        let (k, n) = (cin * kk2, conv.out_channels);
         let (src, pixel, planes) = if from_input {
             (Source::GraphInput, 1, batch * cin)
         } else {
@@ -907,16 +927,10 @@ impl<'a> Compiler<'a> {
             offsets: (0..k).map(offset).collect(),
         };
         let packed = if from_input {
-            PackedGemm::pack(
-                self.isa,
-                k,
-                n,
-                |row, col| weight[col * k + row],
-                Some(&bias),
-            )
+            PackedGemm::pack(self.isa, k, n, |row, col| weight[col * k + row], Some(bias))
         } else {
             let w = |row: usize, col: usize| weight[col * k + (row % cin) * kk2 + row / cin];
-            PackedGemm::pack(self.isa, k, n, w, Some(&bias))
+            PackedGemm::pack(self.isa, k, n, w, Some(bias))
         };
         let src = if conv.padding == 0 {
             src
@@ -930,7 +944,7 @@ impl<'a> Compiler<'a> {
             self.push(format!("{}.pad", node.name), op);
             Source::Slot(dst)
         };
-        let (c, accumulate) = self.target(value);
+        let (c, accumulate) = self.target(ValueId::Node(i));
         let op = StepOp::Conv {
             packed,
             geometry,
@@ -940,8 +954,7 @@ impl<'a> Compiler<'a> {
             accumulate,
             relu: false,
         };
-        self.push(label, op);
-        Ok(())
+        self.push(self.lowered.label(i).to_string(), op);
     }
 
     /// Assigns slots to physical buffers: a slot lives from the first to the last step that
