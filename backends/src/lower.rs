@@ -289,12 +289,7 @@ mod tests {
         assert_eq!(a.sizes, vec![4, 9]);
     }
 
-    fn relu_after_conv(producer: &Op, activation: &Op) -> bool {
-        matches!(producer, Op::Conv2d(_) | Op::Add) && *activation == Op::Relu
-    }
-
-    #[test]
-    fn the_unfused_mobileone_folds_its_conv_batch_norms_and_keeps_the_skip_batch_norms() {
+    fn unfused_s0() -> (Graph, Weights) {
         let model = Model::MobileOne(Variant::S0);
         let size = InputSize {
             batch: 1,
@@ -302,7 +297,16 @@ mod tests {
             width: 32,
         };
         let graph = model.build(Form::Unfused, size).unwrap();
-        let weights = model.seeded_weights(Form::Unfused, 1);
+        (graph, model.seeded_weights(Form::Unfused, 1))
+    }
+
+    fn relu_after_conv(producer: &Op, activation: &Op) -> bool {
+        matches!(producer, Op::Conv2d(_) | Op::Add) && *activation == Op::Relu
+    }
+
+    #[test]
+    fn the_unfused_mobileone_folds_its_conv_batch_norms_and_keeps_the_skip_batch_norms() {
+        let (graph, weights) = unfused_s0();
         let lowered = Lowered::new(&graph, &weights, "test", relu_after_conv).unwrap();
         let count =
             |g: &Graph, pick: fn(&Op) -> bool| g.nodes().iter().filter(|n| pick(&n.op)).count();
@@ -332,14 +336,7 @@ mod tests {
 
     #[test]
     fn a_missing_batch_norm_tensor_is_named() {
-        let model = Model::MobileOne(Variant::S0);
-        let size = InputSize {
-            batch: 1,
-            height: 32,
-            width: 32,
-        };
-        let graph = model.build(Form::Unfused, size).unwrap();
-        let mut weights = model.seeded_weights(Form::Unfused, 1);
+        let (graph, mut weights) = unfused_s0();
         let name = weights
             .iter()
             .map(|(n, _)| n.clone())

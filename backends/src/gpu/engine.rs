@@ -9,7 +9,7 @@ use std::time::Duration;
 use models::{Graph, Tensor, Weights};
 use wgpu::util::DeviceExt;
 
-use super::plan::{self, BufferRef, GpuPlan, Kernel, PointwiseKernel};
+use super::plan::{self, BufferRef, Dispatch, GpuPlan, Kernel, PointwiseKernel};
 use super::{AdapterSummary, Api};
 use crate::backend::{check_run_shapes, BackendError, LayerTime, PrepareOptions, Prepared};
 
@@ -321,31 +321,7 @@ impl GpuRun {
         let mut uniforms = Vec::with_capacity(plan.dispatches.len());
         let mut recorded = Vec::with_capacity(plan.dispatches.len());
         for d in &plan.dispatches {
-            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(&d.label),
-                contents: bytemuck::cast_slice(&d.params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-            let (_, layout) = &context.pipelines[&d.kernel];
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            }];
-            for (k, r) in d.reads.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: 1 + k as u32,
-                    resource: buffer(*r).as_entire_binding(),
-                });
-            }
-            entries.push(wgpu::BindGroupEntry {
-                binding: 1 + d.reads.len() as u32,
-                resource: buffer(d.write).as_entire_binding(),
-            });
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&d.label),
-                layout,
-                entries: &entries,
-            });
+            let (uniform, bind_group) = bind(&context, d, &buffer);
             recorded.push(Recorded {
                 kernel: d.kernel,
                 bind_group,
@@ -366,28 +342,9 @@ impl GpuRun {
         } else {
             2
         };
-        let timestamps = context.timestamps.then(|| Timestamps {
-            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count,
-            }),
-            count,
-            resolve: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamps"),
-                size: 8 * count as u64,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            readback: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamps readback"),
-                size: 8 * count as u64,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            period_ns: context.queue.get_timestamp_period() as f64,
-            per_dispatch,
-        });
+        let timestamps = context
+            .timestamps
+            .then(|| Timestamps::new(&context, count, per_dispatch));
         let description = describe(&context.adapter, plan, timestamps.is_some());
         let output = buffer(plan.output).clone();
         let mut buffers = activations;
@@ -511,6 +468,71 @@ impl GpuRun {
             self.layer_runs += 1;
         }
         Ok(Some(seconds))
+    }
+}
+
+/// A dispatch's uniform block and its bind group: the uniform at binding 0, the buffers it
+/// reads after it, the one it writes last.
+fn bind<'a>(
+    context: &Context,
+    d: &Dispatch,
+    buffer: &impl Fn(BufferRef) -> &'a wgpu::Buffer,
+) -> (wgpu::Buffer, wgpu::BindGroup) {
+    let device = &context.device;
+    let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(&d.label),
+        contents: bytemuck::cast_slice(&d.params),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let (_, layout) = &context.pipelines[&d.kernel];
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: uniform.as_entire_binding(),
+    }];
+    for (k, r) in d.reads.iter().chain([&d.write]).enumerate() {
+        entries.push(wgpu::BindGroupEntry {
+            binding: 1 + k as u32,
+            resource: buffer(*r).as_entire_binding(),
+        });
+    }
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(&d.label),
+        layout,
+        entries: &entries,
+    });
+    (uniform, bind_group)
+}
+
+impl Timestamps {
+    /// A query set of `count` timestamps with its resolve and readback buffers.
+    fn new(context: &Context, count: u32, per_dispatch: bool) -> Self {
+        let device = &context.device;
+        let buffer = |label: &str, usage: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 8 * count as u64,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Timestamps {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            }),
+            count,
+            resolve: buffer(
+                "timestamps",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            readback: buffer(
+                "timestamps readback",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            period_ns: context.queue.get_timestamp_period() as f64,
+            per_dispatch,
+        }
     }
 }
 
