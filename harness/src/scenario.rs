@@ -356,54 +356,64 @@ impl Scenario {
     }
 
     fn validate(&self, text: &str) -> Result<()> {
-        let f = &self.file;
-        let err = |field: &str, message: String| -> anyhow::Error {
+        let located = |(field, message): (&str, String)| -> anyhow::Error {
             anyhow!(
                 "{}: `{field}`: {message}",
                 at_line(&self.path, field_line(text, field))
             )
         };
-        check_name(&f.name).map_err(|m| err("name", m))?;
+        self.check_cells()
+            .and_then(|()| self.check_measurement())
+            .and_then(|()| self.check_inputs())
+            .map_err(located)
+    }
+
+    /// What the cells are: models, forms, backends, threads, batch and input size.
+    fn check_cells(&self) -> Result<(), (&'static str, String)> {
+        let f = &self.file;
+        check_name(&f.name).map_err(|m| ("name", m))?;
         if f.models.is_empty() {
-            return Err(err(
+            return Err((
                 "models",
                 "list at least one model (`harness list` names them)".into(),
             ));
         }
         if f.forms.is_empty() {
-            return Err(err(
+            return Err((
                 "forms",
                 "list at least one form (unfused, reparameterized)".into(),
             ));
         }
-        check_backends(&f.backends).map_err(|m| err("backends", m))?;
-        check_threads(&f.threads).map_err(|m| err("threads", m))?;
+        check_backends(&f.backends).map_err(|m| ("backends", m))?;
+        check_threads(&f.threads).map_err(|m| ("threads", m))?;
         if f.batch == 0 || f.batch > MAX_BATCH {
-            return Err(err(
-                "batch",
-                format!("{}: a batch of 1 to {MAX_BATCH}", f.batch),
-            ));
+            return Err(("batch", format!("{}: a batch of 1 to {MAX_BATCH}", f.batch)));
         }
         let (h, w) = InputSizeSpec::parse(&f.input_size)
-            .map_err(|m| err("input_size", m))?
+            .map_err(|m| ("input_size", m))?
             .height_width();
         if h < 32 || w < 32 || h > MAX_SIDE || w > MAX_SIDE {
-            return Err(err(
+            return Err((
                 "input_size",
                 format!("{h}x{w}: height and width must be 32 to {MAX_SIDE}"),
             ));
         }
+        Ok(())
+    }
 
+    /// How the cells are measured: cool-down, processes and the measurement budget.
+    fn check_measurement(&self) -> Result<(), (&'static str, String)> {
+        let f = &self.file;
         if f.cooldown_ms > MAX_COOLDOWN_MS {
-            return Err(err(
+            return Err((
                 "cooldown_ms",
                 format!("{}: at most {MAX_COOLDOWN_MS} (a minute)", f.cooldown_ms),
             ));
         }
-        check_processes(f.processes).map_err(|m| err("processes", m))?;
+        check_processes(f.processes).map_err(|m| ("processes", m))?;
         let m = &f.measurement;
         if m.min_runs == 0 || m.min_runs > m.max_runs {
-            return Err(err(
+            return Err((
                 "measurement.min_runs",
                 format!(
                     "{} with max_runs {}: need 1 <= min_runs <= max_runs",
@@ -412,22 +422,29 @@ impl Scenario {
             ));
         }
         if m.min_time_ms > m.max_time_ms {
-            return Err(err(
+            return Err((
                 "measurement.min_time_ms",
                 format!("{} is above max_time_ms {}", m.min_time_ms, m.max_time_ms),
             ));
         }
         if let Some(t) = m.target_ci {
             if !(t > 0.0 && t < 1.0) {
-                return Err(err(
+                return Err((
                     "measurement.target_ci",
                     format!("{t}: a fraction between 0 and 1, e.g. 0.02 for ±2%"),
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// What the run reads besides the scenario: checkpoints, a device profile, published
+    /// latencies.
+    fn check_inputs(&self) -> Result<(), (&'static str, String)> {
+        let f = &self.file;
         for (model, checkpoint) in &f.weights.checkpoints {
             if model.0.mobileone().is_none() {
-                return Err(err(
+                return Err((
                     "weights.checkpoints",
                     format!(
                         "{}: checkpoints load for MobileOne models only; the zoo runs on seeded weights",
@@ -437,7 +454,7 @@ impl Scenario {
             }
             let resolved = self.resolve(checkpoint);
             if !resolved.is_file() {
-                return Err(err(
+                return Err((
                     "weights.checkpoints",
                     format!(
                         "{}: checkpoint {} does not exist",
@@ -449,7 +466,7 @@ impl Scenario {
         }
         if let Some(d) = &f.device_profile {
             if !(d.peak_gflops > 0.0 && d.memory_gbps > 0.0) {
-                return Err(err(
+                return Err((
                     "device_profile",
                     "peak_gflops and memory_gbps must be positive".into(),
                 ));
@@ -457,7 +474,7 @@ impl Scenario {
         }
         if let Some(r) = &f.reference_measurements {
             if let Some((m, v)) = r.latency_ms.iter().find(|(_, v)| v.is_nan() || **v <= 0.0) {
-                return Err(err(
+                return Err((
                     "reference_measurements.latency_ms",
                     format!("{}: {v} is not a positive latency", m.0),
                 ));

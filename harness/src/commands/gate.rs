@@ -326,6 +326,7 @@ fn markdown_table(report: &GateReport) -> String {
 // ---- A/B mode ----
 
 /// One (model, form, backend, threads) cell of the scenario, as command-line overrides.
+#[derive(Clone)]
 struct AbCell {
     model: String,
     form: String,
@@ -364,6 +365,67 @@ impl Side {
 
 fn ab(args: &AbArgs) -> Result<ExitCode> {
     let settings = settings(&args.options)?;
+    let cells = ab_cells(args)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let work = tempfile::tempdir().context("a temporary folder")?;
+    let (baseline, candidate) = measure_ab(args, &cells, args.rounds, work.path(), "main")?;
+    let (Some(base_file), Some(cand_file)) = (baseline.merged(), candidate.merged()) else {
+        bail!("no cell was measured");
+    };
+    check_comparable(&base_file, &cand_file, args.options.allow_different_machine)?;
+    for (name, file) in [
+        ("baseline.json", &base_file),
+        ("candidate.json", &cand_file),
+    ] {
+        let path = args.out.join(name);
+        write_atomically(&path, file.to_json().as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    let mut problems = baseline.problems("baseline");
+    problems.extend(candidate.problems("candidate"));
+    let report = compare(&baseline.cells(), &candidate.cells(), &settings);
+    let suspects = suspects(&cells, &report);
+    let confirmation = if suspects.is_empty() || args.confirm_rounds == 0 {
+        None
+    } else {
+        eprintln!(
+            "ab: {} cell(s) look regressed or were measured under load; measuring them again ({} rounds)",
+            suspects.len(),
+            args.confirm_rounds
+        );
+        let (b, c) = measure_ab(args, &suspects, args.confirm_rounds, work.path(), "confirm")?;
+        problems.extend(b.problems("baseline (confirmation)"));
+        problems.extend(c.problems("candidate (confirmation)"));
+        Some(compare(&b.cells(), &c.cells(), &settings))
+    };
+    let options = GateOptions {
+        threshold: args.options.threshold,
+        confidence: args.options.confidence,
+        allow_different_machine: args.options.allow_different_machine,
+        markdown: Some(
+            args.options
+                .markdown
+                .clone()
+                .unwrap_or_else(|| args.out.join("gate.md")),
+        ),
+        json: Some(
+            args.options
+                .json
+                .clone()
+                .unwrap_or_else(|| args.out.join("gate.json")),
+        ),
+    };
+    let decision = match &confirmation {
+        Some(c) => Decision::confirmed(&report, c, problems),
+        None => Decision::of(&report, problems),
+    };
+    publish(&report, confirmation.as_ref(), &decision, &options)?;
+    Ok(verdict_exit(&decision))
+}
+
+/// Checks `ab`'s arguments and lists the scenario's cells.
+fn ab_cells(args: &AbArgs) -> Result<Vec<AbCell>> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
@@ -393,27 +455,12 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
             }
         }
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create", args.out.display()))?;
-    let work = tempfile::tempdir().context("a temporary folder")?;
-    let (baseline, candidate) = measure_ab(args, &cells, args.rounds, work.path(), "main")?;
-    let (Some(base_file), Some(cand_file)) = (baseline.merged(), candidate.merged()) else {
-        bail!("no cell was measured");
-    };
-    check_comparable(&base_file, &cand_file, args.options.allow_different_machine)?;
-    for (name, file) in [
-        ("baseline.json", &base_file),
-        ("candidate.json", &cand_file),
-    ] {
-        let path = args.out.join(name);
-        write_atomically(&path, file.to_json().as_bytes())
-            .with_context(|| format!("{}: cannot write", path.display()))?;
-    }
-    let mut problems = baseline.problems("baseline");
-    problems.extend(candidate.problems("candidate"));
-    let report = compare(&baseline.cells(), &candidate.cells(), &settings);
-    // Cells that look regressed, or were measured under load, are measured again.
-    let suspects: Vec<&AbCell> = cells
+    Ok(cells)
+}
+
+/// The cells that look regressed, or were measured under load: they are measured again.
+fn suspects(cells: &[AbCell], report: &GateReport) -> Vec<AbCell> {
+    cells
         .iter()
         .filter(|c| {
             report.cells.iter().any(|r| {
@@ -424,52 +471,8 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
                     && r.key.threads == c.threads
             })
         })
-        .collect();
-    let confirmation = if suspects.is_empty() || args.confirm_rounds == 0 {
-        None
-    } else {
-        eprintln!(
-            "ab: {} cell(s) look regressed or were measured under load; measuring them again ({} rounds)",
-            suspects.len(),
-            args.confirm_rounds
-        );
-        let owned: Vec<AbCell> = suspects
-            .iter()
-            .map(|c| AbCell {
-                model: c.model.clone(),
-                form: c.form.clone(),
-                backend: c.backend.clone(),
-                threads: c.threads,
-            })
-            .collect();
-        let (b, c) = measure_ab(args, &owned, args.confirm_rounds, work.path(), "confirm")?;
-        problems.extend(b.problems("baseline (confirmation)"));
-        problems.extend(c.problems("candidate (confirmation)"));
-        Some(compare(&b.cells(), &c.cells(), &settings))
-    };
-    let options = GateOptions {
-        threshold: args.options.threshold,
-        confidence: args.options.confidence,
-        allow_different_machine: args.options.allow_different_machine,
-        markdown: Some(
-            args.options
-                .markdown
-                .clone()
-                .unwrap_or_else(|| args.out.join("gate.md")),
-        ),
-        json: Some(
-            args.options
-                .json
-                .clone()
-                .unwrap_or_else(|| args.out.join("gate.json")),
-        ),
-    };
-    let decision = match &confirmation {
-        Some(c) => Decision::confirmed(&report, c, problems),
-        None => Decision::of(&report, problems),
-    };
-    publish(&report, confirmation.as_ref(), &decision, &options)?;
-    Ok(verdict_exit(&decision))
+        .cloned()
+        .collect()
 }
 
 /// Runs `rounds` rounds; in each, every cell once on each build, alternating which goes first
