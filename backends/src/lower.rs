@@ -83,11 +83,6 @@ impl Lowered {
         &self.labels[i]
     }
 
-    /// The nodes that read `value`, in order.
-    pub fn readers(&self, value: ValueId) -> &[usize] {
-        &self.readers[value_index(value)]
-    }
-
     /// The activation node that runs as node `i`'s epilogue.
     pub fn epilogue(&self, i: usize) -> Option<usize> {
         self.epilogue[i]

@@ -132,35 +132,35 @@ pub(crate) enum StepOp {
 }
 
 impl StepOp {
-    /// The slots a step reads and writes.
-    fn locs(&self) -> Vec<Loc> {
+    /// The slots a step reads, and the one it writes (none for the copy to the output).
+    fn slots(&self) -> (Vec<Loc>, Option<Loc>) {
+        let one = |src: &Loc, dst: &Loc| (vec![*src], Some(*dst));
         match self {
-            StepOp::ToNhwc { dst, .. } => vec![*dst],
-            StepOp::Pad { src, dst, .. } => slots(*src).chain([*dst]).collect(),
-            StepOp::Conv { src, c, .. } => slots(*src).chain([*c]).collect(),
+            StepOp::ToNhwc { dst, .. } => (Vec::new(), Some(*dst)),
+            StepOp::Pad { src, dst, .. } => (slots(*src).collect(), Some(*dst)),
+            StepOp::Conv { src, c, .. } => (slots(*src).collect(), Some(*c)),
             StepOp::Depthwise { src, dst, .. }
             | StepOp::Pool { src, dst, .. }
             | StepOp::Unary { src, dst, .. }
             | StepOp::MaxPool { src, dst, .. }
             | StepOp::CopyChannels { src, dst, .. }
-            | StepOp::Broadcast { src, dst, .. } => vec![*src, *dst],
-            StepOp::Max { srcs, dst, .. } => srcs.iter().copied().chain([*dst]).collect(),
-            StepOp::Gemm { a, c, .. } => vec![*a, *c],
+            | StepOp::Broadcast { src, dst, .. } => one(src, dst),
+            StepOp::Max { srcs, dst, .. } => (srcs.clone(), Some(*dst)),
+            StepOp::Gemm { a, c, .. } => one(a, c),
             StepOp::Affine {
                 x,
                 out,
                 scale,
-                shift: Scale::Gate(shift),
+                shift,
                 ..
-            } => match scale {
-                Scale::Gate(g) => vec![*x, *out, *g, *shift],
-                Scale::Owned(_) => vec![*x, *out, *shift],
-            },
-            StepOp::Affine { x, out, scale, .. } => match scale {
-                Scale::Gate(g) => vec![*x, *out, *g],
-                Scale::Owned(_) => vec![*x, *out],
-            },
-            StepOp::ToNchw { src, dst, .. } => std::iter::once(*src).chain(*dst).collect(),
+            } => {
+                let gates = [scale, shift].into_iter().filter_map(|s| match s {
+                    Scale::Gate(g) => Some(*g),
+                    Scale::Owned(_) => None,
+                });
+                (std::iter::once(*x).chain(gates).collect(), Some(*out))
+            }
+            StepOp::ToNchw { src, dst, .. } => (vec![*src], *dst),
         }
     }
 
@@ -464,7 +464,7 @@ impl<'a> Compiler<'a> {
 
     fn push(&mut self, label: String, op: StepOp) {
         let index = self.steps.len();
-        if let Some(dst) = written_loc(&op) {
+        if let (_, Some(dst)) = op.slots() {
             self.writers.entry(dst).or_default().push(index);
         }
         self.steps.push(Step { label, op });
@@ -962,7 +962,8 @@ impl<'a> Compiler<'a> {
     fn finish(self) -> Plan {
         let mut lifetimes: Vec<Option<Lifetime>> = vec![None; self.loc_len.len()];
         for (s, step) in self.steps.iter().enumerate() {
-            for l in step.op.locs() {
+            let (reads, write) = step.op.slots();
+            for l in reads.into_iter().chain(write) {
                 let life = lifetimes[l].get_or_insert(Lifetime {
                     first: s,
                     last: s,
@@ -993,22 +994,4 @@ impl<'a> Compiler<'a> {
 /// buffer by a different multiple of 64 bytes (16 floats) modulo 1 KiB avoids that.
 pub(crate) fn stagger(i: usize) -> usize {
     16 * (i * 5 % 16)
-}
-
-/// The slot a step writes (what a fused ReLU would apply to).
-fn written_loc(op: &StepOp) -> Option<Loc> {
-    match op {
-        StepOp::ToNhwc { dst, .. }
-        | StepOp::Pad { dst, .. }
-        | StepOp::Depthwise { dst, .. }
-        | StepOp::Pool { dst, .. }
-        | StepOp::Unary { dst, .. }
-        | StepOp::Max { dst, .. }
-        | StepOp::MaxPool { dst, .. }
-        | StepOp::CopyChannels { dst, .. }
-        | StepOp::Broadcast { dst, .. } => Some(*dst),
-        StepOp::Gemm { c, .. } | StepOp::Conv { c, .. } => Some(*c),
-        StepOp::Affine { out, .. } => Some(*out),
-        StepOp::ToNchw { dst, .. } => *dst,
-    }
 }
