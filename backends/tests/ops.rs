@@ -1,10 +1,10 @@
-//! The native backend layer by layer: every kind of planned op on awkward shapes (odd sizes,
-//! channel counts that are not a multiple of any SIMD width, stride 2 on odd inputs), checked
-//! against the reference executor on every instruction set this CPU has, each SIMD path
-//! against the portable one, and every thread count against one thread.
+//! Every op on awkward shapes (odd sizes, channel counts that are not a multiple of any SIMD
+//! width, stride 2 on odd inputs), one test body for every backend this build has: each against
+//! the reference executor within its tolerance; native also on every instruction set this CPU
+//! has against the portable path, and at 2 and 3 threads bit-identical to 1 thread.
 
 use backends::native::{Isa, NativeBackend};
-use backends::{reference_output, Backend, PrepareOptions};
+use backends::{check_against_reference, reference_output, Availability, Backend, PrepareOptions};
 use models::graph::{BatchNorm, Conv2d, Linear};
 use models::{
     random_weights, relative_l2, seeded_uniform, Graph, GraphBuilder, Op, Tensor, ValueId,
@@ -41,16 +41,48 @@ fn run(backend: &NativeBackend, graph: &Graph, threads: usize, input: &Tensor) -
     plan.forward(input).expect("runs")
 }
 
-/// Native output on every supported ISA equals the reference (relative L2 < 1e-5), equals the
-/// portable path (< 1e-5), and is bit-identical across thread counts.
+/// Every available backend equals the reference within its tolerance; native on every
+/// supported ISA also equals the portable path (< 1e-5) and is bit-identical across threads.
 fn check(graph: Graph) {
     let input = seeded_uniform(graph.input_shape().to_vec(), 5, -2.0, 2.0);
     let weights = random_weights(&graph, 11);
     let expected = reference_output(&graph, &weights, &input).unwrap();
-    let portable = run(&NativeBackend::with_isa(Isa::Portable), &graph, 1, &input);
+    let options = PrepareOptions {
+        threads: 2,
+        per_layer_timing: false,
+    };
+    let mut checked = 0;
+    for backend in backends::all() {
+        if backend.name() == "reference" || backend.availability() != Availability::Available {
+            continue;
+        }
+        checked += 1;
+        let name = (graph.name(), backend.name());
+        let agreement = check_against_reference(
+            backend.as_ref(),
+            &graph,
+            &weights,
+            &input,
+            &expected,
+            &options,
+        )
+        .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        assert!(agreement.passed(), "{name:?}: {agreement:?}");
+    }
+    // native, both candles, and tch and gpu when built with them (metal on Apple too).
+    let optional = [cfg!(feature = "tch"), cfg!(feature = "gpu")];
+    let expected_backends = 3 + optional.iter().filter(|on| **on).count();
+    assert!(checked >= expected_backends, "{checked} backends ran");
+    native_on_every_isa(&graph, &input, &expected);
+}
+
+/// Native on every ISA: within 1e-5 of the reference and of the portable path, and the same
+/// bits at 1, 2 and 3 threads.
+fn native_on_every_isa(graph: &Graph, input: &Tensor, expected: &Tensor) {
+    let portable = run(&NativeBackend::with_isa(Isa::Portable), graph, 1, input);
     for isa in Isa::supported() {
         let backend = NativeBackend::with_isa(isa);
-        let one = run(&backend, &graph, 1, &input);
+        let one = run(&backend, graph, 1, input);
         let err = relative_l2(one.data(), expected.data());
         assert!(
             err < 1e-5,
@@ -64,7 +96,7 @@ fn check(graph: Graph) {
             graph.name()
         );
         for threads in [2, 3] {
-            let many = run(&backend, &graph, threads, &input);
+            let many = run(&backend, graph, threads, input);
             assert_eq!(
                 one.data(),
                 many.data(),
