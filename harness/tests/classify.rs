@@ -3,7 +3,7 @@
 //! classifies deterministically, sorts, reports bad images one line each and keeps going.
 
 mod common;
-use common::harness;
+use common::{assert_contains, harness};
 
 use std::path::Path;
 
@@ -141,10 +141,7 @@ fn a_seeded_model_classifies_deterministically_and_sorted() {
     );
     let stdout = text(&plain.stdout);
     assert!(plain.status.success(), "{}", text(&plain.stderr));
-    assert!(
-        stdout.contains("a.png") && stdout.contains(" 1. "),
-        "{stdout}"
-    );
+    assert_contains(&stdout, &["a.png", " 1. "]);
 }
 
 #[test]
@@ -175,7 +172,7 @@ fn bad_images_get_one_line_each_and_the_others_are_still_classified() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 3, "{stderr}");
     assert!(errors[0].contains("notes.txt") && errors[0].contains("not an image"));
-    assert!(errors[1].contains("truncated.png"), "{}", errors[1]);
+    assert_contains(errors[1], &["truncated.png"]);
     assert!(errors[2].contains("missing.jpg") && errors[2].contains("cannot open"));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(report[0]["pred_class"].is_string());
@@ -191,11 +188,7 @@ fn without_weights_it_refuses_and_a_missing_checkpoint_is_one_clear_line() {
     synthetic(32, 32, "RGB").save(&png).unwrap();
     let o = harness(&["classify", "--model", "s0", png.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("random weights classify nothing"),
-        "{}",
-        text(&o.stderr)
-    );
+    assert_contains(&text(&o.stderr), &["random weights classify nothing"]);
     let missing = dir.path().join("nope.pth.tar");
     let o = harness(&[
         "classify",
@@ -208,7 +201,7 @@ fn without_weights_it_refuses_and_a_missing_checkpoint_is_one_clear_line() {
     assert_eq!(o.status.code(), Some(1));
     let stderr = text(&o.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("nope.pth.tar"), "{stderr}");
+    assert_contains(&stderr, &["nope.pth.tar"]);
 }
 
 #[test]
@@ -287,8 +280,8 @@ fn a_truncated_jpeg_is_an_error_for_that_image() {
         ]);
         assert_eq!(o.status.code(), Some(1));
         let err = text(&o.stderr);
-        assert!(err.contains(&format!("{name}: truncated JPEG")), "{err}");
+        assert_contains(&err, &[&format!("{name}: truncated JPEG")]);
         // The whole image is still classified.
-        assert!(text(&o.stdout).contains("whole.jpg"), "{}", text(&o.stdout));
+        assert_contains(&text(&o.stdout), &["whole.jpg"]);
     }
 }

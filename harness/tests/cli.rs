@@ -2,7 +2,7 @@
 //! one-line errors for bad arguments and bad files.
 
 mod common;
-use common::harness;
+use common::{assert_contains, harness};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -91,13 +91,10 @@ fn inspect_tables_and_input_sizes() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("[2, 3, 256, 192]") && text.contains("stage4.1.reparam_conv"),
-        "{text}"
-    );
+    assert_contains(&text, &["[2, 3, 256, 192]", "stage4.1.reparam_conv"]);
     let out = harness(&["inspect", "s2", "--input-size", "16"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("too small"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), &["too small"]);
 }
 
 /// Runs `infer` on a seeded 2x3x64x64 input; returns the logits.
@@ -175,10 +172,9 @@ fn infer_refuses_bad_inputs_with_one_clear_line() {
     std::fs::write(&f64_path, bytes).unwrap();
     let out = run(&f64_path, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("f64.npy: dtype is '<f8', expected float32"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        &["f64.npy: dtype is '<f8', expected float32"],
     );
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 
@@ -186,9 +182,9 @@ fn infer_refuses_bad_inputs_with_one_clear_line() {
     let gray = d.join("gray.npy");
     write_npy(&gray, &[1, 1, 64, 64], &[0.0; 64 * 64]);
     let err = stderr(&run(&gray, &[]));
-    assert!(
-        err.contains("gray.npy: shape is [1, 1, 64, 64], expected [N, 3, H, W]"),
-        "{err}"
+    assert_contains(
+        &err,
+        &["gray.npy: shape is [1, 1, 64, 64], expected [N, 3, H, W]"],
     );
 
     // Not a .npy, and a missing file.
@@ -208,9 +204,9 @@ fn infer_refuses_bad_inputs_with_one_clear_line() {
         "clap refuses --seed with --weights"
     );
     let err = stderr(&run(&good, &["--weights", p(&junk)]));
-    assert!(
-        err.contains("junk.npy: not a safetensors file nor a zip-based PyTorch checkpoint"),
-        "{err}"
+    assert_contains(
+        &err,
+        &["junk.npy: not a safetensors file nor a zip-based PyTorch checkpoint"],
     );
     assert!(!out_path.exists(), "no output is written on failure");
 
@@ -224,7 +220,7 @@ fn infer_refuses_bad_inputs_with_one_clear_line() {
         "--output",
         p(&d.join("no/such/dir/out.npy")),
     ]);
-    assert!(stderr(&out).contains("cannot write"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), &["cannot write"]);
 }
 
 /// An unfused checkpoint in mmpretrain's layout, from seeded weights.
@@ -259,16 +255,8 @@ fn reparameterize_folds_a_foreign_checkpoint_and_the_result_runs() {
         p(&fused_path),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("fold checked: relative L2"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("mmpretrain naming"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), &["fold checked: relative L2"]);
+    assert_contains(&stderr(&out), &["mmpretrain naming"]);
     let loaded = load_weights(&fused_path, Variant::S0, Form::Reparameterized, None).unwrap();
     assert_eq!(loaded.naming, Naming::Apple);
     assert_eq!(
@@ -295,10 +283,9 @@ fn reparameterize_folds_a_foreign_checkpoint_and_the_result_runs() {
         p(&dir.path().join("x.safetensors")),
     ]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("looks like mobileone-s0 reparameterized"),
-        "{}",
-        stderr(&again)
+    assert_contains(
+        &stderr(&again),
+        &["looks like mobileone-s0 reparameterized"],
     );
     assert!(!dir.path().join("x.safetensors").exists());
 }
@@ -308,10 +295,7 @@ fn list_shows_backends_with_availability() {
     let out = harness(&["list"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("mobileone-s4") && text.contains("reparameterized"),
-        "{text}"
-    );
+    assert_contains(&text, &["mobileone-s4", "reparameterized"]);
     assert!(
         text.lines()
             .any(|l| l.contains("reference") && l.contains("available")),
@@ -388,11 +372,7 @@ fn verify_checks_every_backend_and_prints_a_table() {
         assert_eq!(rows, 2, "{backend}: one passing row per form\n{text}");
     }
     let bad = harness(&["verify", "--backends", "tensorrt"]);
-    assert!(
-        stderr(&bad).contains("unknown backend `tensorrt`"),
-        "{}",
-        stderr(&bad)
-    );
+    assert_contains(&stderr(&bad), &["unknown backend `tensorrt`"]);
 }
 
 #[test]
@@ -411,9 +391,9 @@ fn corrupt_checkpoints_are_one_line_even_with_rust_backtrace_set() {
             .unwrap();
         assert_eq!(o.status.code(), Some(1));
         let err = stderr(&o);
-        assert!(
-            err.contains(&format!("{name}: corrupt or truncated PyTorch file")),
-            "{err}"
+        assert_contains(
+            &err,
+            &[&format!("{name}: corrupt or truncated PyTorch file")],
         );
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(

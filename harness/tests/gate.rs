@@ -3,10 +3,10 @@
 //! the A/B mode catches a build that is 3x slower and passes a build against itself.
 
 mod common;
-use common::harness;
+use common::{assert_contains, harness};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 const SCENARIO: &str = "name: g
 models: [s0]
@@ -32,6 +32,13 @@ fn measured(dir: &Path) -> PathBuf {
     out.join("results.json")
 }
 
+/// `harness gate` on a baseline and a candidate results file, with more flags.
+fn gate(baseline: &Path, candidate: &Path, extra: &[&str]) -> Output {
+    let files = [baseline, candidate].map(|p| p.to_str().unwrap());
+    let args = ["gate", "--baseline", files[0], "--candidate", files[1]];
+    harness(&[&args[..], extra].concat())
+}
+
 /// A copy of `results` with every sample multiplied by `factor` and, optionally, another
 /// machine fingerprint.
 fn edited(results: &Path, factor: f64, fingerprint: Option<&str>, name: &str) -> PathBuf {
@@ -54,26 +61,24 @@ fn edited(results: &Path, factor: f64, fingerprint: Option<&str>, name: &str) ->
 fn gate_exit_codes_follow_the_verdicts() {
     let dir = tempfile::tempdir().unwrap();
     let a = measured(dir.path());
-    let a_str = a.to_str().unwrap();
     let md = dir.path().join("gate.md");
     let json = dir.path().join("gate.json");
 
-    let same = harness(&["gate", "--baseline", a_str, "--candidate", a_str]);
+    let same = gate(&a, &a, &[]);
     assert_eq!(same.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&same.stdout).contains("unchanged"));
 
     let slow = edited(&a, 2.0, None, "slow.json");
-    let o = harness(&[
-        "gate",
-        "--baseline",
-        a_str,
-        "--candidate",
-        slow.to_str().unwrap(),
-        "--markdown",
-        md.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    let o = gate(
+        &a,
+        &slow,
+        &[
+            "--markdown",
+            md.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -81,37 +86,20 @@ fn gate_exit_codes_follow_the_verdicts() {
         String::from_utf8_lossy(&o.stdout)
     );
     let markdown = std::fs::read_to_string(&md).unwrap();
-    assert!(markdown.contains("**1 cell(s) regressed**"), "{markdown}");
-    assert!(
-        markdown.contains("+100.0%") && markdown.contains("REGRESSED"),
-        "{markdown}"
-    );
+    assert_contains(&markdown, &["**1 cell(s) regressed**"]);
+    assert_contains(&markdown, &["+100.0%", "REGRESSED"]);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(summary["regressions"], 1);
     assert_eq!(summary["report"]["cells"][0]["verdict"], "regressed");
 
     let fast = edited(&a, 0.4, None, "fast.json");
-    let o = harness(&[
-        "gate",
-        "--baseline",
-        a_str,
-        "--candidate",
-        fast.to_str().unwrap(),
-    ]);
+    let o = gate(&a, &fast, &[]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).contains("improved"));
 
     // A 2x slowdown under a 150% threshold is not a regression.
-    let o = harness(&[
-        "gate",
-        "--baseline",
-        a_str,
-        "--candidate",
-        slow.to_str().unwrap(),
-        "--threshold",
-        "150",
-    ]);
+    let o = gate(&a, &slow, &["--threshold", "150"]);
     assert_eq!(o.status.code(), Some(0));
 }
 
@@ -119,51 +107,22 @@ fn gate_exit_codes_follow_the_verdicts() {
 fn gate_refuses_other_machines_and_bad_input_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let a = measured(dir.path());
-    let a_str = a.to_str().unwrap();
     let other = edited(&a, 2.0, Some("someone-else"), "other.json");
-    let o = harness(&[
-        "gate",
-        "--baseline",
-        a_str,
-        "--candidate",
-        other.to_str().unwrap(),
-    ]);
+    let o = gate(&a, &other, &[]);
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("machine fingerprint differs")
-            && stderr.contains("--allow-different-machine"),
-        "{stderr}"
+    assert_contains(
+        &stderr,
+        &["machine fingerprint differs", "--allow-different-machine"],
     );
-    let o = harness(&[
-        "gate",
-        "--baseline",
-        a_str,
-        "--candidate",
-        other.to_str().unwrap(),
-        "--allow-different-machine",
-    ]);
+    let o = gate(&a, &other, &["--allow-different-machine"]);
     assert_eq!(o.status.code(), Some(1));
 
     let missing = dir.path().join("missing.json");
-    let o = harness(&[
-        "gate",
-        "--baseline",
-        a_str,
-        "--candidate",
-        missing.to_str().unwrap(),
-    ]);
+    let o = gate(&a, &missing, &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.json"));
-    let o = harness(&[
-        "gate",
-        "--baseline",
-        a_str,
-        "--candidate",
-        a_str,
-        "--confidence",
-        "2",
-    ]);
+    let o = gate(&a, &a, &["--confidence", "2"]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -202,7 +161,7 @@ fn ab_catches_a_slower_build_and_passes_a_build_against_itself() {
         String::from_utf8_lossy(&o.stdout)
     );
     let md = std::fs::read_to_string(out.join("gate.md")).unwrap();
-    assert!(md.contains("Confirmation run"), "{md}");
+    assert_contains(&md, &["Confirmation run"]);
     for side in ["baseline.json", "candidate.json"] {
         let r = reports::results::ResultsFile::read(&out.join(side)).unwrap();
         assert_eq!(r.cells[0].samples_ms.len(), 24, "two rounds of 12 samples");
@@ -267,8 +226,5 @@ fn baselines_are_stored_per_machine_and_found_by_the_gate() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("no baseline stored") && stderr.contains("harness baseline"),
-        "{stderr}"
-    );
+    assert_contains(&stderr, &["no baseline stored", "harness baseline"]);
 }

@@ -4,6 +4,9 @@
 //! report` re-renders them; and the HTML loads in headless Chromium with no console errors
 //! (skipped with a message when Chromium is absent; CI sets ONEBENCH_REQUIRE_BROWSER=1).
 
+mod common;
+use common::{assert_contains, harness};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -44,15 +47,12 @@ fn run_scenario(dir: &Path, text: &str) -> PathBuf {
     let scenario = dir.join("r.yaml");
     std::fs::write(&scenario, text).unwrap();
     let out = dir.join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = harness(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
 }
@@ -93,7 +93,7 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
     assert!(roofline.matches("<polyline").count() >= 2);
     // Correlation table: a row per series, with the paper's own series.
     let table = &html[html.find("<table id=\"correlations\">").unwrap()..];
-    assert!(table.contains("<td>native t1</td><td>6</td>"), "{table}");
+    assert_contains(table, &["<td>native t1</td><td>6</td>"]);
     assert!(table.contains("<td>paper</td><td>3 (too few to conclude)</td>"));
     assert!(!html.contains("NaN"));
     // Per-layer times from the native backend: a segment per op kind in each stacked bar, and
@@ -111,14 +111,14 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
     assert!(md.contains("too few to conclude anything: paper"));
     // The generated findings: the best-ranking metric of each series with enough points, and
     // each series' models fastest to slowest against the scenario's first model.
-    assert!(md.contains("## What this run shows"), "{md}");
-    assert!(
-        md.contains("- native t1: ") && md.contains("ranks latency best of the five metrics"),
-        "{md}"
+    assert_contains(&md, &["## What this run shows"]);
+    assert_contains(
+        &md,
+        &["- native t1: ", "ranks latency best of the five metrics"],
     );
-    assert!(
-        md.contains("native t2, fastest to slowest (percentages against s0): "),
-        "{md}"
+    assert_contains(
+        &md,
+        &["native t2, fastest to slowest (percentages against s0): "],
     );
     assert!(
         !md.contains("- paper: "),
@@ -129,15 +129,13 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
 
     // Re-rendered from the saved results: the same HTML.
     let again = dir.path().join("again");
-    let o = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([
-            "report",
-            out.join("results.json").to_str().unwrap(),
-            "--out",
-        ])
-        .arg(&again)
-        .output()
-        .unwrap();
+    let results = out.join("results.json");
+    let o = harness(&[
+        "report",
+        results.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
     assert!(o.status.success());
     assert_eq!(
         std::fs::read_to_string(again.join("report.html")).unwrap(),
@@ -183,10 +181,7 @@ fn a_gpu_run_reports_the_adapter_and_gpu_time_beside_wall_time() {
         Some(device.as_str())
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(
-        md.contains("## GPU") && md.contains(&format!("| {device} |")),
-        "{md}"
-    );
+    assert_contains(&md, &["## GPU", &format!("| {device} |")]);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<h2>GPU</h2>"));
 }
@@ -300,11 +295,8 @@ fn extreme_latencies_in_a_results_file_are_left_out_of_the_plots_with_a_note() {
         2,
         "{err}"
     );
-    assert!(
-        err.contains("sample 0 is 1e200 ms (longer than 10^7 ms)"),
-        "{err}"
-    );
-    assert!(err.contains("(shorter than a nanosecond)"), "{err}");
+    assert_contains(&err, &["sample 0 is 1e200 ms (longer than 10^7 ms)"]);
+    assert_contains(&err, &["(shorter than a nanosecond)"]);
     let html = std::fs::read_to_string(rendered.join("report.html")).unwrap();
     assert!(html.contains("Left out of the plots"));
     assert!(figure(&html, "distributions").contains("<svg"));

@@ -4,7 +4,7 @@
 //! re-renders from saved results; every shipped scenario parses.
 
 mod common;
-use common::harness;
+use common::{assert_contains, harness};
 
 use std::path::Path;
 use std::process::Command;
@@ -51,10 +51,7 @@ fn a_scenario_runs_end_to_end_and_writes_every_output() {
         "{}\n{stdout}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(
-        stdout.contains("median ms") && stdout.contains("reparameterization speedup"),
-        "{stdout}"
-    );
+    assert_contains(&stdout, &["median ms", "reparameterization speedup"]);
 
     let results = ResultsFile::read(&out.join("results.json")).unwrap();
     assert_eq!(results.cells.len(), 2 * 2 * 2 * 2);
@@ -119,10 +116,7 @@ fn a_scenario_runs_end_to_end_and_writes_every_output() {
     assert!(csv.starts_with("model,form,backend,threads,batch,height,width,status,median_ms"));
     assert_eq!(csv.lines().count(), 1 + 16);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(
-        md.contains("# onebench: small") && md.contains("| mobileone-s1 |"),
-        "{md}"
-    );
+    assert_contains(&md, &["# onebench: small", "| mobileone-s1 |"]);
 
     // `harness report` re-renders from the saved results without measuring.
     let again = dir.path().join("again");
@@ -262,10 +256,7 @@ fn sigterm_is_treated_like_ctrl_c_and_never_spoils_a_complete_run() {
     let (code, err) = interrupted_run(dir.path(), &done, "-INT", 300);
     assert_eq!(code, Some(130), "{err}");
     assert_eq!(std::fs::read(done.join("results.json")).unwrap(), before);
-    assert!(
-        err.contains("holds an earlier complete run, kept as it was"),
-        "{err}"
-    );
+    assert_contains(&err, &["holds an earlier complete run, kept as it was"]);
     assert!(
         ResultsFile::read(&done.join("interrupted/results.json"))
             .unwrap()
@@ -329,10 +320,7 @@ fn bad_scenarios_give_one_clear_line_and_no_output() {
     let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("bad.yaml:3:") && err.contains("unknown field `threds`"),
-        "{err}"
-    );
+    assert_contains(&err, &["bad.yaml:3:", "unknown field `threds`"]);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!out.exists());
     let o = harness(&["report", dir.path().join("nothing.json").to_str().unwrap()]);
@@ -418,7 +406,7 @@ fn processes_measure_each_cell_in_fresh_workers_and_keep_their_split() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     for i in 1..=3 {
-        assert!(stderr.contains(&format!("process {i} of 3")), "{stderr}");
+        assert_contains(&stderr, &[&format!("process {i} of 3")]);
     }
     let results = ResultsFile::read(&out.join("results.json")).unwrap();
     let cell = &results.cells[0];
@@ -434,10 +422,7 @@ fn processes_measure_each_cell_in_fresh_workers_and_keep_their_split() {
     // Every process verified its own plan and warmed up.
     assert!(cell.verification.is_some() && cell.warmup_runs >= 3);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        stdout.contains("processes: spread") && stdout.contains("3: "),
-        "{stdout}"
-    );
+    assert_contains(&stdout, &["processes: spread", "3: "]);
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert!(csv
         .lines()

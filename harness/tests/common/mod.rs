@@ -1,4 +1,4 @@
-//! Helpers the harness's integration tests share: running the built binary.
+//! Helpers the harness's integration tests share: running the built binary, checking what it said.
 
 use std::process::{Command, Output};
 
@@ -8,4 +8,11 @@ pub fn harness(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// Asserts that `text` contains every one of `needles`, showing the text when one is missing.
+pub fn assert_contains(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
 }
