@@ -513,6 +513,7 @@ pub use engine::TchPlan;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use models::testing::assert_contains;
 
     #[test]
     fn the_memory_format_setting_parses_and_rejects_typos() {
@@ -526,7 +527,7 @@ mod tests {
             FormatChoice::Fixed(MemoryFormat::Contiguous)
         );
         let err = FormatChoice::parse("nhcw").unwrap_err();
-        assert!(err.contains("ONEBENCH_TCH_MEMORY_FORMAT=`nhcw`"), "{err}");
+        assert_contains(&err, &["ONEBENCH_TCH_MEMORY_FORMAT=`nhcw`"]);
     }
 
     #[cfg(not(feature = "tch"))]
@@ -554,13 +555,14 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("--features tch"), "{err}");
+        assert_contains(&err, &["--features tch"]);
     }
 }
 
 #[cfg(all(test, feature = "tch"))]
 mod engine_tests {
     use super::*;
+    use models::testing::assert_contains;
     use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Variant};
 
     fn s0(batch: usize) -> (Graph, Weights) {
@@ -611,11 +613,7 @@ mod engine_tests {
         assert!(err < 1e-5, "{err}");
         let auto =
             TchPlan::prepare_with(&graph, &weights, &options(1), FormatChoice::Auto).unwrap();
-        assert!(
-            auto.describe().contains("faster at prepare"),
-            "{}",
-            auto.describe()
-        );
+        assert_contains(&auto.describe(), &["faster at prepare"]);
     }
 
     #[test]

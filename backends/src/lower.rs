@@ -266,6 +266,7 @@ pub fn assign_buffers(values: &[Option<Lifetime>]) -> BufferAssignment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use models::testing::assert_contains;
     use models::{Form, InputSize, Model, Variant};
 
     fn life(first: usize, last: usize, len: usize) -> Option<Lifetime> {
@@ -314,7 +315,7 @@ mod tests {
         // A folded conv is labelled with its batch norm; every ReLU runs in the epilogue of
         // its block's Add.
         let stem = lowered.nodes().iter().position(|n| is_conv(&n.op)).unwrap();
-        assert!(lowered.label(stem).contains('+'), "{}", lowered.label(stem));
+        assert_contains(lowered.label(stem), &["+"]);
         let relus: Vec<usize> = (0..lowered.nodes().len())
             .filter(|&i| lowered.nodes()[i].op == Op::Relu)
             .collect();

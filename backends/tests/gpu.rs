@@ -5,6 +5,7 @@
 
 use backends::gpu::PointwiseKernel;
 use backends::{conformance, Backend, CheckOutcome, GpuBackend, PrepareOptions};
+use models::testing::assert_contains;
 use models::{Form, InputSize, Model, Variant};
 
 /// Both 1x1 kernels: the tiled one real GPUs run, and the barrier-free one CPU adapters get.
@@ -81,7 +82,7 @@ fn both_pointwise_kernels_handle_ragged_tiles() {
 fn a_run_reports_the_adapter_and_gpu_time_apart_from_wall_time() {
     let backend = GpuBackend::any();
     let device = backend.device().expect("an adapter");
-    assert!(device.contains("driver"), "{device}");
+    assert_contains(&device, &["driver"]);
     let model = Model::MobileOne(Variant::S0);
     let size = InputSize {
         batch: 1,
@@ -93,7 +94,7 @@ fn a_run_reports_the_adapter_and_gpu_time_apart_from_wall_time() {
     let mut plan = backend
         .prepare(&graph, &weights, &PrepareOptions::default())
         .unwrap();
-    assert!(plan.describe().contains(&device), "{}", plan.describe());
+    assert_contains(&plan.describe(), &[&device]);
     assert!(plan.describe().contains("one compute pass"));
     assert_eq!(plan.gpu_seconds(), None, "nothing has run yet");
     let input = models::Tensor::zeros(graph.input_shape().to_vec());

@@ -4,6 +4,7 @@
 
 use backends::native::NativeBackend;
 use backends::{Backend, PrepareOptions};
+use models::testing::assert_contains;
 use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Op, Variant};
 
 const SIZE: InputSize = InputSize {
@@ -53,14 +54,13 @@ fn the_unfused_plan_runs_every_branch_and_says_what_it_fused() {
         .iter()
         .filter(|n| matches!(n.op, Op::BatchNorm(_)))
         .count();
-    assert!(
-        text.contains(&format!("{} batch norms into convs", bns - skips)),
-        "{text}"
-    );
-    assert!(
-        text.contains("43 ReLUs into epilogues")
-            && text.contains("43 adds into accumulating branches"),
-        "{text}"
+    assert_contains(&text, &[&format!("{} batch norms into convs", bns - skips)]);
+    assert_contains(
+        &text,
+        &[
+            "43 ReLUs into epilogues",
+            "43 adds into accumulating branches",
+        ],
     );
 }
 

@@ -6,6 +6,7 @@
 use backends::native::{Isa, NativeBackend};
 use backends::{check_against_reference, reference_output, Availability, Backend, PrepareOptions};
 use models::graph::{BatchNorm, Conv2d, Linear};
+use models::testing::assert_contains;
 use models::{
     random_weights, relative_l2, seeded_uniform, Graph, GraphBuilder, Op, Tensor, ValueId,
 };
@@ -291,7 +292,7 @@ fn unsupported_kernels_are_refused_with_the_node_named() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("`layer`") && err.contains("13x13"), "{err}");
+    assert_contains(&err, &["`layer`", "13x13"]);
     let graph = single("grouped", vec![1, 8, 6, 6], conv(8, 8, 3, 1, 2, true));
     let weights = random_weights(&graph, 1);
     let err = NativeBackend::new()
@@ -299,10 +300,7 @@ fn unsupported_kernels_are_refused_with_the_node_named() {
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        err.contains("grouped conv2d (groups = 2)") && err.contains("`layer`"),
-        "{err}"
-    );
+    assert_contains(&err, &["grouped conv2d (groups = 2)", "`layer`"]);
 }
 
 /// Dynamic shift-max's seeded weights start near the identity (MicroNet's initialization), so

@@ -410,6 +410,7 @@ pub fn incomparable(baseline: &Environment, candidate: &Environment) -> Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use models::testing::assert_contains;
 
     fn key(model: &str) -> CellKey {
         CellKey {
@@ -657,6 +658,6 @@ mod tests {
 
         let twice = vec![cell("s0", spread(10.0)), cell("s0", spread(20.0))];
         let e = cells_by_key(&twice).unwrap_err();
-        assert!(e.contains("appears more than once"), "{e}");
+        assert_contains(&e, &["appears more than once"]);
     }
 }

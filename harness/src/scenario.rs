@@ -764,6 +764,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use models::testing::assert_contains;
 
     fn load_text(text: &str, overrides: &Overrides) -> Result<Scenario> {
         let dir = tempfile::tempdir().unwrap();
@@ -815,68 +816,52 @@ mod tests {
     fn unknown_fields_name_the_line_and_the_allowed_fields() {
         let e = err("name: t\nmodels: [s0]\nthread: [1]\n");
         assert!(e.starts_with("DIR/s.yaml:3: "), "{e}");
-        assert!(
-            e.contains("unknown field `thread`") && e.contains("`threads`"),
-            "{e}"
-        );
+        assert_contains(&e, &["unknown field `thread`", "`threads`"]);
         let e = err("name: t\nmodels: [s0]\nmeasurement:\n  min_runs: 3\n  max_rnus: 9\n");
-        assert!(
-            e.contains(":5: ") && e.contains("unknown field `max_rnus`") && e.contains("max_runs"),
-            "{e}"
-        );
+        assert_contains(&e, &[":5: ", "unknown field `max_rnus`", "max_runs"]);
     }
 
     #[test]
     fn bad_values_name_the_line_field_and_what_is_allowed() {
         // serde_norway points at the start of the `models` sequence (line 3), naming the value.
         let e = err("name: t\nmodels:\n  - s0\n  - s7\n");
-        assert!(
-            e.contains(":3: models: unknown model `s7`")
-                && e.contains("mobileone-s0, mobileone-s1")
-                && e.contains("resnet-18"),
-            "{e}"
+        assert_contains(
+            &e,
+            &[
+                ":3: models: unknown model `s7`",
+                "mobileone-s0, mobileone-s1",
+                "resnet-18",
+            ],
         );
         let e = err("name: t\nmodels: [s0]\nforms: [folded]\n");
-        assert!(
-            e.contains(":3: ") && e.contains("unknown form `folded`"),
-            "{e}"
-        );
+        assert_contains(&e, &[":3: ", "unknown form `folded`"]);
         let e = err("name: t\nmodels: [s0]\norder: random\n");
-        assert!(
-            e.contains(":3: ") && e.contains("sequential") && e.contains("interleaved"),
-            "{e}"
-        );
+        assert_contains(&e, &[":3: ", "sequential", "interleaved"]);
         let e = err("name: t\nmodels: [s0]\nbackends: [tensorrt]\n");
         assert!(
             e.contains(":3: `backends`: unknown backend `tensorrt`; allowed: all, reference"),
             "{e}"
         );
         let e = err("name: t\nmodels: [s0]\nthreads: [1, 0]\n");
-        assert!(e.contains(":3: `threads`"), "{e}");
+        assert_contains(&e, &[":3: `threads`"]);
         let e = err("name: t\nmodels: [s0]\nmeasurement:\n  min_runs: 50\n  max_runs: 10\n");
-        assert!(
-            e.contains(":4: `measurement.min_runs`: 50 with max_runs 10"),
-            "{e}"
-        );
+        assert_contains(&e, &[":4: `measurement.min_runs`: 50 with max_runs 10"]);
         let e = err("name: t\nmodels: [s0]\nmeasurement:\n  target_ci: 2\n");
-        assert!(e.contains("`measurement.target_ci`: 2: a fraction"), "{e}");
+        assert_contains(&e, &["`measurement.target_ci`: 2: a fraction"]);
         let e = err("name: t\nmodels: [s0]\ninput_size: 16\n");
-        assert!(e.contains(":3: `input_size`: 16x16"), "{e}");
+        assert_contains(&e, &[":3: `input_size`: 16x16"]);
         let e = err("name: t\nmodels: [s0]\ninput_size: [224]\n");
-        assert!(
-            e.contains(":3: ") && e.contains("a size like 224 or a list [height, width]"),
-            "{e}"
-        );
+        assert_contains(&e, &[":3: ", "a size like 224 or a list [height, width]"]);
         let e = err("name: t\nmodels: [s0]\nweights:\n  checkpoints:\n    s0: nowhere.pth\n");
-        assert!(e.contains(":4: `weights.checkpoints`: mobileone-s0: checkpoint DIR/nowhere.pth does not exist"), "{e}");
+        assert_contains(&e, &[":4: `weights.checkpoints`: mobileone-s0: checkpoint DIR/nowhere.pth does not exist"]);
         let e = err("models: [s0]\n");
-        assert!(e.contains("missing field `name`"), "{e}");
+        assert_contains(&e, &["missing field `name`"]);
         let e = err("name: t\nmodels: []\n");
-        assert!(e.contains(":2: `models`: list at least one model"), "{e}");
+        assert_contains(&e, &[":2: `models`: list at least one model"]);
         let e = err("name: t\nmodels: [s0]\nreference_measurements:\n  name: x\n  latency_ms:\n    s0: -1\n");
-        assert!(
-            e.contains("`reference_measurements.latency_ms`: mobileone-s0: -1"),
-            "{e}"
+        assert_contains(
+            &e,
+            &["`reference_measurements.latency_ms`: mobileone-s0: -1"],
         );
     }
 
@@ -907,7 +892,7 @@ mod tests {
         let e = load_text("name: t\nmodels: [s0]\n", &bad)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("--models: unknown model `s9`"), "{e}");
+        assert_contains(&e, &["--models: unknown model `s9`"]);
     }
 
     #[test]
@@ -918,19 +903,13 @@ mod tests {
             "{e}"
         );
         let e = err("name: t\nmodels: [s0]\nthreads: [1, 10000]\n");
-        assert!(
-            e.contains(":3: `threads`: 10000 is more than this machine's"),
-            "{e}"
-        );
+        assert_contains(&e, &[":3: `threads`: 10000 is more than this machine's"]);
         let e = err("name: t\nmodels: [s0]\nbatch: 1000000\n");
-        assert!(
-            e.contains(":3: `batch`: 1000000: a batch of 1 to 1024"),
-            "{e}"
-        );
+        assert_contains(&e, &[":3: `batch`: 1000000: a batch of 1 to 1024"]);
         let e = err("name: t\nmodels: [s0]\ninput_size: 100000\n");
-        assert!(
-            e.contains(":3: `input_size`: 100000x100000: height and width must be 32 to 4096"),
-            "{e}"
+        assert_contains(
+            &e,
+            &[":3: `input_size`: 100000x100000: height and width must be 32 to 4096"],
         );
         let e = err("name: t\nmodels: [s4]\ninput_size: 4096\nbatch: 1024\n");
         assert!(
@@ -940,10 +919,7 @@ mod tests {
             "{e}"
         );
         let e = err("name: t\nmodels: [s0]\ncooldown_ms: 1000000000000\n");
-        assert!(
-            e.contains(":3: `cooldown_ms`: 1000000000000: at most 60000"),
-            "{e}"
-        );
+        assert_contains(&e, &[":3: `cooldown_ms`: 1000000000000: at most 60000"]);
         let e = err("name: t\nmodels: [s0]\ninput_size: [-1, 64]\n");
         assert!(e.ends_with("found [-1, 64]"), "{e}");
         let o = Overrides {
@@ -1009,15 +985,15 @@ mod tests {
         let e = Scenario::load(Path::new("no/such.yaml"), &Overrides::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("no/such.yaml: cannot read"), "{e}");
+        assert_contains(&e, &["no/such.yaml: cannot read"]);
     }
 
     #[test]
     fn processes_are_bounded_and_a_worker_gets_its_share_of_the_budget() {
         let e = err("name: t\nmodels: [s0]\nprocesses: 0\n");
-        assert!(e.contains(":3: `processes`: 0: from 1 to 100"), "{e}");
+        assert_contains(&e, &[":3: `processes`: 0: from 1 to 100"]);
         let e = err("name: t\nmodels: [s0]\nprocesses: 101\n");
-        assert!(e.contains("101: from 1 to 100"), "{e}");
+        assert_contains(&e, &["101: from 1 to 100"]);
         let text = "name: t\nmodels: [s0]\nprocesses: 4\nmeasurement:\n  min_runs: 5\n  max_runs: 400\n  min_time_ms: 200\n  max_time_ms: 2000\n";
         assert_eq!(
             load_text(text, &Overrides::default())
@@ -1043,6 +1019,6 @@ mod tests {
             ..Overrides::default()
         };
         let e = load_text(text, &bad).unwrap_err().to_string();
-        assert!(e.contains("--processes: 0: from 1 to 100"), "{e}");
+        assert_contains(&e, &["--processes: 0: from 1 to 100"]);
     }
 }

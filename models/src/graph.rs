@@ -600,6 +600,7 @@ impl GraphBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::assert_contains;
 
     fn conv(cin: usize, cout: usize, k: usize, stride: usize, groups: usize) -> Op {
         Op::Conv2d(Conv2d {
@@ -636,10 +637,7 @@ mod tests {
             .add("stage1.0.conv", conv(4, 8, 3, 1, 1), &[ValueId::Input])
             .unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("stage1.0.conv") && msg.contains("3 channels"),
-            "{msg}"
-        );
+        assert_contains(&msg, &["stage1.0.conv", "3 channels"]);
 
         let err = b
             .add("bad_groups", conv(3, 8, 3, 1, 2), &[ValueId::Input])

@@ -9,6 +9,7 @@ pub mod memory;
 pub mod mobileone;
 pub mod reparameterize;
 pub mod tensor;
+pub mod testing;
 pub mod weights;
 pub mod zoo;
 

@@ -284,6 +284,7 @@ fn fnv1a(s: &str) -> u64 {
 mod tests {
     use super::*;
     use crate::mobileone::{build, Form, InputSize, Variant};
+    use crate::testing::assert_contains;
 
     fn s0_unfused() -> Graph {
         build(Variant::S0, Form::Unfused, InputSize::IMAGENET).unwrap()
@@ -312,24 +313,23 @@ mod tests {
         let mut w = random_weights(&g, 1);
         let removed = w.remove("stage2.3.rbr_conv.1.bn.running_var").unwrap();
         let err = w.validate(&g, "ckpt.safetensors").unwrap_err().to_string();
-        assert!(
-            err.contains("ckpt.safetensors")
-                && err.contains("missing tensor `stage2.3.rbr_conv.1.bn.running_var`"),
-            "{err}"
+        assert_contains(
+            &err,
+            &[
+                "ckpt.safetensors",
+                "missing tensor `stage2.3.rbr_conv.1.bn.running_var`",
+            ],
         );
 
         w.insert("stage2.3.rbr_conv.1.bn.running_var", removed);
         w.insert("extra.weight", Tensor::zeros(vec![2]));
         let err = w.validate(&g, "f").unwrap_err().to_string();
-        assert!(err.contains("unexpected tensor `extra.weight`"), "{err}");
+        assert_contains(&err, &["unexpected tensor `extra.weight`"]);
 
         w.remove("extra.weight");
         w.insert("linear.bias", Tensor::zeros(vec![999]));
         let err = w.validate(&g, "f").unwrap_err().to_string();
-        assert!(
-            err.contains("`linear.bias` has shape [999], expected [1000]"),
-            "{err}"
-        );
+        assert_contains(&err, &["`linear.bias` has shape [999], expected [1000]"]);
 
         let mut bad = vec![0.0f32; 1000];
         bad[3] = f32::NAN;

@@ -2,6 +2,7 @@
 //! with fixture files these tests write themselves (names and shapes from the published
 //! key lists in tests/data/checkpoint-keys), and every error a user can meet.
 
+use models::testing::assert_contains;
 use std::path::{Path, PathBuf};
 
 use models::checkpoint::fixtures::{write_torch_zip, FixtureTensor, StorageType};
@@ -229,12 +230,10 @@ fn missing_unexpected_and_misshapen_tensors_are_named_in_the_files_spelling() {
         t.retain(|t| t.name != "stages.2.4.reparam_conv.bias");
     });
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
-    assert!(err.contains("edited.safetensors"), "{err}");
-    assert!(
-        err.contains(
-            "missing tensor `stages.2.4.reparam_conv.bias` (canonical `stage3.4.reparam_conv.bias`"
-        ),
-        "{err}"
+    assert_contains(&err, &["edited.safetensors"]);
+    assert_contains(
+        &err,
+        &["missing tensor `stages.2.4.reparam_conv.bias` (canonical `stage3.4.reparam_conv.bias`"],
     );
 
     let path = s0_fused_fixture(dir.path(), |t| {
@@ -245,10 +244,7 @@ fn missing_unexpected_and_misshapen_tensors_are_named_in_the_files_spelling() {
         });
     });
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains("unexpected key `head.fc.running_mean`"),
-        "{err}"
-    );
+    assert_contains(&err, &["unexpected key `head.fc.running_mean`"]);
 
     let path = s0_fused_fixture(dir.path(), |t| {
         let w = t
@@ -258,7 +254,7 @@ fn missing_unexpected_and_misshapen_tensors_are_named_in_the_files_spelling() {
         w.shape = vec![48, 3, 1, 9];
     });
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
-    assert!(err.contains("`stem.reparam_conv.weight` (canonical `stage0.reparam_conv.weight`) has shape [48, 3, 1, 9], expected [48, 3, 3, 3]"), "{err}");
+    assert_contains(&err, &["`stem.reparam_conv.weight` (canonical `stage0.reparam_conv.weight`) has shape [48, 3, 1, 9], expected [48, 3, 3, 3]"]);
 }
 
 #[test]
@@ -295,14 +291,12 @@ fn a_checkpoint_of_another_variant_or_form_says_what_it_looks_like() {
     )
     .unwrap();
     let err = load_err(&path, Variant::S0, Form::Unfused);
-    assert!(
-        err.contains(
-            "expected a mobileone-s0 unfused checkpoint, but this looks like mobileone-s1 unfused"
-        ),
-        "{err}"
+    assert_contains(
+        &err,
+        &["expected a mobileone-s0 unfused checkpoint, but this looks like mobileone-s1 unfused"],
     );
     let err = load_err(&path, Variant::S1, Form::Reparameterized);
-    assert!(err.contains("looks like mobileone-s1 unfused"), "{err}");
+    assert_contains(&err, &["looks like mobileone-s1 unfused"]);
 }
 
 #[test]
@@ -315,19 +309,16 @@ fn unsupported_dtypes_are_refused_by_name() {
             .storage = StorageType::Int64;
     });
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains("tensor `head.fc.weight` has dtype I64"),
-        "{err}"
-    );
+    assert_contains(&err, &["tensor `head.fc.weight` has dtype I64"]);
 
     let mut tensors = fixture_tensors(&key_list("apple_s0_fused.txt"), "");
     tensors[3].storage = StorageType::Int64;
     let path = dir.path().join("int.pth");
     write_torch_zip(&path, &tensors, None).unwrap();
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains(&format!("tensor `{}` has dtype I64", tensors[3].name)),
-        "{err}"
+    assert_contains(
+        &err,
+        &[&format!("tensor `{}` has dtype I64", tensors[3].name)],
     );
 }
 
@@ -339,9 +330,9 @@ fn truncated_corrupt_legacy_and_foreign_files_are_refused() {
     let cut = dir.path().join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = load_err(&cut, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains("cut.safetensors: corrupt or truncated safetensors file"),
-        "{err}"
+    assert_contains(
+        &err,
+        &["cut.safetensors: corrupt or truncated safetensors file"],
     );
 
     let pth = dir.path().join("good.pth");
@@ -355,10 +346,7 @@ fn truncated_corrupt_legacy_and_foreign_files_are_refused() {
     let cut = dir.path().join("cut.pth");
     std::fs::write(&cut, &bytes[..bytes.len() - 200]).unwrap();
     let err = load_err(&cut, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains("cut.pth: corrupt or truncated PyTorch file"),
-        "{err}"
-    );
+    assert_contains(&err, &["cut.pth: corrupt or truncated PyTorch file"]);
 
     let legacy = dir.path().join("legacy.pth");
     std::fs::write(
@@ -367,17 +355,14 @@ fn truncated_corrupt_legacy_and_foreign_files_are_refused() {
     )
     .unwrap();
     let err = load_err(&legacy, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains("legacy (pre-1.6, non-zip) PyTorch file"),
-        "{err}"
-    );
+    assert_contains(&err, &["legacy (pre-1.6, non-zip) PyTorch file"]);
 
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "hello world, not a checkpoint").unwrap();
     let err = load_err(&text, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains("notes.txt: not a safetensors file nor a zip-based PyTorch checkpoint"),
-        "{err}"
+    assert_contains(
+        &err,
+        &["notes.txt: not a safetensors file nor a zip-based PyTorch checkpoint"],
     );
 
     let empty = dir.path().join("empty.pth");
@@ -386,7 +371,7 @@ fn truncated_corrupt_legacy_and_foreign_files_are_refused() {
 
     let missing = dir.path().join("absent.pth");
     let err = load_err(&missing, Variant::S0, Form::Reparameterized);
-    assert!(err.contains("absent.pth: cannot read"), "{err}");
+    assert_contains(&err, &["absent.pth: cannot read"]);
 }
 
 #[test]
@@ -401,9 +386,9 @@ fn an_explicit_naming_that_does_not_fit_says_what_the_names_look_like() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        err.contains("in the mmpretrain scheme") && err.contains("look like the timm scheme"),
-        "{err}"
+    assert_contains(
+        &err,
+        &["in the mmpretrain scheme", "look like the timm scheme"],
     );
     let loaded = load_weights(
         &path,
@@ -477,10 +462,7 @@ fn a_pth_tensor_claiming_more_than_its_storage_is_refused_before_allocating() {
     tensors[0].shape = vec![65536; 4];
     write_torch_zip(&path, &tensors, None).unwrap();
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains("claims shape [65536, 65536, 65536, 65536]"),
-        "{err}"
-    );
+    assert_contains(&err, &["claims shape [65536, 65536, 65536, 65536]"]);
 }
 
 #[test]
@@ -494,10 +476,7 @@ fn a_safetensors_entry_whose_size_disagrees_is_named() {
     let path = dir.path().join("bad.safetensors");
     std::fs::write(&path, &bytes).unwrap();
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
-    assert!(
-        err.contains("bad.safetensors: corrupt or truncated safetensors file: tensor `b`: shape [2, 3] of F32 needs 24 bytes, but data_offsets [8, 24] give 16"),
-        "{err}"
-    );
+    assert_contains(&err, &["bad.safetensors: corrupt or truncated safetensors file: tensor `b`: shape [2, 3] of F32 needs 24 bytes, but data_offsets [8, 24] give 16"]);
 }
 
 #[test]
@@ -515,12 +494,12 @@ fn an_unfused_file_with_one_wrong_shape_says_so_when_the_default_form_is_asked_f
     let err = models::load_model_weights(&path, Variant::S0, Form::Reparameterized, None)
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("tensor `stage1.1.rbr_skip.weight` has shape [47], expected [48]")
-            && err.contains(
-                "the file's tensor names are those of an unfused mobileone-s0 checkpoint"
-            ),
-        "{err}"
+    assert_contains(
+        &err,
+        &[
+            "tensor `stage1.1.rbr_skip.weight` has shape [47], expected [48]",
+            "the file's tensor names are those of an unfused mobileone-s0 checkpoint",
+        ],
     );
     assert!(!err.contains("missing tensor"), "{err}");
 }
@@ -537,8 +516,5 @@ fn a_negative_batch_norm_variance_is_refused_at_load() {
     let path = dir.path().join("negvar.pth");
     write_torch_zip(&path, &tensors, None).unwrap();
     let err = load_err(&path, Variant::S0, Form::Unfused);
-    assert!(
-        err.contains("negvar.pth: batch-norm variance `stage1.1.rbr_skip.running_var` has 1 negative values (first -0.25 at flat index 3)"),
-        "{err}"
-    );
+    assert_contains(&err, &["negvar.pth: batch-norm variance `stage1.1.rbr_skip.running_var` has 1 negative values (first -0.25 at flat index 3)"]);
 }

@@ -80,6 +80,7 @@ pub fn per_layer_table(cost: &ModelCost) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use models::testing::assert_contains;
     use models::{build, model_cost, Form, InputSize, Variant};
 
     #[test]
@@ -91,12 +92,9 @@ mod tests {
             g.input_shape(),
             &model_cost(&g).totals,
         );
-        assert!(
-            text.contains("2078504") && text.contains("2.08 M"),
-            "{text}"
-        );
-        assert!(text.contains("274136576"), "{text}");
-        assert!(text.contains("│ ops "), "{text}");
+        assert_contains(&text, &["2078504", "2.08 M"]);
+        assert_contains(&text, &["274136576"]);
+        assert_contains(&text, &["│ ops "]);
     }
 
     #[test]
@@ -105,10 +103,7 @@ mod tests {
         let cost = model_cost(&g);
         let text = per_layer_table(&cost);
         // One line per op plus the header line.
-        assert!(
-            text.contains("stage0.reparam_conv") && text.contains("[1, 64, 112, 112]"),
-            "{text}"
-        );
+        assert_contains(&text, &["stage0.reparam_conv", "[1, 64, 112, 112]"]);
         assert_eq!(
             text.lines().filter(|l| l.starts_with("│")).count(),
             cost.totals.ops + 1

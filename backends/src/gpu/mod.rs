@@ -203,6 +203,7 @@ impl Backend for GpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use models::testing::assert_contains;
 
     #[test]
     fn the_two_names_and_the_stub() {
@@ -212,7 +213,7 @@ mod tests {
             let Availability::Unavailable(reason) = GpuBackend::any().availability() else {
                 panic!("the stub is never available");
             };
-            assert!(reason.contains("--features gpu"), "{reason}");
+            assert_contains(&reason, &["--features gpu"]);
         }
     }
 
@@ -222,9 +223,9 @@ mod tests {
         let Availability::Unavailable(reason) = GpuBackend::metal().availability() else {
             panic!("there is no Metal off Apple platforms");
         };
-        assert!(reason.contains("Metal needs macOS or iOS"), "{reason}");
+        assert_contains(&reason, &["Metal needs macOS or iOS"]);
         if GpuBackend::any().availability() == Availability::Available {
-            assert!(reason.contains("`gpu` backend runs"), "{reason}");
+            assert_contains(&reason, &["`gpu` backend runs"]);
         }
     }
 }

@@ -10,9 +10,4 @@ pub fn harness(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Asserts that `text` contains every one of `needles`, showing the text when one is missing.
-pub fn assert_contains(text: &str, needles: &[&str]) {
-    for needle in needles {
-        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
-    }
-}
+pub use models::testing::assert_contains;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::cost::model_cost;
+use crate::testing::assert_contains;
 
 fn params(model: Model, form: Form) -> u64 {
     model_cost(&model.build(form, InputSize::IMAGENET).unwrap())
@@ -99,10 +100,7 @@ fn names_round_trip_and_unknown_names_list_the_zoo() {
         Model::MobileOne(Variant::S2)
     );
     let err = "mobilenet-v4".parse::<Model>().unwrap_err().to_string();
-    assert!(
-        err.contains("mobilenet-v4") && err.contains("mixnet-s"),
-        "{err}"
-    );
+    assert_contains(&err, &["mobilenet-v4", "mixnet-s"]);
 }
 
 #[test]
