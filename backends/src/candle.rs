@@ -175,35 +175,11 @@ impl Step {
         };
         Ok(match &node.op {
             Op::Conv2d(c) => {
-                let bias = if c.bias {
-                    Some(per_channel(param("bias")?.data().to_vec())?)
-                } else {
-                    None
+                let bias = match c.bias {
+                    true => Some(per_channel(param("bias")?.data().to_vec())?),
+                    false => None,
                 };
-                let weight = param("weight")?;
-                if c.is_depthwise() && depthwise == Depthwise::Unrolled {
-                    let k = c.kernel;
-                    let taps = (0..k * k)
-                        .map(|tap| {
-                            per_channel(
-                                (0..c.out_channels)
-                                    .map(|ch| weight.data()[ch * k * k + tap])
-                                    .collect(),
-                            )
-                        })
-                        .collect::<candle_core::Result<_>>()?;
-                    Step::DepthwiseUnrolled {
-                        conv: *c,
-                        taps,
-                        bias,
-                    }
-                } else {
-                    Step::Conv {
-                        conv: *c,
-                        weight: to_candle(weight)?,
-                        bias,
-                    }
-                }
+                Step::conv(c, param("weight")?, bias, depthwise)?
             }
             Op::BatchNorm(bn) => {
                 let (gamma, beta) = (param("weight")?.data(), param("bias")?.data());
@@ -242,6 +218,37 @@ impl Step {
                 };
                 Step::Linear { weight_t, bias }
             }
+        })
+    }
+
+    /// A conv: candle's own, or unrolled into per-tap multiply-adds for a depthwise one.
+    fn conv(
+        c: &Conv2d,
+        weight: &Tensor,
+        bias: Option<CTensor>,
+        depthwise: Depthwise,
+    ) -> candle_core::Result<Step> {
+        if !(c.is_depthwise() && depthwise == Depthwise::Unrolled) {
+            let weight = to_candle(weight)?;
+            return Ok(Step::Conv {
+                conv: *c,
+                weight,
+                bias,
+            });
+        }
+        let k = c.kernel;
+        let tap = |tap| {
+            per_channel(
+                (0..c.out_channels)
+                    .map(|ch| weight.data()[ch * k * k + tap])
+                    .collect(),
+            )
+        };
+        let taps = (0..k * k).map(tap).collect::<candle_core::Result<_>>()?;
+        Ok(Step::DepthwiseUnrolled {
+            conv: *c,
+            taps,
+            bias,
         })
     }
 
@@ -454,39 +461,6 @@ mod tests {
             assert_eq!(plan.pool.install(rayon::current_num_threads), threads);
             let x = seeded_uniform(size.shape(), 0, -1.0, 1.0);
             assert_eq!(plan.forward(&x).unwrap().shape(), &[1, 1000]);
-        }
-    }
-
-    #[test]
-    fn unrolled_depthwise_matches_grouped_conv_on_odd_sizes() {
-        // Stride 1 and 2, odd and even inputs: the shifted-slice form equals candle's conv.
-        for (h, w, stride) in [(7, 9, 1), (7, 9, 2), (8, 6, 2), (5, 5, 1)] {
-            let conv = Conv2d {
-                in_channels: 3,
-                out_channels: 3,
-                kernel: 3,
-                stride,
-                padding: 1,
-                groups: 3,
-                bias: false,
-            };
-            let x = seeded_uniform(vec![2, 3, h, w], 1, -1.0, 1.0);
-            let weight = seeded_uniform(vec![3, 1, 3, 3], 2, -1.0, 1.0);
-            let xc = to_candle(&x).unwrap();
-            let direct = xc
-                .conv2d(&to_candle(&weight).unwrap(), 1, stride, 1, 3)
-                .unwrap();
-            let taps: Vec<CTensor> = (0..9)
-                .map(|t| per_channel((0..3).map(|c| weight.data()[c * 9 + t]).collect()).unwrap())
-                .collect();
-            let unrolled = depthwise_unrolled(&xc, &conv, &taps, None).unwrap();
-            assert_eq!(unrolled.dims(), direct.dims(), "{h}x{w} stride {stride}");
-            let a: Vec<f32> = unrolled.flatten_all().unwrap().to_vec1().unwrap();
-            let b: Vec<f32> = direct.flatten_all().unwrap().to_vec1().unwrap();
-            assert!(
-                models::relative_l2(&a, &b) < 1e-6,
-                "{h}x{w} stride {stride}"
-            );
         }
     }
 }

@@ -450,7 +450,8 @@ fn reference_for(
     result
 }
 
-/// Checks availability, loads weights, prepares and verifies one cell against the reference.
+/// Checks availability, loads weights, prepares and verifies one cell against the reference;
+/// a cell that cannot be measured says why.
 fn prepare_cell(
     cell: &mut Cell,
     backend: Option<&dyn Backend>,
@@ -459,38 +460,46 @@ fn prepare_cell(
     input: &Tensor,
     data: &mut ModelData,
 ) {
-    let fail = |cell: &mut Cell, status, reason: String| {
+    let outcome = match backend.map(|b| (b, skip_reason(cell, b))) {
+        None => Err((CellStatus::Skipped, "not compiled into this build".into())),
+        Some((_, Some(reason))) => Err((CellStatus::Skipped, reason)),
+        Some((backend, None)) => verified_plan(cell, backend, scenario, size, input, data),
+    };
+    if let Err((status, reason)) = outcome {
         cell.result.status = status;
         cell.result.reason = Some(reason);
-    };
-    let Some(backend) = backend else {
-        return fail(
-            cell,
-            CellStatus::Skipped,
-            "not compiled into this build".into(),
-        );
-    };
+    }
+}
+
+/// Why `backend` skips this cell, if it does.
+fn skip_reason(cell: &Cell, backend: &dyn Backend) -> Option<String> {
     if let Availability::Unavailable(reason) = backend.availability() {
-        return fail(cell, CellStatus::Skipped, reason);
+        return Some(reason);
     }
-    if cell.key.threads > 1 && !backend.multithreaded() {
-        return fail(
-            cell,
-            CellStatus::Skipped,
-            format!("{} is single-threaded", backend.name()),
-        );
-    }
-    let weights = match weights_for(data, scenario, cell.model, cell.form) {
-        Ok((w, source)) => {
-            cell.result.weights = source;
-            w
-        }
-        Err(e) => return fail(cell, CellStatus::Failed, format!("weights: {e}")),
-    };
-    let expected = match reference_for(data, scenario, cell.model, size, input) {
-        Ok(r) => r,
-        Err(e) => return fail(cell, CellStatus::Failed, format!("reference: {e}")),
-    };
+    (cell.key.threads > 1 && !backend.multithreaded())
+        .then(|| format!("{} is single-threaded", backend.name()))
+}
+
+/// A failure of step `what`, as the cell's status and reason.
+fn failed<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> (CellStatus, String) {
+    move |e| (CellStatus::Failed, format!("{what}: {e}"))
+}
+
+/// Loads the weights, prepares the plan and checks its output against the reference; the
+/// cell is then ready to measure.
+fn verified_plan(
+    cell: &mut Cell,
+    backend: &dyn Backend,
+    scenario: &Scenario,
+    size: InputSize,
+    input: &Tensor,
+    data: &mut ModelData,
+) -> Result<(), (CellStatus, String)> {
+    let (weights, source) =
+        weights_for(data, scenario, cell.model, cell.form).map_err(failed("weights"))?;
+    cell.result.weights = source;
+    let expected =
+        reference_for(data, scenario, cell.model, size, input).map_err(failed("reference"))?;
     let graph = cell
         .model
         .build(cell.form, size)
@@ -500,17 +509,11 @@ fn prepare_cell(
         per_layer_timing: false,
     };
     let started = Instant::now();
-    let mut plan = match backend.prepare(&graph, &weights, &options) {
-        Ok(p) => p,
-        Err(e) => return fail(cell, CellStatus::Failed, format!("prepare: {e}")),
-    };
+    let mut plan = (backend.prepare(&graph, &weights, &options)).map_err(failed("prepare"))?;
     cell.result.prepare_ms = started.elapsed().as_secs_f64() * 1e3;
     cell.result.plan = plan.describe();
     cell.result.device = backend.device();
-    let output = match plan.forward(input) {
-        Ok(o) => o,
-        Err(e) => return fail(cell, CellStatus::Failed, format!("run: {e}")),
-    };
+    let output = plan.forward(input).map_err(failed("run"))?;
     let agreement = Agreement::measure(&output, &expected, backend.tolerance());
     cell.result.verification = Some(Verification {
         relative_l2: agreement.relative_l2,
@@ -518,14 +521,11 @@ fn prepare_cell(
         tolerance: agreement.tolerance,
     });
     if !agreement.passed() {
-        return fail(
-            cell,
-            CellStatus::Failed,
-            format!(
-                "output differs from the reference: relative L2 {:.3e} > tolerance {:.0e}",
-                agreement.relative_l2, agreement.tolerance
-            ),
+        let reason = format!(
+            "output differs from the reference: relative L2 {:.3e} > tolerance {:.0e}",
+            agreement.relative_l2, agreement.tolerance
         );
+        return Err((CellStatus::Failed, reason));
     }
     if backend.reports_layer_times() {
         cell.result.layers = profile_layers(backend, &graph, &weights, cell.key.threads, input);
@@ -535,6 +535,7 @@ fn prepare_cell(
         output,
         timer: CellTimer::new(),
     });
+    Ok(())
 }
 
 /// Runs for the per-layer breakdown, after one warm-up run.

@@ -281,43 +281,8 @@ impl GpuRun {
         per_layer: bool,
     ) -> Result<Self, BackendError> {
         let device = &context.device;
-        let limit = device.limits().max_storage_buffer_binding_size;
-        let storage = |label: &str, len: usize, extra: wgpu::BufferUsages| {
-            let size = (len.max(1) * 4) as u64;
-            if size > limit {
-                return Err(failed(plan.backend, format!(
-                    "{label} needs {size} bytes, over the adapter's storage binding limit of {limit}"
-                )));
-            }
-            Ok(device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: wgpu::BufferUsages::STORAGE | extra,
-                mapped_at_creation: false,
-            }))
-        };
-        let input = storage("input", plan.input_len, wgpu::BufferUsages::COPY_DST)?;
-        let activations = plan
-            .activation_sizes
-            .iter()
-            .map(|&len| storage("activation", len, wgpu::BufferUsages::COPY_SRC))
-            .collect::<Result<Vec<_>, _>>()?;
-        let constants: Vec<wgpu::Buffer> = plan
-            .constants
-            .iter()
-            .map(|data| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("constant"),
-                    contents: bytes(data),
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-            })
-            .collect();
-        let buffer = |r: BufferRef| match r {
-            BufferRef::Input => &input,
-            BufferRef::Activation(i) => &activations[i],
-            BufferRef::Constant(i) => &constants[i],
-        };
+        let memory = DeviceBuffers::new(device, plan)?;
+        let buffer = |r: BufferRef| memory.get(r);
         let mut uniforms = Vec::with_capacity(plan.dispatches.len());
         let mut recorded = Vec::with_capacity(plan.dispatches.len());
         for d in &plan.dispatches {
@@ -347,7 +312,16 @@ impl GpuRun {
             .then(|| Timestamps::new(&context, count, per_dispatch));
         let description = describe(&context.adapter, plan, timestamps.is_some());
         let output = buffer(plan.output).clone();
-        let mut buffers = activations;
+        let layers = if per_dispatch {
+            plan.dispatches.len()
+        } else {
+            0
+        };
+        let DeviceBuffers {
+            input,
+            activations: mut buffers,
+            constants,
+        } = memory;
         buffers.extend(constants);
         buffers.extend(uniforms);
         Ok(Self {
@@ -360,14 +334,7 @@ impl GpuRun {
             output_bytes,
             readback,
             recorded,
-            layer_seconds: vec![
-                0.0;
-                if per_dispatch {
-                    plan.dispatches.len()
-                } else {
-                    0
-                }
-            ],
+            layer_seconds: vec![0.0; layers],
             layer_runs: 0,
             labels: plan
                 .dispatches
@@ -617,5 +584,55 @@ impl Prepared for GpuRun {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+}
+
+/// A plan's storage buffers on the device: the input, the activations and the constants.
+struct DeviceBuffers {
+    input: wgpu::Buffer,
+    activations: Vec<wgpu::Buffer>,
+    constants: Vec<wgpu::Buffer>,
+}
+
+impl DeviceBuffers {
+    /// Creates them, each checked against the adapter's storage binding limit.
+    fn new(device: &wgpu::Device, plan: &GpuPlan) -> Result<Self, BackendError> {
+        let limit = device.limits().max_storage_buffer_binding_size;
+        let storage = |label: &str, len: usize, extra: wgpu::BufferUsages| {
+            let size = (len.max(1) * 4) as u64;
+            if size > limit {
+                return Err(failed(plan.backend, format!(
+                    "{label} needs {size} bytes, over the adapter's storage binding limit of {limit}"
+                )));
+            }
+            Ok(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | extra,
+                mapped_at_creation: false,
+            }))
+        };
+        let constant = |data: &Vec<f32>| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("constant"),
+                contents: bytes(data),
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        };
+        Ok(Self {
+            input: storage("input", plan.input_len, wgpu::BufferUsages::COPY_DST)?,
+            activations: (plan.activation_sizes.iter())
+                .map(|&len| storage("activation", len, wgpu::BufferUsages::COPY_SRC))
+                .collect::<Result<_, _>>()?,
+            constants: plan.constants.iter().map(constant).collect(),
+        })
+    }
+
+    fn get(&self, r: BufferRef) -> &wgpu::Buffer {
+        match r {
+            BufferRef::Input => &self.input,
+            BufferRef::Activation(i) => &self.activations[i],
+            BufferRef::Constant(i) => &self.constants[i],
+        }
     }
 }

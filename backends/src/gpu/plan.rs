@@ -664,8 +664,6 @@ impl<'a> Lowering<'a> {
         let (act, last) = self.fuse_activation(i);
         let out_shape = &node.shape;
         let len = models::tensor::numel(out_shape);
-        let (n, hout, wout) = (out_shape[0], out_shape[2], out_shape[3]);
-        let (hin, win) = (in_shape[2], in_shape[3]);
         let reads = vec![
             x,
             self.constant(weight),
@@ -674,11 +672,30 @@ impl<'a> Lowering<'a> {
         ];
         let out = self.output(i, last, len);
         let label = self.label(i, last);
+        let (kernel, params, groups) = self
+            .conv_kernel(conv, in_shape, out_shape, act)
+            .map_err(geometry)?;
+        self.push(kernel, params, reads, out, groups, label);
+        Ok(())
+    }
+
+    /// The kernel, its parameters and its workgroups for a conv from `in_shape` to
+    /// `out_shape` with activation `act` in its epilogue.
+    fn conv_kernel(
+        &self,
+        conv: &Conv2d,
+        in_shape: &[usize],
+        out_shape: &[usize],
+        act: u32,
+    ) -> Result<(Kernel, Vec<u32>, [u32; 3]), String> {
+        let len = models::tensor::numel(out_shape);
+        let (n, hout, wout) = (out_shape[0], out_shape[2], out_shape[3]);
+        let (hin, win) = (in_shape[2], in_shape[3]);
         let pointwise =
             conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 && conv.groups == 1;
-        let (kernel, params, groups) = if pointwise && hin * win == 1 {
+        Ok(if pointwise && hin * win == 1 {
             let params = u32_of(&[n, conv.in_channels, conv.out_channels, act as usize]);
-            (Kernel::Linear, params, spread(n * conv.out_channels))
+            (Kernel::Linear, params?, spread(n * conv.out_channels)?)
         } else if pointwise {
             let spatial = hin * win;
             let (cout, cin) = (conv.out_channels, conv.in_channels);
@@ -686,11 +703,11 @@ impl<'a> Lowering<'a> {
             if self.target.pointwise == PointwiseKernel::Direct {
                 let invocations = n * cout.div_ceil(4) * spatial.div_ceil(4);
                 let groups = spread(invocations.div_ceil(WORKGROUP));
-                (Kernel::PointwiseDirect, params, groups)
+                (Kernel::PointwiseDirect, params?, groups?)
             } else {
                 let groups = [spatial.div_ceil(64), cout.div_ceil(64), n];
                 let groups = u32_of(&groups).map(|g| [g[0], g[1], g[2]]);
-                (Kernel::Pointwise, params, groups)
+                (Kernel::Pointwise, params?, groups?)
             }
         } else if conv.is_depthwise() && conv.kernel == 3 && conv.stride <= 2 {
             let params = u32_of(&[
@@ -707,8 +724,8 @@ impl<'a> Lowering<'a> {
             ]);
             (
                 Kernel::Depthwise3x3,
-                params,
-                spread(len.div_ceil(WORKGROUP)),
+                params?,
+                spread(len.div_ceil(WORKGROUP))?,
             )
         } else {
             let params = u32_of(&[
@@ -726,12 +743,8 @@ impl<'a> Lowering<'a> {
                 act as usize,
                 len,
             ]);
-            (Kernel::Conv, params, spread(len.div_ceil(WORKGROUP)))
-        };
-        let params = params.map_err(geometry)?;
-        let groups = groups.map_err(geometry)?;
-        self.push(kernel, params, reads, out, groups, label);
-        Ok(())
+            (Kernel::Conv, params?, spread(len.div_ceil(WORKGROUP))?)
+        })
     }
 
     /// An element-wise dispatch over nodes `first..=last` reading `[a, b]`.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use backends::PrepareOptions;
-use models::{build, InputSize, Tensor};
+use models::{InputSize, Tensor};
 use serde::Serialize;
 
 use super::{choose_weights, parse_form, parse_mobileone};
@@ -58,6 +58,57 @@ pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
     let variant = parse_mobileone(&args.model)?;
     let form = parse_form(&args.form)?;
     let backend = backends::get(&args.backend).context("--backend")?;
+    check_args(args, backend.as_ref())?;
+    let model = models::Model::MobileOne(variant);
+    let (weights, origin) = choose_weights(&args.weights, model, form)?;
+    let transform = EvalTransform::for_variant(variant);
+    let (mut outcomes, batch) = preprocess(&args.images, &transform);
+    let good = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    if good > 0 {
+        let crop = transform.crop as usize;
+        let size = InputSize {
+            batch: good,
+            height: crop,
+            width: crop,
+        };
+        let options = PrepareOptions {
+            threads: args.threads,
+            per_layer_timing: false,
+        };
+        let mut plan = backend.prepare(&model.build(form, size)?, &weights, &options)?;
+        let logits = plan.forward(&Tensor::new(size.shape(), batch)?)?;
+        let names = classes();
+        let k = args.top.min(names.len());
+        let rows = logits.data().chunks(logits.shape()[1]);
+        for (outcome, row) in outcomes.iter_mut().filter(|o| o.result.is_ok()).zip(rows) {
+            outcome.result = Ok(predictions(row, k, &names));
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json_report(&outcomes))?);
+    } else {
+        let source = match origin.folded_at_load {
+            true => format!("{} (folded at load)", origin.source),
+            false => origin.source.to_string(),
+        };
+        println!(
+            "{variant} {form} on {} ({} thread(s)), weights: {source}; resize shorter side to {}, centre crop {}",
+            backend.name(),
+            args.threads,
+            transform.resize_short(),
+            transform.crop
+        );
+        for o in &outcomes {
+            if let Ok(top) = &o.result {
+                print_text(&o.path, top);
+            }
+        }
+    }
+    Ok(report_failures(&outcomes))
+}
+
+/// The arguments a run cannot start without.
+fn check_args(args: &ClassifyArgs, backend: &dyn backends::Backend) -> Result<()> {
     if let backends::Availability::Unavailable(reason) = backend.availability() {
         bail!("--backend {}: unavailable: {reason}", backend.name());
     }
@@ -72,91 +123,53 @@ pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
              (Apple, timm or mmpretrain naming), or --seed N to run seeded random weights on purpose"
         );
     }
-    let (weights, origin) = choose_weights(&args.weights, models::Model::MobileOne(variant), form)?;
-    let transform = EvalTransform::for_variant(variant);
+    Ok(())
+}
 
-    // Preprocess every image; the readable ones form the batch.
+/// Preprocesses every image: one outcome per image (an error for an unreadable one), and the
+/// readable ones' pixels in order, as one batch.
+fn preprocess(images: &[PathBuf], transform: &EvalTransform) -> (Vec<ImageOutcome>, Vec<f32>) {
     let mut outcomes = Vec::new();
     let mut batch = Vec::new();
-    for path in &args.images {
-        match load_rgb(path).and_then(|image| {
+    for path in images {
+        let pixels = load_rgb(path).and_then(|image| {
             transform
                 .apply(&image)
                 .with_context(|| path.display().to_string())
-        }) {
+        });
+        let result = match pixels {
             Ok(pixels) => {
                 batch.extend_from_slice(&pixels);
-                outcomes.push(ImageOutcome {
-                    path: path.clone(),
-                    result: Ok(Vec::new()),
-                });
+                Ok(Vec::new())
             }
-            Err(err) => outcomes.push(ImageOutcome {
-                path: path.clone(),
-                result: Err(format!("{err:#}")),
-            }),
-        }
-    }
-    let good = outcomes.iter().filter(|o| o.result.is_ok()).count();
-    if good > 0 {
-        let crop = transform.crop as usize;
-        let size = InputSize {
-            batch: good,
-            height: crop,
-            width: crop,
+            Err(err) => Err(format!("{err:#}")),
         };
-        let graph = build(variant, form, size)?;
-        let options = PrepareOptions {
-            threads: args.threads,
-            per_layer_timing: false,
-        };
-        let mut plan = backend.prepare(&graph, &weights, &options)?;
-        let logits = plan.forward(&Tensor::new(size.shape(), batch)?)?;
-        let names = classes();
-        let k = args.top.min(names.len());
-        let rows = logits.data().chunks(logits.shape()[1]);
-        for (outcome, row) in outcomes.iter_mut().filter(|o| o.result.is_ok()).zip(rows) {
-            outcome.result = Ok(predictions(row, k, &names));
-        }
+        outcomes.push(ImageOutcome {
+            path: path.clone(),
+            result,
+        });
     }
+    (outcomes, batch)
+}
 
-    let source = if origin.folded_at_load {
-        format!("{} (folded at load)", origin.source)
-    } else {
-        origin.source.to_string()
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&json_report(&outcomes))?);
-    } else {
-        println!(
-            "{variant} {form} on {} ({} thread(s)), weights: {source}; resize shorter side to {}, centre crop {}",
-            backend.name(),
-            args.threads,
-            transform.resize_short(),
-            transform.crop
-        );
-        for o in &outcomes {
-            if let Ok(top) = &o.result {
-                print_text(&o.path, top);
-            }
-        }
+/// One error line per image that could not be classified, and the exit code.
+fn report_failures(outcomes: &[ImageOutcome]) -> ExitCode {
+    let failed: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().err())
+        .collect();
+    for reason in &failed {
+        eprintln!("error: {reason}");
     }
-    let failed: Vec<&ImageOutcome> = outcomes.iter().filter(|o| o.result.is_err()).collect();
-    for o in &failed {
-        if let Err(reason) = &o.result {
-            eprintln!("error: {reason}");
-        }
+    if failed.is_empty() {
+        return ExitCode::SUCCESS;
     }
-    Ok(if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "{} of {} image(s) could not be classified",
-            failed.len(),
-            outcomes.len()
-        );
-        ExitCode::FAILURE
-    })
+    eprintln!(
+        "{} of {} image(s) could not be classified",
+        failed.len(),
+        outcomes.len()
+    );
+    ExitCode::FAILURE
 }
 
 fn print_text(path: &std::path::Path, top: &[Prediction]) {
