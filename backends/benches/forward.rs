@@ -6,7 +6,7 @@
 
 use backends::{Availability, PrepareOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use models::{build, model_cost, seeded_uniform, seeded_weights, Form, InputSize, Variant};
+use models::{model_cost, seeded_uniform, Form, InputSize, Model, Variant};
 
 fn forward(c: &mut Criterion) {
     let size = InputSize::IMAGENET;
@@ -27,8 +27,10 @@ fn forward(c: &mut Criterion) {
         group.sample_size(10);
         for variant in Variant::ALL {
             for form in Form::ALL {
-                let graph = build(variant, form, size).expect("valid graph");
-                let (weights, _) = seeded_weights(variant, form, 0);
+                let graph = Model::MobileOne(variant)
+                    .build(form, size)
+                    .expect("valid graph");
+                let weights = Model::MobileOne(variant).seeded_weights(form, 0);
                 let mut plan = backend
                     .prepare(&graph, &weights, &options)
                     .expect("prepares");

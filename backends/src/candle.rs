@@ -438,7 +438,7 @@ impl Prepared for CandlePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Variant};
+    use models::{seeded_uniform, Form, InputSize, Model, Variant};
 
     #[test]
     fn each_plan_runs_in_a_pool_of_the_requested_size() {
@@ -447,8 +447,10 @@ mod tests {
             height: 32,
             width: 32,
         };
-        let graph = build(Variant::S0, Form::Reparameterized, size).unwrap();
-        let (weights, _) = seeded_weights(Variant::S0, Form::Reparameterized, 0);
+        let graph = Model::MobileOne(Variant::S0)
+            .build(Form::Reparameterized, size)
+            .unwrap();
+        let weights = Model::MobileOne(Variant::S0).seeded_weights(Form::Reparameterized, 0);
         for threads in [1, 2, 3] {
             let options = PrepareOptions {
                 threads,

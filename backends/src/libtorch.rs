@@ -538,18 +538,17 @@ mod tests {
             backend.availability(),
             Availability::Unavailable(NOT_COMPILED_IN.into())
         );
-        let graph = models::build(
-            models::Variant::S0,
+        let (model, form) = (
+            models::Model::MobileOne(models::Variant::S0),
             models::Form::Reparameterized,
-            models::InputSize {
-                batch: 1,
-                height: 32,
-                width: 32,
-            },
-        )
-        .unwrap();
-        let (weights, _) =
-            models::seeded_weights(models::Variant::S0, models::Form::Reparameterized, 0);
+        );
+        let size = models::InputSize {
+            batch: 1,
+            height: 32,
+            width: 32,
+        };
+        let graph = model.build(form, size).unwrap();
+        let weights = model.seeded_weights(form, 0);
         let err = backend
             .prepare(&graph, &weights, &PrepareOptions::default())
             .err()
@@ -563,7 +562,7 @@ mod tests {
 mod engine_tests {
     use super::*;
     use models::testing::assert_contains;
-    use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Variant};
+    use models::{seeded_uniform, Form, InputSize, Model, Variant};
 
     fn s0(batch: usize) -> (Graph, Weights) {
         let size = InputSize {
@@ -571,8 +570,13 @@ mod engine_tests {
             height: 32,
             width: 32,
         };
-        let graph = build(Variant::S0, Form::Unfused, size).unwrap();
-        (graph, seeded_weights(Variant::S0, Form::Unfused, 0).0)
+        let graph = Model::MobileOne(Variant::S0)
+            .build(Form::Unfused, size)
+            .unwrap();
+        (
+            graph,
+            Model::MobileOne(Variant::S0).seeded_weights(Form::Unfused, 0),
+        )
     }
 
     fn options(threads: usize) -> PrepareOptions {

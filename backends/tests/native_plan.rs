@@ -5,7 +5,7 @@
 use backends::native::NativeBackend;
 use backends::{Backend, PrepareOptions};
 use models::testing::assert_contains;
-use models::{build, seeded_uniform, seeded_weights, Form, InputSize, Op, Variant};
+use models::{seeded_uniform, Form, InputSize, Model, Op, Variant};
 
 const SIZE: InputSize = InputSize {
     batch: 1,
@@ -15,8 +15,10 @@ const SIZE: InputSize = InputSize {
 
 #[test]
 fn the_unfused_plan_runs_every_branch_and_says_what_it_fused() {
-    let graph = build(Variant::S0, Form::Unfused, SIZE).unwrap();
-    let (weights, _) = seeded_weights(Variant::S0, Form::Unfused, 0);
+    let graph = Model::MobileOne(Variant::S0)
+        .build(Form::Unfused, SIZE)
+        .unwrap();
+    let weights = Model::MobileOne(Variant::S0).seeded_weights(Form::Unfused, 0);
     let plan = NativeBackend::new()
         .prepare(&graph, &weights, &PrepareOptions::default())
         .unwrap();
@@ -66,8 +68,10 @@ fn the_unfused_plan_runs_every_branch_and_says_what_it_fused() {
 
 #[test]
 fn the_reparameterized_plan_is_one_fused_kernel_per_block() {
-    let graph = build(Variant::S1, Form::Reparameterized, SIZE).unwrap();
-    let (weights, _) = seeded_weights(Variant::S1, Form::Reparameterized, 0);
+    let graph = Model::MobileOne(Variant::S1)
+        .build(Form::Reparameterized, SIZE)
+        .unwrap();
+    let weights = Model::MobileOne(Variant::S1).seeded_weights(Form::Reparameterized, 0);
     let plan = NativeBackend::new()
         .prepare(&graph, &weights, &PrepareOptions::default())
         .unwrap();
@@ -83,8 +87,10 @@ fn the_reparameterized_plan_is_one_fused_kernel_per_block() {
 
 #[test]
 fn per_layer_timing_covers_every_step() {
-    let graph = build(Variant::S0, Form::Reparameterized, SIZE).unwrap();
-    let (weights, _) = seeded_weights(Variant::S0, Form::Reparameterized, 0);
+    let graph = Model::MobileOne(Variant::S0)
+        .build(Form::Reparameterized, SIZE)
+        .unwrap();
+    let weights = Model::MobileOne(Variant::S0).seeded_weights(Form::Reparameterized, 0);
     let input = seeded_uniform(SIZE.shape(), 1, -1.0, 1.0);
     let options = PrepareOptions {
         threads: 2,
@@ -125,8 +131,8 @@ fn whole_models_match_the_reference_on_this_cpus_best_instruction_set() {
         (Variant::S0, Form::Unfused),
         (Variant::S4, Form::Reparameterized),
     ] {
-        let graph = build(variant, form, SIZE).unwrap();
-        let (weights, _) = seeded_weights(variant, form, 0);
+        let graph = Model::MobileOne(variant).build(form, SIZE).unwrap();
+        let weights = Model::MobileOne(variant).seeded_weights(form, 0);
         let input = seeded_uniform(SIZE.shape(), 3, -2.0, 2.0);
         let expected = backends::reference_output(&graph, &weights, &input).unwrap();
         for threads in [1, 2] {

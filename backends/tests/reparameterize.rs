@@ -4,7 +4,7 @@
 
 use backends::evaluate;
 use models::{
-    build, random_weights, relative_l2, reparameterize, seeded_uniform, Element, Form, InputSize,
+    random_weights, relative_l2, reparameterize, seeded_uniform, Element, Form, InputSize, Model,
     Tensor, Variant, Weights,
 };
 
@@ -20,9 +20,18 @@ fn outputs<T: Element>(
 ) -> (Tensor<T>, Tensor<T>) {
     let fused = reparameterize(variant, unfused, "seeded").unwrap();
     let x = input::<T>(size, 5);
-    let u = evaluate(&build(variant, Form::Unfused, size).unwrap(), unfused, &x).unwrap();
+    let u = evaluate(
+        &Model::MobileOne(variant)
+            .build(Form::Unfused, size)
+            .unwrap(),
+        unfused,
+        &x,
+    )
+    .unwrap();
     let r = evaluate(
-        &build(variant, Form::Reparameterized, size).unwrap(),
+        &Model::MobileOne(variant)
+            .build(Form::Reparameterized, size)
+            .unwrap(),
         &fused,
         &x,
     )
@@ -52,7 +61,7 @@ const SMALL: InputSize = InputSize {
 #[test]
 fn fold_matches_unfused_in_float32_on_every_variant() {
     for v in Variant::ALL {
-        let graph = build(v, Form::Unfused, SMALL).unwrap();
+        let graph = Model::MobileOne(v).build(Form::Unfused, SMALL).unwrap();
         let w = random_weights(&graph, 1234);
         let (u, r) = outputs(v, SMALL, &w);
         assert_non_trivial(&u, v.name());
@@ -65,7 +74,7 @@ fn fold_matches_unfused_in_float32_on_every_variant() {
 #[test]
 fn fold_matches_unfused_in_float64_on_every_variant() {
     for v in Variant::ALL {
-        let graph = build(v, Form::Unfused, SMALL).unwrap();
+        let graph = Model::MobileOne(v).build(Form::Unfused, SMALL).unwrap();
         let w: Weights<f64> = random_weights(&graph, 99).cast();
         let (u, r) = outputs(v, SMALL, &w);
         assert_non_trivial(&u, v.name());
@@ -78,7 +87,9 @@ fn fold_matches_unfused_in_float64_on_every_variant() {
 #[test]
 fn fold_matches_unfused_at_full_resolution() {
     let v = Variant::S0;
-    let graph = build(v, Form::Unfused, InputSize::IMAGENET).unwrap();
+    let graph = Model::MobileOne(v)
+        .build(Form::Unfused, InputSize::IMAGENET)
+        .unwrap();
     let w = random_weights(&graph, 7);
     let (u, r) = outputs(v, InputSize::IMAGENET, &w);
     assert_non_trivial(&u, "s0 at 224");
@@ -90,7 +101,7 @@ fn fold_matches_unfused_at_full_resolution() {
 fn a_wrong_fold_is_caught() {
     // The check must be able to fail: drop one BN's shift from a folded bias.
     let v = Variant::S1;
-    let graph = build(v, Form::Unfused, SMALL).unwrap();
+    let graph = Model::MobileOne(v).build(Form::Unfused, SMALL).unwrap();
     let w: Weights<f64> = random_weights(&graph, 3).cast();
     let mut fused = reparameterize(v, &w, "seeded").unwrap();
     let name = "stage2.5.reparam_conv.bias";
@@ -99,7 +110,14 @@ fn a_wrong_fold_is_caught() {
     fused.insert(name, bias);
     let x = input::<f64>(SMALL, 5);
     let u = evaluate(&graph, &w, &x).unwrap();
-    let r = evaluate(&build(v, Form::Reparameterized, SMALL).unwrap(), &fused, &x).unwrap();
+    let r = evaluate(
+        &Model::MobileOne(v)
+            .build(Form::Reparameterized, SMALL)
+            .unwrap(),
+        &fused,
+        &x,
+    )
+    .unwrap();
     assert!(relative_l2(r.data(), u.data()) > 1e-9);
 }
 

@@ -4,7 +4,7 @@ use backends::{
     check_against_reference, reference_output, Availability, Backend, BackendError, PrepareOptions,
     Prepared, ReferenceBackend,
 };
-use models::{build, random_weights, Form, Graph, InputSize, Tensor, Variant, Weights};
+use models::{random_weights, Form, Graph, InputSize, Model, Tensor, Variant, Weights};
 
 /// A test-only backend that runs the reference and then scales its output.
 struct Skewed(f32);
@@ -58,7 +58,9 @@ fn a_skewed_backend_fails_and_the_reference_passes() {
         height: 32,
         width: 32,
     };
-    let graph = build(Variant::S0, Form::Reparameterized, size).unwrap();
+    let graph = Model::MobileOne(Variant::S0)
+        .build(Form::Reparameterized, size)
+        .unwrap();
     let weights = random_weights(&graph, 5);
     let input = Tensor::new(
         size.shape(),
@@ -105,8 +107,12 @@ fn a_skewed_backend_fails_and_the_reference_passes() {
 
 #[test]
 fn the_reference_backend_refuses_weights_that_do_not_fit() {
-    let graph = build(Variant::S0, Form::Reparameterized, InputSize::IMAGENET).unwrap();
-    let other = build(Variant::S1, Form::Reparameterized, InputSize::IMAGENET).unwrap();
+    let graph = Model::MobileOne(Variant::S0)
+        .build(Form::Reparameterized, InputSize::IMAGENET)
+        .unwrap();
+    let other = Model::MobileOne(Variant::S1)
+        .build(Form::Reparameterized, InputSize::IMAGENET)
+        .unwrap();
     let err = ReferenceBackend
         .prepare(
             &graph,

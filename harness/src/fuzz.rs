@@ -141,7 +141,8 @@ pub fn npy_file(header: &str, payload: usize) -> Vec<u8> {
 fn s0_tensors() -> &'static [FixtureTensor] {
     static TENSORS: OnceLock<Vec<FixtureTensor>> = OnceLock::new();
     TENSORS.get_or_init(|| {
-        let (weights, _) = models::seeded_weights(Variant::S0, Form::Reparameterized, 1);
+        let weights =
+            models::Model::MobileOne(Variant::S0).seeded_weights(Form::Reparameterized, 1);
         weights
             .iter()
             .filter(|(_, t)| t.numel() <= 4096)

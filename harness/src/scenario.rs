@@ -84,7 +84,7 @@ impl TryFrom<String> for ModelName {
     fn try_from(s: String) -> Result<Self, String> {
         s.parse()
             .map(ModelName)
-            .map_err(|e: models::mobileone::UnknownName| e.to_string())
+            .map_err(|e: models::UnknownName| e.to_string())
     }
 }
 
@@ -97,7 +97,7 @@ impl TryFrom<String> for FormName {
     fn try_from(s: String) -> Result<Self, String> {
         s.parse()
             .map(FormName)
-            .map_err(|e: models::mobileone::UnknownName| e.to_string())
+            .map_err(|e: models::UnknownName| e.to_string())
     }
 }
 
@@ -110,7 +110,7 @@ impl TryFrom<String> for NamingName {
     fn try_from(s: String) -> Result<Self, String> {
         s.parse()
             .map(NamingName)
-            .map_err(|e: models::mobileone::UnknownName| e.to_string())
+            .map_err(|e: models::UnknownName| e.to_string())
     }
 }
 

@@ -211,7 +211,7 @@ fn a_checkpoint_in_each_naming_and_both_forms_gives_the_same_classes() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("a.png");
     synthetic(300, 200, "RGB").save(&png).unwrap();
-    let (weights, _) = models::seeded_weights(Variant::S1, models::Form::Unfused, 7);
+    let weights = models::Model::MobileOne(Variant::S1).seeded_weights(models::Form::Unfused, 7);
     let mut runs = Vec::new();
     for naming in [
         models::Naming::Apple,

@@ -10,9 +10,7 @@ use std::process::{Command, Output};
 use npyz::WriterBuilder;
 
 use models::checkpoint::fixtures::{write_torch_zip, FixtureTensor, StorageType};
-use models::{
-    build, load_weights, seeded_uniform, seeded_weights, Form, InputSize, Naming, Tensor, Variant,
-};
+use models::{load_weights, seeded_uniform, Form, InputSize, Model, Naming, Tensor, Variant};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -125,13 +123,15 @@ fn infer_matches_the_reference_and_both_forms_agree() {
     );
     assert!(models::relative_l2(&fused, &unfused) < 1e-4);
     // The same computation done in-process.
-    let (weights, _) = seeded_weights(Variant::S1, Form::Unfused, 3);
+    let weights = Model::MobileOne(Variant::S1).seeded_weights(Form::Unfused, 3);
     let size = InputSize {
         batch: 2,
         height: 64,
         width: 64,
     };
-    let graph = build(Variant::S1, Form::Unfused, size).unwrap();
+    let graph = Model::MobileOne(Variant::S1)
+        .build(Form::Unfused, size)
+        .unwrap();
     let x = seeded_uniform(size.shape(), 1, -2.0, 2.0);
     let expected = backends::reference_output(&graph, &weights, &x).unwrap();
     assert_eq!(unfused, expected.data());
@@ -225,7 +225,7 @@ fn infer_refuses_bad_inputs_with_one_clear_line() {
 
 /// An unfused checkpoint in mmpretrain's layout, from seeded weights.
 fn mmpretrain_checkpoint(dir: &Path, variant: Variant, seed: u64) -> PathBuf {
-    let (weights, _) = seeded_weights(variant, Form::Unfused, seed);
+    let weights = Model::MobileOne(variant).seeded_weights(Form::Unfused, seed);
     let tensors: Vec<FixtureTensor> = weights
         .iter()
         .map(|(name, t): (&String, &Tensor)| FixtureTensor {
@@ -261,7 +261,7 @@ fn reparameterize_folds_a_foreign_checkpoint_and_the_result_runs() {
     assert_eq!(loaded.naming, Naming::Apple);
     assert_eq!(
         loaded.weights,
-        seeded_weights(Variant::S0, Form::Reparameterized, 21).0
+        Model::MobileOne(Variant::S0).seeded_weights(Form::Reparameterized, 21)
     );
 
     // The folded file and the unfused original compute the same logits.

@@ -137,7 +137,8 @@ fn a_scenario_runs_end_to_end_and_writes_every_output() {
 fn a_failing_cell_is_reported_and_the_others_still_run() {
     let dir = tempfile::tempdir().unwrap();
     // An S1 checkpoint given for S0: S0's cells fail with the loader's message, S1's run.
-    let (s1, _) = models::seeded_weights(models::Variant::S1, models::Form::Reparameterized, 0);
+    let s1 = models::Model::MobileOne(models::Variant::S1)
+        .seeded_weights(models::Form::Reparameterized, 0);
     models::save_safetensors(&s1, &dir.path().join("s1.safetensors")).unwrap();
     let scenario = write(
         dir.path(),

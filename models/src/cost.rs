@@ -196,7 +196,8 @@ pub fn peak_activation_bytes(graph: &Graph) -> u64 {
 mod tests {
     use super::*;
     use crate::graph::{Conv2d, GraphBuilder};
-    use crate::mobileone::{build, Form, InputSize, Variant};
+    use crate::mobileone::{build, Variant};
+    use crate::model::{Form, InputSize};
 
     fn cost(v: Variant, f: Form) -> CostTotals {
         model_cost(&build(v, f, InputSize::IMAGENET).unwrap()).totals

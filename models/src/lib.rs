@@ -7,6 +7,7 @@ pub mod cost;
 pub mod graph;
 pub mod memory;
 pub mod mobileone;
+pub mod model;
 pub mod reparameterize;
 pub mod tensor;
 pub mod testing;
@@ -14,16 +15,15 @@ pub mod weights;
 pub mod zoo;
 
 pub use checkpoint::{
-    load_model_weights, load_weights, save_safetensors, seeded_weights, CheckpointError, Naming,
-    WeightsOrigin,
+    load_model_weights, load_weights, save_safetensors, CheckpointError, Naming, WeightsOrigin,
 };
 pub use cost::{model_cost, CostTotals, ModelCost, OpCost};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
-pub use mobileone::{build, Form, InputSize, Variant};
+pub use mobileone::Variant;
+pub use model::{Form, InputSize, Model, UnknownName};
 pub use reparameterize::{
     batch_norm_affine, fold_batch_norm_weights, fold_batch_norms_graph, foldable_batch_norms,
     reparameterize,
 };
 pub use tensor::{checked_numel, relative_l2, Element, Tensor};
 pub use weights::{random_weights, seeded_uniform, Weights, WeightsError};
-pub use zoo::Model;

@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::graph::{BatchNorm, Conv2d, Graph, GraphBuilder, GraphError, Linear, Op, ValueId};
+use crate::model::{Form, InputSize, UnknownName};
 
 /// Batch-norm epsilon of every MobileOne BN.
 pub const BN_EPS: f64 = 1e-5;
@@ -89,15 +90,6 @@ impl fmt::Display for Variant {
     }
 }
 
-/// A model or form name that is not known; lists what is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} `{found}`; expected one of: {allowed}")]
-pub struct UnknownName {
-    pub what: &'static str,
-    pub found: String,
-    pub allowed: String,
-}
-
 impl FromStr for Variant {
     type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -111,68 +103,6 @@ impl FromStr for Variant {
                 found: s.to_string(),
                 allowed: "mobileone-s0 .. mobileone-s4 (or s0 .. s4)".into(),
             })
-    }
-}
-
-/// The two forms of a MobileOne model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Form {
-    /// The train-time multi-branch graph, evaluated in inference mode.
-    Unfused,
-    /// Each block folded into one conv with bias.
-    Reparameterized,
-}
-
-impl Form {
-    pub const ALL: [Form; 2] = [Form::Unfused, Form::Reparameterized];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Form::Unfused => "unfused",
-            Form::Reparameterized => "reparameterized",
-        }
-    }
-}
-
-impl fmt::Display for Form {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Form {
-    type Err = UnknownName;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "unfused" => Ok(Form::Unfused),
-            "reparameterized" | "reparameterised" | "fused" => Ok(Form::Reparameterized),
-            _ => Err(UnknownName {
-                what: "form",
-                found: s.to_string(),
-                allowed: "unfused, reparameterized (or fused)".into(),
-            }),
-        }
-    }
-}
-
-/// Input of a model: batch size and square-or-not spatial size (3 channels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InputSize {
-    pub batch: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl InputSize {
-    /// Batch 1, 3x224x224: the size of every published figure.
-    pub const IMAGENET: InputSize = InputSize {
-        batch: 1,
-        height: 224,
-        width: 224,
-    };
-
-    pub fn shape(self) -> Vec<usize> {
-        vec![self.batch, 3, self.height, self.width]
     }
 }
 
@@ -277,7 +207,7 @@ pub fn block_plan(variant: Variant) -> Vec<BlockSpec> {
 }
 
 /// Builds the graph of a variant in a form for an input size.
-pub fn build(variant: Variant, form: Form, input: InputSize) -> Result<Graph, GraphError> {
+pub(crate) fn build(variant: Variant, form: Form, input: InputSize) -> Result<Graph, GraphError> {
     let name = format!("{}-{}", variant.name(), form.name());
     build_blocks(
         &name,

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::graph::{Conv2d, Graph, GraphBuilder, GraphError, Op, ValueId};
-use crate::mobileone::{block_plan, build, BlockSpec, Form, InputSize, Variant, BN_EPS};
+use crate::mobileone::{block_plan, build, BlockSpec, Variant, BN_EPS};
+use crate::model::{Form, InputSize};
 use crate::tensor::{Element, Tensor};
 use crate::weights::{Weights, WeightsError};
 

@@ -283,7 +283,8 @@ fn fnv1a(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mobileone::{build, Form, InputSize, Variant};
+    use crate::mobileone::{build, Variant};
+    use crate::model::{Form, InputSize};
     use crate::testing::assert_contains;
 
     fn s0_unfused() -> Graph {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use models::checkpoint::fixtures::{write_torch_zip, FixtureTensor, StorageType};
 use models::checkpoint::{identify, read_checkpoint, save_safetensors, CheckpointError, Naming};
-use models::{build, load_weights, random_weights, Form, InputSize, Variant, WeightsError};
+use models::{load_weights, random_weights, Form, InputSize, Model, Variant, WeightsError};
 use safetensors::tensor::{Dtype, TensorView};
 
 /// (name, shape) lines of one published key list.
@@ -131,7 +131,9 @@ fn every_published_layout_loads_with_its_naming_detected() {
         let loaded =
             load_weights(&path, variant, form, None).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(loaded.naming, naming, "{file}");
-        let graph = build(variant, form, InputSize::IMAGENET).unwrap();
+        let graph = Model::MobileOne(variant)
+            .build(form, InputSize::IMAGENET)
+            .unwrap();
         assert_eq!(loaded.weights.len(), graph.params().len(), "{file}");
         // Every value lands under its canonical name.
         for t in tensors.iter().filter(|t| t.storage != StorageType::Int64) {
@@ -197,7 +199,9 @@ fn half_precision_tensors_are_converted_to_f32() {
 fn save_then_load_round_trips_exactly() {
     let dir = tempfile::tempdir().unwrap();
     for form in Form::ALL {
-        let graph = build(Variant::S0, form, InputSize::IMAGENET).unwrap();
+        let graph = Model::MobileOne(Variant::S0)
+            .build(form, InputSize::IMAGENET)
+            .unwrap();
         let weights = random_weights(&graph, 42);
         let path = dir.path().join(format!("s0-{form}.safetensors"));
         save_safetensors(&weights, &path).unwrap();
@@ -422,13 +426,13 @@ fn raw_reading_drops_batch_counters_and_the_module_prefix() {
 #[test]
 fn an_unfused_checkpoint_is_folded_when_the_reparameterized_form_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let (unfused, _) = models::seeded_weights(Variant::S2, Form::Unfused, 9);
+    let unfused = Model::MobileOne(Variant::S2).seeded_weights(Form::Unfused, 9);
     let path = dir.path().join("s2-unfused.safetensors");
     save_safetensors(&unfused, &path).unwrap();
     let (weights, origin) =
         models::load_model_weights(&path, Variant::S2, Form::Reparameterized, None).unwrap();
     assert!(origin.folded_at_load);
-    let (expected, _) = models::seeded_weights(Variant::S2, Form::Reparameterized, 9);
+    let expected = Model::MobileOne(Variant::S2).seeded_weights(Form::Reparameterized, 9);
     assert_eq!(weights, expected, "folding at load equals the seeded fold");
     // The other way round is refused: a fused checkpoint cannot be unfolded.
     let fused_path = dir.path().join("s2-fused.safetensors");

@@ -81,11 +81,13 @@ pub fn per_layer_table(cost: &ModelCost) -> String {
 mod tests {
     use super::*;
     use models::testing::assert_contains;
-    use models::{build, model_cost, Form, InputSize, Variant};
+    use models::{model_cost, Form, InputSize, Model, Variant};
 
     #[test]
     fn summary_shows_exact_published_counts() {
-        let g = build(Variant::S0, Form::Reparameterized, InputSize::IMAGENET).unwrap();
+        let g = Model::MobileOne(Variant::S0)
+            .build(Form::Reparameterized, InputSize::IMAGENET)
+            .unwrap();
         let text = cost_summary_table(
             "mobileone-s0",
             "reparameterized",
@@ -99,7 +101,9 @@ mod tests {
 
     #[test]
     fn per_layer_table_has_a_row_per_op() {
-        let g = build(Variant::S1, Form::Reparameterized, InputSize::IMAGENET).unwrap();
+        let g = Model::MobileOne(Variant::S1)
+            .build(Form::Reparameterized, InputSize::IMAGENET)
+            .unwrap();
         let cost = model_cost(&g);
         let text = per_layer_table(&cost);
         // One line per op plus the header line.

@@ -71,11 +71,13 @@ pub fn graph_json(graph: &Graph) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use models::{build, Form, InputSize, Variant};
+    use models::{Form, InputSize, Model, Variant};
 
     #[test]
     fn every_node_is_exported_with_its_inputs_and_attributes() {
-        let graph = build(Variant::S0, Form::Unfused, InputSize::IMAGENET).unwrap();
+        let graph = Model::MobileOne(Variant::S0)
+            .build(Form::Unfused, InputSize::IMAGENET)
+            .unwrap();
         let v = graph_json(&graph);
         let nodes = v["nodes"].as_array().unwrap();
         assert_eq!(nodes.len(), graph.nodes().len());

@@ -4,8 +4,8 @@
 use anyhow::{bail, Result};
 use backends::evaluate;
 use models::{
-    build, load_weights, relative_l2, reparameterize, save_safetensors, seeded_uniform, Form,
-    InputSize,
+    load_weights, relative_l2, reparameterize, save_safetensors, seeded_uniform, Form, InputSize,
+    Model,
 };
 
 use super::{parse_mobileone, parse_naming};
@@ -28,12 +28,12 @@ pub fn run(args: &ReparameterizeArgs) -> Result<()> {
         };
         let input = seeded_uniform(size.shape(), 0, -2.0, 2.0).cast::<f64>();
         let unfused_out = evaluate(
-            &build(variant, Form::Unfused, size)?,
+            &Model::MobileOne(variant).build(Form::Unfused, size)?,
             &loaded.weights.cast(),
             &input,
         )?;
         let fused_out = evaluate(
-            &build(variant, Form::Reparameterized, size)?,
+            &Model::MobileOne(variant).build(Form::Reparameterized, size)?,
             &fused.cast(),
             &input,
         )?;

@@ -14,7 +14,8 @@ use safetensors::tensor::{Dtype, TensorView};
 
 pub use naming::Naming;
 
-use crate::mobileone::{build, Form, InputSize, Variant};
+use crate::mobileone::{build, Variant};
+use crate::model::{Form, InputSize};
 use crate::tensor::Tensor;
 use crate::weights::{Weights, WeightsError};
 
@@ -517,24 +518,6 @@ pub fn load_model_weights(
         }
         Err(e) => Err(e),
     }
-}
-
-/// Seeded weights for `variant` in `form`. The reparameterized weights are the fold of the
-/// unfused ones, so one seed gives the same function in both forms.
-pub fn seeded_weights(variant: Variant, form: Form, seed: u64) -> (Weights<f32>, WeightsOrigin) {
-    let graph = build(variant, Form::Unfused, InputSize::IMAGENET).expect("valid by construction");
-    let unfused = crate::weights::random_weights(&graph, seed);
-    let weights = match form {
-        Form::Unfused => unfused,
-        Form::Reparameterized => crate::reparameterize(variant, &unfused, "seeded weights")
-            .expect("seeded weights fit their graph"),
-    };
-    let origin = WeightsOrigin {
-        source: format!("seed {seed}"),
-        naming: None,
-        folded_at_load: false,
-    };
-    (weights, origin)
 }
 
 /// Renames the tensors of a raw checkpoint to canonical names.

@@ -3,7 +3,8 @@
 //! that fold into one 3x3 conv).
 
 use crate::graph::{Graph, GraphError, MaxPool2d, Op, ValueId};
-use crate::mobileone::{build_blocks, BlockSpec, Form, InputSize};
+use crate::mobileone::{build_blocks, BlockSpec};
+use crate::model::{Form, InputSize};
 
 use super::layers::Net;
 

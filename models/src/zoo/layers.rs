@@ -3,7 +3,8 @@
 //! Names follow one scheme: `{layer}.conv`, `{layer}.bn`, `{layer}.act`.
 
 use crate::graph::{BatchNorm, Conv2d, Graph, GraphBuilder, GraphError, Linear, Op, ValueId};
-use crate::mobileone::{InputSize, BN_EPS, NUM_CLASSES};
+use crate::mobileone::{BN_EPS, NUM_CLASSES};
+use crate::model::InputSize;
 
 /// torchvision's and timm's `_make_divisible`: round to a multiple of `divisor`, never below
 /// it and never more than 10% below `value`.

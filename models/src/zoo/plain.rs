@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::graph::{Graph, GraphError, Op, ValueId};
-use crate::mobileone::InputSize;
+use crate::model::InputSize;
 
 use super::layers::Net;
 

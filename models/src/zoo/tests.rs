@@ -1,5 +1,7 @@
 use super::*;
 use crate::cost::model_cost;
+use crate::mobileone::Variant;
+use crate::model::{Form, InputSize, Model};
 use crate::testing::assert_contains;
 
 fn params(model: Model, form: Form) -> u64 {

@@ -4,7 +4,7 @@
 //! model is its table of blocks, transcribed from the reference code named on it.
 
 use crate::graph::{Graph, GraphError, Op, ValueId};
-use crate::mobileone::InputSize;
+use crate::model::InputSize;
 
 use super::layers::{make_divisible, Net};
 
