@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         .map(|inner| Box::new(Slowed { inner, factor }) as Box<dyn Backend>)
         .collect();
     match Scenario::load(scenario, &overrides)
-        .and_then(|s| harness::run::run_scenario_with(&s, registry))
+        .and_then(|s| harness::runner::run_scenario_with(&s, registry))
     {
         Ok(_) => ExitCode::SUCCESS,
         Err(err) => {

@@ -302,10 +302,11 @@ pub fn results(data: &[u8]) {
     let _ = reports::summary::csv(&results);
     let _ = reports::summary::markdown(&results);
     let _ = reports::html::html(&results);
-    if let Ok(cells) = crate::gate::cells_by_key(&results.cells) {
-        let problems = crate::gate::run_problems("candidate", results.interrupted, &cells);
-        let report = crate::gate::compare(&cells, &cells, &crate::gate::GateSettings::default());
-        let _ = crate::gate::Decision::of(&report, problems).exit_code();
+    if let Ok(cells) = crate::compare::cells_by_key(&results.cells) {
+        let problems = crate::compare::run_problems("candidate", results.interrupted, &cells);
+        let report =
+            crate::compare::compare(&cells, &cells, &crate::compare::GateSettings::default());
+        let _ = crate::compare::Decision::of(&report, problems).exit_code();
     }
 }
 
@@ -363,7 +364,7 @@ fn valid_results() -> &'static str {
             duration_s: 1.0,
             interrupted: false,
             environment: crate::environment::capture(None),
-            speedups: crate::run::speedups(&cells),
+            speedups: crate::runner::speedups(&cells),
             cells,
             device_profile: None,
             reference_measurements: None,

@@ -3,9 +3,9 @@
 
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod environment;
 pub mod fuzz;
-pub mod gate;
 pub mod imagenet;
 pub mod load;
 pub mod machine;
@@ -13,6 +13,6 @@ pub mod measure;
 pub mod npy;
 pub mod preprocess;
 pub mod processes;
-pub mod run;
+pub mod runner;
 pub mod scenario;
 pub use reports::stats;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use reports::results::{CellKey, CellResult, CellStatus, ResultsFile};
 
-use crate::run::{
+use crate::runner::{
     cell_count_warnings, check_writable, interrupt_flag, save, set_latency, speedups, Outcome,
 };
 use crate::scenario::Scenario;
@@ -120,7 +120,7 @@ fn run_worker(scenario: &Scenario, n: usize, out: &Path) -> Result<Option<Result
 fn pass_signal_on(pid: u32) {
     #[cfg(unix)]
     {
-        let signal = match crate::run::interrupted_exit_code() {
+        let signal = match crate::runner::interrupted_exit_code() {
             130 => libc::SIGINT,
             _ => libc::SIGTERM,
         };
@@ -290,7 +290,7 @@ mod tests {
 
     /// One process's run: each model's cell with samples around `centre` (+-0.5%).
     fn run_of(cells: &[(&str, f64)]) -> ResultsFile {
-        let mut run = crate::run::tests::empty_run(false);
+        let mut run = crate::runner::tests::empty_run(false);
         for &(model, centre) in cells {
             let mut c = CellResult::unmeasured(key(model), Default::default());
             c.samples_ms = (0..5)

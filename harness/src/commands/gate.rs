@@ -1,7 +1,7 @@
 //! `harness gate` (compare two results files) and `harness ab` (measure two harness builds
 //! alternately, cell by cell, then gate with a confirmation run): reading, refusing
 //! incomparable runs, and the terminal, Markdown and JSON summaries. The statistics are in
-//! `crate::gate`.
+//! `crate::compare`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,7 +15,7 @@ use tabled::builder::Builder;
 use tabled::settings::Style;
 
 use crate::cli::{AbArgs, GateArgs, GateOptions};
-use crate::gate::{
+use crate::compare::{
     cells_by_key, compare, incomparable, run_problems, Decision, GateReport, GateSettings, Verdict,
 };
 use crate::scenario::Scenario;
@@ -90,7 +90,7 @@ pub fn store_baseline(
 ) -> Result<ExitCode> {
     let overrides = options.overrides();
     let loaded = Scenario::load(scenario, &overrides)?;
-    let outcome = crate::run::run_scenario(&loaded)?;
+    let outcome = crate::runner::run_scenario(&loaded)?;
     let results = &outcome.results;
     if results.interrupted || outcome.any_failed() {
         bail!("the run was interrupted or a cell failed; no baseline stored");
@@ -212,7 +212,7 @@ fn publish(
     Ok(())
 }
 
-fn cell_row(c: &crate::gate::CellComparison) -> [String; 7] {
+fn cell_row(c: &crate::compare::CellComparison) -> [String; 7] {
     let k = &c.key;
     [
         format!("{} {} {} t{}", k.model, k.form, k.backend, k.threads),
@@ -443,7 +443,7 @@ fn ab_cells(args: &AbArgs) -> Result<Vec<AbCell>> {
     let mut cells = Vec::new();
     for model in &f.models {
         for form in &f.forms {
-            for backend in crate::run::backend_names(f, &backends::all()) {
+            for backend in crate::runner::backend_names(f, &backends::all()) {
                 for &threads in &f.threads {
                     cells.push(AbCell {
                         model: model.0.name().to_string(),

@@ -15,14 +15,11 @@ pub fn run(results_path: &Path, out: Option<&Path>) -> Result<()> {
             .unwrap_or(Path::new("."))
             .to_path_buf(),
     };
-    crate::run::write_outputs(&results, &dir)?;
+    crate::runner::write_outputs(&results, &dir)?;
     println!("{}", reports::summary::terminal_table(&results));
     for cell in reports::plots::left_out(&results) {
         eprintln!("warning: left out of the plots (implausible numbers): {cell}");
     }
-    println!(
-        "wrote {}/results.json, results.csv, report.md, report.html",
-        dir.display()
-    );
+    println!("{}", crate::runner::wrote(&dir));
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::RunOptions;
-use crate::run::run_scenario;
+use crate::runner::run_scenario;
 use crate::scenario::Scenario;
 
 pub fn run(path: &Path, options: &RunOptions) -> Result<ExitCode> {
@@ -24,17 +24,17 @@ pub fn run(path: &Path, options: &RunOptions) -> Result<ExitCode> {
         eprintln!("note: {note}");
     }
     println!(
-        "{} cells in {:.1} s; wrote {}/results.json, results.csv, report.md, report.html",
+        "{} cells in {:.1} s; {}",
         results.cells.len(),
         results.duration_s,
-        outcome.saved.dir.display()
+        crate::runner::wrote(&outcome.saved.dir)
     );
     Ok(if !outcome.saved.where_asked {
         eprintln!("error: the results could not be written where asked (see the notes above)");
         ExitCode::FAILURE
     } else if results.interrupted {
         eprintln!("interrupted: the cells finished so far are saved");
-        ExitCode::from(crate::run::interrupted_exit_code())
+        ExitCode::from(crate::runner::interrupted_exit_code())
     } else if outcome.any_failed() {
         ExitCode::FAILURE
     } else {

@@ -873,18 +873,27 @@ fn progress_bar(cells: u64) -> ProgressBar {
 pub fn write_outputs(results: &ResultsFile, out_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
-    let files = [
-        ("results.json", results.to_json()),
-        ("results.csv", reports::summary::csv(results)),
-        ("report.md", reports::summary::markdown(results)),
-        ("report.html", reports::html::html(results)),
+    let texts = [
+        results.to_json(),
+        reports::summary::csv(results),
+        reports::summary::markdown(results),
+        reports::html::html(results),
     ];
-    let files: Vec<(&std::ffi::OsStr, &[u8])> = files
+    let files: Vec<(&std::ffi::OsStr, &[u8])> = OUTPUT_FILES
         .iter()
+        .zip(&texts)
         .map(|(name, text)| (std::ffi::OsStr::new(*name), text.as_bytes()))
         .collect();
     models::checkpoint::write_all_atomically(out_dir, &files)
         .with_context(|| format!("{}: cannot write the results", out_dir.display()))
+}
+
+/// The files a run writes (all or none), in the order `write_outputs` writes them.
+pub const OUTPUT_FILES: [&str; 4] = ["results.json", "results.csv", "report.md", "report.html"];
+
+/// "wrote DIR/results.json, results.csv, ...": what a run or a re-render says it wrote.
+pub fn wrote(dir: &Path) -> String {
+    format!("wrote {}/{}", dir.display(), OUTPUT_FILES.join(", "))
 }
 
 /// Fails early, before anything is measured, when the output folder cannot be written.
