@@ -228,6 +228,54 @@ fn u32_of(values: &[usize]) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// How the element-wise kernels combine two values (`MODE_*` in `elementwise.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Combine {
+    Add = 0,
+    Max = 1,
+    Mul = 2,
+}
+
+/// The parameters every element-wise kernel reads (`Params` in `elementwise.wgsl`), by name.
+#[derive(Debug, Clone, Copy)]
+struct Elementwise {
+    /// Elements of the output, and its spatial size and channels (NCHW).
+    len: usize,
+    spatial: usize,
+    channels: usize,
+    /// The activation code run on the result (0: none).
+    act: u32,
+    combine: Combine,
+    /// The second operand holds a per-channel scale then shift.
+    affine: bool,
+    /// The second operand's strides per image and per channel (broadcast).
+    v_strides: [usize; 2],
+}
+
+impl Elementwise {
+    /// Over a tensor of `shape`: no activation, adding, no affine, no broadcast.
+    fn over(shape: &[usize]) -> Self {
+        Self {
+            len: models::tensor::numel(shape),
+            spatial: shape
+                .get(2..)
+                .map_or(1, |s| s.iter().product::<usize>().max(1)),
+            channels: shape.get(1).copied().unwrap_or(1),
+            act: 0,
+            combine: Combine::Add,
+            affine: false,
+            v_strides: [0, 0],
+        }
+    }
+
+    fn words(&self) -> Result<Vec<u32>, String> {
+        let sizes = u32_of(&[self.len, self.spatial, self.channels])?;
+        let strides = u32_of(&self.v_strides)?;
+        let flags = [self.act, self.combine as u32, self.affine as u32];
+        Ok([&sizes[..], &flags, &strides].concat())
+    }
+}
+
 /// A value's producer in the lowered plan, before buffers are assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
@@ -411,7 +459,11 @@ impl<'a> Lowering<'a> {
             Op::BatchNorm(_) => self.lower_batch_norm(i)?,
             op if activation_code(op).is_some() => {
                 let act = activation_code(op).expect("checked");
-                self.elementwise(i, i, Kernel::Unary, [x, x], &in_shape, act, 0, 0, [0, 0])?;
+                let params = Elementwise {
+                    act,
+                    ..Elementwise::over(&in_shape)
+                };
+                self.elementwise((i, i), Kernel::Unary, [x, x], params)?;
             }
             Op::Add | Op::Max => self.lower_sum(i)?,
             Op::ChannelMul | Op::ChannelAdd => self.lower_channel_op(i)?,
@@ -495,18 +547,12 @@ impl<'a> Lowering<'a> {
         let (scale, shift) = self.lowered.batch_norm_affine(i)?;
         let (act, last) = self.fuse_activation(i);
         let affine = self.constant([scale, shift].concat());
-        self.elementwise(
-            i,
-            last,
-            Kernel::Unary,
-            [x, affine],
-            &in_shape,
+        let params = Elementwise {
             act,
-            0,
-            1,
-            [0, 0],
-        )?;
-        Ok(())
+            affine: true,
+            ..Elementwise::over(&in_shape)
+        };
+        self.elementwise((i, last), Kernel::Unary, [x, affine], params)
     }
 
     /// An element-wise sum or max of two or more inputs: one binary dispatch, then one
@@ -515,31 +561,30 @@ impl<'a> Lowering<'a> {
         let node = &self.graph.nodes()[i];
         let len = models::tensor::numel(&node.shape);
         let geometry = |e: String| self.lowered.error(i, e);
-        let mode = if node.op == Op::Add { 0 } else { 1 };
+        let combine = match node.op {
+            Op::Add => Combine::Add,
+            _ => Combine::Max,
+        };
         let (act, last) = self.fuse_activation(i);
         let out = self.output(i, last, len);
         let inputs: Vec<Slot> = node.inputs.iter().map(|v| self.slot(*v)).collect();
         let label = self.label(i, last);
-        let total = u32_of(&[len]).map_err(geometry)?[0];
         let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
         for (k, input) in inputs.iter().enumerate().skip(1) {
-            let last_step = k + 1 == inputs.len();
-            let a = if last_step { act } else { 0 };
-            let params = vec![total, 1, 1, a, mode, 0, 0, 0];
-            if k == 1 {
-                let reads = vec![inputs[0], *input];
-                self.push(Kernel::Binary, params, reads, out, groups, label.clone());
-            } else {
-                let reads = vec![*input, *input];
-                self.push(
-                    Kernel::Accumulate,
-                    params,
-                    reads,
-                    out,
-                    groups,
-                    label.clone(),
-                );
-            }
+            // Flat over `len` elements: one spatial position, one channel.
+            let params = Elementwise {
+                spatial: 1,
+                channels: 1,
+                act: if k + 1 == inputs.len() { act } else { 0 },
+                combine,
+                ..Elementwise::over(&node.shape)
+            };
+            let (kernel, reads) = match k {
+                1 => (Kernel::Binary, vec![inputs[0], *input]),
+                _ => (Kernel::Accumulate, vec![*input, *input]),
+            };
+            let words = params.words().map_err(geometry)?;
+            self.push(kernel, words, reads, out, groups, label.clone());
         }
         Ok(())
     }
@@ -549,7 +594,10 @@ impl<'a> Lowering<'a> {
         let node = &self.graph.nodes()[i];
         let x = self.slot(node.inputs[0]);
         let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
-        let mode = if node.op == Op::ChannelMul { 2 } else { 0 };
+        let combine = match node.op {
+            Op::ChannelMul => Combine::Mul,
+            _ => Combine::Add,
+        };
         let v = self.slot(node.inputs[1]);
         let v_shape = self.graph.value_shape(node.inputs[1]);
         let strides = if v_shape[1] == 1 {
@@ -558,18 +606,13 @@ impl<'a> Lowering<'a> {
             [in_shape[1], 1]
         };
         let (act, last) = self.fuse_activation(i);
-        self.elementwise(
-            i,
-            last,
-            Kernel::Broadcast,
-            [x, v],
-            &in_shape,
+        let params = Elementwise {
             act,
-            mode,
-            0,
-            strides,
-        )?;
-        Ok(())
+            combine,
+            v_strides: strides,
+            ..Elementwise::over(&in_shape)
+        };
+        self.elementwise((i, last), Kernel::Broadcast, [x, v], params)
     }
 
     /// Max pooling over windows.
@@ -748,32 +791,19 @@ impl<'a> Lowering<'a> {
     }
 
     /// An element-wise dispatch over nodes `first..=last` reading `[a, b]`.
-    #[allow(clippy::too_many_arguments)]
     fn elementwise(
         &mut self,
-        first: usize,
-        last: usize,
+        (first, last): (usize, usize),
         kernel: Kernel,
         reads: [Slot; 2],
-        shape: &[usize],
-        act: u32,
-        mode: u32,
-        affine: u32,
-        v_strides: [usize; 2],
+        params: Elementwise,
     ) -> Result<(), BackendError> {
         let geometry = |e: String| self.lowered.error(first, e);
-        let len = models::tensor::numel(shape);
-        let spatial: usize = shape[2..].iter().product();
-        let channels = shape.get(1).copied().unwrap_or(1);
-        let out = self.output(first, last, len);
-        let sizes = u32_of(&[len, spatial.max(1), channels, v_strides[0], v_strides[1]])
-            .map_err(geometry)?;
-        let params = vec![
-            sizes[0], sizes[1], sizes[2], act, mode, affine, sizes[3], sizes[4],
-        ];
-        let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
+        let out = self.output(first, last, params.len);
+        let words = params.words().map_err(geometry)?;
+        let groups = spread(params.len.div_ceil(WORKGROUP)).map_err(geometry)?;
         let label = self.label(first, last);
-        self.push(kernel, params, reads.to_vec(), out, groups, label);
+        self.push(kernel, words, reads.to_vec(), out, groups, label);
         Ok(())
     }
 
