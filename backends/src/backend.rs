@@ -34,6 +34,32 @@ pub enum BackendError {
     Failed { backend: String, reason: String },
 }
 
+impl BackendError {
+    /// `backend` failed to prepare or run, and why.
+    pub fn failed(backend: &str, reason: impl ToString) -> Self {
+        Self::Failed {
+            backend: backend.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The weights given to `backend` do not fit the graph, and why.
+    pub fn weights(backend: &str, reason: impl ToString) -> Self {
+        Self::Weights {
+            backend: backend.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// `backend` cannot run here, and why.
+    pub fn unavailable(backend: &str, reason: impl ToString) -> Self {
+        Self::Unavailable {
+            backend: backend.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// Whether a backend can run on this machine, and why not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Availability {
@@ -154,14 +180,14 @@ pub fn check_run_shapes(
         });
     }
     if output.shape() != output_shape {
-        return Err(BackendError::Failed {
-            backend: backend.into(),
-            reason: format!(
+        return Err(BackendError::failed(
+            backend,
+            format!(
                 "output tensor is {:?}, the plan writes {:?}",
                 output.shape(),
                 output_shape
             ),
-        });
+        ));
     }
     Ok(())
 }

@@ -74,16 +74,10 @@ impl CandleBackend {
         options: &PrepareOptions,
     ) -> Result<CandlePlan, BackendError> {
         let name = self.name();
-        let err = |reason: String| BackendError::Failed {
-            backend: name.into(),
-            reason,
-        };
+        let err = |reason: String| BackendError::failed(name, reason);
         weights
             .validate(graph, "weights")
-            .map_err(|e| BackendError::Weights {
-                backend: name.into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| BackendError::weights(name, e))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads.max(1))
             .build()
@@ -401,10 +395,7 @@ impl Prepared for CandlePlan {
     }
 
     fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
-        let err = |e: candle_core::Error| BackendError::Failed {
-            backend: self.name.into(),
-            reason: e.to_string(),
-        };
+        let err = |e: candle_core::Error| BackendError::failed(self.name, e);
         let shapes = (self.graph.input_shape(), self.graph.output_shape());
         check_run_shapes(self.name, shapes, input, output)?;
         // Everything, the copy out included, runs in the pool, and the copy waits for the

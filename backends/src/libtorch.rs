@@ -56,10 +56,7 @@ impl Backend for TchBackend {
         #[cfg(not(feature = "tch"))]
         {
             let _ = (graph, weights, options);
-            Err(BackendError::Unavailable {
-                backend: self.name().into(),
-                reason: NOT_COMPILED_IN.into(),
-            })
+            Err(BackendError::unavailable(self.name(), NOT_COMPILED_IN))
         }
     }
 }
@@ -129,10 +126,7 @@ mod engine {
     }
 
     fn failed(reason: impl ToString) -> BackendError {
-        BackendError::Failed {
-            backend: NAME.into(),
-            reason: reason.to_string(),
-        }
+        BackendError::failed(NAME, reason)
     }
 
     pub(super) fn to_torch(t: &Tensor, format: MemoryFormat) -> Result<TTensor, TchError> {
@@ -189,9 +183,8 @@ mod engine {
         ) -> Result<Step, BackendError> {
             let param = |suffix: &str| -> Result<TTensor, BackendError> {
                 let name = format!("{}.{suffix}", node.name);
-                let t = weights.get(&name).ok_or_else(|| BackendError::Weights {
-                    backend: NAME.into(),
-                    reason: format!("missing tensor `{name}`"),
+                let t = weights.get(&name).ok_or_else(|| {
+                    BackendError::weights(NAME, format!("missing tensor `{name}`"))
                 })?;
                 to_torch(t, format).map_err(failed)
             };
@@ -391,10 +384,7 @@ mod engine {
         ) -> Result<Self, BackendError> {
             weights
                 .validate(graph, "weights")
-                .map_err(|e| BackendError::Weights {
-                    backend: NAME.into(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| BackendError::weights(NAME, e))?;
             let threads = options.threads.max(1) as i32;
             let _no_grad = tch::no_grad_guard();
             tch::set_num_threads(threads);

@@ -47,10 +47,7 @@ impl Lowered {
         backend: &str,
         fuses: EpilogueRule,
     ) -> Result<Self, BackendError> {
-        let weights_error = |reason: String| BackendError::Weights {
-            backend: backend.into(),
-            reason,
-        };
+        let weights_error = |reason: String| BackendError::weights(backend, reason);
         let folded = fold_batch_norms_graph(graph, graph.name())
             .map_err(|e| weights_error(e.to_string()))?;
         let folded_weights = fold_batch_norm_weights(graph, weights, "weights")
@@ -115,26 +112,20 @@ impl Lowered {
         self.weights
             .get(&name)
             .map(|t| t.data())
-            .ok_or_else(|| BackendError::Weights {
-                backend: self.backend.clone(),
-                reason: format!("missing tensor `{name}`"),
-            })
+            .ok_or_else(|| BackendError::weights(&self.backend, format!("missing tensor `{name}`")))
     }
 
     /// A node that cannot be planned, and why.
     pub fn error(&self, i: usize, reason: impl Into<String>) -> BackendError {
-        BackendError::Failed {
-            backend: self.backend.clone(),
-            reason: format!("node `{}`: {}", self.nodes()[i].name, reason.into()),
-        }
+        BackendError::failed(
+            &self.backend,
+            format!("node `{}`: {}", self.nodes()[i].name, reason.into()),
+        )
     }
 
     /// A graph that cannot be planned, and why.
     pub fn error_of_graph(&self, reason: impl Into<String>) -> BackendError {
-        BackendError::Failed {
-            backend: self.backend.clone(),
-            reason: reason.into(),
-        }
+        BackendError::failed(&self.backend, reason.into())
     }
 
     /// An op this engine has no kernel for.

@@ -5,6 +5,9 @@
 use models::graph::{Conv2d, Linear, MaxPool2d, Op};
 use models::{Element, Graph, Node, Tensor, Weights};
 
+/// The backend's name, in its listing and its errors.
+pub const NAME: &str = "reference";
+
 use crate::interpret::interpret;
 
 use crate::backend::{
@@ -19,7 +22,7 @@ pub fn evaluate<T: Element>(
 ) -> Result<Tensor<T>, BackendError> {
     if input.shape() != graph.input_shape() {
         return Err(BackendError::InputShape {
-            backend: "reference".into(),
+            backend: NAME.into(),
             expected: graph.input_shape().to_vec(),
             found: input.shape().to_vec(),
         });
@@ -29,10 +32,7 @@ pub fn evaluate<T: Element>(
         weights
             .get(&name)
             .map(Tensor::data)
-            .ok_or_else(|| BackendError::Weights {
-                backend: "reference".into(),
-                reason: format!("missing tensor `{name}`"),
-            })
+            .ok_or_else(|| BackendError::weights(NAME, format!("missing tensor `{name}`")))
     };
     interpret(graph, input.clone(), |_, node, inputs| {
         let mut out = Tensor::<T>::zeros(node.shape.clone());
@@ -307,7 +307,7 @@ pub struct ReferenceBackend;
 
 impl Backend for ReferenceBackend {
     fn name(&self) -> &'static str {
-        "reference"
+        NAME
     }
 
     fn version(&self) -> String {
@@ -330,10 +330,7 @@ impl Backend for ReferenceBackend {
     ) -> Result<Box<dyn Prepared>, BackendError> {
         weights
             .validate(graph, "weights")
-            .map_err(|e| BackendError::Weights {
-                backend: self.name().into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| BackendError::weights(self.name(), e))?;
         Ok(Box::new(ReferencePlan {
             graph: graph.clone(),
             weights: weights.cast(),
@@ -357,7 +354,7 @@ impl Prepared for ReferencePlan {
 
     fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
         let shapes = (self.graph.input_shape(), self.graph.output_shape());
-        check_run_shapes("reference", shapes, input, output)?;
+        check_run_shapes(NAME, shapes, input, output)?;
         let result = evaluate(&self.graph, &self.weights, &input.cast::<f64>())?;
         for (o, v) in output.data_mut().iter_mut().zip(result.data()) {
             *o = *v as f32;

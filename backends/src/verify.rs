@@ -115,10 +115,8 @@ pub fn conformance(
 ) -> Result<Vec<ConformanceCheck>, BackendError> {
     let input = seeded_uniform(size.shape(), seed, -2.0, 2.0);
     let graph_of = |m: Model, f| {
-        m.build(f, size).map_err(|e| BackendError::Failed {
-            backend: "reference".into(),
-            reason: e.to_string(),
-        })
+        m.build(f, size)
+            .map_err(|e| BackendError::failed(crate::reference::NAME, e))
     };
     let mut checks = Vec::new();
     for &model in models {

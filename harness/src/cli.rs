@@ -224,7 +224,7 @@ pub struct ProfileArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// The backend to profile; it must report per-layer times (the native backend does).
-    #[arg(long, default_value = "native")]
+    #[arg(long, default_value = backends::native::NAME)]
     pub backend: String,
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
@@ -251,7 +251,7 @@ pub struct InferArgs {
     #[command(flatten)]
     pub weights: WeightsArgs,
     /// The backend to run on (see `harness list`).
-    #[arg(long, default_value = "reference")]
+    #[arg(long, default_value = backends::reference::NAME)]
     pub backend: String,
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
@@ -340,7 +340,7 @@ pub struct ClassifyArgs {
     #[command(flatten)]
     pub weights: WeightsArgs,
     /// The backend to run on (see `harness list`).
-    #[arg(long, default_value = "native")]
+    #[arg(long, default_value = backends::native::NAME)]
     pub backend: String,
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]

@@ -324,7 +324,7 @@ pub fn backend_names(
             names.extend(
                 registry
                     .iter()
-                    .filter(|b| b.name() != "reference" && b.compiled_in())
+                    .filter(|b| b.name() != backends::reference::NAME && b.compiled_in())
                     .map(|b| b.name().to_string()),
             );
         } else {

@@ -178,13 +178,6 @@ fn compile(
     (pipeline, layout)
 }
 
-fn failed(backend: &str, reason: impl Into<String>) -> BackendError {
-    BackendError::Failed {
-        backend: backend.into(),
-        reason: reason.into(),
-    }
-}
-
 /// One recorded dispatch: pipeline, bind group and workgroup counts.
 struct Recorded {
     kernel: Kernel,
@@ -241,10 +234,8 @@ impl GpuRun {
         weights: &Weights,
         options: &PrepareOptions,
     ) -> Result<Self, BackendError> {
-        let context = context(api).map_err(|reason| BackendError::Unavailable {
-            backend: api.name().into(),
-            reason,
-        })?;
+        let context =
+            context(api).map_err(|reason| BackendError::unavailable(api.name(), reason))?;
         let cpu_adapter = context.adapter.device_type == "Cpu";
         let target = plan::Target {
             backend: api.name(),
@@ -263,13 +254,16 @@ impl GpuRun {
             .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let run = Self::upload(context.clone(), graph, &plan, options.per_layer_timing);
         if let Some(e) = pollster::block_on(oom.pop()) {
-            return Err(failed(
+            return Err(BackendError::failed(
                 api.name(),
                 format!("out of GPU memory while preparing: {e}"),
             ));
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(failed(api.name(), format!("preparing the plan: {e}")));
+            return Err(BackendError::failed(
+                api.name(),
+                format!("preparing the plan: {e}"),
+            ));
         }
         run
     }
@@ -400,11 +394,14 @@ impl GpuRun {
                 submission_index: None,
                 timeout: Some(Duration::from_secs(120)),
             })
-            .map_err(|e| failed(self.backend, format!("waiting for the GPU: {e}")))?;
+            .map_err(|e| BackendError::failed(self.backend, format!("waiting for the GPU: {e}")))?;
         match receiver.recv_timeout(Duration::from_secs(1)) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(failed(self.backend, format!("reading results back: {e}"))),
-            Err(_) => Err(failed(
+            Ok(Err(e)) => Err(BackendError::failed(
+                self.backend,
+                format!("reading results back: {e}"),
+            )),
+            Err(_) => Err(BackendError::failed(
                 self.backend,
                 "reading results back: the mapping never completed",
             )),
@@ -419,10 +416,9 @@ impl GpuRun {
         };
         self.map(&t.readback)?;
         let seconds = {
-            let view = t
-                .readback
-                .get_mapped_range(..)
-                .map_err(|e| failed(self.backend, format!("reading timestamps: {e}")))?;
+            let view = t.readback.get_mapped_range(..).map_err(|e| {
+                BackendError::failed(self.backend, format!("reading timestamps: {e}"))
+            })?;
             let ticks: &[u64] = bytemuck::cast_slice(&view);
             let scale = t.period_ns * 1e-9;
             for (layer, pair) in self.layer_seconds.iter_mut().zip(ticks.chunks(2)) {
@@ -548,10 +544,9 @@ impl Prepared for GpuRun {
         self.context.queue.submit([commands]);
         self.map(&self.readback)?;
         {
-            let view = self
-                .readback
-                .get_mapped_range(..)
-                .map_err(|e| failed(self.backend, format!("reading the output: {e}")))?;
+            let view = self.readback.get_mapped_range(..).map_err(|e| {
+                BackendError::failed(self.backend, format!("reading the output: {e}"))
+            })?;
             output
                 .data_mut()
                 .copy_from_slice(bytemuck::cast_slice(&view));
@@ -559,7 +554,7 @@ impl Prepared for GpuRun {
         self.readback.unmap();
         self.last_gpu_seconds = self.read_timestamps()?;
         if let Some(e) = self.context.take_uncaptured() {
-            return Err(failed(self.backend, e));
+            return Err(BackendError::failed(self.backend, e));
         }
         Ok(())
     }
@@ -601,7 +596,7 @@ impl DeviceBuffers {
         let storage = |label: &str, len: usize, extra: wgpu::BufferUsages| {
             let size = (len.max(1) * 4) as u64;
             if size > limit {
-                return Err(failed(plan.backend, format!(
+                return Err(BackendError::failed(plan.backend, format!(
                     "{label} needs {size} bytes, over the adapter's storage binding limit of {limit}"
                 )));
             }

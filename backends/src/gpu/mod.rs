@@ -176,10 +176,7 @@ impl Backend for GpuBackend {
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
         if let Err(reason) = self.adapter() {
-            return Err(BackendError::Unavailable {
-                backend: self.name().into(),
-                reason,
-            });
+            return Err(BackendError::unavailable(self.name(), reason));
         }
         #[cfg(feature = "gpu")]
         return Ok(Box::new(engine::GpuRun::prepare(
@@ -192,10 +189,7 @@ impl Backend for GpuBackend {
         #[cfg(not(feature = "gpu"))]
         {
             let _ = (graph, weights, options);
-            Err(BackendError::Unavailable {
-                backend: self.name().into(),
-                reason: NOT_COMPILED_IN.into(),
-            })
+            Err(BackendError::unavailable(self.name(), NOT_COMPILED_IN))
         }
     }
 }

@@ -10,6 +10,9 @@ pub mod simd;
 
 use std::time::Instant;
 
+/// The backend's name, in its listing and its errors.
+pub const NAME: &str = "native";
+
 use models::{Graph, Tensor, Weights};
 
 pub(crate) use buffer::AlignedBuffer;
@@ -70,7 +73,7 @@ fn names(isas: &[Isa]) -> String {
 
 impl Backend for NativeBackend {
     fn name(&self) -> &'static str {
-        "native"
+        NAME
     }
 
     fn version(&self) -> String {
@@ -103,21 +106,14 @@ impl Backend for NativeBackend {
     ) -> Result<Box<dyn Prepared>, BackendError> {
         let isa = self
             .choose_isa()
-            .map_err(|reason| BackendError::Unavailable {
-                backend: "native".into(),
-                reason,
-            })?;
+            .map_err(|reason| BackendError::unavailable(NAME, reason))?;
         weights
             .validate(graph, "weights")
-            .map_err(|e| BackendError::Weights {
-                backend: "native".into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| BackendError::weights(NAME, e))?;
         let plan = plan::compile(graph, weights, isa)?;
         let threads = options.threads.max(1);
-        let pool = ThreadPool::new(threads).map_err(|e| BackendError::Failed {
-            backend: "native".into(),
-            reason: format!("cannot start {threads} threads: {e}"),
+        let pool = ThreadPool::new(threads).map_err(|e| {
+            BackendError::failed(NAME, format!("cannot start {threads} threads: {e}"))
         })?;
         let mut plan = NativePlan {
             input_shape: graph.input_shape().to_vec(),
@@ -194,12 +190,7 @@ impl Prepared for NativePlan {
     }
 
     fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
-        check_run_shapes(
-            "native",
-            (&self.input_shape, &self.output_shape),
-            input,
-            output,
-        )?;
+        check_run_shapes(NAME, (&self.input_shape, &self.output_shape), input, output)?;
         let ctx = RunContext {
             isa: self.isa,
             bases: &self.bases,
@@ -212,9 +203,11 @@ impl Prepared for NativePlan {
             let start = self.times.as_ref().map(|_| Instant::now());
             self.pool
                 .run(&|t| unsafe { execute(&step.op, &ctx, t, threads) })
-                .map_err(|_| BackendError::Failed {
-                    backend: "native".into(),
-                    reason: format!("a worker thread panicked in `{}`", step.label),
+                .map_err(|_| {
+                    BackendError::failed(
+                        NAME,
+                        format!("a worker thread panicked in `{}`", step.label),
+                    )
                 })?;
             if let (Some(times), Some(start)) = (self.times.as_mut(), start) {
                 times[s] += start.elapsed().as_secs_f64();

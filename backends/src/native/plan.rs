@@ -365,7 +365,7 @@ fn relu_epilogue(producer: &Op, activation: &Op) -> bool {
 }
 
 pub(crate) fn compile(graph: &Graph, weights: &Weights, isa: Isa) -> Result<Plan, BackendError> {
-    let lowered = Lowered::new(graph, weights, "native", relu_epilogue)?;
+    let lowered = Lowered::new(graph, weights, super::NAME, relu_epilogue)?;
     let graph = &lowered.graph;
     let mut c = Compiler::new(&lowered, isa);
     for i in 0..graph.nodes().len() {
