@@ -11,10 +11,7 @@ use models::{model_cost, seeded_uniform, Form, InputSize, Model, Variant};
 fn forward(c: &mut Criterion) {
     let size = InputSize::IMAGENET;
     let input = seeded_uniform(size.shape(), 0, -2.0, 2.0);
-    let options = PrepareOptions {
-        threads: 1,
-        per_layer_timing: false,
-    };
+    let options = PrepareOptions::with_threads(1);
     for backend in backends::all()
         .into_iter()
         .filter(|b| b.name() != "reference")

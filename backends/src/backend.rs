@@ -85,12 +85,19 @@ pub struct PrepareOptions {
     pub per_layer_timing: bool,
 }
 
-impl Default for PrepareOptions {
-    fn default() -> Self {
+impl PrepareOptions {
+    /// `threads` worker threads, no per-layer timing.
+    pub fn with_threads(threads: usize) -> Self {
         Self {
-            threads: 1,
+            threads,
             per_layer_timing: false,
         }
+    }
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        Self::with_threads(1)
     }
 }
 

@@ -205,11 +205,8 @@ impl Step {
             Op::Flatten => Step::Flatten,
             Op::Linear(l) => {
                 let weight_t = to_candle(param("weight")?)?.t()?.contiguous()?;
-                let bias = if l.bias {
-                    Some(to_candle(param("bias")?)?)
-                } else {
-                    None
-                };
+                let bias = l.bias.then(|| param("bias").and_then(to_candle));
+                let bias = bias.transpose()?;
                 Step::Linear { weight_t, bias }
             }
         })
@@ -433,20 +430,13 @@ mod tests {
 
     #[test]
     fn each_plan_runs_in_a_pool_of_the_requested_size() {
-        let size = InputSize {
-            batch: 1,
-            height: 32,
-            width: 32,
-        };
+        let size = InputSize::square(1, 32);
         let graph = Model::MobileOne(Variant::S0)
             .build(Form::Reparameterized, size)
             .unwrap();
         let weights = Model::MobileOne(Variant::S0).seeded_weights(Form::Reparameterized, 0);
         for threads in [1, 2, 3] {
-            let options = PrepareOptions {
-                threads,
-                per_layer_timing: false,
-            };
+            let options = PrepareOptions::with_threads(threads);
             let mut plan = CandleBackend::new(Depthwise::GroupedConv)
                 .prepare_plan(&graph, &weights, &options)
                 .unwrap();

@@ -65,11 +65,7 @@ mod tests {
     #[test]
     fn every_backend_refuses_a_wrong_output_tensor() {
         let model = Model::MobileOne(Variant::S0);
-        let size = InputSize {
-            batch: 1,
-            height: 32,
-            width: 32,
-        };
+        let size = InputSize::square(1, 32);
         let graph = model.build(Form::Reparameterized, size).unwrap();
         let weights = model.seeded_weights(Form::Reparameterized, 0);
         let input = Tensor::zeros(graph.input_shape().to_vec());

@@ -532,11 +532,7 @@ mod tests {
             models::Model::MobileOne(models::Variant::S0),
             models::Form::Reparameterized,
         );
-        let size = models::InputSize {
-            batch: 1,
-            height: 32,
-            width: 32,
-        };
+        let size = models::InputSize::square(1, 32);
         let graph = model.build(form, size).unwrap();
         let weights = model.seeded_weights(form, 0);
         let err = backend
@@ -570,10 +566,7 @@ mod engine_tests {
     }
 
     fn options(threads: usize) -> PrepareOptions {
-        PrepareOptions {
-            threads,
-            per_layer_timing: false,
-        }
+        PrepareOptions::with_threads(threads)
     }
 
     #[test]

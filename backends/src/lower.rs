@@ -115,6 +115,19 @@ impl Lowered {
             .ok_or_else(|| BackendError::weights(&self.backend, format!("missing tensor `{name}`")))
     }
 
+    /// Node `i`'s bias (after folding) when it has one, else `len` zeros.
+    pub fn bias_or_zeros(
+        &self,
+        i: usize,
+        has_bias: bool,
+        len: usize,
+    ) -> Result<Vec<f32>, BackendError> {
+        match has_bias {
+            true => Ok(self.param(i, "bias")?.to_vec()),
+            false => Ok(vec![0.0; len]),
+        }
+    }
+
     /// A node that cannot be planned, and why.
     pub fn error(&self, i: usize, reason: impl Into<String>) -> BackendError {
         BackendError::failed(
@@ -278,11 +291,7 @@ mod tests {
 
     fn unfused_s0() -> (Graph, Weights) {
         let model = Model::MobileOne(Variant::S0);
-        let size = InputSize {
-            batch: 1,
-            height: 32,
-            width: 32,
-        };
+        let size = InputSize::square(1, 32);
         let graph = model.build(Form::Unfused, size).unwrap();
         (graph, model.seeded_weights(Form::Unfused, 1))
     }

@@ -55,11 +55,7 @@ fn run_node<'a, T: Element>(
     let n = &node.name;
     match &node.op {
         Op::Conv2d(c) => {
-            let bias = if c.bias {
-                Some(param(n, "bias")?)
-            } else {
-                None
-            };
+            let bias = c.bias.then(|| param(n, "bias")).transpose()?;
             conv2d(c, x, param(n, "weight")?, bias, out);
         }
         Op::BatchNorm(bn) => batch_norm(
@@ -99,11 +95,7 @@ fn run_node<'a, T: Element>(
         Op::ChannelShuffle { groups } => channel_shuffle(x, *groups, out),
         Op::Flatten => out.data_mut().copy_from_slice(x.data()),
         Op::Linear(l) => {
-            let bias = if l.bias {
-                Some(param(n, "bias")?)
-            } else {
-                None
-            };
+            let bias = l.bias.then(|| param(n, "bias")).transpose()?;
             linear(l, x, param(n, "weight")?, bias, out);
         }
     }

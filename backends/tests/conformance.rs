@@ -6,17 +6,10 @@ use backends::{conformance, CheckOutcome, PrepareOptions};
 use models::{Form, InputSize, Model, Variant};
 
 /// Batch 2 at 64x64: small enough for every backend, odd enough to catch batch mix-ups.
-const SIZE: InputSize = InputSize {
-    batch: 2,
-    height: 64,
-    width: 64,
-};
+const SIZE: InputSize = InputSize::square(2, 64);
 
 fn options() -> PrepareOptions {
-    PrepareOptions {
-        threads: 2,
-        per_layer_timing: false,
-    }
+    PrepareOptions::with_threads(2)
 }
 
 /// How many feature-gated backends this build runs (tch, gpu).

@@ -18,11 +18,7 @@ fn both_pointwise_kernels() -> Vec<Box<dyn Backend>> {
 #[test]
 fn s0_to_s4_both_forms_at_224_match_the_reference() {
     let gpu = both_pointwise_kernels();
-    let size = InputSize {
-        batch: 1,
-        height: 224,
-        width: 224,
-    };
+    let size = InputSize::square(1, 224);
     let checks = conformance(
         &gpu,
         &Variant::ALL.map(Model::MobileOne),
@@ -54,11 +50,7 @@ fn both_pointwise_kernels_handle_ragged_tiles() {
         Model::EfficientNetB0,
         Model::ShuffleNetV2x2,
     ];
-    let size = InputSize {
-        batch: 2,
-        height: 72,
-        width: 72,
-    };
+    let size = InputSize::square(2, 72);
     let checks = conformance(
         &both_pointwise_kernels(),
         &models,
@@ -84,11 +76,7 @@ fn a_run_reports_the_adapter_and_gpu_time_apart_from_wall_time() {
     let device = backend.device().expect("an adapter");
     assert_contains(&device, &["driver"]);
     let model = Model::MobileOne(Variant::S0);
-    let size = InputSize {
-        batch: 1,
-        height: 64,
-        width: 64,
-    };
+    let size = InputSize::square(1, 64);
     let graph = model.build(Form::Reparameterized, size).unwrap();
     let weights = model.seeded_weights(Form::Reparameterized, 3);
     let mut plan = backend
@@ -116,11 +104,7 @@ fn a_profiling_plan_reports_per_dispatch_gpu_times() {
         return;
     }
     let model = Model::MobileOne(Variant::S0);
-    let size = InputSize {
-        batch: 1,
-        height: 64,
-        width: 64,
-    };
+    let size = InputSize::square(1, 64);
     let graph = model.build(Form::Unfused, size).unwrap();
     let weights = model.seeded_weights(Form::Unfused, 3);
     let profiling = PrepareOptions {

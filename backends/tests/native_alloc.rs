@@ -36,11 +36,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const SIZE: InputSize = InputSize {
-    batch: 1,
-    height: 64,
-    width: 64,
-};
+const SIZE: InputSize = InputSize::square(1, 64);
 
 #[test]
 fn a_run_allocates_nothing_on_the_heap() {

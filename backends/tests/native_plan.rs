@@ -7,11 +7,7 @@ use backends::{Backend, PrepareOptions};
 use models::testing::assert_contains;
 use models::{seeded_uniform, Form, InputSize, Model, Op, Variant};
 
-const SIZE: InputSize = InputSize {
-    batch: 1,
-    height: 64,
-    width: 64,
-};
+const SIZE: InputSize = InputSize::square(1, 64);
 
 #[test]
 fn the_unfused_plan_runs_every_branch_and_says_what_it_fused() {
@@ -136,10 +132,7 @@ fn whole_models_match_the_reference_on_this_cpus_best_instruction_set() {
         let input = seeded_uniform(SIZE.shape(), 3, -2.0, 2.0);
         let expected = backends::reference_output(&graph, &weights, &input).unwrap();
         for threads in [1, 2] {
-            let options = PrepareOptions {
-                threads,
-                per_layer_timing: false,
-            };
+            let options = PrepareOptions::with_threads(threads);
             let mut plan = NativeBackend::new()
                 .prepare(&graph, &weights, &options)
                 .unwrap();

@@ -32,10 +32,7 @@ fn bn(channels: usize) -> Op {
 
 fn run(backend: &NativeBackend, graph: &Graph, threads: usize, input: &Tensor) -> Tensor {
     let weights = random_weights(graph, 11);
-    let options = PrepareOptions {
-        threads,
-        per_layer_timing: false,
-    };
+    let options = PrepareOptions::with_threads(threads);
     let mut plan = backend
         .prepare(graph, &weights, &options)
         .expect("prepares");
@@ -48,10 +45,7 @@ fn check(graph: Graph) {
     let input = seeded_uniform(graph.input_shape().to_vec(), 5, -2.0, 2.0);
     let weights = random_weights(&graph, 11);
     let expected = reference_output(&graph, &weights, &input).unwrap();
-    let options = PrepareOptions {
-        threads: 2,
-        per_layer_timing: false,
-    };
+    let options = PrepareOptions::with_threads(2);
     let mut checked = 0;
     for backend in backends::all() {
         if backend.name() == "reference" || backend.availability() != Availability::Available {

@@ -126,11 +126,7 @@ fn a_wrong_fold_is_caught() {
 #[test]
 fn the_zoo_fold_is_exact_in_float64() {
     use models::Model;
-    let size = InputSize {
-        batch: 1,
-        height: 32,
-        width: 32,
-    };
+    let size = InputSize::square(1, 32);
     let x = input::<f64>(size, 9);
     for model in Model::all().into_iter().filter(|m| m.mobileone().is_none()) {
         let unfused_graph = model.build(Form::Unfused, size).unwrap();

@@ -53,11 +53,7 @@ impl Prepared for SkewedPlan {
 
 #[test]
 fn a_skewed_backend_fails_and_the_reference_passes() {
-    let size = InputSize {
-        batch: 1,
-        height: 32,
-        width: 32,
-    };
+    let size = InputSize::square(1, 32);
     let graph = Model::MobileOne(Variant::S0)
         .build(Form::Reparameterized, size)
         .unwrap();

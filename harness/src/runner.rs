@@ -504,10 +504,7 @@ fn verified_plan(
         .model
         .build(cell.form, size)
         .expect("validated sizes build");
-    let options = PrepareOptions {
-        threads: cell.key.threads,
-        per_layer_timing: false,
-    };
+    let options = PrepareOptions::with_threads(cell.key.threads);
     let started = Instant::now();
     let mut plan = (backend.prepare(&graph, &weights, &options)).map_err(failed("prepare"))?;
     cell.result.prepare_ms = started.elapsed().as_secs_f64() * 1e3;

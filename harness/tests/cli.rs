@@ -124,11 +124,7 @@ fn infer_matches_the_reference_and_both_forms_agree() {
     assert!(models::relative_l2(&fused, &unfused) < 1e-4);
     // The same computation done in-process.
     let weights = Model::MobileOne(Variant::S1).seeded_weights(Form::Unfused, 3);
-    let size = InputSize {
-        batch: 2,
-        height: 64,
-        width: 64,
-    };
+    let size = InputSize::square(2, 64);
     let graph = Model::MobileOne(Variant::S1)
         .build(Form::Unfused, size)
         .unwrap();

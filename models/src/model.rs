@@ -72,11 +72,16 @@ pub struct InputSize {
 
 impl InputSize {
     /// Batch 1, 3x224x224: the size of every published figure.
-    pub const IMAGENET: InputSize = InputSize {
-        batch: 1,
-        height: 224,
-        width: 224,
-    };
+    pub const IMAGENET: InputSize = InputSize::square(1, 224);
+
+    /// `batch` images of `side` x `side`.
+    pub const fn square(batch: usize, side: usize) -> InputSize {
+        InputSize {
+            batch,
+            height: side,
+            width: side,
+        }
+    }
 
     pub fn shape(self) -> Vec<usize> {
         vec![self.batch, 3, self.height, self.width]

@@ -510,11 +510,7 @@ impl<'a> Lowering<'a> {
         let len = models::tensor::numel(&node.shape);
         let geometry = |e: String| self.lowered.error(i, e);
         let weight = self.param(i, "weight")?.to_vec();
-        let shift = if linear.bias {
-            self.param(i, "bias")?.to_vec()
-        } else {
-            vec![0.0; linear.out_features]
-        };
+        let shift = (self.lowered).bias_or_zeros(i, linear.bias, linear.out_features)?;
         let scale = vec![1.0; linear.out_features];
         let (act, last) = self.fuse_activation(i);
         let batch = in_shape[0];
@@ -699,11 +695,7 @@ impl<'a> Lowering<'a> {
         let geometry = |e: String| self.lowered.error(i, e);
         let weight = self.param(i, "weight")?.to_vec();
         let scale = vec![1.0; conv.out_channels];
-        let shift = if conv.bias {
-            self.param(i, "bias")?.to_vec()
-        } else {
-            vec![0.0; conv.out_channels]
-        };
+        let shift = (self.lowered).bias_or_zeros(i, conv.bias, conv.out_channels)?;
         let (act, last) = self.fuse_activation(i);
         let out_shape = &node.shape;
         let len = models::tensor::numel(out_shape);
@@ -903,11 +895,7 @@ mod tests {
     use models::{Form, InputSize, Model, Variant};
 
     fn plan_of(model: Model, form: Form) -> (Graph, GpuPlan) {
-        let size = InputSize {
-            batch: 1,
-            height: 224,
-            width: 224,
-        };
+        let size = InputSize::square(1, 224);
         let graph = model.build(form, size).unwrap();
         let plan = lower(&graph, &model.seeded_weights(form, 1), Target::default()).unwrap();
         (graph, plan)

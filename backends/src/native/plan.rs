@@ -707,13 +707,9 @@ impl<'a> Compiler<'a> {
         let node = &self.nodes()[i];
         let value = ValueId::Node(i);
         let w = self.lowered.param(i, "weight")?;
-        let bias = if l.bias {
-            Some(self.lowered.param(i, "bias")?.to_vec())
-        } else {
-            None
-        };
+        let bias = l.bias.then(|| self.lowered.param(i, "bias")).transpose()?;
         let (k, n) = (l.in_features, l.out_features);
-        let packed = PackedGemm::pack(self.isa, k, n, |kk, col| w[col * k + kk], bias.as_deref());
+        let packed = PackedGemm::pack(self.isa, k, n, |kk, col| w[col * k + kk], bias);
         let a = self.loc_of(node.inputs[0]);
         let (c, accumulate) = self.target(value);
         let m = node.shape[0];
@@ -799,11 +795,9 @@ impl<'a> Compiler<'a> {
     /// GEMM, or any other dense conv as an implicit GEMM.
     fn conv(&mut self, i: usize, conv: Conv2d) -> Result<(), BackendError> {
         let weight = self.lowered.param(i, "weight")?;
-        let bias = if conv.bias {
-            self.lowered.param(i, "bias")?.to_vec()
-        } else {
-            vec![0.0; conv.out_channels]
-        };
+        let bias = self
+            .lowered
+            .bias_or_zeros(i, conv.bias, conv.out_channels)?;
         let from_input = self.nodes()[i].inputs[0] == ValueId::Input;
         if conv.is_depthwise() {
             self.depthwise(i, conv, weight, &bias)

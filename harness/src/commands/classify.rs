@@ -66,15 +66,8 @@ pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
     let good = outcomes.iter().filter(|o| o.result.is_ok()).count();
     if good > 0 {
         let crop = transform.crop as usize;
-        let size = InputSize {
-            batch: good,
-            height: crop,
-            width: crop,
-        };
-        let options = PrepareOptions {
-            threads: args.threads,
-            per_layer_timing: false,
-        };
+        let size = InputSize::square(good, crop);
+        let options = PrepareOptions::with_threads(args.threads);
         let mut plan = backend.prepare(&model.build(form, size)?, &weights, &options)?;
         let logits = plan.forward(&Tensor::new(size.shape(), batch)?)?;
         let names = classes();

@@ -29,10 +29,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
     };
     let (weights, origin) = choose_weights(&args.weights, model, form)?;
     let graph = model.build(form, input_size)?;
-    let options = PrepareOptions {
-        threads: args.threads,
-        per_layer_timing: false,
-    };
+    let options = PrepareOptions::with_threads(args.threads);
     let started = std::time::Instant::now();
     let mut plan = backend.prepare(&graph, &weights, &options)?;
     let logits = plan.forward(&input)?;

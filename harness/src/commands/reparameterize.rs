@@ -21,11 +21,7 @@ pub fn run(args: &ReparameterizeArgs) -> Result<()> {
     let source = args.weights.display().to_string();
     let fused = reparameterize(variant, &loaded.weights, &source)?;
     if !args.no_verify {
-        let size = InputSize {
-            batch: 1,
-            height: 64,
-            width: 64,
-        };
+        let size = InputSize::square(1, 64);
         let input = seeded_uniform(size.shape(), 0, -2.0, 2.0).cast::<f64>();
         let unfused_out = evaluate(
             &Model::MobileOne(variant).build(Form::Unfused, size)?,

@@ -39,10 +39,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
         height,
         width,
     };
-    let options = PrepareOptions {
-        threads: args.threads,
-        per_layer_timing: false,
-    };
+    let options = PrepareOptions::with_threads(args.threads);
     let checks = conformance(&selected, &models, &forms, size, args.seed, &options, |c| {
         eprintln!("  checked {} {} {}", c.model, c.form, c.backend)
     })?;
