@@ -17,7 +17,7 @@ use models::{Graph, Tensor, Weights};
 
 pub(crate) use buffer::AlignedBuffer;
 use kernels::{channelwise, depthwise, gemm, layout};
-use plan::{Plan, Scale, Source, StepOp};
+use plan::{AffineStep, GemmStep, Plan, Scale, Source, StepOp};
 use pool::ThreadPool;
 pub use simd::Isa;
 
@@ -280,109 +280,30 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
             StepOp::Pad { geometry, src, dst } => {
                 layout::pad(geometry, ctx.source(*src), ctx.at(*dst), t, threads)
             }
-            StepOp::Conv {
-                packed,
-                geometry,
-                nchw: _,
-                src,
-                c,
-                accumulate,
-                relu,
-            } => gemm::conv(
-                packed,
-                geometry,
-                ctx.source(*src),
-                ctx.at(*c),
-                (*accumulate, *relu),
-                t,
-                threads,
-            ),
-            StepOp::Gemm {
-                packed,
-                m,
-                a,
-                lda,
-                c,
-                ldc,
-                accumulate,
-                relu,
-            } => {
-                let args = gemm::GemmArgs {
-                    m: *m,
-                    a: ctx.at(*a),
-                    lda: *lda,
-                    c: ctx.at(*c),
-                    ldc: *ldc,
-                    accumulate: *accumulate,
-                    relu: *relu,
-                };
-                gemm::gemm(packed, args, t, threads)
+            StepOp::Conv(s) => {
+                let src = ctx.source(s.src);
+                let epilogue = (s.accumulate, s.relu);
+                gemm::conv(
+                    &s.packed,
+                    &s.geometry,
+                    src,
+                    ctx.at(s.c),
+                    epilogue,
+                    t,
+                    threads,
+                )
             }
-            StepOp::Depthwise {
-                packed,
-                src,
-                dst,
-                accumulate,
-                relu,
-            } => depthwise::depthwise(
-                packed,
-                ctx.at(*src),
-                ctx.at(*dst),
-                *accumulate,
-                *relu,
-                t,
-                threads,
-            ),
-            StepOp::Affine {
-                batch,
-                pixels,
-                channels,
-                x,
-                out,
-                scale,
-                shift,
-                accumulate,
-                relu,
-            } => {
-                let (scale, scale_stride) = match scale {
-                    Scale::Owned(b) => (b.as_ptr(), 0),
-                    Scale::Gate(loc) => (ctx.at(*loc) as *const f32, *channels),
-                };
-                let (shift, shift_stride) = match shift {
-                    Scale::Owned(b) => (b.as_ptr(), 0),
-                    Scale::Gate(loc) => (ctx.at(*loc) as *const f32, *channels),
-                };
-                let args = channelwise::AffineArgs {
-                    batch: *batch,
-                    pixels: *pixels,
-                    channels: *channels,
-                    x: ctx.at(*x),
-                    out: ctx.at(*out),
-                    scale,
-                    scale_stride,
-                    shift,
-                    shift_stride,
-                    accumulate: *accumulate,
-                    relu: *relu,
-                };
-                channelwise::affine(ctx.isa, &args, t, threads)
+            StepOp::Gemm(s) => gemm::gemm(&s.packed, s.args(ctx), t, threads),
+            StepOp::Depthwise(s) => {
+                let (src, dst) = (ctx.at(s.src), ctx.at(s.dst));
+                depthwise::depthwise(&s.packed, src, dst, s.accumulate, s.relu, t, threads)
             }
-            StepOp::Pool {
-                batch,
-                pixels,
-                channels,
-                src,
-                dst,
-            } => channelwise::global_avg_pool(
-                ctx.isa,
-                *batch,
-                *pixels,
-                *channels,
-                ctx.at(*src),
-                ctx.at(*dst),
-                t,
-                threads,
-            ),
+            StepOp::Affine(s) => channelwise::affine(ctx.isa, &s.args(ctx), t, threads),
+            StepOp::Pool(s) => {
+                let (src, dst) = (ctx.at(s.src), ctx.at(s.dst));
+                let (batch, pixels, channels) = (s.batch, s.pixels, s.channels);
+                channelwise::global_avg_pool(ctx.isa, batch, pixels, channels, src, dst, t, threads)
+            }
             StepOp::Unary { op, src, dst, len } => {
                 layout::unary(*op, ctx.at(*src), ctx.at(*dst), *len, t, threads)
             }
@@ -420,6 +341,47 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
                 let to = dst.map_or(ctx.output.0, |d| ctx.at(d));
                 layout::transpose(*batch, *pixels, *channels, ctx.at(*src), to, t, threads)
             }
+        }
+    }
+}
+
+impl GemmStep {
+    /// The GEMM's operands in this run's buffers.
+    fn args(&self, ctx: &RunContext) -> gemm::GemmArgs {
+        gemm::GemmArgs {
+            m: self.m,
+            a: ctx.at(self.a),
+            lda: self.lda,
+            c: ctx.at(self.c),
+            ldc: self.ldc,
+            accumulate: self.accumulate,
+            relu: self.relu,
+        }
+    }
+}
+
+impl AffineStep {
+    /// The affine's operands in this run's buffers: a gate is read per image (stride C), an
+    /// owned scale or shift is shared by every image (stride 0).
+    fn args(&self, ctx: &RunContext) -> channelwise::AffineArgs {
+        let operand = |s: &Scale| match s {
+            Scale::Owned(b) => (b.as_ptr(), 0),
+            Scale::Gate(loc) => (ctx.at(*loc) as *const f32, self.channels),
+        };
+        let ((scale, scale_stride), (shift, shift_stride)) =
+            (operand(&self.scale), operand(&self.shift));
+        channelwise::AffineArgs {
+            batch: self.batch,
+            pixels: self.pixels,
+            channels: self.channels,
+            x: ctx.at(self.x),
+            out: ctx.at(self.out),
+            scale,
+            scale_stride,
+            shift,
+            shift_stride,
+            accumulate: self.accumulate,
+            relu: self.relu,
         }
     }
 }

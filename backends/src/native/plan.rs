@@ -47,51 +47,11 @@ pub(crate) enum StepOp {
         dst: Loc,
     },
     /// A dense convolution as an implicit GEMM on its (padded) source.
-    Conv {
-        packed: PackedGemm,
-        geometry: ConvGeometry,
-        /// The source is the (padded) NCHW graph input rather than an NHWC activation.
-        nchw: bool,
-        src: Source,
-        c: Loc,
-        accumulate: bool,
-        relu: bool,
-    },
-    Gemm {
-        packed: PackedGemm,
-        m: usize,
-        a: Loc,
-        lda: usize,
-        c: Loc,
-        ldc: usize,
-        accumulate: bool,
-        relu: bool,
-    },
-    Depthwise {
-        packed: PackedDepthwise,
-        src: Loc,
-        dst: Loc,
-        accumulate: bool,
-        relu: bool,
-    },
-    Affine {
-        batch: usize,
-        pixels: usize,
-        channels: usize,
-        x: Loc,
-        out: Loc,
-        scale: Scale,
-        shift: Scale,
-        accumulate: bool,
-        relu: bool,
-    },
-    Pool {
-        batch: usize,
-        pixels: usize,
-        channels: usize,
-        src: Loc,
-        dst: Loc,
-    },
+    Conv(ConvStep),
+    Gemm(GemmStep),
+    Depthwise(DepthwiseStep),
+    Affine(AffineStep),
+    Pool(PoolStep),
     Unary {
         op: Unary,
         src: Loc,
@@ -131,6 +91,57 @@ pub(crate) enum StepOp {
     },
 }
 
+/// A dense convolution as an implicit GEMM on its (padded) source.
+pub(crate) struct ConvStep {
+    pub packed: PackedGemm,
+    pub geometry: ConvGeometry,
+    /// The source is the (padded) NCHW graph input rather than an NHWC activation.
+    pub nchw: bool,
+    pub src: Source,
+    pub c: Loc,
+    pub accumulate: bool,
+    pub relu: bool,
+}
+
+pub(crate) struct GemmStep {
+    pub packed: PackedGemm,
+    pub m: usize,
+    pub a: Loc,
+    pub lda: usize,
+    pub c: Loc,
+    pub ldc: usize,
+    pub accumulate: bool,
+    pub relu: bool,
+}
+
+pub(crate) struct DepthwiseStep {
+    pub packed: PackedDepthwise,
+    pub src: Loc,
+    pub dst: Loc,
+    pub accumulate: bool,
+    pub relu: bool,
+}
+
+pub(crate) struct AffineStep {
+    pub batch: usize,
+    pub pixels: usize,
+    pub channels: usize,
+    pub x: Loc,
+    pub out: Loc,
+    pub scale: Scale,
+    pub shift: Scale,
+    pub accumulate: bool,
+    pub relu: bool,
+}
+
+pub(crate) struct PoolStep {
+    pub batch: usize,
+    pub pixels: usize,
+    pub channels: usize,
+    pub src: Loc,
+    pub dst: Loc,
+}
+
 impl StepOp {
     /// The slots a step reads, and the one it writes (none for the copy to the output).
     fn slots(&self) -> (Vec<Loc>, Option<Loc>) {
@@ -138,27 +149,21 @@ impl StepOp {
         match self {
             StepOp::ToNhwc { dst, .. } => (Vec::new(), Some(*dst)),
             StepOp::Pad { src, dst, .. } => (slots(*src).collect(), Some(*dst)),
-            StepOp::Conv { src, c, .. } => (slots(*src).collect(), Some(*c)),
-            StepOp::Depthwise { src, dst, .. }
-            | StepOp::Pool { src, dst, .. }
-            | StepOp::Unary { src, dst, .. }
+            StepOp::Conv(s) => (slots(s.src).collect(), Some(s.c)),
+            StepOp::Depthwise(s) => one(&s.src, &s.dst),
+            StepOp::Pool(s) => one(&s.src, &s.dst),
+            StepOp::Unary { src, dst, .. }
             | StepOp::MaxPool { src, dst, .. }
             | StepOp::CopyChannels { src, dst, .. }
             | StepOp::Broadcast { src, dst, .. } => one(src, dst),
             StepOp::Max { srcs, dst, .. } => (srcs.clone(), Some(*dst)),
-            StepOp::Gemm { a, c, .. } => one(a, c),
-            StepOp::Affine {
-                x,
-                out,
-                scale,
-                shift,
-                ..
-            } => {
-                let gates = [scale, shift].into_iter().filter_map(|s| match s {
+            StepOp::Gemm(s) => one(&s.a, &s.c),
+            StepOp::Affine(s) => {
+                let gates = [&s.scale, &s.shift].into_iter().filter_map(|s| match s {
                     Scale::Gate(g) => Some(*g),
                     Scale::Owned(_) => None,
                 });
-                (std::iter::once(*x).chain(gates).collect(), Some(*out))
+                (std::iter::once(s.x).chain(gates).collect(), Some(s.out))
             }
             StepOp::ToNchw { src, dst, .. } => (vec![*src], *dst),
         }
@@ -166,18 +171,14 @@ impl StepOp {
 
     /// Sets the fused ReLU; false when this step has no ReLU epilogue or already has one.
     fn fuse_relu(&mut self) -> bool {
-        match self {
-            StepOp::Gemm { relu, .. }
-            | StepOp::Conv { relu, .. }
-            | StepOp::Depthwise { relu, .. }
-            | StepOp::Affine { relu, .. }
-                if !*relu =>
-            {
-                *relu = true;
-                true
-            }
-            _ => false,
-        }
+        let relu = match self {
+            StepOp::Gemm(s) => &mut s.relu,
+            StepOp::Conv(s) => &mut s.relu,
+            StepOp::Depthwise(s) => &mut s.relu,
+            StepOp::Affine(s) => &mut s.relu,
+            _ => return false,
+        };
+        !std::mem::replace(relu, true)
     }
 
     /// What runs, for the plan description and per-layer timing.
@@ -191,72 +192,35 @@ impl StepOp {
         };
         match self {
             StepOp::ToNhwc { .. } => "layout nchw->nhwc".into(),
-            StepOp::Pad {
-                geometry: g, src, ..
-            } => {
-                format!("zero pad {} ({})", g.padding, source_layout(*src))
+            StepOp::Pad { geometry, src, .. } => {
+                format!("zero pad {} ({})", geometry.padding, source_layout(*src))
             }
-            StepOp::Conv {
-                packed,
-                geometry: g,
-                nchw,
-                accumulate,
-                relu,
-                ..
-            } => format!(
-                "conv as implicit gemm {} {}x{} on {} m={} k={} n={} +bias{}",
-                packed.isa,
-                packed.tile.mr,
-                packed.tile.nr,
-                if *nchw { "nchw input" } else { "nhwc" },
-                g.batch * g.out_height * g.out_width,
-                packed.k,
-                packed.n,
-                epilogue(*accumulate, *relu)
-            ),
-            StepOp::Gemm {
-                packed,
-                m,
-                accumulate,
-                relu,
-                ..
-            } => format!(
-                "gemm {} {}x{} m={} k={} n={} +bias{}",
-                packed.isa,
-                packed.tile.mr,
-                packed.tile.nr,
-                m,
-                packed.k,
-                packed.n,
-                epilogue(*accumulate, *relu)
-            ),
-            StepOp::Depthwise {
-                packed,
-                accumulate,
-                relu,
-                ..
-            } => {
-                let s = &packed.shape;
-                format!(
-                    "depthwise {}x{} s{} {} c={} +bias{}",
-                    s.kernel,
-                    s.kernel,
-                    s.stride,
-                    packed.isa,
-                    s.channels,
-                    epilogue(*accumulate, *relu)
-                )
+            StepOp::Conv(s) => {
+                let (p, g, tail) = (&s.packed, &s.geometry, epilogue(s.accumulate, s.relu));
+                let m = g.batch * g.out_height * g.out_width;
+                let input = if s.nchw { "nchw input" } else { "nhwc" };
+                let (isa, mr, nr, k, n) = (p.isa, p.tile.mr, p.tile.nr, p.k, p.n);
+                format!("conv as implicit gemm {isa} {mr}x{nr} on {input} m={m} k={k} n={n} +bias{tail}")
             }
-            StepOp::Affine {
-                scale,
-                accumulate,
-                relu,
-                ..
-            } => match scale {
-                Scale::Owned(_) => format!("channel affine{}", epilogue(*accumulate, *relu)),
-                Scale::Gate(_) => format!("channel scale by gate{}", epilogue(*accumulate, *relu)),
-            },
-            StepOp::Pool { .. } => "global average pool".into(),
+            StepOp::Gemm(s) => {
+                let (p, m, tail) = (&s.packed, s.m, epilogue(s.accumulate, s.relu));
+                let (isa, mr, nr, k, n) = (p.isa, p.tile.mr, p.tile.nr, p.k, p.n);
+                format!("gemm {isa} {mr}x{nr} m={m} k={k} n={n} +bias{tail}")
+            }
+            StepOp::Depthwise(s) => {
+                let (shape, isa) = (&s.packed.shape, s.packed.isa);
+                let (k, stride, c) = (shape.kernel, shape.stride, shape.channels);
+                let tail = epilogue(s.accumulate, s.relu);
+                format!("depthwise {k}x{k} s{stride} {isa} c={c} +bias{tail}")
+            }
+            StepOp::Affine(s) => {
+                let what = match s.scale {
+                    Scale::Owned(_) => "channel affine",
+                    Scale::Gate(_) => "channel scale by gate",
+                };
+                format!("{what}{}", epilogue(s.accumulate, s.relu))
+            }
+            StepOp::Pool(_) => "global average pool".into(),
             StepOp::Unary { op, .. } => op.name().into(),
             StepOp::Max { srcs, .. } => format!("element-wise max of {}", srcs.len()),
             StepOp::MaxPool { shape, .. } => format!(
@@ -278,10 +242,10 @@ impl StepOp {
         match self {
             StepOp::ToNhwc { .. } | StepOp::ToNchw { .. } => "layout",
             StepOp::Pad { .. } => "layout",
-            StepOp::Gemm { .. } | StepOp::Conv { .. } => "gemm",
-            StepOp::Depthwise { .. } => "depthwise",
-            StepOp::Affine { .. } => "channelwise",
-            StepOp::Pool { .. } | StepOp::MaxPool { .. } => "pool",
+            StepOp::Gemm(_) | StepOp::Conv(_) => "gemm",
+            StepOp::Depthwise(_) => "depthwise",
+            StepOp::Affine(_) => "channelwise",
+            StepOp::Pool(_) | StepOp::MaxPool { .. } => "pool",
             StepOp::Unary { .. } | StepOp::Max { .. } => "elementwise",
             StepOp::CopyChannels { .. } | StepOp::Broadcast { .. } => "layout",
         }
@@ -525,7 +489,7 @@ impl<'a> Compiler<'a> {
         let x = self.loc_of(node.inputs[0]);
         let (out, accumulate) = self.target(value);
         let (batch, channels, pixels) = dims(&node.shape);
-        let op = StepOp::Affine {
+        let op = StepOp::Affine(AffineStep {
             batch,
             pixels,
             channels,
@@ -535,7 +499,7 @@ impl<'a> Compiler<'a> {
             shift: Scale::Owned(AlignedBuffer::from_slice(&shift)),
             accumulate,
             relu: false,
-        };
+        });
         self.push(node.name.clone(), op);
         Ok(())
     }
@@ -635,13 +599,13 @@ impl<'a> Compiler<'a> {
         let dst = self.new_loc(value);
         self.push(
             node.name.clone(),
-            StepOp::Pool {
+            StepOp::Pool(PoolStep {
                 batch,
                 pixels,
                 channels,
                 src,
                 dst,
-            },
+            }),
         );
         Ok(())
     }
@@ -663,7 +627,7 @@ impl<'a> Compiler<'a> {
             let ones = AlignedBuffer::from_slice(&vec![1.0; channels]);
             (Scale::Owned(ones), Scale::Gate(operand))
         };
-        let op = StepOp::Affine {
+        let op = StepOp::Affine(AffineStep {
             batch,
             pixels,
             channels,
@@ -673,7 +637,7 @@ impl<'a> Compiler<'a> {
             shift,
             accumulate: false,
             relu: false,
-        };
+        });
         self.push(node.name.clone(), op);
         Ok(())
     }
@@ -715,7 +679,7 @@ impl<'a> Compiler<'a> {
         let m = node.shape[0];
         self.push(
             node.name.clone(),
-            StepOp::Gemm {
+            StepOp::Gemm(GemmStep {
                 packed,
                 m,
                 a,
@@ -724,7 +688,7 @@ impl<'a> Compiler<'a> {
                 ldc: n,
                 accumulate,
                 relu: false,
-            },
+            }),
         );
         Ok(())
     }
@@ -776,7 +740,7 @@ impl<'a> Compiler<'a> {
         let out = self.new_loc(ValueId::Node(i));
         for (j, &input) in inputs.iter().enumerate() {
             let x = self.loc_of(input);
-            let op = StepOp::Affine {
+            let op = StepOp::Affine(AffineStep {
                 batch,
                 pixels,
                 channels,
@@ -786,7 +750,7 @@ impl<'a> Compiler<'a> {
                 shift: Scale::Owned(AlignedBuffer::zeros(channels)),
                 accumulate: j > 0,
                 relu: relu && j + 1 == inputs.len(),
-            };
+            });
             self.push(node.name.clone(), op);
         }
     }
@@ -849,13 +813,13 @@ impl<'a> Compiler<'a> {
         let packed = PackedDepthwise::pack(self.isa, shape, weight, Some(bias));
         let src = self.loc_of(self.nodes()[i].inputs[0]);
         let (dst, accumulate) = self.target(ValueId::Node(i));
-        let op = StepOp::Depthwise {
+        let op = StepOp::Depthwise(DepthwiseStep {
             packed,
             src,
             dst,
             accumulate,
             relu: false,
-        };
+        });
         self.push(self.lowered.label(i).to_string(), op);
         Ok(())
     }
@@ -867,7 +831,7 @@ impl<'a> Compiler<'a> {
         let a = self.loc_of(self.nodes()[i].inputs[0]);
         let (c, accumulate) = self.target(ValueId::Node(i));
         let (batch, _, _, out_height, out_width) = self.conv_dims(i);
-        let op = StepOp::Gemm {
+        let op = StepOp::Gemm(GemmStep {
             packed,
             m: batch * out_height * out_width,
             a,
@@ -876,7 +840,7 @@ impl<'a> Compiler<'a> {
             ldc: n,
             accumulate,
             relu: false,
-        };
+        });
         self.push(self.lowered.label(i).to_string(), op);
     }
 
@@ -939,7 +903,7 @@ impl<'a> Compiler<'a> {
             Source::Slot(dst)
         };
         let (c, accumulate) = self.target(ValueId::Node(i));
-        let op = StepOp::Conv {
+        let op = StepOp::Conv(ConvStep {
             packed,
             geometry,
             nchw: from_input,
@@ -947,7 +911,7 @@ impl<'a> Compiler<'a> {
             c,
             accumulate,
             relu: false,
-        };
+        });
         self.push(self.lowered.label(i).to_string(), op);
     }
 
