@@ -7,7 +7,7 @@ use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
-use crate::results::{CellResult, CellStatus, ResultsFile};
+use crate::results::{CellResult, CellStatus, LatencySummary, ResultsFile};
 
 fn ms(v: f64) -> String {
     if v >= 100.0 {
@@ -118,79 +118,72 @@ pub fn terminal_table(results: &ResultsFile) -> String {
 /// results.csv: one row per cell, the summary statistics in columns (raw samples stay in JSON).
 pub fn csv(results: &ResultsFile) -> String {
     let mut w = ::csv::Writer::from_writer(Vec::new());
-    let header = [
-        "model",
-        "form",
-        "backend",
-        "threads",
-        "batch",
-        "height",
-        "width",
-        "status",
-        "median_ms",
-        "mean_ms",
-        "min_ms",
-        "p10_ms",
-        "p90_ms",
-        "p99_ms",
-        "ci95_low_ms",
-        "ci95_high_ms",
-        "samples",
-        "processes",
-        "process_spread",
-        "multimodal",
-        "gflops",
-        "gbps",
-        "params",
-        "macs",
-        "flops",
-        "memory_traffic_bytes",
-        "reason",
-    ];
-    w.write_record(header).expect("in-memory csv");
-    for c in &results.cells {
-        let k = &c.key;
-        let l = c.latency.as_ref();
-        let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
-        w.write_record([
-            k.model.clone(),
-            k.form.clone(),
-            k.backend.clone(),
-            k.threads.to_string(),
-            k.batch.to_string(),
-            k.height.to_string(),
-            k.width.to_string(),
-            c.status.to_string(),
-            f(l.map(|l| l.median_ms)),
-            f(l.map(|l| l.mean_ms)),
-            f(l.map(|l| l.min_ms)),
-            f(l.map(|l| l.p10_ms)),
-            f(l.map(|l| l.p90_ms)),
-            f(l.map(|l| l.p99_ms)),
-            f(l.map(|l| l.ci95_ms[0])),
-            f(l.map(|l| l.ci95_ms[1])),
-            l.map_or(0, |l| l.samples).to_string(),
-            c.processes
-                .as_ref()
-                .map_or(1, |p| p.medians_ms.len())
-                .to_string(),
-            f(c.processes.as_ref().map(|p| p.spread)),
-            c.processes
-                .as_ref()
-                .is_some_and(|p| p.multimodal)
-                .to_string(),
-            format!("{:.3}", c.achieved_gflops),
-            format!("{:.3}", c.achieved_gbps),
-            c.cost.params.to_string(),
-            c.cost.macs.to_string(),
-            c.cost.flops.to_string(),
-            c.cost.memory_traffic_bytes.to_string(),
-            c.reason.clone().unwrap_or_default(),
-        ])
+    w.write_record(CSV_COLUMNS.map(|(name, _)| name))
         .expect("in-memory csv");
+    for c in &results.cells {
+        w.write_record(CSV_COLUMNS.map(|(_, value)| value(c)))
+            .expect("in-memory csv");
     }
     String::from_utf8(w.into_inner().expect("in-memory csv")).expect("utf-8")
 }
+
+/// A latency statistic for the CSV: six decimals, empty for a cell without latencies.
+fn csv_ms(c: &CellResult, pick: fn(&LatencySummary) -> f64) -> String {
+    c.latency
+        .as_ref()
+        .map_or(String::new(), |l| format!("{:.6}", pick(l)))
+}
+
+type CsvColumn = (&'static str, fn(&CellResult) -> String);
+
+/// The CSV's columns: each one's name and its value for a cell.
+const CSV_COLUMNS: [CsvColumn; 27] = [
+    ("model", |c| c.key.model.clone()),
+    ("form", |c| c.key.form.clone()),
+    ("backend", |c| c.key.backend.clone()),
+    ("threads", |c| c.key.threads.to_string()),
+    ("batch", |c| c.key.batch.to_string()),
+    ("height", |c| c.key.height.to_string()),
+    ("width", |c| c.key.width.to_string()),
+    ("status", |c| c.status.to_string()),
+    ("median_ms", |c| csv_ms(c, |l| l.median_ms)),
+    ("mean_ms", |c| csv_ms(c, |l| l.mean_ms)),
+    ("min_ms", |c| csv_ms(c, |l| l.min_ms)),
+    ("p10_ms", |c| csv_ms(c, |l| l.p10_ms)),
+    ("p90_ms", |c| csv_ms(c, |l| l.p90_ms)),
+    ("p99_ms", |c| csv_ms(c, |l| l.p99_ms)),
+    ("ci95_low_ms", |c| csv_ms(c, |l| l.ci95_ms[0])),
+    ("ci95_high_ms", |c| csv_ms(c, |l| l.ci95_ms[1])),
+    ("samples", |c| {
+        c.latency.as_ref().map_or(0, |l| l.samples).to_string()
+    }),
+    ("processes", |c| {
+        c.processes
+            .as_ref()
+            .map_or(1, |p| p.medians_ms.len())
+            .to_string()
+    }),
+    ("process_spread", |c| {
+        c.processes
+            .as_ref()
+            .map_or(String::new(), |p| format!("{:.6}", p.spread))
+    }),
+    ("multimodal", |c| {
+        c.processes
+            .as_ref()
+            .is_some_and(|p| p.multimodal)
+            .to_string()
+    }),
+    ("gflops", |c| format!("{:.3}", c.achieved_gflops)),
+    ("gbps", |c| format!("{:.3}", c.achieved_gbps)),
+    ("params", |c| c.cost.params.to_string()),
+    ("macs", |c| c.cost.macs.to_string()),
+    ("flops", |c| c.cost.flops.to_string()),
+    ("memory_traffic_bytes", |c| {
+        c.cost.memory_traffic_bytes.to_string()
+    }),
+    ("reason", |c| c.reason.clone().unwrap_or_default()),
+];
 
 /// The header every report starts with: scenario, date, machine, OS, build, commit, rustc,
 /// backends, order and duration, as (label, value) pairs.
