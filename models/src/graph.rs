@@ -286,6 +286,9 @@ impl Op {
         }
         let x = inputs[0];
         match self {
+            Op::Add | Op::Max | Op::ChannelMul | Op::ChannelAdd | Op::Concat => {
+                self.combined_shape(inputs)
+            }
             Op::Conv2d(c) => conv_shape(c, x),
             Op::BatchNorm(bn) => {
                 expect_rank(x, 4)?;
@@ -298,24 +301,9 @@ impl Op {
                 Ok(x.to_vec())
             }
             op if op.unary_f64().is_some() => Ok(x.to_vec()),
-            Op::Add | Op::Max => match inputs.iter().find(|s| *s != &x) {
-                Some(other) => Err(format!("inputs differ in shape: {x:?} and {other:?}")),
-                None => Ok(x.to_vec()),
-            },
             Op::GlobalAvgPool => {
                 expect_rank(x, 4)?;
                 Ok(vec![x[0], x[1], 1, 1])
-            }
-            Op::ChannelMul | Op::ChannelAdd => {
-                expect_rank(x, 4)?;
-                let scale = inputs[1];
-                if scale != [x[0], x[1], 1, 1] && scale != [x[0], 1, 1, 1] {
-                    return Err(format!(
-                        "per-channel operand shape {scale:?} must be [{0}, {1}, 1, 1] or [{0}, 1, 1, 1]",
-                        x[0], x[1]
-                    ));
-                }
-                Ok(x.to_vec())
             }
             Op::MaxPool2d(p) => {
                 expect_rank(x, 4)?;
@@ -326,19 +314,6 @@ impl Op {
                         p.kernel, p.stride, p.padding, x[2], x[3]
                     )),
                 }
-            }
-            Op::Concat => {
-                let mut channels = 0;
-                for s in inputs {
-                    expect_rank(s, 4)?;
-                    if (s[0], s[2], s[3]) != (x[0], x[2], x[3]) {
-                        return Err(format!(
-                            "inputs differ in batch or spatial size: {x:?} and {s:?}"
-                        ));
-                    }
-                    channels += s[1];
-                }
-                Ok(vec![x[0], channels, x[2], x[3]])
             }
             Op::Slice { start, end } => {
                 expect_rank(x, 4)?;
@@ -380,6 +355,42 @@ impl Op {
                 }
                 Ok(vec![x[0], l.out_features])
             }
+        }
+    }
+
+    /// The output shape of an op that combines several inputs.
+    fn combined_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
+        let x = inputs[0];
+        match self {
+            Op::Add | Op::Max => match inputs.iter().find(|s| *s != &x) {
+                Some(other) => Err(format!("inputs differ in shape: {x:?} and {other:?}")),
+                None => Ok(x.to_vec()),
+            },
+            Op::ChannelMul | Op::ChannelAdd => {
+                expect_rank(x, 4)?;
+                let scale = inputs[1];
+                if scale != [x[0], x[1], 1, 1] && scale != [x[0], 1, 1, 1] {
+                    return Err(format!(
+                        "per-channel operand shape {scale:?} must be [{0}, {1}, 1, 1] or [{0}, 1, 1, 1]",
+                        x[0], x[1]
+                    ));
+                }
+                Ok(x.to_vec())
+            }
+            Op::Concat => {
+                let mut channels = 0;
+                for s in inputs {
+                    expect_rank(s, 4)?;
+                    if (s[0], s[2], s[3]) != (x[0], x[2], x[3]) {
+                        return Err(format!(
+                            "inputs differ in batch or spatial size: {x:?} and {s:?}"
+                        ));
+                    }
+                    channels += s[1];
+                }
+                Ok(vec![x[0], channels, x[2], x[3]])
+            }
+            _ => unreachable!("only ops of several inputs come here"),
         }
     }
 }
