@@ -116,29 +116,9 @@ enum Step {
         bias: Option<CTensor>,
     },
     /// Inference BN: x * scale + shift, both [1, C, 1, 1].
-    Affine {
-        scale: CTensor,
-        shift: CTensor,
-    },
-    Relu,
-    Sigmoid,
-    /// Relu6, hard-sigmoid, hard-swish, SiLU, GELU: the op says which.
-    Activation(Op),
-    Add,
-    Max,
-    GlobalAvgPool,
-    MaxPool(models::graph::MaxPool2d),
-    ChannelMul,
-    ChannelAdd,
-    Concat,
-    Slice {
-        start: usize,
-        len: usize,
-    },
-    ChannelShuffle {
-        groups: usize,
-    },
-    Flatten,
+    Affine { scale: CTensor, shift: CTensor },
+    /// A parameter-free op, run by `stateless`.
+    Stateless(Op),
     /// x @ weight^T + bias; the transposed weight is stored contiguous.
     Linear {
         weight_t: CTensor,
@@ -185,24 +165,23 @@ impl Step {
                     shift: per_channel(round(shift))?,
                 }
             }
-            Op::Relu => Step::Relu,
-            Op::Sigmoid => Step::Sigmoid,
-            Op::Relu6 | Op::HardSigmoid | Op::HardSwish | Op::Silu | Op::Gelu => {
-                Step::Activation(node.op.clone())
-            }
-            Op::Add => Step::Add,
-            Op::Max => Step::Max,
-            Op::GlobalAvgPool => Step::GlobalAvgPool,
-            Op::MaxPool2d(p) => Step::MaxPool(*p),
-            Op::ChannelMul => Step::ChannelMul,
-            Op::ChannelAdd => Step::ChannelAdd,
-            Op::Concat => Step::Concat,
-            Op::Slice { start, end } => Step::Slice {
-                start: *start,
-                len: end - start,
-            },
-            Op::ChannelShuffle { groups } => Step::ChannelShuffle { groups: *groups },
-            Op::Flatten => Step::Flatten,
+            Op::Relu
+            | Op::Sigmoid
+            | Op::Relu6
+            | Op::HardSigmoid
+            | Op::HardSwish
+            | Op::Silu
+            | Op::Gelu
+            | Op::Add
+            | Op::Max
+            | Op::GlobalAvgPool
+            | Op::MaxPool2d(_)
+            | Op::ChannelMul
+            | Op::ChannelAdd
+            | Op::Concat
+            | Op::Slice { .. }
+            | Op::ChannelShuffle { .. }
+            | Op::Flatten => Step::Stateless(node.op.clone()),
             Op::Linear(l) => {
                 let weight_t = to_candle(param("weight")?)?.t()?.contiguous()?;
                 let bias = l.bias.then(|| param("bias").and_then(to_candle));
@@ -257,27 +236,7 @@ impl Step {
                 depthwise_unrolled(x, conv, taps, bias.as_ref())
             }
             Step::Affine { scale, shift } => x.broadcast_mul(scale)?.broadcast_add(shift),
-            Step::Relu => x.relu(),
-            Step::Sigmoid => (x.neg()?.exp()? + 1.0)?.recip(),
-            Step::Activation(op) => activation(op, x),
-            Step::Add => inputs[1..].iter().try_fold(x.clone(), |acc, t| acc + *t),
-            Step::Max => inputs[1..]
-                .iter()
-                .try_fold(x.clone(), |acc, t| acc.maximum(*t)),
-            Step::GlobalAvgPool => x.mean_keepdim(3)?.mean_keepdim(2),
-            Step::MaxPool(p) => max_pool(x, p),
-            Step::ChannelMul => x.broadcast_mul(inputs[1]),
-            Step::ChannelAdd => x.broadcast_add(inputs[1]),
-            Step::Concat => CTensor::cat(inputs, 1),
-            Step::Slice { start, len } => x.narrow(1, *start, *len)?.contiguous(),
-            Step::ChannelShuffle { groups } => {
-                let (n, c, h, w) = x.dims4()?;
-                x.reshape((n, *groups, c / groups, h, w))?
-                    .transpose(1, 2)?
-                    .contiguous()?
-                    .reshape((n, c, h, w))
-            }
-            Step::Flatten => x.flatten_from(1),
+            Step::Stateless(op) => stateless(op, inputs),
             Step::Linear { weight_t, bias } => {
                 let y = x.matmul(weight_t)?;
                 match bias {
@@ -293,16 +252,37 @@ fn hard_sigmoid(x: &CTensor) -> candle_core::Result<CTensor> {
     (x + 3.0)?.clamp(0f32, 6f32)? / 6.0
 }
 
-/// The element-wise activations beyond ReLU and sigmoid, from candle's ops.
-fn activation(op: &Op, x: &CTensor) -> candle_core::Result<CTensor> {
+/// The parameter-free ops, from candle's own.
+fn stateless(op: &Op, inputs: &[&CTensor]) -> candle_core::Result<CTensor> {
+    let x = inputs[0];
     match op {
+        Op::Relu => x.relu(),
+        Op::Sigmoid => (x.neg()?.exp()? + 1.0)?.recip(),
         Op::Relu6 => x.clamp(0f32, 6f32),
         Op::HardSigmoid => hard_sigmoid(x),
         Op::HardSwish => x * hard_sigmoid(x)?,
         Op::Silu => x.silu(),
         Op::Gelu => x.gelu_erf(),
+        Op::Add => inputs[1..].iter().try_fold(x.clone(), |acc, t| acc + *t),
+        Op::Max => inputs[1..]
+            .iter()
+            .try_fold(x.clone(), |acc, t| acc.maximum(*t)),
+        Op::GlobalAvgPool => x.mean_keepdim(3)?.mean_keepdim(2),
+        Op::MaxPool2d(p) => max_pool(x, p),
+        Op::ChannelMul => x.broadcast_mul(inputs[1]),
+        Op::ChannelAdd => x.broadcast_add(inputs[1]),
+        Op::Concat => CTensor::cat(inputs, 1),
+        Op::Slice { start, end } => x.narrow(1, *start, end - start)?.contiguous(),
+        Op::ChannelShuffle { groups } => {
+            let (n, c, h, w) = x.dims4()?;
+            x.reshape((n, *groups, c / groups, h, w))?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((n, c, h, w))
+        }
+        Op::Flatten => x.flatten_from(1),
         other => Err(candle_core::Error::Msg(format!(
-            "{} is not an activation",
+            "{} is not a parameter-free op",
             other.kind()
         ))),
     }

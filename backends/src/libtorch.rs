@@ -161,14 +161,8 @@ mod engine {
             var: TTensor,
             eps: f64,
         },
-        Relu,
-        Sigmoid,
-        /// Every parameter-free op beyond the ones above, run by `stateless`.
+        /// A parameter-free op, run by `stateless`.
         Stateless(Op),
-        Add,
-        GlobalAvgPool,
-        ChannelMul,
-        Flatten,
         Linear {
             weight: TTensor,
             bias: Option<TTensor>,
@@ -203,13 +197,13 @@ mod engine {
                     var: param("running_var")?,
                     eps: bn.eps,
                 },
-                Op::Relu => Step::Relu,
-                Op::Sigmoid => Step::Sigmoid,
-                Op::Add => Step::Add,
-                Op::GlobalAvgPool => Step::GlobalAvgPool,
-                Op::ChannelMul => Step::ChannelMul,
-                Op::Flatten => Step::Flatten,
-                Op::Relu6
+                Op::Relu
+                | Op::Sigmoid
+                | Op::Add
+                | Op::GlobalAvgPool
+                | Op::ChannelMul
+                | Op::Flatten
+                | Op::Relu6
                 | Op::HardSigmoid
                 | Op::HardSwish
                 | Op::Silu
@@ -260,15 +254,7 @@ mod engine {
                     *eps,
                     false,
                 ),
-                Step::Relu => x.f_relu(),
-                Step::Sigmoid => x.f_sigmoid(),
                 Step::Stateless(op) => stateless(op, inputs),
-                Step::Add => inputs[1..]
-                    .iter()
-                    .try_fold(x.shallow_clone(), |acc, t| acc.f_add(t)),
-                Step::GlobalAvgPool => x.f_adaptive_avg_pool2d([1, 1]),
-                Step::ChannelMul => x.f_mul(inputs[1]),
-                Step::Flatten => x.f_flatten(1, -1),
                 Step::Linear { weight, bias } => x.f_linear(weight, bias.as_ref()),
             }
         }
@@ -278,6 +264,14 @@ mod engine {
     fn stateless(op: &Op, inputs: &[&TTensor]) -> Result<TTensor, TchError> {
         let x = inputs[0];
         match op {
+            Op::Relu => x.f_relu(),
+            Op::Sigmoid => x.f_sigmoid(),
+            Op::Add => inputs[1..]
+                .iter()
+                .try_fold(x.shallow_clone(), |acc, t| acc.f_add(t)),
+            Op::GlobalAvgPool => x.f_adaptive_avg_pool2d([1, 1]),
+            Op::ChannelMul => x.f_mul(inputs[1]),
+            Op::Flatten => x.f_flatten(1, -1),
             Op::Relu6 => x.f_clamp(0.0, 6.0),
             Op::HardSigmoid => x.f_hardsigmoid(),
             Op::HardSwish => x.f_hardswish(),
@@ -295,7 +289,7 @@ mod engine {
             Op::Slice { start, end } => x.f_narrow(1, *start as i64, (end - start) as i64),
             Op::ChannelShuffle { groups } => x.f_channel_shuffle(*groups as i64),
             other => Err(TchError::Kind(format!(
-                "{} is not a stateless op",
+                "{} is not a parameter-free op",
                 other.kind()
             ))),
         }

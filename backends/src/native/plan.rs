@@ -484,10 +484,9 @@ impl<'a> Compiler<'a> {
     /// A batch norm that no conv took: a per-channel affine step.
     fn batch_norm(&mut self, i: usize) -> Result<(), BackendError> {
         let node = &self.nodes()[i];
-        let value = ValueId::Node(i);
         let (scale, shift) = self.lowered.batch_norm_affine(i)?;
         let x = self.loc_of(node.inputs[0]);
-        let (out, accumulate) = self.target(value);
+        let (out, accumulate) = self.target(ValueId::Node(i));
         let (batch, channels, pixels) = dims(&node.shape);
         let op = StepOp::Affine(AffineStep {
             batch,
@@ -508,14 +507,13 @@ impl<'a> Compiler<'a> {
     /// there; else a step of its own.
     fn relu(&mut self, i: usize) -> Result<(), BackendError> {
         let node = &self.nodes()[i];
-        let value = ValueId::Node(i);
         let input = node.inputs[0];
         let loc = self.loc_of(input);
         let last = self.writers.get(&loc).and_then(|w| w.last().copied());
         if let (true, Some(step)) = (self.lowered.in_epilogue(i), last) {
             if self.steps[step].op.fuse_relu() {
                 self.steps[step].label.push_str(&format!("+{}", node.name));
-                self.value_loc[value_index(value)] = Some(loc);
+                self.value_loc[value_index(ValueId::Node(i))] = Some(loc);
                 self.fusions.relus_into_epilogue += 1;
                 return Ok(());
             }
@@ -527,7 +525,6 @@ impl<'a> Compiler<'a> {
     /// An element-wise activation other than ReLU.
     fn unary(&mut self, i: usize) -> Result<(), BackendError> {
         let node = &self.nodes()[i];
-        let value = ValueId::Node(i);
         let op = match node.op {
             Op::Sigmoid => Unary::Sigmoid,
             Op::Relu6 => Unary::Relu6,
@@ -537,7 +534,7 @@ impl<'a> Compiler<'a> {
             _ => Unary::Gelu,
         };
         let src = self.loc_of(node.inputs[0]);
-        let dst = self.new_loc(value);
+        let dst = self.new_loc(ValueId::Node(i));
         let len = node.shape.iter().product();
         self.push(node.name.clone(), StepOp::Unary { op, src, dst, len });
         Ok(())
@@ -546,7 +543,6 @@ impl<'a> Compiler<'a> {
     /// Max pooling over windows (NHWC).
     fn max_pool(&mut self, i: usize, p: MaxPool2d) -> Result<(), BackendError> {
         let node = &self.nodes()[i];
-        let value = ValueId::Node(i);
         let x = self.graph.value_shape(node.inputs[0]);
         let shape = DepthwiseShape {
             batch: x[0],
@@ -560,7 +556,7 @@ impl<'a> Compiler<'a> {
             out_width: node.shape[3],
         };
         let src = self.loc_of(node.inputs[0]);
-        let dst = self.new_loc(value);
+        let dst = self.new_loc(ValueId::Node(i));
         self.push(node.name.clone(), StepOp::MaxPool { shape, src, dst });
         Ok(())
     }
@@ -568,9 +564,8 @@ impl<'a> Compiler<'a> {
     /// Channel concatenation: one channel copy per input.
     fn concat(&mut self, i: usize) -> Result<(), BackendError> {
         let node = &self.nodes()[i];
-        let value = ValueId::Node(i);
         let (batch, channels, pixels) = dims(&node.shape);
-        let dst = self.new_loc(value);
+        let dst = self.new_loc(ValueId::Node(i));
         let mut to = 0;
         for &input in &node.inputs.clone() {
             let part = self.graph.value_shape(input)[1];
@@ -593,10 +588,9 @@ impl<'a> Compiler<'a> {
     /// Global average pooling.
     fn global_pool(&mut self, i: usize) -> Result<(), BackendError> {
         let node = &self.nodes()[i];
-        let value = ValueId::Node(i);
         let (batch, channels, pixels) = dims(self.graph.value_shape(node.inputs[0]));
         let src = self.loc_of(node.inputs[0]);
-        let dst = self.new_loc(value);
+        let dst = self.new_loc(ValueId::Node(i));
         self.push(
             node.name.clone(),
             StepOp::Pool(PoolStep {
@@ -613,11 +607,10 @@ impl<'a> Compiler<'a> {
     /// x times (or plus) a per-image, per-channel operand: squeeze-excite's scaling.
     fn channel_affine(&mut self, i: usize) -> Result<(), BackendError> {
         let node = &self.nodes()[i];
-        let value = ValueId::Node(i);
         let (batch, channels, pixels) = dims(&node.shape);
         let x = self.loc_of(node.inputs[0]);
         let operand = self.per_channel_operand(i);
-        let out = self.new_loc(value);
+        let out = self.new_loc(ValueId::Node(i));
         let (scale, shift) = if node.op == Op::ChannelMul {
             (
                 Scale::Gate(operand),
