@@ -452,7 +452,6 @@ impl<'a> Lowering<'a> {
         let x = self.slot(node.inputs[0]);
         let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
         let len = models::tensor::numel(&node.shape);
-        let geometry = |e: String| self.lowered.error(i, e);
         match &node.op {
             Op::Conv2d(conv) => self.lower_conv(i, conv, x, &in_shape)?,
             Op::Linear(linear) => self.lower_linear(i, linear)?,
@@ -468,12 +467,19 @@ impl<'a> Lowering<'a> {
             Op::Add | Op::Max => self.lower_sum(i)?,
             Op::ChannelMul | Op::ChannelAdd => self.lower_channel_op(i)?,
             Op::GlobalAvgPool => {
+                // One workgroup per plane.
                 let planes = in_shape[0] * in_shape[1];
                 let out = self.output(i, i, len);
-                let params = u32_of(&[planes, in_shape[2], in_shape[3]]).map_err(geometry)?;
-                let groups = spread(planes).map_err(geometry)?;
-                let label = self.label(i, i);
-                self.push(Kernel::GlobalAverage, params, vec![x], out, groups, label);
+                let (params, invocations) =
+                    ([planes, in_shape[2], in_shape[3]], planes * WORKGROUP);
+                self.dispatch(
+                    (i, i),
+                    Kernel::GlobalAverage,
+                    &params,
+                    vec![x],
+                    out,
+                    invocations,
+                )?;
             }
             Op::MaxPool2d(pool) => self.lower_max_pool(i, pool)?,
             Op::Concat => self.lower_concat(i)?,
@@ -508,31 +514,33 @@ impl<'a> Lowering<'a> {
         let x = self.slot(node.inputs[0]);
         let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
         let len = models::tensor::numel(&node.shape);
-        let geometry = |e: String| self.lowered.error(i, e);
-        let weight = self.param(i, "weight")?.to_vec();
         let shift = (self.lowered).bias_or_zeros(i, linear.bias, linear.out_features)?;
-        let scale = vec![1.0; linear.out_features];
+        let reads = self.with_parameters(i, x, shift)?;
         let (act, last) = self.fuse_activation(i);
-        let batch = in_shape[0];
-        let reads = vec![
+        let (batch, features) = (in_shape[0], [linear.in_features, linear.out_features]);
+        let out = self.output(i, last, len);
+        let params = [batch, features[0], features[1], act as usize];
+        // One workgroup per output.
+        let invocations = batch * features[1] * WORKGROUP;
+        self.dispatch((i, last), Kernel::Linear, &params, reads, out, invocations)
+    }
+
+    /// The reads of a conv or linear: its input `x`, then its weight, a per-channel scale of
+    /// ones and `shift` (its bias) as constants.
+    fn with_parameters(
+        &mut self,
+        i: usize,
+        x: Slot,
+        shift: Vec<f32>,
+    ) -> Result<Vec<Slot>, BackendError> {
+        let weight = self.param(i, "weight")?.to_vec();
+        let scale = vec![1.0; shift.len()];
+        Ok(vec![
             x,
             self.constant(weight),
             self.constant(scale),
             self.constant(shift),
-        ];
-        let out = self.output(i, last, len);
-        let params = u32_of(&[batch, linear.in_features, linear.out_features]).map_err(geometry)?;
-        let groups = spread(batch * linear.out_features).map_err(geometry)?;
-        let label = self.label(i, last);
-        self.push(
-            Kernel::Linear,
-            [params, vec![act]].concat(),
-            reads,
-            out,
-            groups,
-            label,
-        );
-        Ok(())
+        ])
     }
 
     /// A batch norm that no conv took: a per-channel affine, its activation fused.
@@ -617,25 +625,20 @@ impl<'a> Lowering<'a> {
         let x = self.slot(node.inputs[0]);
         let in_shape = self.graph.value_shape(node.inputs[0]).to_vec();
         let len = models::tensor::numel(&node.shape);
-        let geometry = |e: String| self.lowered.error(i, e);
         let out = self.output(i, i, len);
-        let s = &node.shape;
-        let params = u32_of(&[
-            s[0] * s[1],
+        let (s, p, planes) = (&node.shape, pool, node.shape[0] * node.shape[1]);
+        let params = [
+            planes,
             in_shape[2],
             in_shape[3],
             s[2],
             s[3],
-            pool.kernel,
-            pool.stride,
-            pool.padding,
+            p.kernel,
+            p.stride,
+            p.padding,
             len,
-        ])
-        .map_err(geometry)?;
-        let groups = spread(len.div_ceil(WORKGROUP)).map_err(geometry)?;
-        let label = self.label(i, i);
-        self.push(Kernel::MaxWindow, params, vec![x], out, groups, label);
-        Ok(())
+        ];
+        self.dispatch((i, i), Kernel::MaxWindow, &params, vec![x], out, len)
     }
 
     /// Channel concatenation: one channel copy per input.
@@ -693,18 +696,11 @@ impl<'a> Lowering<'a> {
     ) -> Result<(), BackendError> {
         let node = &self.graph.nodes()[i];
         let geometry = |e: String| self.lowered.error(i, e);
-        let weight = self.param(i, "weight")?.to_vec();
-        let scale = vec![1.0; conv.out_channels];
         let shift = (self.lowered).bias_or_zeros(i, conv.bias, conv.out_channels)?;
+        let reads = self.with_parameters(i, x, shift)?;
         let (act, last) = self.fuse_activation(i);
         let out_shape = &node.shape;
         let len = models::tensor::numel(out_shape);
-        let reads = vec![
-            x,
-            self.constant(weight),
-            self.constant(scale),
-            self.constant(shift),
-        ];
         let out = self.output(i, last, len);
         let label = self.label(i, last);
         let (kernel, params, groups) = self
@@ -810,16 +806,30 @@ impl<'a> Lowering<'a> {
         dst: [usize; 3],
     ) -> Result<(), BackendError> {
         let node = &self.graph.nodes()[i];
-        let geometry = |e: String| self.lowered.error(i, e);
         let spatial: usize = node.shape[2..].iter().product();
         let total = node.shape[0] * count * spatial;
-        let params = u32_of(&[
+        let params = [
             total, spatial, count, src[0], src[1], src[2], dst[0], dst[1], dst[2],
-        ])
-        .map_err(geometry)?;
-        let groups = spread(total.div_ceil(WORKGROUP)).map_err(geometry)?;
-        let label = self.label(i, i);
-        self.push(Kernel::Copy, params, vec![x], out, groups, label);
+        ];
+        self.dispatch((i, i), Kernel::Copy, &params, vec![x], out, total)
+    }
+
+    /// Pushes `kernel` for nodes `first..=last` with `params`, over `invocations` threads in
+    /// workgroups of `WORKGROUP`; sizes that do not fit the shader's u32 are an error.
+    fn dispatch(
+        &mut self,
+        (first, last): (usize, usize),
+        kernel: Kernel,
+        params: &[usize],
+        reads: Vec<Slot>,
+        out: usize,
+        invocations: usize,
+    ) -> Result<(), BackendError> {
+        let geometry = |e: String| self.lowered.error(first, e);
+        let params = u32_of(params).map_err(geometry)?;
+        let groups = spread(invocations.div_ceil(WORKGROUP)).map_err(geometry)?;
+        let label = self.label(first, last);
+        self.push(kernel, params, reads, out, groups, label);
         Ok(())
     }
 
