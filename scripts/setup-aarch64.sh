@@ -5,7 +5,7 @@
 #   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 #   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 #   export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-#   cargo test -p backends --target aarch64-unknown-linux-gnu --test native --test native_plan
+#   cargo test -p backends --target aarch64-unknown-linux-gnu --test ops --test native_plan
 set -euo pipefail
 if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
     rustup target add aarch64-unknown-linux-gnu
