@@ -354,8 +354,6 @@ struct Lowering<'a> {
     target: Target,
     /// For each node, the value that holds its output (a fused node shares its producer's).
     value_of: Vec<Option<usize>>,
-    /// Values that alias another (flatten): value -> the value whose buffer it shares.
-    alias: Vec<Option<usize>>,
     values: usize,
     value_len: Vec<usize>,
     constants: Vec<Vec<f32>>,
@@ -370,7 +368,6 @@ impl<'a> Lowering<'a> {
             graph,
             target,
             value_of: vec![None; graph.nodes().len()],
-            alias: Vec::new(),
             values: 0,
             value_len: Vec::new(),
             constants: Vec::new(),
@@ -396,7 +393,6 @@ impl<'a> Lowering<'a> {
 
     fn new_value(&mut self, len: usize) -> usize {
         self.value_len.push(len);
-        self.alias.push(None);
         self.values += 1;
         self.values - 1
     }
@@ -663,19 +659,13 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
-    /// Flatten: the same buffer under a new value.
+    /// Flatten: its input's value under the new shape (the same elements in the same order).
     fn lower_flatten(&mut self, i: usize) -> Result<(), BackendError> {
-        let node = &self.graph.nodes()[i];
-        let x = self.slot(node.inputs[0]);
-        let len = models::tensor::numel(&node.shape);
-        let Slot::Value(v) = x else {
-            return Err(self
-                .lowered
-                .error(i, "flatten of the graph input is not supported"));
+        let Slot::Value(v) = self.slot(self.graph.nodes()[i].inputs[0]) else {
+            let reason = "flatten of the graph input is not supported";
+            return Err(self.lowered.error(i, reason));
         };
-        let value = self.new_value(len);
-        self.alias[value] = Some(v);
-        self.value_of[i] = Some(value);
+        self.value_of[i] = Some(v);
         Ok(())
     }
 
@@ -837,26 +827,20 @@ impl<'a> Lowering<'a> {
     /// reads or writes it (the output to the end), then its buffer goes to the next value
     /// that fits it best.
     fn finish(self) -> Result<GpuPlan, BackendError> {
-        let root = |mut v: usize| {
-            while let Some(a) = self.alias[v] {
-                v = a;
-            }
-            v
-        };
         let output_value = match self.graph.output() {
             ValueId::Input => {
                 let reason = "the graph output is its input; nothing to run";
                 return Err(self.lowered.error_of_graph(reason));
             }
-            ValueId::Node(j) => root(self.value_of[j].expect("every node was lowered")),
+            ValueId::Node(j) => self.value_of[j].expect("every node was lowered"),
         };
         let mut lifetimes: Vec<Option<Lifetime>> = vec![None; self.values];
         for (d, dispatch) in self.pending.iter().enumerate() {
             let reads = dispatch.reads.iter().filter_map(|s| match s {
-                Slot::Value(v) => Some(root(*v)),
+                Slot::Value(v) => Some(*v),
                 _ => None,
             });
-            for v in std::iter::once(root(dispatch.write)).chain(reads) {
+            for v in std::iter::once(dispatch.write).chain(reads) {
                 let len = self.value_len[v];
                 let life = lifetimes[v].get_or_insert(Lifetime {
                     first: d,
@@ -873,7 +857,7 @@ impl<'a> Lowering<'a> {
         let buffer_ref = |slot: &Slot| match slot {
             Slot::Input => BufferRef::Input,
             Slot::Constant(c) => BufferRef::Constant(*c),
-            Slot::Value(v) => BufferRef::Activation(buffers.buffer_of[root(*v)]),
+            Slot::Value(v) => BufferRef::Activation(buffers.buffer_of[*v]),
         };
         let dispatches = self
             .pending
