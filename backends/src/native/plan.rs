@@ -306,8 +306,8 @@ struct Compiler<'a> {
     loc_len: Vec<usize>,
     /// Slot of each value (input first, then nodes), once written.
     value_loc: Vec<Option<Loc>>,
-    /// Steps that write each slot, in order.
-    writers: HashMap<Loc, Vec<usize>>,
+    /// Per slot, the last step that wrote it.
+    last_writer: Vec<Option<usize>>,
     /// value -> the Add node it is accumulated into.
     accumulate_into: HashMap<usize, usize>,
     fusions: Fusions,
@@ -373,7 +373,7 @@ impl<'a> Compiler<'a> {
             steps: Vec::new(),
             loc_len: Vec::new(),
             value_loc: vec![None; graph.nodes().len() + 1],
-            writers: HashMap::new(),
+            last_writer: Vec::new(),
             accumulate_into,
             fusions,
         }
@@ -392,6 +392,7 @@ impl<'a> Compiler<'a> {
 
     fn scratch(&mut self, len: usize) -> Loc {
         self.loc_len.push(len);
+        self.last_writer.push(None);
         self.loc_len.len() - 1
     }
 
@@ -420,7 +421,7 @@ impl<'a> Compiler<'a> {
                 None => self.new_loc(add_value),
             };
             self.value_loc[value_index(value)] = Some(loc);
-            let accumulate = self.writers.get(&loc).is_some_and(|w| !w.is_empty());
+            let accumulate = self.last_writer[loc].is_some();
             return (loc, accumulate);
         }
         (self.new_loc(value), false)
@@ -429,7 +430,7 @@ impl<'a> Compiler<'a> {
     fn push(&mut self, label: String, op: StepOp) {
         let index = self.steps.len();
         if let (_, Some(dst)) = op.slots() {
-            self.writers.entry(dst).or_default().push(index);
+            self.last_writer[dst] = Some(index);
         }
         self.steps.push(Step { label, op });
     }
@@ -509,7 +510,7 @@ impl<'a> Compiler<'a> {
         let node = &self.nodes()[i];
         let input = node.inputs[0];
         let loc = self.loc_of(input);
-        let last = self.writers.get(&loc).and_then(|w| w.last().copied());
+        let last = self.last_writer[loc];
         if let (true, Some(step)) = (self.lowered.in_epilogue(i), last) {
             if self.steps[step].op.fuse_relu() {
                 self.steps[step].label.push_str(&format!("+{}", node.name));
