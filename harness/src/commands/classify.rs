@@ -57,8 +57,8 @@ struct ImageOutcome {
 pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
     let variant = parse_mobileone(&args.model)?;
     let form = parse_form(&args.form)?;
-    let backend = backends::get(&args.backend).context("--backend")?;
-    check_args(args, backend.as_ref())?;
+    let backend = super::ready_backend(&args.backend, args.threads)?;
+    check_args(args)?;
     let model = models::Model::MobileOne(variant);
     let (weights, origin) = choose_weights(&args.weights, model, form)?;
     let transform = EvalTransform::for_variant(variant);
@@ -101,12 +101,7 @@ pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
 }
 
 /// The arguments a run cannot start without.
-fn check_args(args: &ClassifyArgs, backend: &dyn backends::Backend) -> Result<()> {
-    if let backends::Availability::Unavailable(reason) = backend.availability() {
-        bail!("--backend {}: unavailable: {reason}", backend.name());
-    }
-    crate::scenario::check_threads(&[args.threads])
-        .map_err(|m| anyhow::anyhow!("--threads: {m}"))?;
+fn check_args(args: &ClassifyArgs) -> Result<()> {
     if args.top == 0 {
         bail!("--top 0: show at least 1 class");
     }

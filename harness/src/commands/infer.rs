@@ -12,12 +12,7 @@ use crate::npy;
 pub fn run(args: &InferArgs) -> Result<()> {
     let model = parse_model(&args.model)?;
     let form = parse_form(&args.form)?;
-    let backend = backends::get(&args.backend).context("--backend")?;
-    if let backends::Availability::Unavailable(reason) = backend.availability() {
-        bail!("--backend {}: unavailable: {reason}", backend.name());
-    }
-    crate::scenario::check_threads(&[args.threads])
-        .map_err(|m| anyhow::anyhow!("--threads: {m}"))?;
+    let backend = super::ready_backend(&args.backend, args.threads)?;
     let input = npy::read_f32(&args.input)?;
     let input_size = match *input.shape() {
         [batch, 3, height, width] if batch >= 1 && height >= 32 && width >= 32 => InputSize { batch, height, width },

@@ -135,3 +135,14 @@ pub fn build_model(args: &ModelArgs) -> Result<BuiltModel> {
         origin,
     })
 }
+
+/// The backend called `name`, available here, with a valid `--threads`: what `infer`,
+/// `profile` and `classify` check before they load anything.
+fn ready_backend(name: &str, threads: usize) -> Result<Box<dyn backends::Backend>> {
+    let backend = backends::get(name).context("--backend")?;
+    if let backends::Availability::Unavailable(reason) = backend.availability() {
+        bail!("--backend {}: unavailable: {reason}", backend.name());
+    }
+    crate::scenario::check_threads(&[threads]).map_err(|m| anyhow::anyhow!("--threads: {m}"))?;
+    Ok(backend)
+}

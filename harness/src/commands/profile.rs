@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use backends::{LayerTime, PrepareOptions};
 use models::seeded_uniform;
 
@@ -11,12 +11,7 @@ use super::build_model;
 use crate::cli::ProfileArgs;
 
 pub fn run(args: &ProfileArgs) -> Result<()> {
-    let backend = backends::get(&args.backend).context("--backend")?;
-    if let backends::Availability::Unavailable(reason) = backend.availability() {
-        bail!("--backend {}: unavailable: {reason}", backend.name());
-    }
-    crate::scenario::check_threads(&[args.threads])
-        .map_err(|m| anyhow::anyhow!("--threads: {m}"))?;
+    let backend = super::ready_backend(&args.backend, args.threads)?;
     if args.runs == 0 {
         bail!("--runs 0: time at least 1 run");
     }
