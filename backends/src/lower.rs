@@ -222,6 +222,24 @@ pub struct BufferAssignment {
     pub sizes: Vec<usize>,
 }
 
+/// The lifetime of each value `0..lens.len()` (of `lens[v]` elements) from the values each
+/// step touches, reads and writes, in step order; `None` for a value no step touches.
+pub fn lifetimes<T: IntoIterator<Item = usize>>(
+    lens: &[usize],
+    steps: impl IntoIterator<Item = T>,
+) -> Vec<Option<Lifetime>> {
+    let mut lifetimes = vec![None; lens.len()];
+    for (s, touched) in steps.into_iter().enumerate() {
+        for v in touched {
+            let (first, last, len) = (s, s, lens[v]);
+            lifetimes[v]
+                .get_or_insert(Lifetime { first, last, len })
+                .last = s;
+        }
+    }
+    lifetimes
+}
+
 /// Assigns values to buffers step by step: the values that start at a step take the smallest
 /// free buffer that holds them (else the largest free one, grown; else a new one), then the
 /// values that end at the step free theirs. Values live at the same step never share.

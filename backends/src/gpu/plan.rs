@@ -7,7 +7,7 @@ use models::graph::{Conv2d, Linear, MaxPool2d, Op, ValueId};
 use models::{Graph, Weights};
 
 use crate::backend::BackendError;
-use crate::lower::{assign_buffers, Lifetime, Lowered};
+use crate::lower::{assign_buffers, lifetimes, Lowered};
 
 /// One compiled compute kernel (a WGSL entry point).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -354,7 +354,6 @@ struct Lowering<'a> {
     target: Target,
     /// For each node, the value that holds its output (a fused node shares its producer's).
     value_of: Vec<Option<usize>>,
-    values: usize,
     value_len: Vec<usize>,
     constants: Vec<Vec<f32>>,
     pending: Vec<PendingDispatch>,
@@ -368,7 +367,6 @@ impl<'a> Lowering<'a> {
             graph,
             target,
             value_of: vec![None; graph.nodes().len()],
-            values: 0,
             value_len: Vec::new(),
             constants: Vec::new(),
             pending: Vec::new(),
@@ -393,8 +391,7 @@ impl<'a> Lowering<'a> {
 
     fn new_value(&mut self, len: usize) -> usize {
         self.value_len.push(len);
-        self.values += 1;
-        self.values - 1
+        self.value_len.len() - 1
     }
 
     /// The activation node `i` runs as its epilogue: (activation code, last node).
@@ -834,22 +831,14 @@ impl<'a> Lowering<'a> {
             }
             ValueId::Node(j) => self.value_of[j].expect("every node was lowered"),
         };
-        let mut lifetimes: Vec<Option<Lifetime>> = vec![None; self.values];
-        for (d, dispatch) in self.pending.iter().enumerate() {
-            let reads = dispatch.reads.iter().filter_map(|s| match s {
+        let touched = self.pending.iter().map(|d| {
+            let reads = d.reads.iter().filter_map(|s| match s {
                 Slot::Value(v) => Some(*v),
                 _ => None,
             });
-            for v in std::iter::once(dispatch.write).chain(reads) {
-                let len = self.value_len[v];
-                let life = lifetimes[v].get_or_insert(Lifetime {
-                    first: d,
-                    last: d,
-                    len,
-                });
-                life.last = d;
-            }
-        }
+            reads.chain([d.write])
+        });
+        let mut lifetimes = lifetimes(&self.value_len, touched);
         if let Some(life) = lifetimes[output_value].as_mut() {
             life.last = self.pending.len();
         }

@@ -14,7 +14,7 @@ use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNE
 use super::kernels::gemm::{ConvGeometry, PackedGemm};
 use super::kernels::layout::{ChannelCopy, Pad, Unary};
 use super::simd::Isa;
-use crate::lower::{assign_buffers, value_index, Lifetime, Lowered};
+use crate::lower::{assign_buffers, lifetimes, value_index, Lowered};
 use crate::BackendError;
 
 /// A float buffer slot in the plan (several slots may share one physical buffer).
@@ -912,18 +912,11 @@ impl<'a> Compiler<'a> {
     /// Assigns slots to physical buffers: a slot lives from the first to the last step that
     /// touches it, and a buffer is reused once every slot in it is dead.
     fn finish(self) -> Plan {
-        let mut lifetimes: Vec<Option<Lifetime>> = vec![None; self.loc_len.len()];
-        for (s, step) in self.steps.iter().enumerate() {
+        let touched = self.steps.iter().map(|step| {
             let (reads, write) = step.op.slots();
-            for l in reads.into_iter().chain(write) {
-                let life = lifetimes[l].get_or_insert(Lifetime {
-                    first: s,
-                    last: s,
-                    len: self.loc_len[l],
-                });
-                life.last = s;
-            }
-        }
+            reads.into_iter().chain(write)
+        });
+        let lifetimes = lifetimes(&self.loc_len, touched);
         let assignment = assign_buffers(&lifetimes);
         Plan {
             steps: self.steps,
