@@ -395,7 +395,7 @@ fn weights_for(
         .entry((model, form))
         .or_insert_with(|| {
             let w = &scenario.file.weights;
-            let checkpoint = w.checkpoints.get(&crate::scenario::ModelName(model));
+            let checkpoint = w.checkpoints.get(&crate::scenario::Parsed(model));
             match checkpoint.zip(model.mobileone()) {
                 Some((path, variant)) => models::load_model_weights(
                     &scenario.resolve(path),

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 #[cfg(test)]
 use models::Variant;
-use models::{Form, Model, Naming};
+use models::{Form, Model, Naming, UnknownName};
 use serde::Deserialize;
+use std::str::FromStr;
 
 /// A scenario as written in YAML.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,7 +60,7 @@ pub struct ScenarioFile {
 }
 
 fn default_forms() -> Vec<FormName> {
-    Form::ALL.into_iter().map(FormName).collect()
+    Form::ALL.into_iter().map(Parsed).collect()
 }
 fn default_backends() -> Vec<String> {
     vec!["all".into()]
@@ -74,43 +75,22 @@ fn default_input_size() -> serde_norway::Value {
     serde_norway::Value::from(224u64)
 }
 
-/// A model name, checked while parsing (so the error carries the line).
+/// A name from `models` (a model, form or naming), checked while parsing so the error carries
+/// the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ModelName(pub Model);
+#[serde(try_from = "String", bound = "T: FromStr<Err = UnknownName>")]
+pub struct Parsed<T>(pub T);
 
-impl TryFrom<String> for ModelName {
+pub type ModelName = Parsed<Model>;
+pub type FormName = Parsed<Form>;
+pub type NamingName = Parsed<Naming>;
+
+impl<T: FromStr<Err = UnknownName>> TryFrom<String> for Parsed<T> {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         s.parse()
-            .map(ModelName)
-            .map_err(|e: models::UnknownName| e.to_string())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct FormName(pub Form);
-
-impl TryFrom<String> for FormName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-            .map(FormName)
-            .map_err(|e: models::UnknownName| e.to_string())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct NamingName(pub Naming);
-
-impl TryFrom<String> for NamingName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-            .map(NamingName)
-            .map_err(|e: models::UnknownName| e.to_string())
+            .map(Parsed)
+            .map_err(|e: UnknownName| e.to_string())
     }
 }
 
@@ -293,7 +273,7 @@ pub struct ReferenceSpec {
 }
 
 fn reparameterized() -> FormName {
-    FormName(Form::Reparameterized)
+    Parsed(Form::Reparameterized)
 }
 
 /// A parsed, validated scenario and where it came from.
@@ -511,14 +491,10 @@ impl Scenario {
     fn apply(&mut self, o: &Overrides) -> Result<()> {
         let f = &mut self.file;
         if let Some(models) = &o.models {
-            f.models = parse_list(models, "--models", |s| {
-                s.parse::<Model>().map(ModelName).map_err(|e| e.to_string())
-            })?;
+            f.models = parse_list(models, "--models")?;
         }
         if let Some(forms) = &o.forms {
-            f.forms = parse_list(forms, "--forms", |s| {
-                s.parse::<Form>().map(FormName).map_err(|e| e.to_string())
-            })?;
+            f.forms = parse_list(forms, "--forms")?;
         }
         if let Some(backends) = &o.backends {
             check_backends(backends).map_err(|m| anyhow!("--backends: {m}"))?;
@@ -577,17 +553,16 @@ impl Scenario {
     }
 }
 
-fn parse_list<T>(
+fn parse_list<T: FromStr<Err = UnknownName>>(
     items: &[String],
     flag: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Vec<T>> {
+) -> Result<Vec<Parsed<T>>> {
     if items.is_empty() {
         bail!("{flag}: list at least one value");
     }
     items
         .iter()
-        .map(|s| parse(s).map_err(|e| anyhow!("{flag}: {e}")))
+        .map(|s| Parsed::try_from(s.clone()).map_err(|e| anyhow!("{flag}: {e}")))
         .collect()
 }
 
@@ -796,8 +771,8 @@ mod tests {
         assert_eq!(
             f.models,
             [
-                ModelName(Model::MobileOne(Variant::S0)),
-                ModelName(Model::MobileOne(Variant::S3))
+                Parsed(Model::MobileOne(Variant::S0)),
+                Parsed(Model::MobileOne(Variant::S3))
             ]
         );
         assert_eq!(f.forms.len(), 2);
@@ -877,8 +852,8 @@ mod tests {
             ..Overrides::default()
         };
         let s = load_text("name: t\nmodels: [s0]\nthreads: [1]\n", &o).unwrap();
-        assert_eq!(s.file.models, [ModelName(Model::MobileOne(Variant::S1))]);
-        assert_eq!(s.file.forms, [FormName(Form::Reparameterized)]);
+        assert_eq!(s.file.models, [Parsed(Model::MobileOne(Variant::S1))]);
+        assert_eq!(s.file.forms, [Parsed(Form::Reparameterized)]);
         assert_eq!(
             (s.file.backends.clone(), s.file.threads.clone()),
             (vec!["reference".to_string()], vec![2])
@@ -956,8 +931,8 @@ mod tests {
         assert_eq!(
             s.file.models,
             [
-                ModelName(Model::MobileOne(Variant::S0)),
-                ModelName(Model::MobileOne(Variant::S1))
+                Parsed(Model::MobileOne(Variant::S0)),
+                Parsed(Model::MobileOne(Variant::S1))
             ]
         );
         assert_eq!(
