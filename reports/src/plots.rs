@@ -3,6 +3,8 @@
 //! distributions from the raw samples, metric-versus-latency scatter plots with their rank
 //! correlations, and the roofline. Every axis is labelled with its unit.
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -130,6 +132,46 @@ fn category_label(labels: &[String], x: f64) -> String {
     }
 }
 
+/// Axes over categories `0..categories` on x (category i labelled at its centre from
+/// `labels`; none when `labels` is empty) and `y`, with the caption and the axis descriptions.
+fn category_chart<'a, 'b, Y>(
+    root: &'a Area<'b>,
+    caption: (&str, u32),
+    (categories, labels): (usize, &[String]),
+    y: Y,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<CategoryChart<'a, 'b, Y::CoordDescType>, PlotError>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption.0, ("sans-serif", caption.1))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..categories as f64, y)
+        .map_err(drawing)?;
+    let label_of = |x: &f64| category_label(labels, *x);
+    let ticks = if labels.is_empty() {
+        0
+    } else {
+        categories * 2 + 1
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(ticks)
+        .x_label_formatter(&label_of)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(drawing)?;
+    Ok(chart)
+}
+
+type CategoryChart<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
+
 /// Every plot the results support, in the report's order. Cells and speedups with
 /// implausible numbers are left out first (`left_out` names them): plotters maps values to
 /// pixel coordinates, which absurd values overflow.
@@ -227,26 +269,13 @@ pub fn layers_by_kind(results: &ResultsFile) -> Result<String, PlotError> {
         * 1.6;
     svg(|root| {
         let labels: Vec<String> = cells.iter().map(|c| short_cell(c)).collect();
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Time per run by op kind (separate profiling plan)",
-                ("sans-serif", 20),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..cells.len() as f64, 0f64..top.max(1e-3))
-            .map_err(drawing)?;
-        let label_of = |x: &f64| category_label(&labels, *x);
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(cells.len() * 2 + 1)
-            .x_label_formatter(&label_of)
-            .x_desc("cell (model, form, backend, threads)")
-            .y_desc("ms per run")
-            .draw()
-            .map_err(drawing)?;
+        let mut chart = category_chart(
+            root,
+            ("Time per run by op kind (separate profiling plan)", 20),
+            (cells.len(), &labels),
+            0f64..top.max(1e-3),
+            ("cell (model, form, backend, threads)", "ms per run"),
+        )?;
         for (k, kind) in kinds.iter().enumerate() {
             let bars: Vec<_> = cells
                 .iter()
@@ -355,26 +384,14 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Plo
             .iter()
             .map(|(m, f)| format!("{} {}", m.trim_start_matches("mobileone-"), short(f)))
             .collect();
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!("Median latency, {threads} thread(s) (whiskers: 95% CI)"),
-                ("sans-serif", 20),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..groups.len() as f64, (lo..hi).log_scale())
-            .map_err(drawing)?;
-        let label_of = |x: &f64| category_label(&labels, *x);
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(groups.len() * 2 + 1)
-            .x_label_formatter(&label_of)
-            .x_desc("model and form")
-            .y_desc("latency (ms, log scale)")
-            .draw()
-            .map_err(drawing)?;
+        let caption = format!("Median latency, {threads} thread(s) (whiskers: 95% CI)");
+        let mut chart = category_chart(
+            root,
+            (&caption, 20),
+            (groups.len(), &labels),
+            (lo..hi).log_scale(),
+            ("model and form", "latency (ms, log scale)"),
+        )?;
         let width = 0.8 / backends.len().max(1) as f64;
         for (b, backend) in backends.iter().enumerate() {
             let mut bars = Vec::new();
@@ -416,14 +433,14 @@ fn short(form: &str) -> &str {
     }
 }
 
-fn legend<'a, X: Ranged, Y: Ranged>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+fn legend<'a, 'b: 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
 ) -> Result<(), PlotError> {
     legend_at(chart, SeriesLabelPosition::UpperLeft)
 }
 
-fn legend_at<'a, X: Ranged, Y: Ranged>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+fn legend_at<'a, 'b: 'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
     position: SeriesLabelPosition,
 ) -> Result<(), PlotError> {
     chart
@@ -460,26 +477,16 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, PlotError> {
             .iter()
             .map(|m| m.trim_start_matches("mobileone-").to_string())
             .collect();
-        let mut chart = ChartBuilder::on(root)
-            .caption(
+        let mut chart = category_chart(
+            root,
+            (
                 "Reparameterization speedup (unfused / reparameterized median)",
-                ("sans-serif", 20),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..models.len() as f64, 0f64..top)
-            .map_err(drawing)?;
-        let label_of = |x: &f64| category_label(&labels, *x);
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(models.len() * 2 + 1)
-            .x_label_formatter(&label_of)
-            .x_desc("model")
-            .y_desc("speedup (x)")
-            .draw()
-            .map_err(drawing)?;
+                20,
+            ),
+            (models.len(), &labels),
+            0f64..top,
+            ("model", "speedup (x)"),
+        )?;
         let width = 0.8 / keys.len().max(1) as f64;
         for (k, key) in keys.iter().enumerate() {
             let bars: Vec<_> = results
@@ -525,24 +532,17 @@ pub fn distributions(results: &ResultsFile) -> Result<String, PlotError> {
         log_range_with_legend_room(cells.iter().flat_map(|c| c.samples_ms.iter().copied()));
     let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Latency distributions (box: quartiles, line: median, whiskers: min and max)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..cells.len() as f64, (lo..hi).log_scale())
-            .map_err(drawing)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .x_desc("cells in run order (model, form, backend, threads)")
-            .y_desc("latency (ms, log scale)")
-            .draw()
-            .map_err(drawing)?;
+        let caption = "Latency distributions (box: quartiles, line: median, whiskers: min and max)";
+        let mut chart = category_chart(
+            root,
+            (caption, 18),
+            (cells.len(), &[]),
+            (lo..hi).log_scale(),
+            (
+                "cells in run order (model, form, backend, threads)",
+                "latency (ms, log scale)",
+            ),
+        )?;
         for (b, backend) in backends.iter().enumerate() {
             let mut shapes: Vec<DynElement<SVGBackend, (f64, f64)>> = Vec::new();
             for (i, c) in cells.iter().enumerate() {
