@@ -181,6 +181,12 @@ mod tests {
         nap: Duration,
     }
 
+    impl Sleeper {
+        fn new(nap: Duration) -> Self {
+            Self { runs: 0, nap }
+        }
+    }
+
     impl Prepared for Sleeper {
         fn input_shape(&self) -> &[usize] {
             &[1]
@@ -222,10 +228,7 @@ mod tests {
 
     #[test]
     fn warms_up_then_stops_at_the_minimum_without_a_target() {
-        let mut plan = Sleeper {
-            runs: 0,
-            nap: Duration::from_micros(200),
-        };
+        let mut plan = Sleeper::new(Duration::from_micros(200));
         let t = run(&mut plan, &budget(), None);
         assert_eq!((t.warmup_runs, t.samples_ms.len(), plan.runs), (2, 5, 7));
         assert_eq!(t.stopped, Some(StopReason::MinimumDone));
@@ -238,10 +241,7 @@ mod tests {
 
     #[test]
     fn stops_at_max_runs_when_the_target_is_out_of_reach() {
-        let mut plan = Sleeper {
-            runs: 0,
-            nap: Duration::from_micros(100),
-        };
+        let mut plan = Sleeper::new(Duration::from_micros(100));
         let b = Budget {
             target_ci: Some(1e-9),
             ..budget()
@@ -255,10 +255,7 @@ mod tests {
 
     #[test]
     fn stops_at_max_time() {
-        let mut plan = Sleeper {
-            runs: 0,
-            nap: Duration::from_millis(5),
-        };
+        let mut plan = Sleeper::new(Duration::from_millis(5));
         let b = Budget {
             max_runs: 1000,
             min_runs: 1,
@@ -293,10 +290,7 @@ mod tests {
     fn turns_resume_where_they_left_off_and_rewarm_short_runs() {
         // 1 ms runs in 60 ms turns: short next to the slice (under its tenth, 6 ms, even on a
         // loaded CI machine), so each later turn re-warms once.
-        let mut plan = Sleeper {
-            runs: 0,
-            nap: Duration::from_millis(1),
-        };
+        let mut plan = Sleeper::new(Duration::from_millis(1));
         let b = Budget {
             min_runs: 150,
             max_runs: 150,
@@ -311,10 +305,7 @@ mod tests {
     #[test]
     fn long_runs_are_not_rewarmed() {
         // 4 ms runs in 5 ms turns: a re-warm would double the cost, so there is none.
-        let mut plan = Sleeper {
-            runs: 0,
-            nap: Duration::from_millis(4),
-        };
+        let mut plan = Sleeper::new(Duration::from_millis(4));
         let b = Budget {
             min_runs: 6,
             max_runs: 6,
@@ -327,10 +318,7 @@ mod tests {
 
     #[test]
     fn min_runs_win_over_max_time() {
-        let mut plan = Sleeper {
-            runs: 0,
-            nap: Duration::from_millis(3),
-        };
+        let mut plan = Sleeper::new(Duration::from_millis(3));
         let b = Budget {
             min_runs: 4,
             max_time: Duration::from_millis(1),
@@ -345,10 +333,7 @@ mod tests {
 
     #[test]
     fn an_interrupt_stops_at_once() {
-        let mut plan = Sleeper {
-            runs: 0,
-            nap: Duration::from_micros(10),
-        };
+        let mut plan = Sleeper::new(Duration::from_micros(10));
         let mut timer = CellTimer::new();
         let (x, mut y) = (Tensor::zeros(vec![1]), Tensor::zeros(vec![1]));
         let done = timer
