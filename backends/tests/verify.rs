@@ -65,39 +65,18 @@ fn a_skewed_backend_fails_and_the_reference_passes() {
     .unwrap();
     let expected = reference_output(&graph, &weights, &input).unwrap();
     let options = PrepareOptions::default();
+    let check = |backend: &dyn Backend| {
+        check_against_reference(backend, &graph, &weights, &input, &expected, &options).unwrap()
+    };
 
-    let ok = check_against_reference(
-        &ReferenceBackend,
-        &graph,
-        &weights,
-        &input,
-        &expected,
-        &options,
-    )
-    .unwrap();
+    let ok = check(&ReferenceBackend);
     assert!(ok.passed() && ok.relative_l2 == 0.0, "{ok:?}");
 
-    let off = check_against_reference(
-        &Skewed(1.001),
-        &graph,
-        &weights,
-        &input,
-        &expected,
-        &options,
-    )
-    .unwrap();
+    let off = check(&Skewed(1.001));
     assert!(!off.passed(), "{off:?}");
     assert!((off.relative_l2 - 1e-3).abs() < 1e-5, "{off:?}");
 
-    let nan = check_against_reference(
-        &Skewed(f32::NAN),
-        &graph,
-        &weights,
-        &input,
-        &expected,
-        &options,
-    )
-    .unwrap();
+    let nan = check(&Skewed(f32::NAN));
     assert!(!nan.passed() && nan.max_abs_diff.is_nan(), "{nan:?}");
 }
 
