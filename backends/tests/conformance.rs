@@ -2,51 +2,19 @@
 //! executor within the backend's tolerance. A backend that is unavailable here is reported, not
 //! silently passed.
 
-use backends::{conformance, CheckOutcome, PrepareOptions};
+mod common;
+
+use common::{checked_in_both_forms, optional_backends};
 use models::{Form, InputSize, Model, Variant};
 
 /// Batch 2 at 64x64: small enough for every backend, odd enough to catch batch mix-ups.
 const SIZE: InputSize = InputSize::square(2, 64);
 
-fn options() -> PrepareOptions {
-    PrepareOptions::with_threads(2)
-}
-
-/// How many feature-gated backends this build runs (tch, gpu).
-fn optional_backends() -> usize {
-    [cfg!(feature = "tch"), cfg!(feature = "gpu")]
-        .iter()
-        .filter(|on| **on)
-        .count()
-}
-
 #[test]
 fn every_backend_matches_the_reference_on_every_model_and_form() {
-    let (size, options) = (SIZE, options());
-    let checks = conformance(
-        &backends::all(),
-        &Variant::ALL.map(Model::MobileOne),
-        &Form::ALL,
-        size,
-        1,
-        &options,
-        |c| eprintln!("{c:?}"),
-    )
-    .unwrap();
-    for c in &checks {
-        assert!(
-            !c.failed(),
-            "{} {} {}: {:?}",
-            c.model,
-            c.form,
-            c.backend,
-            c.outcome
-        );
-    }
-    let checked = checks
-        .iter()
-        .filter(|c| matches!(c.outcome, CheckOutcome::Checked(_)))
-        .count();
+    let mobileone = Variant::ALL.map(Model::MobileOne);
+    let options = backends::PrepareOptions::with_threads(2);
+    let checked = checked_in_both_forms(&backends::all(), &mobileone, (SIZE, 1), &options, "");
     let expected = 10 * (4 + optional_backends());
     assert!(
         checked >= expected,
@@ -59,7 +27,6 @@ fn every_backend_matches_the_reference_on_every_model_and_form() {
 /// backend, both forms, against the reference.
 #[test]
 fn every_backend_matches_the_reference_on_the_zoo() {
-    let (size, options) = (SIZE, options());
     let zoo: Vec<Model> = Model::all()
         .into_iter()
         .filter(|m| m.mobileone().is_none())
@@ -70,24 +37,12 @@ fn every_backend_matches_the_reference_on_the_zoo() {
         .into_iter()
         .filter(|b| b.name() != "candle" && b.name() != "reference")
         .collect();
-    let checks = conformance(&selected, &zoo, &Form::ALL, size, 1, &options, |c| {
-        eprintln!("{} {} {}: {:?}", c.model, c.form, c.backend, c.outcome)
-    })
-    .unwrap();
-    let failures: Vec<String> = checks
-        .iter()
-        .filter(|c| c.failed())
-        .map(|c| format!("{} {} {}: {:?}", c.model, c.form, c.backend, c.outcome))
-        .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let checked = checks
-        .iter()
-        .filter(|c| matches!(c.outcome, CheckOutcome::Checked(_)))
-        .count();
+    let options = backends::PrepareOptions::with_threads(2);
+    let checked = checked_in_both_forms(&selected, &zoo, (SIZE, 1), &options, "");
     let backends_here = 2 + optional_backends();
     // `>=`: on Apple machines `metal` runs too.
     assert!(
-        checked >= zoo.len() * 2 * backends_here,
+        checked >= zoo.len() * Form::ALL.len() * backends_here,
         "checked {checked}"
     );
 }

@@ -4,7 +4,10 @@
 #![cfg(feature = "gpu")]
 
 use backends::gpu::PointwiseKernel;
-use backends::{conformance, Backend, CheckOutcome, GpuBackend, PrepareOptions};
+mod common;
+
+use backends::{Backend, GpuBackend, PrepareOptions};
+use common::checked_in_both_forms;
 use models::testing::assert_contains;
 use models::{Form, InputSize, Model, Variant};
 
@@ -17,29 +20,14 @@ fn both_pointwise_kernels() -> Vec<Box<dyn Backend>> {
 
 #[test]
 fn s0_to_s4_both_forms_at_224_match_the_reference() {
-    let gpu = both_pointwise_kernels();
-    let size = InputSize::square(1, 224);
-    let checks = conformance(
-        &gpu,
-        &Variant::ALL.map(Model::MobileOne),
-        &Form::ALL,
-        size,
-        7,
-        &PrepareOptions::default(),
-        |c| eprintln!("{} {} {}: {:?}", c.model, c.form, c.backend, c.outcome),
-    )
-    .unwrap();
-    assert_eq!(checks.len(), 20);
-    for c in &checks {
-        let CheckOutcome::Checked(agreement) = &c.outcome else {
-            panic!(
-                "{} {}: {:?} (is a Vulkan driver installed? Debian: mesa-vulkan-drivers)",
-                c.model, c.form, c.outcome
-            );
-        };
-        assert!(agreement.tolerance <= 1e-3);
-        assert!(agreement.passed(), "{} {}: {agreement:?}", c.model, c.form);
-    }
+    let mobileone = Variant::ALL.map(Model::MobileOne);
+    let size = (InputSize::square(1, 224), 7);
+    let hint = "\n(is a Vulkan driver installed? Debian: mesa-vulkan-drivers)";
+    let options = PrepareOptions::default();
+    let checked =
+        checked_in_both_forms(&both_pointwise_kernels(), &mobileone, size, &options, hint);
+    assert_eq!(checked, 20, "{hint}");
+    assert!(GpuBackend::any().tolerance() <= 1e-3);
 }
 
 /// Channel counts that are not multiples of the tiles (24, 40, 72, 112, 120, ...), odd maps.
@@ -50,24 +38,10 @@ fn both_pointwise_kernels_handle_ragged_tiles() {
         Model::EfficientNetB0,
         Model::ShuffleNetV2x2,
     ];
-    let size = InputSize::square(2, 72);
-    let checks = conformance(
-        &both_pointwise_kernels(),
-        &models,
-        &Form::ALL,
-        size,
-        5,
-        &PrepareOptions::default(),
-        |c| eprintln!("{} {} {}: {:?}", c.model, c.form, c.backend, c.outcome),
-    )
-    .unwrap();
-    assert_eq!(checks.len(), 12);
-    for c in &checks {
-        let CheckOutcome::Checked(agreement) = &c.outcome else {
-            panic!("{} {}: {:?}", c.model, c.form, c.outcome);
-        };
-        assert!(agreement.passed(), "{} {}: {agreement:?}", c.model, c.form);
-    }
+    let size = (InputSize::square(2, 72), 5);
+    let options = PrepareOptions::default();
+    let checked = checked_in_both_forms(&both_pointwise_kernels(), &models, size, &options, "");
+    assert_eq!(checked, 12);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! the reference executor within its tolerance; native also on every instruction set this CPU
 //! has against the portable path, and at 2 and 3 threads bit-identical to 1 thread.
 
+mod common;
+
 use backends::native::{Isa, NativeBackend};
 use backends::{check_against_reference, reference_output, Availability, Backend, PrepareOptions};
 use models::graph::{BatchNorm, Conv2d, Linear};
@@ -65,8 +67,7 @@ fn check(graph: Graph) {
         assert!(agreement.passed(), "{name:?}: {agreement:?}");
     }
     // native, both candles, and tch and gpu when built with them (metal on Apple too).
-    let optional = [cfg!(feature = "tch"), cfg!(feature = "gpu")];
-    let expected_backends = 3 + optional.iter().filter(|on| **on).count();
+    let expected_backends = 3 + common::optional_backends();
     assert!(checked >= expected_backends, "{checked} backends ran");
     native_on_every_isa(&graph, &input, &expected);
 }
