@@ -19,15 +19,7 @@ measurement: {min_runs: 12, max_runs: 12, min_time_ms: 0, max_time_ms: 2000}
 
 /// Measures the small scenario once; returns its results.json.
 fn measured(dir: &Path) -> PathBuf {
-    let scenario = dir.join("g.yaml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
-    let out = dir.join("run");
-    let o = harness(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (o, out) = common::run_scenario(dir, "g.yaml", SCENARIO);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out.join("results.json")
 }

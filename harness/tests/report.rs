@@ -44,15 +44,7 @@ fn run_small(dir: &Path) -> PathBuf {
 }
 
 fn run_scenario(dir: &Path, text: &str) -> PathBuf {
-    let scenario = dir.join("r.yaml");
-    std::fs::write(&scenario, text).unwrap();
-    let out = dir.join("out");
-    let o = harness(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (o, out) = common::run_scenario(dir, "r.yaml", text);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
 }

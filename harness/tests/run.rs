@@ -4,7 +4,7 @@
 //! re-renders from saved results; every shipped scenario parses.
 
 mod common;
-use common::{assert_contains, harness};
+use common::{assert_contains, harness, run_scenario};
 
 use std::path::Path;
 use std::process::Command;
@@ -42,9 +42,7 @@ seed: 4
 #[test]
 fn a_scenario_runs_end_to_end_and_writes_every_output() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = write(dir.path(), "small.yaml", SMALL);
-    let out = dir.path().join("out");
-    let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
+    let (o, out) = run_scenario(dir.path(), "small.yaml", SMALL);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
@@ -140,13 +138,7 @@ fn a_failing_cell_is_reported_and_the_others_still_run() {
     let s1 = models::Model::MobileOne(models::Variant::S1)
         .seeded_weights(models::Form::Reparameterized, 0);
     models::save_safetensors(&s1, &dir.path().join("s1.safetensors")).unwrap();
-    let scenario = write(
-        dir.path(),
-        "f.yaml",
-        "name: f\nmodels: [s0, s1]\nforms: [reparameterized]\nbackends: [candle]\ninput_size: 32\nweights:\n  checkpoints:\n    s0: s1.safetensors\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n",
-    );
-    let out = dir.path().join("out");
-    let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
+    let (o, out) = run_scenario(dir.path(), "f.yaml", "name: f\nmodels: [s0, s1]\nforms: [reparameterized]\nbackends: [candle]\ninput_size: 32\nweights:\n  checkpoints:\n    s0: s1.safetensors\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n");
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -179,13 +171,7 @@ fn a_failing_cell_is_reported_and_the_others_still_run() {
 #[test]
 fn an_optional_backend_runs_when_compiled_in_and_is_skipped_with_its_reason_otherwise() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = write(
-        dir.path(),
-        "t.yaml",
-        "name: t\nmodels: [s0]\nforms: [reparameterized]\nbackends: [tch, candle]\ninput_size: 32\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n",
-    );
-    let out = dir.path().join("out");
-    let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
+    let (o, out) = run_scenario(dir.path(), "t.yaml", "name: t\nmodels: [s0]\nforms: [reparameterized]\nbackends: [tch, candle]\ninput_size: 32\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let results = ResultsFile::read(&out.join("results.json")).unwrap();
     let cell = |backend: &str| cell_of(&results, backend);
@@ -312,13 +298,11 @@ fn ctrl_c_keeps_the_cells_measured_so_far() {
 #[test]
 fn bad_scenarios_give_one_clear_line_and_no_output() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = write(
+    let (o, out) = run_scenario(
         dir.path(),
         "bad.yaml",
         "name: bad\nmodels: [s0]\nthreds: [1]\n",
     );
-    let out = dir.path().join("out");
-    let o = harness(&[&scenario, "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_contains(&err, &["bad.yaml:3:", "unknown field `threds`"]);

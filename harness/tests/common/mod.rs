@@ -11,3 +11,14 @@ pub fn harness(args: &[&str]) -> Output {
 }
 
 pub use models::testing::assert_contains;
+
+/// Writes scenario `text` to `dir/name` and runs `harness SCENARIO --out dir/out`: what the
+/// harness said, and the output folder.
+#[allow(dead_code)]
+pub fn run_scenario(dir: &std::path::Path, name: &str, text: &str) -> (Output, std::path::PathBuf) {
+    let scenario = dir.join(name);
+    std::fs::write(&scenario, text).unwrap();
+    let out = dir.join("out");
+    let said = harness(&[scenario.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    (said, out)
+}
