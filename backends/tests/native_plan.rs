@@ -5,57 +5,47 @@
 use backends::native::NativeBackend;
 use backends::{Backend, PrepareOptions};
 use models::testing::assert_contains;
-use models::{seeded_uniform, Form, InputSize, Model, Op, Variant};
+use models::{seeded_uniform, Form, Graph, InputSize, Model, Node, Op, Variant};
 
 const SIZE: InputSize = InputSize::square(1, 64);
 
+/// S-`variant` in `form` at 64x64 with seeded weights, and how native describes its plan.
+fn planned(variant: Variant, form: Form) -> (Graph, String) {
+    let model = Model::MobileOne(variant);
+    let graph = model.build(form, SIZE).unwrap();
+    let weights = model.seeded_weights(form, 0);
+    let plan = NativeBackend::new().prepare(&graph, &weights, &PrepareOptions::default());
+    (graph, plan.unwrap().describe())
+}
+
+fn count_nodes(graph: &Graph, pick: impl Fn(&Node) -> bool) -> usize {
+    graph.nodes().iter().filter(|n| pick(n)).count()
+}
+
+fn count_lines(text: &str, pick: impl Fn(&str) -> bool) -> usize {
+    text.lines().filter(|l| pick(l)).count()
+}
+
 #[test]
 fn the_unfused_plan_runs_every_branch_and_says_what_it_fused() {
-    let graph = Model::MobileOne(Variant::S0)
-        .build(Form::Unfused, SIZE)
-        .unwrap();
-    let weights = Model::MobileOne(Variant::S0).seeded_weights(Form::Unfused, 0);
-    let plan = NativeBackend::new()
-        .prepare(&graph, &weights, &PrepareOptions::default())
-        .unwrap();
-    let text = plan.describe();
-    let convs = graph
-        .nodes()
-        .iter()
-        .filter(|n| matches!(n.op, Op::Conv2d(_)))
-        .count();
-    let conv_steps = text
-        .lines()
-        .filter(|l| {
-            l.contains(": gemm ")
-                || l.contains(": conv as implicit gemm ")
-                || l.contains(": depthwise ")
-        })
-        .count();
+    let (graph, text) = planned(Variant::S0, Form::Unfused);
+    let convs = count_nodes(&graph, |n| matches!(n.op, Op::Conv2d(_)));
+    let conv_steps = count_lines(&text, |l| {
+        l.contains(": gemm ")
+            || l.contains(": conv as implicit gemm ")
+            || l.contains(": depthwise ")
+    });
     // One kernel call per conv branch plus the classifier's GEMM: no branch is folded away.
     assert_eq!(conv_steps, convs + 1, "{text}");
-    let skips = graph
-        .nodes()
-        .iter()
-        .filter(|n| n.name.ends_with("rbr_skip"))
-        .count();
-    assert_eq!(
-        text.lines()
-            .filter(|l| l.contains("rbr_skip: channel affine"))
-            .count(),
-        skips,
-        "{text}"
-    );
+    let skips = count_nodes(&graph, |n| n.name.ends_with("rbr_skip"));
+    let skip_steps = count_lines(&text, |l| l.contains("rbr_skip: channel affine"));
+    assert_eq!(skip_steps, skips, "{text}");
     assert!(text.starts_with("native: layout NHWC"), "{text}");
-    let bns = graph
-        .nodes()
-        .iter()
-        .filter(|n| matches!(n.op, Op::BatchNorm(_)))
-        .count();
-    assert_contains(&text, &[&format!("{} batch norms into convs", bns - skips)]);
+    let bns = count_nodes(&graph, |n| matches!(n.op, Op::BatchNorm(_)));
     assert_contains(
         &text,
         &[
+            &format!("{} batch norms into convs", bns - skips),
             "43 ReLUs into epilogues",
             "43 adds into accumulating branches",
         ],
@@ -64,20 +54,10 @@ fn the_unfused_plan_runs_every_branch_and_says_what_it_fused() {
 
 #[test]
 fn the_reparameterized_plan_is_one_fused_kernel_per_block() {
-    let graph = Model::MobileOne(Variant::S1)
-        .build(Form::Reparameterized, SIZE)
-        .unwrap();
-    let weights = Model::MobileOne(Variant::S1).seeded_weights(Form::Reparameterized, 0);
-    let plan = NativeBackend::new()
-        .prepare(&graph, &weights, &PrepareOptions::default())
-        .unwrap();
-    let text = plan.describe();
-    let fused = text
-        .lines()
-        .filter(|l| {
-            l.contains(".reparam_conv+") && l.contains(".relu:") && l.ends_with("+bias +relu")
-        })
-        .count();
+    let (_, text) = planned(Variant::S1, Form::Reparameterized);
+    let fused = count_lines(&text, |l| {
+        l.contains(".reparam_conv+") && l.contains(".relu:") && l.ends_with("+bias +relu")
+    });
     assert_eq!(fused, 43, "{text}");
 }
 
