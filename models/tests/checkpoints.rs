@@ -213,6 +213,11 @@ fn save_then_load_round_trips_exactly() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
 
+/// The fixture tensor called `name`.
+fn named<'a>(tensors: &'a mut [FixtureTensor], name: &str) -> &'a mut FixtureTensor {
+    tensors.iter_mut().find(|t| t.name == name).unwrap()
+}
+
 fn s0_fused_fixture(dir: &Path, edit: impl FnOnce(&mut Vec<FixtureTensor>)) -> PathBuf {
     let mut tensors = fixture_tensors(&key_list("timm_s0_fused.txt"), "");
     edit(&mut tensors);
@@ -251,10 +256,7 @@ fn missing_unexpected_and_misshapen_tensors_are_named_in_the_files_spelling() {
     assert_contains(&err, &["unexpected key `head.fc.running_mean`"]);
 
     let path = s0_fused_fixture(dir.path(), |t| {
-        let w = t
-            .iter_mut()
-            .find(|t| t.name == "stem.reparam_conv.weight")
-            .unwrap();
+        let w = named(t, "stem.reparam_conv.weight");
         w.shape = vec![48, 3, 1, 9];
     });
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
@@ -265,7 +267,7 @@ fn missing_unexpected_and_misshapen_tensors_are_named_in_the_files_spelling() {
 fn non_finite_weights_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = s0_fused_fixture(dir.path(), |t| {
-        let w = t.iter_mut().find(|t| t.name == "head.fc.bias").unwrap();
+        let w = named(t, "head.fc.bias");
         w.values[5] = f32::INFINITY;
         w.values[9] = f32::NAN;
     });
@@ -307,10 +309,7 @@ fn a_checkpoint_of_another_variant_or_form_says_what_it_looks_like() {
 fn unsupported_dtypes_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = s0_fused_fixture(dir.path(), |t| {
-        t.iter_mut()
-            .find(|t| t.name == "head.fc.weight")
-            .unwrap()
-            .storage = StorageType::Int64;
+        named(t, "head.fc.weight").storage = StorageType::Int64;
     });
     let err = load_err(&path, Variant::S0, Form::Reparameterized);
     assert_contains(&err, &["tensor `head.fc.weight` has dtype I64"]);
@@ -487,10 +486,7 @@ fn a_safetensors_entry_whose_size_disagrees_is_named() {
 fn an_unfused_file_with_one_wrong_shape_says_so_when_the_default_form_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let mut tensors = fixture_tensors(&key_list("apple_s0_unfused.txt"), "");
-    let t = tensors
-        .iter_mut()
-        .find(|t| t.name == "stage1.1.rbr_skip.weight")
-        .unwrap();
+    let t = named(&mut tensors, "stage1.1.rbr_skip.weight");
     t.shape = vec![47];
     t.values.truncate(47);
     let path = dir.path().join("unfused.pth");
@@ -512,10 +508,7 @@ fn an_unfused_file_with_one_wrong_shape_says_so_when_the_default_form_is_asked_f
 fn a_negative_batch_norm_variance_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let mut tensors = fixture_tensors(&key_list("apple_s0_unfused.txt"), "");
-    let var = tensors
-        .iter_mut()
-        .find(|t| t.name == "stage1.1.rbr_skip.running_var")
-        .unwrap();
+    let var = named(&mut tensors, "stage1.1.rbr_skip.running_var");
     var.values[3] = -0.25;
     let path = dir.path().join("negvar.pth");
     write_torch_zip(&path, &tensors, None).unwrap();
