@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use models::{Graph, Tensor, Weights};
+use models::{Graph, Precision, Tensor, Weights};
 
 /// Why a backend cannot prepare or run a model.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -32,6 +32,12 @@ pub enum BackendError {
     UnknownBackend { name: String, known: String },
     #[error("backend `{backend}` failed: {reason}")]
     Failed { backend: String, reason: String },
+    #[error("backend `{backend}` does not compute in {precision}: {reason}")]
+    UnsupportedPrecision {
+        backend: String,
+        precision: Precision,
+        reason: String,
+    },
 }
 
 impl BackendError {
@@ -83,6 +89,8 @@ pub struct PrepareOptions {
     pub threads: usize,
     /// Record the time of each planned op (off for end-to-end timing).
     pub per_layer_timing: bool,
+    /// The number format to compute in (`Backend::supports` says which a backend has).
+    pub precision: Precision,
 }
 
 impl PrepareOptions {
@@ -91,7 +99,13 @@ impl PrepareOptions {
         Self {
             threads,
             per_layer_timing: false,
+            precision: Precision::Fp32,
         }
+    }
+
+    /// These options at `precision`.
+    pub fn at(self, precision: Precision) -> Self {
+        Self { precision, ..self }
     }
 }
 
@@ -127,9 +141,26 @@ pub trait Backend: Send + Sync {
     fn reports_layer_times(&self) -> bool {
         false
     }
-    /// Largest relative L2 error against the reference executor that counts as correct.
+    /// Largest relative L2 error against the reference executor that counts as correct (at
+    /// fp32).
     fn tolerance(&self) -> f64 {
         1e-4
+    }
+    /// Whether this backend computes in `precision` here; `Err` says why not. Every engine
+    /// computes in fp32; one that has a 16-bit format says so.
+    fn supports(&self, precision: Precision) -> Result<(), String> {
+        match precision {
+            Precision::Fp32 => Ok(()),
+            other => Err(format!("{} has no {other} path", self.name())),
+        }
+    }
+    /// The tolerance at `precision`: `tolerance()` at fp32, the format's own bound
+    /// (`reduced_precision_tolerance`) at a 16-bit one.
+    fn tolerance_at(&self, precision: Precision) -> f64 {
+        match precision {
+            Precision::Fp32 => self.tolerance(),
+            other => reduced_precision_tolerance(other),
+        }
     }
     /// Prepares `graph` with `weights`; the input shape is the graph's.
     fn prepare(
@@ -138,6 +169,31 @@ pub trait Backend: Send + Sync {
         weights: &Weights,
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError>;
+}
+
+/// The relative L2 error against the float64 reference that a correct 16-bit engine stays
+/// within: 16 units of the format's rounding (2^-8 for bf16, 2^-11 for fp16). Rounding each
+/// weight and each GEMM operand costs about a third of a unit (RMS) per value, and a chain of
+/// 30-90 layers adds them up: native bf16 measured 3.5e-3 to 8.4e-3 on S0-S4 and 2.5e-3 to
+/// 4.2e-2 on the zoo at 224x224 (the most: dynamic ReLU-B's input-dependent slopes, then
+/// MobileNeXt at 2.6e-2; README, "Precision"). 16 units (6.3e-2 at bf16) keeps a margin of 1.5
+/// over the worst, while a wrong kernel (an error of order 1) still fails.
+pub fn reduced_precision_tolerance(precision: Precision) -> f64 {
+    16.0 * 2f64.powi(-(precision.significand_bits() as i32))
+}
+
+/// Refuses to prepare at a precision `backend` does not compute in.
+pub fn require_precision(
+    backend: &(impl Backend + ?Sized),
+    options: &PrepareOptions,
+) -> Result<(), BackendError> {
+    backend
+        .supports(options.precision)
+        .map_err(|reason| BackendError::UnsupportedPrecision {
+            backend: backend.name().into(),
+            precision: options.precision,
+            reason,
+        })
 }
 
 /// A prepared plan: runs one forward pass per call.

@@ -62,6 +62,7 @@ impl Backend for CandleBackend {
         weights: &Weights,
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
+        crate::require_precision(self, options)?;
         Ok(Box::new(self.prepare_plan(graph, weights, options)?))
     }
 }

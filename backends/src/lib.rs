@@ -13,7 +13,10 @@ pub mod reference;
 pub mod verify;
 
 pub use crate::candle::{CandleBackend, Depthwise};
-pub use backend::{Availability, Backend, BackendError, LayerTime, PrepareOptions, Prepared};
+pub use backend::{
+    reduced_precision_tolerance, require_precision, Availability, Backend, BackendError, LayerTime,
+    PrepareOptions, Prepared,
+};
 pub use gpu::GpuBackend;
 pub use libtorch::TchBackend;
 pub use native::NativeBackend;

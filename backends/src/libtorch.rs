@@ -51,6 +51,7 @@ impl Backend for TchBackend {
         weights: &Weights,
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
+        crate::require_precision(self, options)?;
         #[cfg(feature = "tch")]
         return Ok(Box::new(engine::TchPlan::prepare(graph, weights, options)?));
         #[cfg(not(feature = "tch"))]

@@ -314,12 +314,20 @@ impl Backend for ReferenceBackend {
         1e-6
     }
 
+    fn supports(&self, precision: models::Precision) -> Result<(), String> {
+        match precision {
+            models::Precision::Fp32 => Ok(()),
+            _ => Err("the reference executor computes in float64: it is what every precision is checked against".into()),
+        }
+    }
+
     fn prepare(
         &self,
         graph: &Graph,
         weights: &Weights,
-        _options: &PrepareOptions,
+        options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
+        crate::require_precision(self, options)?;
         weights
             .validate(graph, "weights")
             .map_err(|e| BackendError::weights(self.name(), e))?;

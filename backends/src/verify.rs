@@ -67,7 +67,8 @@ pub fn check_against_reference(
 ) -> Result<Agreement, BackendError> {
     let mut plan = backend.prepare(graph, weights, options)?;
     let output = plan.forward(input)?;
-    Ok(Agreement::measure(&output, expected, backend.tolerance()))
+    let tolerance = backend.tolerance_at(options.precision);
+    Ok(Agreement::measure(&output, expected, tolerance))
 }
 
 /// The outcome of one backend on one model and form.
@@ -126,9 +127,13 @@ pub fn conformance(
             let graph = graph_of(model, form)?;
             let weights = model.seeded_weights(form, seed);
             for backend in backends {
-                let outcome = match backend.availability() {
-                    Availability::Unavailable(reason) => CheckOutcome::Skipped(reason),
-                    Availability::Available => match check_against_reference(
+                let usable = match backend.availability() {
+                    Availability::Unavailable(reason) => Err(reason),
+                    Availability::Available => backend.supports(options.precision),
+                };
+                let outcome = match usable {
+                    Err(reason) => CheckOutcome::Skipped(reason),
+                    Ok(()) => match check_against_reference(
                         backend.as_ref(),
                         &graph,
                         &weights,

@@ -82,8 +82,8 @@ fn a_profiling_plan_reports_per_dispatch_gpu_times() {
     let graph = model.build(Form::Unfused, size).unwrap();
     let weights = model.seeded_weights(Form::Unfused, 3);
     let profiling = PrepareOptions {
-        threads: 1,
         per_layer_timing: true,
+        ..PrepareOptions::with_threads(1)
     };
     let mut plan = backend.prepare(&graph, &weights, &profiling).unwrap();
     let input = models::Tensor::zeros(graph.input_shape().to_vec());

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use backends::native::NativeBackend;
 use backends::{Backend, PrepareOptions};
 use models::zoo::Activation;
-use models::{seeded_uniform, Form, InputSize, Model, Tensor, Variant};
+use models::{seeded_uniform, Form, InputSize, Model, Precision, Tensor, Variant};
 
 /// Counts allocations while `COUNTING` is on (any thread).
 struct Counting;
@@ -54,13 +54,14 @@ fn a_run_allocates_nothing_on_the_heap() {
         (Model::ShuffleNetV2x2, Form::Reparameterized),
         (Model::MixNetS, Form::Unfused),
     ] {
-        for threads in [1, 2] {
+        for (threads, precision) in [(1, Precision::Fp32), (2, Precision::Fp32)] {
             for per_layer_timing in [false, true] {
                 let graph = variant.build(form, SIZE).unwrap();
                 let weights = variant.seeded_weights(form, 0);
                 let options = PrepareOptions {
                     threads,
                     per_layer_timing,
+                    precision,
                 };
                 let mut plan = NativeBackend::new()
                     .prepare(&graph, &weights, &options)
@@ -75,7 +76,7 @@ fn a_run_allocates_nothing_on_the_heap() {
                 }
                 COUNTING.store(false, Ordering::Relaxed);
                 let count = ALLOCATIONS.load(Ordering::Relaxed);
-                assert_eq!(count, 0, "{variant} {form}, {threads} threads, per-layer timing {per_layer_timing}: {count} allocations in 5 runs");
+                assert_eq!(count, 0, "{variant} {form} {precision}, {threads} threads, per-layer timing {per_layer_timing}: {count} allocations in 5 runs");
             }
         }
     }

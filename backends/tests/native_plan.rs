@@ -69,8 +69,8 @@ fn per_layer_timing_covers_every_step() {
     let weights = Model::MobileOne(Variant::S0).seeded_weights(Form::Reparameterized, 0);
     let input = seeded_uniform(SIZE.shape(), 1, -1.0, 1.0);
     let options = PrepareOptions {
-        threads: 2,
         per_layer_timing: true,
+        ..PrepareOptions::with_threads(2)
     };
     let mut plan = NativeBackend::new()
         .prepare(&graph, &weights, &options)

@@ -49,6 +49,12 @@ impl Backend for Slowed {
     fn tolerance(&self) -> f64 {
         self.inner.tolerance()
     }
+    fn supports(&self, precision: models::Precision) -> Result<(), String> {
+        self.inner.supports(precision)
+    }
+    fn tolerance_at(&self, precision: models::Precision) -> f64 {
+        self.inner.tolerance_at(precision)
+    }
     fn prepare(
         &self,
         graph: &Graph,

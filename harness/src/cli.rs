@@ -38,6 +38,9 @@ pub struct CellSelection {
     /// Thread counts to run instead of the scenario's (comma list, e.g. 1,2).
     #[arg(long, value_delimiter = ',')]
     pub threads: Option<Vec<usize>>,
+    /// Precisions to run instead of the scenario's (comma list: fp32,bf16,fp16).
+    #[arg(long, value_delimiter = ',')]
+    pub precisions: Option<Vec<String>>,
 }
 
 impl CellSelection {
@@ -48,6 +51,7 @@ impl CellSelection {
             forms: self.forms.clone(),
             backends: self.backends.clone(),
             threads: self.threads.clone(),
+            precisions: self.precisions.clone(),
             out,
             quick,
             processes: None,
@@ -229,6 +233,9 @@ pub struct ProfileArgs {
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
     /// Timed runs after 3 warm-up runs; per-layer times are averaged over them.
     #[arg(long, default_value_t = 50)]
     pub runs: u64,
@@ -256,6 +263,9 @@ pub struct InferArgs {
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
     /// Input: a float32 NCHW .npy of shape [N, 3, H, W] (N >= 1; H and W >= 32, 224 for the
     /// published models).
     #[arg(long)]
@@ -345,6 +355,9 @@ pub struct ClassifyArgs {
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
     /// How many of the most probable classes to print per image.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
@@ -399,4 +412,7 @@ pub struct VerifyArgs {
     /// Thread count the backends are prepared with.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
 }

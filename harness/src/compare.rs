@@ -417,6 +417,7 @@ mod tests {
             model: model.into(),
             form: "reparameterized".into(),
             backend: "native".into(),
+            precision: "fp32".into(),
             threads: 1,
             batch: 1,
             height: 64,

@@ -320,6 +320,7 @@ fn valid_results() -> &'static str {
                 model: model.into(),
                 form: form.into(),
                 backend: "native".into(),
+                precision: "fp32".into(),
                 threads: 1,
                 batch: 1,
                 height: 64,

@@ -281,6 +281,7 @@ mod tests {
             model: model.into(),
             form: "reparameterized".into(),
             backend: "native".into(),
+            precision: "fp32".into(),
             threads: 2,
             batch: 1,
             height: 224,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use backends::{Agreement, Availability, Backend, PrepareOptions, Prepared};
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{model_cost, seeded_uniform, Form, InputSize, Model, Tensor, Weights};
+use models::{model_cost, seeded_uniform, Form, InputSize, Model, Precision, Tensor, Weights};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use reports::results::{
     CellKey, CellResult, CellStatus, DeviceProfile, Environment, ReferenceMeasurements,
@@ -36,6 +36,7 @@ struct Cell {
     key: CellKey,
     model: Model,
     form: Form,
+    precision: Precision,
     result: CellResult,
     ready: Option<ReadyCell>,
 }
@@ -347,11 +348,12 @@ fn expand(scenario: &Scenario, size: InputSize, registry: &[Box<dyn Backend>]) -
     for model in &f.models {
         for form in &f.forms {
             for backend_name in &names {
-                for &threads in &f.threads {
+                for (threads, precision) in f.threads_and_precisions() {
                     let key = CellKey {
                         model: model.0.name(),
                         form: form.0.name().into(),
                         backend: backend_name.clone(),
+                        precision: precision.name().into(),
                         threads,
                         batch: size.batch,
                         height: size.height,
@@ -363,6 +365,7 @@ fn expand(scenario: &Scenario, size: InputSize, registry: &[Box<dyn Backend>]) -
                         key,
                         model: model.0,
                         form: form.0,
+                        precision,
                         result,
                         ready: None,
                     });
@@ -476,6 +479,9 @@ fn skip_reason(cell: &Cell, backend: &dyn Backend) -> Option<String> {
     if let Availability::Unavailable(reason) = backend.availability() {
         return Some(reason);
     }
+    if let Err(reason) = backend.supports(cell.precision) {
+        return Some(reason);
+    }
     (cell.key.threads > 1 && !backend.multithreaded())
         .then(|| format!("{} is single-threaded", backend.name()))
 }
@@ -504,14 +510,15 @@ fn verified_plan(
         .model
         .build(cell.form, size)
         .expect("validated sizes build");
-    let options = PrepareOptions::with_threads(cell.key.threads);
+    let options = PrepareOptions::with_threads(cell.key.threads).at(cell.precision);
     let started = Instant::now();
     let mut plan = (backend.prepare(&graph, &weights, &options)).map_err(failed("prepare"))?;
     cell.result.prepare_ms = started.elapsed().as_secs_f64() * 1e3;
     cell.result.plan = plan.describe();
     cell.result.device = backend.device();
     let output = plan.forward(input).map_err(failed("run"))?;
-    let agreement = Agreement::measure(&output, &expected, backend.tolerance());
+    let tolerance = backend.tolerance_at(cell.precision);
+    let agreement = Agreement::measure(&output, &expected, tolerance);
     cell.result.verification = Some(Verification {
         relative_l2: agreement.relative_l2,
         max_abs_diff: agreement.max_abs_diff,
@@ -525,7 +532,11 @@ fn verified_plan(
         return Err((CellStatus::Failed, reason));
     }
     if backend.reports_layer_times() {
-        cell.result.layers = profile_layers(backend, &graph, &weights, cell.key.threads, input);
+        let options = PrepareOptions {
+            per_layer_timing: true,
+            ..options
+        };
+        cell.result.layers = profile_layers(backend, &graph, &weights, &options, input);
     }
     cell.ready = Some(ReadyCell {
         plan,
@@ -545,14 +556,10 @@ fn profile_layers(
     backend: &dyn Backend,
     graph: &models::Graph,
     weights: &Weights,
-    threads: usize,
+    options: &PrepareOptions,
     input: &Tensor,
 ) -> Vec<reports::results::LayerRecord> {
-    let options = PrepareOptions {
-        threads,
-        per_layer_timing: true,
-    };
-    let Ok(mut plan) = backend.prepare(graph, weights, &options) else {
+    let Ok(mut plan) = backend.prepare(graph, weights, options) else {
         return Vec::new();
     };
     if plan.forward(input).is_err() {
@@ -829,6 +836,7 @@ pub fn speedups(cells: &[CellResult]) -> Vec<Speedup> {
             out.push(Speedup {
                 model: fused.key.model.clone(),
                 backend: fused.key.backend.clone(),
+                precision: fused.key.precision.clone(),
                 threads: fused.key.threads,
                 unfused_ms,
                 reparameterized_ms: fused_ms,
@@ -1073,6 +1081,7 @@ pub(crate) mod tests {
             model: "mobileone-s0".into(),
             form: "reparameterized".into(),
             backend: "native".into(),
+            precision: "fp32".into(),
             threads: 1,
             batch: 1,
             height: 224,

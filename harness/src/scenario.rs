@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 #[cfg(test)]
 use models::Variant;
-use models::{Form, Model, Naming, UnknownName};
+use models::{Form, Model, Naming, Precision, UnknownName};
 use serde::Deserialize;
 use std::str::FromStr;
 
@@ -27,6 +27,9 @@ pub struct ScenarioFile {
     pub backends: Vec<String>,
     #[serde(default = "default_threads")]
     pub threads: Vec<usize>,
+    /// Number formats every cell runs in (fp32, bf16, fp16); a backend without one skips it.
+    #[serde(default = "default_precisions")]
+    pub precisions: Vec<PrecisionName>,
     #[serde(default = "one")]
     pub batch: usize,
     /// `224` or `[height, width]` (read as YAML here, interpreted by validation so its errors
@@ -65,6 +68,19 @@ fn default_forms() -> Vec<FormName> {
 fn default_backends() -> Vec<String> {
     vec!["all".into()]
 }
+impl ScenarioFile {
+    /// Every (thread count, precision) pair of the cells, thread counts outermost.
+    pub fn threads_and_precisions(&self) -> Vec<(usize, Precision)> {
+        let precisions = || self.precisions.iter().map(|p| p.0);
+        (self.threads.iter())
+            .flat_map(|&t| precisions().map(move |p| (t, p)))
+            .collect()
+    }
+}
+
+fn default_precisions() -> Vec<PrecisionName> {
+    vec![Parsed(Precision::Fp32)]
+}
 fn default_threads() -> Vec<usize> {
     vec![1]
 }
@@ -84,6 +100,7 @@ pub struct Parsed<T>(pub T);
 pub type ModelName = Parsed<Model>;
 pub type FormName = Parsed<Form>;
 pub type NamingName = Parsed<Naming>;
+pub type PrecisionName = Parsed<Precision>;
 
 impl<T: FromStr<Err = UnknownName>> TryFrom<String> for Parsed<T> {
     type Error = String;
@@ -292,6 +309,7 @@ pub struct Overrides {
     pub forms: Option<Vec<String>>,
     pub backends: Option<Vec<String>>,
     pub threads: Option<Vec<usize>>,
+    pub precisions: Option<Vec<String>>,
     pub out: Option<PathBuf>,
     pub quick: bool,
     pub processes: Option<usize>,
@@ -366,6 +384,9 @@ impl Scenario {
         }
         check_backends(&f.backends).map_err(|m| ("backends", m))?;
         check_threads(&f.threads).map_err(|m| ("threads", m))?;
+        if f.precisions.is_empty() {
+            return Err(("precisions", "list at least one (fp32, bf16, fp16)".into()));
+        }
         if f.batch == 0 || f.batch > MAX_BATCH {
             return Err(("batch", format!("{}: a batch of 1 to {MAX_BATCH}", f.batch)));
         }
@@ -522,6 +543,9 @@ impl Scenario {
             };
             f.cooldown_ms = 0;
         }
+        if let Some(precisions) = &o.precisions {
+            f.precisions = parse_list(precisions, "--precisions")?;
+        }
         if let Some(n) = o.processes {
             check_processes(n).map_err(|m| anyhow!("--processes: {m}"))?;
             f.processes = n;
@@ -534,6 +558,7 @@ impl Scenario {
         dedup(&mut f.models);
         dedup(&mut f.forms);
         dedup(&mut f.threads);
+        dedup(&mut f.precisions);
         dedup(&mut f.backends);
         Ok(())
     }

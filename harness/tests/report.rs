@@ -293,3 +293,42 @@ fn extreme_latencies_in_a_results_file_are_left_out_of_the_plots_with_a_note() {
     assert!(html.contains("Left out of the plots"));
     assert!(figure(&html, "distributions").contains("<svg"));
 }
+
+#[test]
+fn a_version_1_results_file_reads_as_fp32_and_is_rewritten_as_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_small(dir.path());
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 2);
+    assert_eq!(v["cells"][0]["precision"], "fp32");
+    v["schema_version"] = serde_json::json!(1);
+    for c in v["cells"].as_array_mut().unwrap() {
+        c.as_object_mut().unwrap().remove("precision").unwrap();
+    }
+    for s in v["speedups"].as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("precision").unwrap();
+    }
+    let old = dir.path().join("v1.json");
+    std::fs::write(&old, serde_json::to_string(&v).unwrap()).unwrap();
+    let rendered = dir.path().join("rendered");
+    let o = harness(&["report", p(&old), "--out", p(&rendered)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = reports::results::ResultsFile::read(&rendered.join("results.json")).unwrap();
+    assert_eq!(again.schema_version, 2);
+    assert!(again.cells.iter().all(|c| c.key.precision == "fp32"));
+    let csv = std::fs::read_to_string(rendered.join("results.csv")).unwrap();
+    assert!(
+        csv.starts_with("model,form,backend,precision,threads,"),
+        "{csv}"
+    );
+    assert_eq!(
+        csv.matches(",native,fp32,").count(),
+        again.cells.len(),
+        "{csv}"
+    );
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}

@@ -98,6 +98,7 @@ fn a_scenario_runs_end_to_end_and_writes_every_output() {
         "model",
         "form",
         "backend",
+        "precision",
         "threads",
         "batch",
         "median_ms",
@@ -108,10 +109,12 @@ fn a_scenario_runs_end_to_end_and_writes_every_output() {
     ] {
         assert!(!cell[key].is_null(), "cell key {key} missing");
     }
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
 
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    assert!(csv.starts_with("model,form,backend,threads,batch,height,width,status,median_ms"));
+    assert!(csv.starts_with(
+        "model,form,backend,precision,threads,batch,height,width,status,relative_l2,tolerance,median_ms"
+    ));
     assert_eq!(csv.lines().count(), 1 + 16);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert_contains(&md, &["# onebench: small", "| mobileone-s1 |"]);

@@ -20,7 +20,7 @@ pub use checkpoint::{
 pub use cost::{model_cost, CostTotals, ModelCost, OpCost};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
 pub use mobileone::Variant;
-pub use model::{Form, InputSize, Model, UnknownName};
+pub use model::{Form, InputSize, Model, Precision, UnknownName};
 pub use reparameterize::{
     batch_norm_affine, fold_batch_norm_weights, fold_batch_norms_graph, foldable_batch_norms,
     reparameterize,

@@ -1,6 +1,6 @@
 //! What the suite builds: which network (`Model`: MobileOne S0-S4 and the zoo), in which form
-//! (`Form`: unfused or reparameterized), at which input size (`InputSize`); their names, and the
-//! error for a name that is none of them. The networks themselves are in `mobileone` and `zoo`.
+//! (`Form`: unfused or reparameterized), at which input size (`InputSize`) and arithmetic
+//! precision (`Precision`); their names, and the error for a name that is none of them. The networks themselves are in `mobileone` and `zoo`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -57,6 +57,76 @@ impl FromStr for Form {
                 what: "form",
                 found: s.to_string(),
                 allowed: "unfused, reparameterized (or fused)".into(),
+            }),
+        }
+    }
+}
+
+/// The number format a cell computes in: float32, or 16-bit bfloat16 or IEEE half (each
+/// with float32 accumulation where the engine has it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Fp16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
+    /// Bytes of one stored element.
+    pub fn bytes(self) -> usize {
+        match self {
+            Precision::Fp32 => 4,
+            Precision::Bf16 | Precision::Fp16 => 2,
+        }
+    }
+
+    /// `x` rounded to the nearest value of this format (ties to even), as an f32.
+    pub fn round(self, x: f32) -> f32 {
+        match self {
+            Precision::Fp32 => x,
+            Precision::Bf16 => half::bf16::from_f32(x).to_f32(),
+            Precision::Fp16 => half::f16::from_f32(x).to_f32(),
+        }
+    }
+
+    /// Bits of significand, the implicit leading one included (24, 8, 11).
+    pub fn significand_bits(self) -> u32 {
+        match self {
+            Precision::Fp32 => 24,
+            Precision::Bf16 => 8,
+            Precision::Fp16 => 11,
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fp32" | "f32" | "float32" => Ok(Precision::Fp32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            "fp16" | "f16" | "float16" | "half" => Ok(Precision::Fp16),
+            _ => Err(UnknownName {
+                what: "precision",
+                found: s.to_string(),
+                allowed: "fp32, bf16, fp16".into(),
             }),
         }
     }
@@ -327,5 +397,28 @@ impl FromStr for Model {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precisions_parse_print_and_round_to_their_significand() {
+        for p in Precision::ALL {
+            assert_eq!(p.name().parse::<Precision>(), Ok(p));
+            // 1 + 2^-bits is a tie between 1 and the next value up: it rounds to even (1).
+            let tie = 1.0 + 2f32.powi(-(p.significand_bits() as i32));
+            let next = 1.0 + 2f32.powi(1 - p.significand_bits() as i32);
+            assert_eq!((p.round(tie), p.round(next)), (1.0, next), "{p}");
+        }
+        assert_eq!(Precision::default(), Precision::Fp32);
+        assert_eq!(Precision::Bf16.bytes(), 2);
+        let err = "int4".parse::<Precision>().unwrap_err().to_string();
+        assert!(
+            err.contains("unknown precision `int4`") && err.contains("bf16"),
+            "{err}"
+        );
     }
 }

@@ -98,7 +98,7 @@ pub fn series(results: &ResultsFile) -> Vec<Series> {
         let (CellStatus::Ok, Some(latency)) = (cell.status, &cell.latency) else {
             continue;
         };
-        let name = format!("{} t{}", cell.key.backend, cell.key.threads);
+        let name = format!("{} t{}", cell.key.engine(), cell.key.threads);
         let point = Point {
             label: format!(
                 "{} {}",

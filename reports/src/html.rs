@@ -44,13 +44,14 @@ pub fn html(results: &ResultsFile) -> String {
     h.push_str("</table>\n");
     summary_table(&mut h, results);
     if !results.speedups.is_empty() {
-        h.push_str("<h2>Reparameterization speedup</h2>\n<table><tr><th>model</th><th>backend</th><th>threads</th><th>unfused ms</th><th>reparameterized ms</th><th>speedup</th></tr>\n");
+        h.push_str("<h2>Reparameterization speedup</h2>\n<table><tr><th>model</th><th>backend</th><th>precision</th><th>threads</th><th>unfused ms</th><th>reparameterized ms</th><th>speedup</th></tr>\n");
         for s in &results.speedups {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
                 escape(&s.model),
                 escape(&s.backend),
+                escape(&s.precision),
                 s.threads,
                 s.unfused_ms,
                 s.reparameterized_ms,
@@ -107,22 +108,24 @@ pub fn html(results: &ResultsFile) -> String {
 }
 
 fn summary_table(h: &mut String, results: &ResultsFile) {
-    h.push_str("<h2>Latency</h2>\n<table><tr><th>model</th><th>form</th><th>backend</th><th>threads</th><th>median ms</th><th>p90 ms</th><th>95% CI ms</th><th>processes: spread</th><th>GFLOP/s</th><th>of peak</th><th>GB/s</th><th>resident MiB</th><th>note</th></tr>\n");
+    h.push_str("<h2>Latency</h2>\n<table><tr><th>model</th><th>form</th><th>backend</th><th>precision</th><th>threads</th><th>median ms</th><th>p90 ms</th><th>95% CI ms</th><th>processes: spread</th><th>GFLOP/s</th><th>of peak</th><th>GB/s</th><th>resident MiB</th><th>error vs f64</th><th>note</th></tr>\n");
     for c in &results.cells {
         let k = &c.key;
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             escape(&k.model),
             escape(&k.form),
             escape(&k.backend),
+            escape(&k.precision),
             k.threads
         );
+        let error = crate::summary::error_label(c);
         match (&c.latency, c.status) {
             (Some(l), CellStatus::Ok) => {
                 let _ = writeln!(
                     h,
-                    "<td>{:.3}</td><td>{:.3}</td><td>{:.3}–{:.3}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+                    "<td>{:.3}</td><td>{:.3}</td><td>{:.3}–{:.3}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
                     l.median_ms,
                     l.p90_ms,
                     l.ci95_ms[0],
@@ -133,13 +136,14 @@ fn summary_table(h: &mut String, results: &ResultsFile) {
                         .map_or("-".into(), crate::summary::peak_label),
                     c.achieved_gbps,
                     c.resident_bytes as f64 / (1u64 << 20) as f64,
+                    error,
                     escape(&c.warnings.join("; "))
                 );
             }
             _ => {
                 let _ = writeln!(
                     h,
-                    "<td colspan=\"8\"></td><td>{}: {}</td></tr>",
+                    "<td colspan=\"8\"></td><td>{error}</td><td>{}: {}</td></tr>",
                     c.status,
                     escape(c.reason.as_deref().unwrap_or(""))
                 );

@@ -76,10 +76,9 @@ pub fn left_out(results: &ResultsFile) -> Vec<String> {
         .filter_map(|c| c.implausible().map(|why| format!("{}: {why}", c.key)));
     let speedups = results.speedups.iter().filter(|s| !s.plausible()).map(|s| {
         format!(
-            "the speedup of {} {} t{}: {} (from {} and {} ms)",
+            "the speedup of {} {}: {} (from {} and {} ms)",
             s.model,
-            s.backend,
-            s.threads,
+            speedup_series(s),
             s.speedup,
             shown_ms(s.unfused_ms),
             shown_ms(s.reparameterized_ms)
@@ -243,7 +242,7 @@ fn short_cell(c: &CellResult) -> String {
         "{} {} {} t{}",
         c.key.model.trim_start_matches("mobileone-"),
         short(&c.key.form),
-        c.key.backend,
+        c.key.engine(),
         c.key.threads
     )
 }
@@ -374,7 +373,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Plo
             .iter()
             .map(|c| (c.key.model.clone(), c.key.form.clone())),
     );
-    let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
+    let backends = unique(cells.iter().map(|c| c.key.engine()));
     let (lo, hi) = log_range_with_legend_room(cells.iter().flat_map(|c| {
         let l = c.latency.as_ref().expect("ok cells have latency");
         [l.ci95_ms[0], l.ci95_ms[1]]
@@ -398,7 +397,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Plo
             let mut whiskers = Vec::new();
             for (g, (model, form)) in groups.iter().enumerate() {
                 let Some(c) = cells.iter().find(|c| {
-                    &c.key.backend == backend && &c.key.model == model && &c.key.form == form
+                    &c.key.engine() == backend && &c.key.model == model && &c.key.form == form
                 }) else {
                     continue;
                 };
@@ -457,15 +456,16 @@ fn swatch((x, y): (i32, i32), k: usize) -> Rectangle<(i32, i32)> {
     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(k).filled())
 }
 
+/// The series a speedup belongs to: its backend, precision and thread count.
+fn speedup_series(s: &Speedup) -> String {
+    let engine = crate::results::engine_label(&s.backend, &s.precision);
+    format!("{engine} t{}", s.threads)
+}
+
 /// Unfused median / reparameterized median, per model, one bar per backend and thread count.
 pub fn speedup_bars(results: &ResultsFile) -> Result<String, PlotError> {
     let models = unique(results.speedups.iter().map(|s| s.model.clone()));
-    let keys = unique(
-        results
-            .speedups
-            .iter()
-            .map(|s| format!("{} t{}", s.backend, s.threads)),
-    );
+    let keys = unique(results.speedups.iter().map(speedup_series));
     let top = results
         .speedups
         .iter()
@@ -492,7 +492,7 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, PlotError> {
             let bars: Vec<_> = results
                 .speedups
                 .iter()
-                .filter(|s| &format!("{} t{}", s.backend, s.threads) == key)
+                .filter(|s| &speedup_series(s) == key)
                 .filter_map(|s| {
                     let g = models.iter().position(|m| m == &s.model)?;
                     let x0 = g as f64 + 0.1 + k as f64 * width;
@@ -530,7 +530,7 @@ pub fn distributions(results: &ResultsFile) -> Result<String, PlotError> {
     }
     let (lo, hi) =
         log_range_with_legend_room(cells.iter().flat_map(|c| c.samples_ms.iter().copied()));
-    let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
+    let backends = unique(cells.iter().map(|c| c.key.engine()));
     svg(|root| {
         let caption = "Latency distributions (box: quartiles, line: median, whiskers: min and max)";
         let mut chart = category_chart(
@@ -546,7 +546,7 @@ pub fn distributions(results: &ResultsFile) -> Result<String, PlotError> {
         for (b, backend) in backends.iter().enumerate() {
             let mut shapes: Vec<DynElement<SVGBackend, (f64, f64)>> = Vec::new();
             for (i, c) in cells.iter().enumerate() {
-                if &c.key.backend != backend {
+                if &c.key.engine() != backend {
                     continue;
                 }
                 let mut s = c.samples_ms.clone();
@@ -664,7 +664,7 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
             .map(|c| c.achieved_gflops)
             .chain(ceilings.iter().map(|c| c.1)),
     );
-    let backends = unique(cells.iter().map(|c| c.key.backend.clone()));
+    let backends = unique(cells.iter().map(|c| c.key.engine()));
     svg(|root| {
         let mut chart: ChartContext<SVGBackend, Cartesian2d<LogCoord<f64>, LogCoord<f64>>> =
             ChartBuilder::on(root)
@@ -705,7 +705,7 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
                 .draw_series(
                     cells
                         .iter()
-                        .filter(|c| &c.key.backend == backend && c.achieved_gflops > 0.0)
+                        .filter(|c| &c.key.engine() == backend && c.achieved_gflops > 0.0)
                         .map(|c| {
                             Circle::new((intensity(c), c.achieved_gflops), 4, color(b).filled())
                         }),

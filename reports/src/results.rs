@@ -7,8 +7,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change of `ResultsFile`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped on any incompatible change of `ResultsFile`. Version 2 added each cell's and
+/// speedup's `precision`.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest version this build reads: version 1 files read as fp32 throughout.
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
 /// Errors reading a results file.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +25,7 @@ pub enum ResultsError {
     },
     #[error("{path}: not a onebench results file: {reason}")]
     Parse { path: String, reason: String },
-    #[error("{path}: schema version {found} is not supported (this build reads version {SCHEMA_VERSION})")]
+    #[error("{path}: schema version {found} is not supported (this build reads versions {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION})")]
     Version { path: String, found: String },
 }
 
@@ -31,10 +35,33 @@ pub struct CellKey {
     pub model: String,
     pub form: String,
     pub backend: String,
+    /// The number format the cell computed in (`fp32` in files of schema version 1).
+    #[serde(default = "fp32")]
+    pub precision: String,
     pub threads: usize,
     pub batch: usize,
     pub height: usize,
     pub width: usize,
+}
+
+fn fp32() -> String {
+    models::Precision::Fp32.name().into()
+}
+
+/// A backend at a precision as tables and legends name it: the backend alone at fp32 (the
+/// default), `native bf16` otherwise.
+pub fn engine_label(backend: &str, precision: &str) -> String {
+    match precision == models::Precision::Fp32.name() {
+        true => backend.to_string(),
+        false => format!("{backend} {precision}"),
+    }
+}
+
+impl CellKey {
+    /// The cell's backend and precision, as tables and legends name them (`engine_label`).
+    pub fn engine(&self) -> String {
+        engine_label(&self.backend, &self.precision)
+    }
 }
 
 impl fmt::Display for CellKey {
@@ -42,7 +69,13 @@ impl fmt::Display for CellKey {
         write!(
             f,
             "{} {} {} t{} b{} {}x{}",
-            self.model, self.form, self.backend, self.threads, self.batch, self.height, self.width
+            self.model,
+            self.form,
+            self.engine(),
+            self.threads,
+            self.batch,
+            self.height,
+            self.width
         )
     }
 }
@@ -352,6 +385,8 @@ pub struct Verification {
 pub struct Speedup {
     pub model: String,
     pub backend: String,
+    #[serde(default = "fp32")]
+    pub precision: String,
     pub threads: usize,
     pub unfused_ms: f64,
     pub reparameterized_ms: f64,
@@ -497,7 +532,8 @@ impl ResultsFile {
             })?;
         let version = value.get("schema_version");
         match version.map(|v| (v, v.as_u64())) {
-            Some((_, Some(v))) if v == u64::from(SCHEMA_VERSION) => {}
+            Some((_, Some(v)))
+                if (u64::from(OLDEST_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&v) => {}
             Some((_, Some(v))) => {
                 return Err(ResultsError::Version {
                     path: shown,
@@ -519,10 +555,14 @@ impl ResultsFile {
                 })
             }
         }
-        serde_json::from_value(value).map_err(|e| ResultsError::Parse {
-            path: shown,
-            reason: e.to_string(),
-        })
+        let mut file: ResultsFile =
+            serde_json::from_value(value).map_err(|e| ResultsError::Parse {
+                path: shown,
+                reason: e.to_string(),
+            })?;
+        // An older file now reads with this version's defaults, and is written as this version.
+        file.schema_version = SCHEMA_VERSION;
+        Ok(file)
     }
 
     pub fn to_json(&self) -> String {
@@ -537,7 +577,7 @@ mod tests {
         let e = super::ResultsFile::parse("r.json", r#"{"schema_version": "1"}"#).unwrap_err();
         assert_eq!(
             e.to_string(),
-            r#"r.json: not a onebench results file: `schema_version` is "1", expected a whole number like 1"#
+            r#"r.json: not a onebench results file: `schema_version` is "1", expected a whole number like 2"#
         );
         let e = super::ResultsFile::parse("r.json", r#"{"schema_version": 7}"#).unwrap_err();
         assert!(

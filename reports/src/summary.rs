@@ -47,6 +47,7 @@ fn row(c: &CellResult) -> Vec<String> {
         key.model.clone(),
         key.form.clone(),
         key.backend.clone(),
+        key.precision.clone(),
         key.threads.to_string(),
     ];
     match &c.latency {
@@ -63,6 +64,7 @@ fn row(c: &CellResult) -> Vec<String> {
         ]),
         _ => cells.extend(std::iter::repeat_n("-".to_string(), 9)),
     }
+    cells.push(error_label(c));
     let note = match (&c.status, &c.reason) {
         (CellStatus::Ok, _) => c.warnings.join("; "),
         (status, Some(reason)) => format!("{status}: {reason}"),
@@ -72,10 +74,18 @@ fn row(c: &CellResult) -> Vec<String> {
     cells
 }
 
-const HEADER: [&str; 14] = [
+/// The cell's relative L2 error against the float64 reference, as the tables show it.
+pub fn error_label(c: &CellResult) -> String {
+    c.verification
+        .as_ref()
+        .map_or("-".into(), |v| format!("{:.1e}", v.relative_l2))
+}
+
+const HEADER: [&str; 16] = [
     "model",
     "form",
     "backend",
+    "precision",
     "threads",
     "median ms",
     "p90 ms",
@@ -86,6 +96,7 @@ const HEADER: [&str; 14] = [
     "of peak",
     "GB/s",
     "resident MiB",
+    "error vs f64",
     "note",
 ];
 
@@ -98,14 +109,14 @@ pub fn terminal_table(results: &ResultsFile) -> String {
     }
     let mut table = b.build();
     table.with(Style::rounded());
-    table.modify(Columns::new(3..13), Alignment::right());
+    table.modify(Columns::new(4..15), Alignment::right());
     let mut out = table.to_string();
     for s in &results.speedups {
         let _ = write!(
             out,
             "\nreparameterization speedup {} {} t{}: {} ({} -> {} ms)",
             s.model,
-            s.backend,
+            crate::results::engine_label(&s.backend, &s.precision),
             s.threads,
             s.label(),
             ms(s.unfused_ms),
@@ -137,15 +148,26 @@ fn csv_ms(c: &CellResult, pick: fn(&LatencySummary) -> f64) -> String {
 type CsvColumn = (&'static str, fn(&CellResult) -> String);
 
 /// The CSV's columns: each one's name and its value for a cell.
-const CSV_COLUMNS: [CsvColumn; 27] = [
+const CSV_COLUMNS: [CsvColumn; 30] = [
     ("model", |c| c.key.model.clone()),
     ("form", |c| c.key.form.clone()),
     ("backend", |c| c.key.backend.clone()),
+    ("precision", |c| c.key.precision.clone()),
     ("threads", |c| c.key.threads.to_string()),
     ("batch", |c| c.key.batch.to_string()),
     ("height", |c| c.key.height.to_string()),
     ("width", |c| c.key.width.to_string()),
     ("status", |c| c.status.to_string()),
+    ("relative_l2", |c| {
+        c.verification
+            .as_ref()
+            .map_or(String::new(), |v| v.relative_l2.to_string())
+    }),
+    ("tolerance", |c| {
+        c.verification
+            .as_ref()
+            .map_or(String::new(), |v| v.tolerance.to_string())
+    }),
     ("median_ms", |c| csv_ms(c, |l| l.median_ms)),
     ("mean_ms", |c| csv_ms(c, |l| l.mean_ms)),
     ("min_ms", |c| csv_ms(c, |l| l.min_ms)),
@@ -253,7 +275,7 @@ pub fn header_facts(results: &ResultsFile) -> Vec<(&'static str, String)> {
 pub const GPU_HEADER: [&str; 6] = [
     "model",
     "form",
-    "backend",
+    "backend and precision",
     "device (adapter, API, driver)",
     "wall median ms",
     "GPU median ms",
@@ -270,7 +292,7 @@ pub fn gpu_rows(results: &ResultsFile) -> Vec<[String; 6]> {
             Some([
                 c.key.model.clone(),
                 c.key.form.clone(),
-                c.key.backend.clone(),
+                c.key.engine(),
                 device,
                 c.median_ms().map_or("-".into(), ms),
                 c.gpu_median_ms.map_or("no timestamps".into(), ms),
@@ -309,13 +331,14 @@ pub fn markdown(results: &ResultsFile) -> String {
         );
     }
     if !results.speedups.is_empty() {
-        let _ = writeln!(md, "\n## Reparameterization speedup (unfused / reparameterized median)\n\n| model | backend | threads | unfused ms | reparameterized ms | speedup |\n|---|---|---|---|---|---|");
+        let _ = writeln!(md, "\n## Reparameterization speedup (unfused / reparameterized median)\n\n| model | backend | precision | threads | unfused ms | reparameterized ms | speedup |\n|---|---|---|---|---|---|---|");
         for s in &results.speedups {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 s.model,
                 s.backend,
+                s.precision,
                 s.threads,
                 ms(s.unfused_ms),
                 ms(s.reparameterized_ms),

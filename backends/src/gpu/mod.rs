@@ -175,6 +175,7 @@ impl Backend for GpuBackend {
         weights: &Weights,
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
+        crate::require_precision(self, options)?;
         if let Err(reason) = self.adapter() {
             return Err(BackendError::unavailable(self.name(), reason));
         }

@@ -104,6 +104,7 @@ impl Backend for NativeBackend {
         weights: &Weights,
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
+        crate::require_precision(self, options)?;
         let isa = self
             .choose_isa()
             .map_err(|reason| BackendError::unavailable(NAME, reason))?;

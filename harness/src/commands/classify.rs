@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use backends::PrepareOptions;
 use models::{InputSize, Tensor};
 use serde::Serialize;
 
@@ -57,7 +56,7 @@ struct ImageOutcome {
 pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
     let variant = parse_mobileone(&args.model)?;
     let form = parse_form(&args.form)?;
-    let backend = super::ready_backend(&args.backend, args.threads)?;
+    let (backend, options) = super::ready_backend(&args.backend, args.threads, &args.precision)?;
     check_args(args)?;
     let model = models::Model::MobileOne(variant);
     let (weights, origin) = choose_weights(&args.weights, model, form)?;
@@ -67,7 +66,6 @@ pub fn run(args: &ClassifyArgs) -> Result<ExitCode> {
     if good > 0 {
         let crop = transform.crop as usize;
         let size = InputSize::square(good, crop);
-        let options = PrepareOptions::with_threads(args.threads);
         let mut plan = backend.prepare(&model.build(form, size)?, &weights, &options)?;
         let logits = plan.forward(&Tensor::new(size.shape(), batch)?)?;
         let names = classes();

@@ -215,7 +215,7 @@ fn publish(
 fn cell_row(c: &crate::compare::CellComparison) -> [String; 7] {
     let k = &c.key;
     [
-        format!("{} {} {} t{}", k.model, k.form, k.backend, k.threads),
+        format!("{} {} {} t{}", k.model, k.form, k.engine(), k.threads),
         format!("{:.3}", c.baseline_median_ms),
         format!("{:.3}", c.candidate_median_ms),
         format!("{:+.1}%", (c.ratio - 1.0) * 100.0),
@@ -331,6 +331,7 @@ struct AbCell {
     model: String,
     form: String,
     backend: String,
+    precision: String,
     threads: usize,
 }
 
@@ -444,11 +445,12 @@ fn ab_cells(args: &AbArgs) -> Result<Vec<AbCell>> {
     for model in &f.models {
         for form in &f.forms {
             for backend in crate::runner::backend_names(f, &backends::all()) {
-                for &threads in &f.threads {
+                for (threads, precision) in f.threads_and_precisions() {
                     cells.push(AbCell {
                         model: model.0.name().to_string(),
                         form: form.0.name().to_string(),
                         backend: backend.clone(),
+                        precision: precision.name().to_string(),
                         threads,
                     });
                 }
@@ -468,6 +470,7 @@ fn suspects(cells: &[AbCell], report: &GateReport) -> Vec<AbCell> {
                     && r.key.model == c.model
                     && r.key.form == c.form
                     && r.key.backend == c.backend
+                    && r.key.precision == c.precision
                     && r.key.threads == c.threads
             })
         })
@@ -520,6 +523,14 @@ fn run_cell(bin: &Path, scenario: &Path, cell: &AbCell, out: &Path) -> Result<Re
         .args(["--models", &cell.model, "--forms", &cell.form])
         .args(["--backends", &cell.backend])
         .args(["--threads", &cell.threads.to_string()])
+        // Only when not the default, so that a baseline harness built before precisions
+        // existed still runs its fp32 cells.
+        .args(
+            (cell.precision != models::Precision::Fp32.name())
+                .then_some(["--precisions", cell.precision.as_str()])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--out")
         .arg(out)
         .output()
@@ -530,7 +541,7 @@ fn run_cell(bin: &Path, scenario: &Path, cell: &AbCell, out: &Path) -> Result<Re
             "{} {} {} t{}: no results ({}): {}",
             cell.model,
             cell.form,
-            cell.backend,
+            reports::results::engine_label(&cell.backend, &cell.precision),
             cell.threads,
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()

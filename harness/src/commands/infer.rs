@@ -1,7 +1,6 @@
 //! `harness infer`: one forward pass of a model on an input .npy, logits to an output .npy.
 
 use anyhow::{bail, Context, Result};
-use backends::PrepareOptions;
 use models::checkpoint::write_atomically;
 use models::InputSize;
 
@@ -12,7 +11,7 @@ use crate::npy;
 pub fn run(args: &InferArgs) -> Result<()> {
     let model = parse_model(&args.model)?;
     let form = parse_form(&args.form)?;
-    let backend = super::ready_backend(&args.backend, args.threads)?;
+    let (backend, options) = super::ready_backend(&args.backend, args.threads, &args.precision)?;
     let input = npy::read_f32(&args.input)?;
     let input_size = match *input.shape() {
         [batch, 3, height, width] if batch >= 1 && height >= 32 && width >= 32 => InputSize { batch, height, width },
@@ -24,7 +23,6 @@ pub fn run(args: &InferArgs) -> Result<()> {
     };
     let (weights, origin) = choose_weights(&args.weights, model, form)?;
     let graph = model.build(form, input_size)?;
-    let options = PrepareOptions::with_threads(args.threads);
     let started = std::time::Instant::now();
     let mut plan = backend.prepare(&graph, &weights, &options)?;
     let logits = plan.forward(&input)?;
@@ -40,10 +38,11 @@ pub fn run(args: &InferArgs) -> Result<()> {
         ""
     };
     eprintln!(
-        "{model} {form} on {}{} ({} thread(s)), weights: {}{folded}; {:?} -> {:?} in {:.1} ms; wrote {}",
+        "{model} {form} on {}{} ({} thread(s), {}), weights: {}{folded}; {:?} -> {:?} in {:.1} ms; wrote {}",
         backend.name(),
         backend.device().map(|d| format!(" [{d}]")).unwrap_or_default(),
         args.threads,
+        options.precision,
         origin.source,
         input.shape(),
         logits.shape(),

@@ -13,8 +13,10 @@ pub mod run;
 pub mod verify;
 
 use anyhow::{bail, Context, Result};
+use backends::PrepareOptions;
 use models::{
-    load_model_weights, Form, Graph, InputSize, Model, Naming, Variant, Weights, WeightsOrigin,
+    load_model_weights, Form, Graph, InputSize, Model, Naming, Precision, Variant, Weights,
+    WeightsOrigin,
 };
 
 use crate::cli::{ModelArgs, WeightsArgs};
@@ -138,11 +140,23 @@ pub fn build_model(args: &ModelArgs) -> Result<BuiltModel> {
 
 /// The backend called `name`, available here, with a valid `--threads`: what `infer`,
 /// `profile` and `classify` check before they load anything.
-fn ready_backend(name: &str, threads: usize) -> Result<Box<dyn backends::Backend>> {
+fn ready_backend(
+    name: &str,
+    threads: usize,
+    precision: &str,
+) -> Result<(Box<dyn backends::Backend>, PrepareOptions)> {
     let backend = backends::get(name).context("--backend")?;
     if let backends::Availability::Unavailable(reason) = backend.availability() {
         bail!("--backend {}: unavailable: {reason}", backend.name());
     }
     crate::scenario::check_threads(&[threads]).map_err(|m| anyhow::anyhow!("--threads: {m}"))?;
-    Ok(backend)
+    let precision = parse_precision(precision)?;
+    if let Err(reason) = backend.supports(precision) {
+        bail!("--precision {precision}: {reason}");
+    }
+    Ok((backend, PrepareOptions::with_threads(threads).at(precision)))
+}
+
+fn parse_precision(s: &str) -> Result<Precision> {
+    s.parse().context("--precision")
 }

@@ -11,14 +11,14 @@ use super::build_model;
 use crate::cli::ProfileArgs;
 
 pub fn run(args: &ProfileArgs) -> Result<()> {
-    let backend = super::ready_backend(&args.backend, args.threads)?;
+    let (backend, options) = super::ready_backend(&args.backend, args.threads, &args.precision)?;
     if args.runs == 0 {
         bail!("--runs 0: time at least 1 run");
     }
     let m = build_model(&args.model)?;
     let options = PrepareOptions {
-        threads: args.threads,
         per_layer_timing: true,
+        ..options
     };
     let mut plan = backend.prepare(&m.graph, &m.weights, &options)?;
     let input = seeded_uniform(m.size.shape(), 0, -2.0, 2.0);

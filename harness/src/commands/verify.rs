@@ -39,7 +39,8 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
         height,
         width,
     };
-    let options = PrepareOptions::with_threads(args.threads);
+    let precision = super::parse_precision(&args.precision)?;
+    let options = PrepareOptions::with_threads(args.threads).at(precision);
     let checks = conformance(&selected, &models, &forms, size, args.seed, &options, |c| {
         eprintln!("  checked {} {} {}", c.model, c.form, c.backend)
     })?;
