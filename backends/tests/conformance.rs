@@ -5,7 +5,7 @@
 mod common;
 
 use common::{checked_in_both_forms, optional_backends};
-use models::{Form, InputSize, Model, Variant};
+use models::{Form, InputSize, Model, Precision, Variant};
 
 /// Batch 2 at 64x64: small enough for every backend, odd enough to catch batch mix-ups.
 const SIZE: InputSize = InputSize::square(2, 64);
@@ -44,5 +44,23 @@ fn every_backend_matches_the_reference_on_the_zoo() {
     assert!(
         checked >= zoo.len() * Form::ALL.len() * backends_here,
         "checked {checked}"
+    );
+}
+
+/// Every model in both forms at bf16 on every backend that has bf16 (native here), against the
+/// reference within the bf16 tolerance.
+#[test]
+fn backends_with_bf16_match_the_reference_on_every_model_at_bf16() {
+    let bf16 = Precision::Bf16;
+    let with_bf16: Vec<_> = backends::all()
+        .into_iter()
+        .filter(|b| b.supports(bf16).is_ok() && b.name() != "reference")
+        .collect();
+    assert!(with_bf16.iter().any(|b| b.name() == "native"));
+    let options = backends::PrepareOptions::with_threads(2).at(bf16);
+    let checked = checked_in_both_forms(&with_bf16, &Model::all(), (SIZE, 1), &options, "");
+    assert_eq!(
+        checked,
+        Model::all().len() * Form::ALL.len() * with_bf16.len()
     );
 }

@@ -54,7 +54,11 @@ fn a_run_allocates_nothing_on_the_heap() {
         (Model::ShuffleNetV2x2, Form::Reparameterized),
         (Model::MixNetS, Form::Unfused),
     ] {
-        for (threads, precision) in [(1, Precision::Fp32), (2, Precision::Fp32)] {
+        for (threads, precision) in [
+            (1, Precision::Fp32),
+            (2, Precision::Fp32),
+            (2, Precision::Bf16),
+        ] {
             for per_layer_timing in [false, true] {
                 let graph = variant.build(form, SIZE).unwrap();
                 let weights = variant.seeded_weights(form, 0);

@@ -10,7 +10,8 @@ use backends::{check_against_reference, reference_output, Availability, Backend,
 use models::graph::{BatchNorm, Conv2d, Linear};
 use models::testing::assert_contains;
 use models::{
-    random_weights, relative_l2, seeded_uniform, Graph, GraphBuilder, Op, Tensor, ValueId,
+    random_weights, relative_l2, seeded_uniform, Graph, GraphBuilder, Op, Precision, Tensor,
+    ValueId,
 };
 
 fn conv(cin: usize, cout: usize, kernel: usize, stride: usize, groups: usize, bias: bool) -> Op {
@@ -33,43 +34,80 @@ fn bn(channels: usize) -> Op {
 }
 
 fn run(backend: &NativeBackend, graph: &Graph, threads: usize, input: &Tensor) -> Tensor {
+    run_at(backend, graph, threads, Precision::Fp32, input)
+}
+
+fn run_at(
+    backend: &NativeBackend,
+    graph: &Graph,
+    threads: usize,
+    precision: Precision,
+    input: &Tensor,
+) -> Tensor {
     let weights = random_weights(graph, 11);
-    let options = PrepareOptions::with_threads(threads);
+    let options = PrepareOptions::with_threads(threads).at(precision);
     let mut plan = backend
         .prepare(graph, &weights, &options)
         .expect("prepares");
     plan.forward(input).expect("runs")
 }
 
-/// Every available backend equals the reference within its tolerance; native on every
-/// supported ISA also equals the portable path (< 1e-5) and is bit-identical across threads.
+/// Every available backend equals the reference within its tolerance, at fp32 and at each
+/// 16-bit precision it has; native on every supported ISA also equals the portable path
+/// (< 1e-5) and is bit-identical across threads.
 fn check(graph: Graph) {
     let input = seeded_uniform(graph.input_shape().to_vec(), 5, -2.0, 2.0);
     let weights = random_weights(&graph, 11);
     let expected = reference_output(&graph, &weights, &input).unwrap();
-    let options = PrepareOptions::with_threads(2);
     let mut checked = 0;
     for backend in backends::all() {
         if backend.name() == "reference" || backend.availability() != Availability::Available {
             continue;
         }
         checked += 1;
-        let name = (graph.name(), backend.name());
-        let agreement = check_against_reference(
-            backend.as_ref(),
-            &graph,
-            &weights,
-            &input,
-            &expected,
-            &options,
-        )
-        .unwrap_or_else(|e| panic!("{name:?}: {e}"));
-        assert!(agreement.passed(), "{name:?}: {agreement:?}");
+        for precision in Precision::ALL {
+            if backend.supports(precision).is_ok() {
+                let options = PrepareOptions::with_threads(2).at(precision);
+                let name = (graph.name(), backend.name(), precision);
+                let b = backend.as_ref();
+                let agreement =
+                    check_against_reference(b, &graph, &weights, &input, &expected, &options)
+                        .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+                assert!(agreement.passed(), "{name:?}: {agreement:?}");
+            }
+        }
     }
     // native, both candles, and tch and gpu when built with them (metal on Apple too).
     let expected_backends = 3 + common::optional_backends();
     assert!(checked >= expected_backends, "{checked} backends ran");
     native_on_every_isa(&graph, &input, &expected);
+    native_bf16_on_every_isa(&graph, &input, &expected);
+}
+
+/// Native at bf16 on every ISA (the dot-product kernel on AVX512_BF16, f32 kernels over
+/// bf16-rounded operands elsewhere): within the bf16 tolerance of the reference, and the same
+/// bits at 1, 2 and 3 threads. (The ISAs do not agree to 1e-5 here: an f32 sum in another
+/// order can round to the neighbouring bf16 value.)
+fn native_bf16_on_every_isa(graph: &Graph, input: &Tensor, expected: &Tensor) {
+    let tolerance = backends::reduced_precision_tolerance(Precision::Bf16);
+    for isa in Isa::supported() {
+        let backend = NativeBackend::with_isa(isa);
+        let at = |threads| run_at(&backend, graph, threads, Precision::Bf16, input);
+        let one = at(1);
+        let err = relative_l2(one.data(), expected.data());
+        let name = graph.name();
+        assert!(
+            err < tolerance,
+            "{name} on {isa} at bf16: relative L2 {err:e}"
+        );
+        for threads in [2, 3] {
+            assert_eq!(
+                one.data(),
+                at(threads).data(),
+                "{name} on {isa} at bf16: {threads} threads"
+            );
+        }
+    }
 }
 
 /// Native on every ISA: within 1e-5 of the reference and of the portable path, and the same
@@ -146,6 +184,24 @@ fn pointwise_and_dense_convs_match() {
             vec![2, cin, h, w],
             conv(cin, cout, k, stride, 1, true),
         ));
+    }
+}
+
+/// 1x1 convs on an NHWC activation run as plain GEMMs (at bf16 on the dot-product kernel
+/// where the CPU has it): odd K, N off the panel widths, rows off the tile heights.
+#[test]
+fn pointwise_convs_on_activations_match() {
+    for (cin, cout, h, w) in [
+        (37, 45, 7, 9),
+        (16, 64, 5, 5),
+        (70, 130, 3, 4),
+        (1, 17, 2, 3),
+    ] {
+        let name = format!("pw-{cin}to{cout}-{h}x{w}");
+        let mut b = GraphBuilder::new(&name, vec![2, cin, h, w]).unwrap();
+        let r = b.add("relu", Op::Relu, &[ValueId::Input]).unwrap();
+        let y = b.add("pw", conv(cin, cout, 1, 1, 1, true), &[r]).unwrap();
+        check(b.finish(y));
     }
 }
 

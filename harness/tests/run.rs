@@ -469,3 +469,77 @@ fn a_signal_during_a_run_in_processes_keeps_what_the_workers_measured() {
         assert!(!cell.samples_ms.is_empty());
     }
 }
+
+#[test]
+fn precision_is_a_cell_dimension_and_a_backend_without_one_skips_it_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, out) = run_scenario(
+        dir.path(),
+        "p.yaml",
+        "name: p\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native, candle]\nprecisions: [fp32, bf16]\ninput_size: 32\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    let cell = |backend: &str, precision: &str| {
+        let found = results
+            .cells
+            .iter()
+            .find(|c| c.key.backend == backend && c.key.precision == precision);
+        found.unwrap_or_else(|| panic!("no {backend} {precision} cell"))
+    };
+    assert_eq!(results.cells.len(), 4);
+    let (fp32, bf16) = (cell("native", "fp32"), cell("native", "bf16"));
+    assert_eq!(
+        (fp32.status, bf16.status),
+        (CellStatus::Ok, CellStatus::Ok),
+        "{:?}",
+        bf16.reason
+    );
+    let error = |c: &reports::results::CellResult| c.verification.as_ref().unwrap().clone();
+    // bf16 pays about 2^-8 of relative error per rounding; fp32 orders of magnitude less.
+    assert!(error(fp32).relative_l2 < 1e-5, "{:?}", error(fp32));
+    assert!(error(bf16).relative_l2 > 1e-4 && error(bf16).relative_l2 < error(bf16).tolerance);
+    assert_contains(&bf16.plan, &["bf16", "round to bf16"]);
+    let skipped = cell("candle", "bf16");
+    assert_eq!(skipped.status, CellStatus::Skipped);
+    assert_eq!(skipped.reason.as_deref(), Some("candle has no bf16 path"));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_contains(&stdout, &["bf16", "skipped: candle has no bf16 path"]);
+
+    let (o, out) = run_scenario(dir.path(), "p.yaml", "name: p\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native]\ninput_size: 32\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n");
+    assert!(o.status.success());
+    let only_fp32 = ResultsFile::read(&out.join("results.json")).unwrap();
+    assert_eq!(only_fp32.cells.len(), 1, "precisions default to [fp32]");
+    assert_eq!(only_fp32.cells[0].key.precision, "fp32");
+}
+
+#[test]
+fn a_precision_a_backend_lacks_is_a_clear_error_on_the_single_model_commands() {
+    let o = harness(&[
+        "profile",
+        "--model",
+        "s0",
+        "--backend",
+        "candle",
+        "--precision",
+        "bf16",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_contains(&err, &["--precision bf16: candle has no bf16 path"]);
+    let o = harness(&["profile", "--model", "s0", "--precision", "int3"]);
+    assert_contains(
+        &String::from_utf8_lossy(&o.stderr),
+        &["unknown precision `int3`", "fp32, bf16, fp16"],
+    );
+    let o = harness(&[
+        "run",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/quick.yaml"),
+        "--precisions",
+        "fp64",
+    ]);
+    assert_contains(
+        &String::from_utf8_lossy(&o.stderr),
+        &["--precisions: unknown precision `fp64`"],
+    );
+}

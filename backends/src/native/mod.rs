@@ -13,10 +13,10 @@ use std::time::Instant;
 /// The backend's name, in its listing and its errors.
 pub const NAME: &str = "native";
 
-use models::{Graph, Tensor, Weights};
+use models::{Graph, Precision, Tensor, Weights};
 
 pub(crate) use buffer::AlignedBuffer;
-use kernels::{channelwise, depthwise, gemm, layout};
+use kernels::{channelwise, convert, depthwise, gemm, layout};
 use plan::{AffineStep, GemmStep, Plan, Scale, Source, StepOp};
 use pool::ThreadPool;
 pub use simd::Isa;
@@ -24,7 +24,8 @@ pub use simd::Isa;
 use crate::backend::{check_run_shapes, LayerTime};
 use crate::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 
-/// Environment variable that pins the instruction set (portable, avx2, avx512, neon).
+/// Environment variable that pins the instruction set (portable, avx2, avx512, avx512bf16,
+/// neon).
 pub const ISA_ENV: &str = "ONEBENCH_NATIVE_ISA";
 
 /// The native backend; by default it runs the fastest instruction set the CPU has.
@@ -71,6 +72,15 @@ fn names(isas: &[Isa]) -> String {
     isas.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
 }
 
+/// Why native does not run fp16 here.
+fn fp16_reason() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx512fp16") {
+        return "this CPU has no fp16 arithmetic (x86 without AVX512-FP16; F16C only converts)";
+    }
+    "native has no fp16 kernels yet"
+}
+
 impl Backend for NativeBackend {
     fn name(&self) -> &'static str {
         NAME
@@ -98,6 +108,15 @@ impl Backend for NativeBackend {
         true
     }
 
+    /// bf16 everywhere (on AVX512_BF16's dot product, else on operands rounded to bf16 and
+    /// the f32 kernels); fp16 nowhere yet.
+    fn supports(&self, precision: Precision) -> Result<(), String> {
+        match precision {
+            Precision::Fp32 | Precision::Bf16 => Ok(()),
+            Precision::Fp16 => Err(fp16_reason().into()),
+        }
+    }
+
     fn prepare(
         &self,
         graph: &Graph,
@@ -111,7 +130,7 @@ impl Backend for NativeBackend {
         weights
             .validate(graph, "weights")
             .map_err(|e| BackendError::weights(NAME, e))?;
-        let plan = plan::compile(graph, weights, isa)?;
+        let plan = plan::compile(graph, weights, isa, options.precision)?;
         let threads = options.threads.max(1);
         let pool = ThreadPool::new(threads).map_err(|e| {
             BackendError::failed(NAME, format!("cannot start {threads} threads: {e}"))
@@ -119,7 +138,12 @@ impl Backend for NativeBackend {
         let mut plan = NativePlan {
             input_shape: graph.input_shape().to_vec(),
             output_shape: graph.output_shape().to_vec(),
-            isa,
+            // The bf16 extension only shows where it is used.
+            isa: match options.precision {
+                Precision::Bf16 => isa,
+                _ => isa.f32_kernels(),
+            },
+            precision: options.precision,
             bases: Vec::new(),
             times: options
                 .per_layer_timing
@@ -150,6 +174,7 @@ pub struct NativePlan {
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
     isa: Isa,
+    precision: Precision,
     plan: Plan,
     /// Base pointer of every physical buffer (the buffers never move).
     bases: Vec<Ptr>,
@@ -193,7 +218,7 @@ impl Prepared for NativePlan {
     fn run(&mut self, input: &Tensor, output: &mut Tensor) -> Result<(), BackendError> {
         check_run_shapes(NAME, (&self.input_shape, &self.output_shape), input, output)?;
         let ctx = RunContext {
-            isa: self.isa,
+            isa: self.isa.f32_kernels(),
             bases: &self.bases,
             loc_buffer: &self.plan.loc_buffer,
             input: Ptr(input.data().as_ptr() as *mut f32),
@@ -222,8 +247,12 @@ impl Prepared for NativePlan {
         let f = &self.plan.fusions;
         let bytes: usize = self.plan.buffers.iter().map(|b| b.len() * 4).sum();
         let mut text = format!(
-            "native: layout NHWC, isa {}, {} threads, {} steps, {} activation buffers ({:.1} MiB); fused: {} batch norms into convs, {} ReLUs into epilogues, {} adds into accumulating branches",
+            "native: layout NHWC, isa {}, {}, {} threads, {} steps, {} activation buffers ({:.1} MiB); fused: {} batch norms into convs, {} ReLUs into epilogues, {} adds into accumulating branches",
             self.isa,
+            match self.precision {
+                Precision::Bf16 => "bf16 (weights and GEMM operands bf16, sums and activations f32)",
+                other => other.name(),
+            },
             self.pool.threads(),
             self.plan.steps.len(),
             self.plan.buffers.len(),
@@ -280,6 +309,9 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
             ),
             StepOp::Pad { geometry, src, dst } => {
                 layout::pad(geometry, ctx.source(*src), ctx.at(*dst), t, threads)
+            }
+            StepOp::ToBf16 { geometry, src, dst } => {
+                convert::to_bf16(geometry, ctx.source(*src), ctx.at(*dst), t, threads)
             }
             StepOp::Conv(s) => {
                 let src = ctx.source(s.src);

@@ -2,14 +2,17 @@
 //! buffers. Batch norms fold into the conv before them; a ReLU fuses into the epilogue of the
 //! step that last writes its input; the branches of an Add stay separate kernel calls that
 //! accumulate into one buffer (so the unfused form pays for every branch). Buffers are shared
-//! between values whose lifetimes do not overlap.
+//! between values whose lifetimes do not overlap. At bf16, conv and linear weights are stored
+//! rounded to bf16 and every GEMM's activation operand is rounded to bf16 first (as pairs for
+//! the dot-product kernel); products are exact and sums f32, and everything else stays f32.
 
 use std::collections::HashMap;
 
 use models::graph::{Conv2d, Linear, MaxPool2d};
-use models::{Graph, Op, ValueId, Weights};
+use models::{Graph, Op, Precision, ValueId, Weights};
 
 use super::buffer::AlignedBuffer;
+use super::kernels::convert::ToBf16;
 use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNELS};
 use super::kernels::gemm::{ConvGeometry, PackedGemm};
 use super::kernels::layout::{ChannelCopy, Pad, Unary};
@@ -43,6 +46,12 @@ pub(crate) enum StepOp {
     },
     Pad {
         geometry: Pad,
+        src: Source,
+        dst: Loc,
+    },
+    /// A GEMM operand rounded to bf16.
+    ToBf16 {
+        geometry: ToBf16,
         src: Source,
         dst: Loc,
     },
@@ -148,7 +157,9 @@ impl StepOp {
         let one = |src: &Loc, dst: &Loc| (vec![*src], Some(*dst));
         match self {
             StepOp::ToNhwc { dst, .. } => (Vec::new(), Some(*dst)),
-            StepOp::Pad { src, dst, .. } => (slots(*src).collect(), Some(*dst)),
+            StepOp::Pad { src, dst, .. } | StepOp::ToBf16 { src, dst, .. } => {
+                (slots(*src).collect(), Some(*dst))
+            }
             StepOp::Conv(s) => (slots(s.src).collect(), Some(s.c)),
             StepOp::Depthwise(s) => one(&s.src, &s.dst),
             StepOp::Pool(s) => one(&s.src, &s.dst),
@@ -195,6 +206,10 @@ impl StepOp {
             StepOp::Pad { geometry, src, .. } => {
                 format!("zero pad {} ({})", geometry.padding, source_layout(*src))
             }
+            StepOp::ToBf16 { geometry, .. } => match geometry.pairs {
+                true => "round to bf16 pairs".into(),
+                false => "round to bf16 (as f32)".into(),
+            },
             StepOp::Conv(s) => {
                 let (p, g, tail) = (&s.packed, &s.geometry, epilogue(s.accumulate, s.relu));
                 let m = g.batch * g.out_height * g.out_width;
@@ -204,7 +219,11 @@ impl StepOp {
             }
             StepOp::Gemm(s) => {
                 let (p, m, tail) = (&s.packed, s.m, epilogue(s.accumulate, s.relu));
-                let (isa, mr, nr, k, n) = (p.isa, p.tile.mr, p.tile.nr, p.k, p.n);
+                let (mr, nr, k, n) = (p.tile.mr, p.tile.nr, p.k, p.n);
+                let isa = match p.bf16_pairs {
+                    true => "avx512bf16 bf16-dot".into(),
+                    false => p.isa.to_string(),
+                };
                 format!("gemm {isa} {mr}x{nr} m={m} k={k} n={n} +bias{tail}")
             }
             StepOp::Depthwise(s) => {
@@ -242,6 +261,7 @@ impl StepOp {
         match self {
             StepOp::ToNhwc { .. } | StepOp::ToNchw { .. } => "layout",
             StepOp::Pad { .. } => "layout",
+            StepOp::ToBf16 { .. } => "convert",
             StepOp::Gemm(_) | StepOp::Conv(_) => "gemm",
             StepOp::Depthwise(_) => "depthwise",
             StepOp::Affine(_) => "channelwise",
@@ -301,7 +321,11 @@ fn source_layout(src: Source) -> &'static str {
 struct Compiler<'a> {
     lowered: &'a Lowered,
     graph: &'a Graph,
+    /// The instruction set of the f32 kernels.
     isa: Isa,
+    precision: Precision,
+    /// The instruction set as chosen: AVX512_BF16 runs bf16 GEMMs on its dot product.
+    chosen: Isa,
     steps: Vec<Step>,
     loc_len: Vec<usize>,
     /// Slot of each value (input first, then nodes), once written.
@@ -328,10 +352,15 @@ fn relu_epilogue(producer: &Op, activation: &Op) -> bool {
         )
 }
 
-pub(crate) fn compile(graph: &Graph, weights: &Weights, isa: Isa) -> Result<Plan, BackendError> {
+pub(crate) fn compile(
+    graph: &Graph,
+    weights: &Weights,
+    isa: Isa,
+    precision: Precision,
+) -> Result<Plan, BackendError> {
     let lowered = Lowered::new(graph, weights, super::NAME, relu_epilogue)?;
     let graph = &lowered.graph;
-    let mut c = Compiler::new(&lowered, isa);
+    let mut c = Compiler::new(&lowered, isa, precision);
     for i in 0..graph.nodes().len() {
         c.node(i)?;
     }
@@ -351,7 +380,7 @@ pub(crate) fn compile(graph: &Graph, weights: &Weights, isa: Isa) -> Result<Plan
 }
 
 impl<'a> Compiler<'a> {
-    fn new(lowered: &'a Lowered, isa: Isa) -> Self {
+    fn new(lowered: &'a Lowered, chosen: Isa, precision: Precision) -> Self {
         let graph = &lowered.graph;
         let mut accumulate_into = HashMap::new();
         let mut fusions = Fusions {
@@ -369,7 +398,9 @@ impl<'a> Compiler<'a> {
         Self {
             lowered,
             graph,
-            isa,
+            isa: chosen.f32_kernels(),
+            precision,
+            chosen,
             steps: Vec::new(),
             loc_len: Vec::new(),
             value_loc: vec![None; graph.nodes().len() + 1],
@@ -667,17 +698,18 @@ impl<'a> Compiler<'a> {
         let w = self.lowered.param(i, "weight")?;
         let bias = l.bias.then(|| self.lowered.param(i, "bias")).transpose()?;
         let (k, n) = (l.in_features, l.out_features);
-        let packed = PackedGemm::pack(self.isa, k, n, |kk, col| w[col * k + kk], bias);
-        let a = self.loc_of(node.inputs[0]);
-        let (c, accumulate) = self.target(value);
+        let packed = self.pack_gemm(k, n, |kk, col| w[col * k + kk], bias, true);
         let m = node.shape[0];
+        let input = self.loc_of(node.inputs[0]);
+        let (a, lda) = self.gemm_operand(i, input, m, k);
+        let (c, accumulate) = self.target(value);
         self.push(
             node.name.clone(),
             StepOp::Gemm(GemmStep {
                 packed,
                 m,
                 a,
-                lda: k,
+                lda,
                 c,
                 ldc: n,
                 accumulate,
@@ -749,6 +781,61 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// `weight` as the plan stores it: rounded to bf16 at bf16.
+    fn stored(&self, weight: &[f32]) -> Vec<f32> {
+        weight.iter().map(|&w| self.precision.round(w)).collect()
+    }
+
+    /// B of a GEMM packed in the plan's precision: as bf16 pairs for the dot-product kernel
+    /// when `pairs_ok` (a plain GEMM), else as floats (rounded to bf16 at bf16).
+    fn pack_gemm(
+        &self,
+        k: usize,
+        n: usize,
+        b: impl Fn(usize, usize) -> f32,
+        bias: Option<&[f32]>,
+        pairs_ok: bool,
+    ) -> PackedGemm {
+        if self.precision == Precision::Bf16 && pairs_ok && self.chosen.has_bf16_dot() {
+            return PackedGemm::pack_bf16_pairs(self.chosen, k, n, b, bias);
+        }
+        let precision = self.precision;
+        PackedGemm::pack(self.isa, k, n, |r, c| precision.round(b(r, c)), bias)
+    }
+
+    /// The A operand of node `i`'s GEMM, `rows` rows of `cols` floats in slot `a`, in the
+    /// plan's precision: `a` itself at fp32; at bf16 a scratch slot it is rounded into
+    /// first. Returns the slot and its row stride (in bf16 values for the dot kernel).
+    fn gemm_operand(&mut self, i: usize, a: Loc, rows: usize, cols: usize) -> (Loc, usize) {
+        if self.precision != Precision::Bf16 {
+            return (a, cols);
+        }
+        let pairs = self.chosen.has_bf16_dot();
+        let geometry = ToBf16 { rows, cols, pairs };
+        let dst = self.scratch(geometry.out_len());
+        let src = Source::Slot(a);
+        let op = StepOp::ToBf16 { geometry, src, dst };
+        self.push(format!("{}.to_bf16", self.nodes()[i].name), op);
+        (dst, geometry.out_stride())
+    }
+
+    /// The source of node `i`'s implicit GEMM (`len` floats) in the plan's precision: at
+    /// bf16 rounded into a scratch slot (as floats, in the same layout).
+    fn rounded_source(&mut self, i: usize, src: Source, len: usize) -> Source {
+        if self.precision != Precision::Bf16 {
+            return src;
+        }
+        let geometry = ToBf16 {
+            rows: 1,
+            cols: len,
+            pairs: false,
+        };
+        let dst = self.scratch(len);
+        let op = StepOp::ToBf16 { geometry, src, dst };
+        self.push(format!("{}.to_bf16", self.nodes()[i].name), op);
+        Source::Slot(dst)
+    }
+
     /// A conv (its batch norm already folded in by the lowering): depthwise, a 1x1 as a
     /// GEMM, or any other dense conv as an implicit GEMM.
     fn conv(&mut self, i: usize, conv: Conv2d) -> Result<(), BackendError> {
@@ -804,7 +891,8 @@ impl<'a> Compiler<'a> {
             out_height,
             out_width,
         };
-        let packed = PackedDepthwise::pack(self.isa, shape, weight, Some(bias));
+        let weight = self.stored(weight);
+        let packed = PackedDepthwise::pack(self.isa, shape, &weight, Some(bias));
         let src = self.loc_of(self.nodes()[i].inputs[0]);
         let (dst, accumulate) = self.target(ValueId::Node(i));
         let op = StepOp::Depthwise(DepthwiseStep {
@@ -821,15 +909,17 @@ impl<'a> Compiler<'a> {
     /// A 1x1 conv on an NHWC activation: a plain GEMM over pixels.
     fn pointwise(&mut self, i: usize, conv: Conv2d, weight: &[f32], bias: &[f32]) {
         let (k, n) = (conv.in_channels, conv.out_channels);
-        let packed = PackedGemm::pack(self.isa, k, n, |row, col| weight[col * k + row], Some(bias));
-        let a = self.loc_of(self.nodes()[i].inputs[0]);
-        let (c, accumulate) = self.target(ValueId::Node(i));
+        let packed = self.pack_gemm(k, n, |row, col| weight[col * k + row], Some(bias), true);
         let (batch, _, _, out_height, out_width) = self.conv_dims(i);
+        let m = batch * out_height * out_width;
+        let input = self.loc_of(self.nodes()[i].inputs[0]);
+        let (a, lda) = self.gemm_operand(i, input, m, k);
+        let (c, accumulate) = self.target(ValueId::Node(i));
         let op = StepOp::Gemm(GemmStep {
             packed,
-            m: batch * out_height * out_width,
+            m,
             a,
-            lda: k,
+            lda,
             c,
             ldc: n,
             accumulate,
@@ -852,6 +942,7 @@ impl<'a> Compiler<'a> {
         } else {
             (Source::Slot(self.loc_of(node.inputs[0])), cin, batch)
         };
+        let src = self.rounded_source(i, src, batch * cin * height * width);
         let pad = Pad {
             planes,
             height,
@@ -879,10 +970,10 @@ impl<'a> Compiler<'a> {
             offsets: (0..k).map(offset).collect(),
         };
         let packed = if from_input {
-            PackedGemm::pack(self.isa, k, n, |row, col| weight[col * k + row], Some(bias))
+            self.pack_gemm(k, n, |row, col| weight[col * k + row], Some(bias), false)
         } else {
             let w = |row: usize, col: usize| weight[col * k + (row % cin) * kk2 + row / cin];
-            PackedGemm::pack(self.isa, k, n, w, Some(bias))
+            self.pack_gemm(k, n, w, Some(bias), false)
         };
         let src = if conv.padding == 0 {
             src

@@ -1,6 +1,8 @@
 //! Pointwise (1x1) convolution, im2col'd dense convolution and the linear layer, as one GEMM:
 //! C[M, N] (=|+=) A[M, K] · B[K, N] + bias, then an optional ReLU. B (the weights) is packed
 //! once into panels of NR columns; a register-blocked MR x NR micro-kernel walks the whole K.
+//! In bf16 on AVX512_BF16, B is packed as bf16 pairs (k, k+1) per column and A is bf16 rows,
+//! and `vdpbf16ps` does two products per float lane, summed in f32.
 
 use crate::native::simd::{Isa, Scalar, Simd};
 use crate::native::AlignedBuffer;
@@ -17,7 +19,7 @@ pub struct TileShape {
 
 /// The tile shapes each instruction set has, widest panel first.
 pub fn tile_shapes(isa: Isa) -> &'static [TileShape] {
-    match isa {
+    match isa.f32_kernels() {
         Isa::Avx512 => &[
             TileShape { mr: 6, nr: 64 },
             TileShape { mr: 8, nr: 48 },
@@ -27,6 +29,7 @@ pub fn tile_shapes(isa: Isa) -> &'static [TileShape] {
         Isa::Avx2 => &[TileShape { mr: 6, nr: 16 }, TileShape { mr: 8, nr: 8 }],
         Isa::Neon => &[TileShape { mr: 6, nr: 16 }, TileShape { mr: 8, nr: 8 }],
         Isa::Portable => &[TileShape { mr: 4, nr: 8 }],
+        Isa::Avx512Bf16 => unreachable!("f32_kernels maps it to avx512"),
     }
 }
 
@@ -48,12 +51,16 @@ pub fn choose_tile(isa: Isa, n: usize) -> TileShape {
 }
 
 /// Weights packed for the micro-kernel: panel p holds columns [p*NR, p*NR+NR) for every k,
-/// NR floats per k, zero-padded past N; the bias is zero-padded to whole panels.
+/// NR floats per k, zero-padded past N; the bias is zero-padded to whole panels. Packed as
+/// bf16 pairs, a panel holds per pair of k (k, k+1) NR columns of two bf16 values each (the
+/// same NR floats of storage), zero-padded past K.
 pub struct PackedGemm {
     pub k: usize,
     pub n: usize,
     pub tile: TileShape,
     pub isa: Isa,
+    /// B is bf16 pairs and A must be bf16 rows (lda in bf16 elements, even): the dot kernel.
+    pub bf16_pairs: bool,
     panels: AlignedBuffer,
     bias: AlignedBuffer,
 }
@@ -81,23 +88,87 @@ impl PackedGemm {
                 }
             }
         }
-        let mut padded_bias = AlignedBuffer::zeros(panels_n * tile.nr);
-        if let Some(bias) = bias {
-            padded_bias.as_mut_slice()[..n].copy_from_slice(bias);
+        Self {
+            k,
+            n,
+            tile,
+            isa,
+            bf16_pairs: false,
+            panels,
+            bias: padded_bias(panels_n * tile.nr, bias),
+        }
+    }
+
+    /// Packs B as bf16 pairs for the AVX512_BF16 dot kernel (`isa` must have it); each
+    /// weight is rounded to bf16 (ties to even).
+    pub fn pack_bf16_pairs(
+        isa: Isa,
+        k: usize,
+        n: usize,
+        b: impl Fn(usize, usize) -> f32,
+        bias: Option<&[f32]>,
+    ) -> Self {
+        assert!(isa.has_bf16_dot(), "{isa} has no bf16 dot product");
+        let isa = isa.f32_kernels();
+        let tile = choose_tile(isa, n);
+        let (panels_n, pairs) = (n.div_ceil(tile.nr), k.div_ceil(2));
+        let mut panels = AlignedBuffer::zeros(panels_n * pairs * tile.nr);
+        let data = panels.as_mut_slice();
+        for p in 0..panels_n {
+            for kp in 0..pairs {
+                for j in 0..tile.nr {
+                    let (col, kk) = (p * tile.nr + j, 2 * kp);
+                    let half = |kk: usize| match kk < k && col < n {
+                        true => u32::from(bf16_bits(b(kk, col))),
+                        false => 0,
+                    };
+                    let word = half(kk) | half(kk + 1) << 16;
+                    data[(p * pairs + kp) * tile.nr + j] = f32::from_bits(word);
+                }
+            }
         }
         Self {
             k,
             n,
             tile,
             isa,
+            bf16_pairs: true,
             panels,
-            bias: padded_bias,
+            bias: padded_bias(panels_n * tile.nr, bias),
         }
     }
 
     pub fn panels(&self) -> usize {
         self.n.div_ceil(self.tile.nr)
     }
+
+    /// Floats of storage per panel.
+    fn panel_len(&self) -> usize {
+        let rows = if self.bf16_pairs {
+            self.k.div_ceil(2)
+        } else {
+            self.k
+        };
+        rows * self.tile.nr
+    }
+}
+
+/// The bf16 nearest to `x` (ties to even; a NaN stays a quiet NaN), as its bits. Branch-free,
+/// so loops over it vectorize.
+#[inline(always)]
+pub fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + (bits >> 16 & 1));
+    let quiet_nan = bits | 0x0040_0000;
+    ((if x.is_nan() { quiet_nan } else { rounded }) >> 16) as u16
+}
+
+fn padded_bias(len: usize, bias: Option<&[f32]>) -> AlignedBuffer {
+    let mut padded = AlignedBuffer::zeros(len);
+    if let Some(bias) = bias {
+        padded.as_mut_slice()[..bias.len()].copy_from_slice(bias);
+    }
+    padded
 }
 
 /// Where a GEMM reads A and writes C, and what it does at the end.
@@ -223,7 +294,7 @@ unsafe fn gemm_rows(
     let n0 = panel * nr;
     let job = Job {
         k: packed.k,
-        b: unsafe { packed.panels.as_ptr().add(panel * packed.k * nr) },
+        b: unsafe { packed.panels.as_ptr().add(panel * packed.panel_len()) },
         bias: unsafe { packed.bias.as_ptr().add(n0) },
         n: (packed.n - n0).min(nr),
         lda: args.lda,
@@ -238,9 +309,14 @@ unsafe fn gemm_rows(
         // which costs a fraction of a full tile.
         let single_rows = r1 - r <= 2.min(mr - 1);
         let m = if single_rows { 1 } else { (r1 - r).min(mr) };
-        let a = unsafe { args.a.add(r * args.lda) };
         let c = unsafe { args.c.add(r * args.ldc + n0) };
-        unsafe { dispatch_tile(packed.isa, packed.tile, single_rows, &job, a, c, m) };
+        if packed.bf16_pairs {
+            let a = unsafe { (args.a as *const u16).add(r * args.lda) } as *const f32;
+            unsafe { dispatch_bf16_tile(packed.tile, single_rows, &job, a, c, m) };
+        } else {
+            let a = unsafe { args.a.add(r * args.lda) };
+            unsafe { dispatch_tile(packed.isa, packed.tile, single_rows, &job, a, c, m) };
+        }
         r += m;
     }
 }
@@ -351,6 +427,19 @@ unsafe fn tile_body<S: Simd, const MR: usize, const NV: usize, const INDIRECT: b
         }
         b = unsafe { b.add(nr) };
     }
+    unsafe { store_tile::<S, MR, NV>(job, &acc, c, m) }
+}
+
+/// The epilogue of a tile: rows `0..m` of `acc` plus the bias, added to C when the job
+/// accumulates, through the ReLU when it has one, stored (only the panel's valid columns).
+#[inline(always)]
+unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
+    job: &Job,
+    acc: &[[S::V; NV]; MR],
+    c: *mut f32,
+    m: usize,
+) {
+    let nr = NV * S::LANES;
     let bias: [S::V; NV] = std::array::from_fn(|j| unsafe { S::load(job.bias.add(j * S::LANES)) });
     let zero = unsafe { S::zero() };
     for i in 0..MR.min(m) {
@@ -405,6 +494,79 @@ mod avx512 {
         m: usize,
     ) {
         unsafe { super::tile::<Avx512, MR, NV>(job, a, c, m) }
+    }
+}
+
+/// A tile of the bf16 dot kernel; `a` points at bf16 rows (`job.lda` bf16 elements apart).
+unsafe fn dispatch_bf16_tile(
+    shape: TileShape,
+    single: bool,
+    job: &Job,
+    a: *const f32,
+    c: *mut f32,
+    m: usize,
+) {
+    assert!(
+        job.offsets.is_null(),
+        "the bf16 dot kernel reads plain rows"
+    );
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        match (shape.nr, single) {
+            (64, true) => avx512bf16::tile::<1, 4>(job, a, c, m),
+            (64, false) => avx512bf16::tile::<6, 4>(job, a, c, m),
+            (48, true) => avx512bf16::tile::<1, 3>(job, a, c, m),
+            (48, false) => avx512bf16::tile::<8, 3>(job, a, c, m),
+            (32, true) => avx512bf16::tile::<1, 2>(job, a, c, m),
+            (32, false) => avx512bf16::tile::<12, 2>(job, a, c, m),
+            (_, true) => avx512bf16::tile::<1, 1>(job, a, c, m),
+            (_, false) => avx512bf16::tile::<14, 1>(job, a, c, m),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!(
+        "bf16 pairs are packed only for AVX512_BF16 ({shape:?}, {single}, {a:?}, {c:?}, {m}, {:?})",
+        job.k
+    );
+}
+
+/// The bf16 dot micro-kernel: per pair of k, NV vectors of B (16 columns x 2 bf16 each) and
+/// one broadcast bf16 pair of A per row; `vdpbf16ps` adds both products to each f32 lane.
+#[cfg(target_arch = "x86_64")]
+mod avx512bf16 {
+    use std::arch::x86_64::*;
+
+    use super::Job;
+    use crate::native::simd::Avx512;
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+        job: &Job,
+        a: *const f32,
+        c: *mut f32,
+        m: usize,
+    ) {
+        let a = a as *const u16;
+        let rows: [*const u32; MR] =
+            std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) } as *const u32);
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        let mut b = job.b;
+        for kp in 0..job.k.div_ceil(2) {
+            let bv: [__m512bh; NV] = std::array::from_fn(|j| unsafe {
+                std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(b.add(j * 16)))
+            });
+            for i in 0..MR {
+                let pair = unsafe { rows[i].add(kp).read_unaligned() };
+                let av = unsafe {
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(pair as i32))
+                };
+                for j in 0..NV {
+                    acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]);
+                }
+            }
+            b = unsafe { b.add(NV * 16) };
+        }
+        unsafe { super::store_tile::<Avx512, MR, NV>(job, &acc, c, m) }
     }
 }
 

@@ -3,6 +3,7 @@
 //! and dispatched on the plan's `Isa`.
 
 pub mod channelwise;
+pub mod convert;
 // Index loops over fixed-size register blocks ([[V; NV]; MR]) say what the micro-kernels do
 // more plainly than iterator chains, and unroll the same.
 #[allow(clippy::needless_range_loop)]
