@@ -111,8 +111,9 @@ def write_npy(path, array):
     np.save(path, array.astype(np.float32))
 
 
-def native_cells(args, model, work):
-    """Measures the native backend on one model (both forms, every thread count)."""
+def native_cells(args, model, work, precisions=("fp32",)):
+    """Measures the native backend on one model (every form, thread count and precision): the
+    ok cells by (form, threads, precision)."""
     scenario = work / f"{model}.yaml"
     scenario.write_text(
         f"""name: native-{model}
@@ -120,6 +121,7 @@ models: [{model}]
 forms: [{', '.join(args.forms)}]
 backends: [native]
 threads: [{', '.join(str(t) for t in args.threads)}]
+precisions: [{', '.join(precisions)}]
 batch: 1
 input_size: 224
 weights:
@@ -141,7 +143,7 @@ seed: 0
     out = work / f"native-{model}"
     harness(args, "run", str(scenario), "--out", str(out))
     results = json.loads((out / "results.json").read_text())
-    return {(c["form"], c["threads"]): c for c in results["cells"] if c["status"] == "ok"}
+    return {(c["form"], c["threads"], c["precision"]): c for c in results["cells"] if c["status"] == "ok"}
 
 
 def main():
@@ -186,7 +188,7 @@ def main():
         for form in args.forms:
             for t in args.threads:
                 ort_ms = statistics.median(ort_samples[(form, t)])
-                cell = native.get((form, t))
+                cell = native.get((form, t, "fp32"))
                 native_ms = cell["median_ms"] if cell else float("nan")
                 rows.append({"model": model, "form": form, "threads": t, "ort_ms": ort_ms, "native_ms": native_ms, "ratio": native_ms / ort_ms, "ort_runs": len(ort_samples[(form, t)]), "native_runs": cell["samples"] if cell else 0})
                 r = rows[-1]

@@ -310,9 +310,14 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
             StepOp::Pad { geometry, src, dst } => {
                 layout::pad(geometry, ctx.source(*src), ctx.at(*dst), t, threads)
             }
-            StepOp::ToBf16 { geometry, src, dst } => {
-                convert::to_bf16(geometry, ctx.source(*src), ctx.at(*dst), t, threads)
-            }
+            StepOp::ToBf16 { geometry, src, dst } => convert::to_bf16(
+                ctx.isa,
+                geometry,
+                ctx.source(*src),
+                ctx.at(*dst),
+                t,
+                threads,
+            ),
             StepOp::Conv(s) => {
                 let src = ctx.source(s.src);
                 let epilogue = (s.accumulate, s.relu);

@@ -2,7 +2,10 @@
 //! written as bf16 pairs for the dot-product kernel (each row zero-padded to an even length),
 //! or as floats that hold the rounded values for the f32 kernels (exact products all the same).
 
+use std::ops::Range;
+
 use super::gemm::bf16_bits;
+use crate::native::simd::Isa;
 
 /// `rows` rows of `cols` floats to convert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +34,35 @@ impl ToBf16 {
     }
 }
 
-/// Thread `t`'s share of the rows, converted from `src` to `dst` (a branch-free loop the
-/// compiler vectorizes: a pass over memory, next to the GEMM it feeds).
+/// Thread `t`'s share of the rows, converted from `src` to `dst`: a branch-free loop the
+/// compiler vectorizes for `isa` (a pass over memory, beside the GEMM it feeds).
 ///
 /// # Safety
-/// `src` valid for rows x cols floats, `dst` for `g.out_len()` floats.
-pub unsafe fn to_bf16(g: &ToBf16, src: *const f32, dst: *mut f32, t: usize, threads: usize) {
+/// `src` valid for rows x cols floats, `dst` for `g.out_len()` floats; the CPU supports `isa`.
+pub unsafe fn to_bf16(
+    isa: Isa,
+    g: &ToBf16,
+    src: *const f32,
+    dst: *mut f32,
+    t: usize,
+    threads: usize,
+) {
+    let rows = g.rows * t / threads..g.rows * (t + 1) / threads;
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 | Isa::Avx512Bf16 => x86::rows_avx512(g, src, dst, rows),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::rows_avx2(g, src, dst, rows),
+            _ => convert_rows(g, src, dst, rows),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn convert_rows(g: &ToBf16, src: *const f32, dst: *mut f32, rows: Range<usize>) {
     let stride = g.out_stride();
-    for r in g.rows * t / threads..g.rows * (t + 1) / threads {
+    for r in rows {
         let row = unsafe { std::slice::from_raw_parts(src.add(r * g.cols), g.cols) };
         if g.pairs {
             let out = unsafe { (dst as *mut u16).add(r * stride) };
@@ -53,6 +77,28 @@ pub unsafe fn to_bf16(g: &ToBf16, src: *const f32, dst: *mut f32, t: usize, thre
                 *o = f32::from_bits(u32::from(bf16_bits(x)) << 16);
             }
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::ops::Range;
+
+    use super::ToBf16;
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn rows_avx512(
+        g: &ToBf16,
+        src: *const f32,
+        dst: *mut f32,
+        rows: Range<usize>,
+    ) {
+        unsafe { super::convert_rows(g, src, dst, rows) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn rows_avx2(g: &ToBf16, src: *const f32, dst: *mut f32, rows: Range<usize>) {
+        unsafe { super::convert_rows(g, src, dst, rows) }
     }
 }
 
@@ -80,14 +126,17 @@ mod tests {
             .map(|&x| models::Precision::Bf16.round(x))
             .collect();
         assert_eq!((want[0], want[1]), (1.0, 1.0 + 2f32.powi(-6)));
-        for pairs in [false, true] {
+        let cases = Isa::supported()
+            .into_iter()
+            .flat_map(|i| [(i, false), (i, true)]);
+        for (isa, pairs) in cases {
             let g = ToBf16 {
                 rows: 2,
                 cols,
                 pairs,
             };
             let mut dst = vec![f32::NAN; g.out_len()];
-            unsafe { to_bf16(&g, src.as_ptr(), dst.as_mut_ptr(), 0, 1) };
+            unsafe { to_bf16(isa, &g, src.as_ptr(), dst.as_mut_ptr(), 0, 1) };
             let got: Vec<f32> = if pairs {
                 let halves: Vec<u16> = dst
                     .iter()
@@ -100,7 +149,7 @@ mod tests {
             } else {
                 dst
             };
-            assert_eq!(got, want, "pairs {pairs}");
+            assert_eq!(got, want, "{isa}, pairs {pairs}");
         }
     }
 

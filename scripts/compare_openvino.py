@@ -1,0 +1,132 @@
+"""Native backend vs OpenVINO at fp32 and bf16, side by side on the same graphs (run by
+compare-openvino.sh).
+
+For each model and form: `harness export` writes our graph and seeded weights, compare_ort.py's
+`to_onnx` turns them into ONNX node for node, and OpenVINO reads that file. OpenVINO's fp32
+logits must equal the native backend's (`harness infer`); at bf16 each engine's error against
+the fp32 logits is printed, since the two round differently. Then OpenVINO (latency hint, one
+stream, `INFERENCE_NUM_THREADS` = the thread count, `INFERENCE_PRECISION_HINT` f32 or bf16) and
+the native backend (`harness run` with `precisions: [fp32, bf16]`, interleaved) are measured one
+after the other, model by model, and the ratio table is printed. Results go to
+OUT/comparison.json and OUT/comparison.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+from compare_ort import harness, native_cells, read_safetensors, to_onnx, write_npy
+
+PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def compile_ov(core, path, threads, precision):
+    config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1",
+        "INFERENCE_NUM_THREADS": str(threads),
+        "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
+    }
+    return core.compile_model(core.read_model(str(path)), "CPU", config)
+
+
+def time_ov(compiled, x, budget_s, min_runs):
+    request = compiled.create_infer_request()
+    for _ in range(5):
+        request.infer({0: x})
+    samples, start = [], time.perf_counter()
+    while len(samples) < min_runs or time.perf_counter() - start < budget_s:
+        t0 = time.perf_counter()
+        request.infer({0: x})
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def logits(compiled, x):
+    return next(iter(compiled.create_infer_request().infer({0: x}).values()))
+
+
+def rel_l2(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def check(args, core, model, form, folder, work, x):
+    """OpenVINO's fp32 logits equal native's; prints each engine's bf16 error."""
+    native = {}
+    for precision in PRECISIONS:
+        out = folder / f"native-{precision}.npy"
+        harness(args, "infer", "--model", model, "--form", form, "--backend", "native", "--precision", precision, "--input", str(work / "input.npy"), "--output", str(out))
+        native[precision] = np.load(out)
+    ov32 = logits(compile_ov(core, folder / "model.onnx", 1, "fp32"), x)
+    rel = rel_l2(native["fp32"], ov32)
+    if rel > 1e-4:
+        sys.exit(f"{model} {form}: native and OpenVINO disagree at fp32 (relative L2 {rel:.2e} > 1e-4)")
+    ov16 = logits(compile_ov(core, folder / "model.onnx", 1, "bf16"), x)
+    errors = {"native": rel_l2(native["bf16"], ov32), "openvino": rel_l2(ov16, ov32)}
+    print(f"{model} {form}: fp32 logits agree ({rel:.1e}); bf16 error against fp32: native {errors['native']:.1e}, OpenVINO {errors['openvino']:.1e}", flush=True)
+    return errors
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--harness", required=True, help="path to the built harness binary")
+    p.add_argument("--models", nargs="+", default=[f"mobileone-s{i}" for i in range(5)])
+    p.add_argument("--forms", nargs="+", default=["reparameterized"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--budget-s", type=float, default=2.0, help="measuring time per cell and engine")
+    p.add_argument("--min-runs", type=int, default=10)
+    p.add_argument("--out", type=Path, default=Path("results/native-vs-openvino"))
+    args = p.parse_args()
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    x = np.random.default_rng(0).uniform(-2, 2, size=(1, 3, 224, 224)).astype(np.float32)
+    write_npy(work / "input.npy", x)
+    core = ov.Core()
+    rows = []
+    for model in args.models:
+        errors = {}
+        for form in args.forms:
+            folder = work / f"{model}-{form}"
+            harness(args, "export", "--model", model, "--form", form, "--out", str(folder))
+            graph = json.loads((folder / "graph.json").read_text())
+            onnx_model = to_onnx(graph, read_safetensors(folder / "weights.safetensors"))
+            (folder / "model.onnx").write_bytes(onnx_model.SerializeToString())
+            errors[form] = check(args, core, model, form, folder, work, x)
+        ov_samples = {}
+        for form in args.forms:
+            for t in args.threads:
+                for precision in PRECISIONS:
+                    compiled = compile_ov(core, work / f"{model}-{form}" / "model.onnx", t, precision)
+                    ov_samples[(form, t, precision)] = time_ov(compiled, x, args.budget_s, args.min_runs)
+        native = native_cells(args, model, work, tuple(PRECISIONS))
+        for form in args.forms:
+            for t in args.threads:
+                row = {"model": model, "form": form, "threads": t}
+                for precision in PRECISIONS:
+                    cell = native.get((form, t, precision))
+                    row[f"ov_{precision}_ms"] = statistics.median(ov_samples[(form, t, precision)])
+                    row[f"native_{precision}_ms"] = cell["median_ms"] if cell else float("nan")
+                    row[f"ratio_{precision}"] = row[f"native_{precision}_ms"] / row[f"ov_{precision}_ms"]
+                    row[f"native_{precision}_plan"] = cell["plan"].splitlines()[0] if cell else ""
+                row["bf16_error_native"] = errors[form]["native"]
+                row["bf16_error_openvino"] = errors[form]["openvino"]
+                rows.append(row)
+                print(f"{model:13} {form:16} t={t}  fp32: OV {row['ov_fp32_ms']:7.2f} native {row['native_fp32_ms']:7.2f} ({row['ratio_fp32']:.2f})  bf16: OV {row['ov_bf16_ms']:7.2f} native {row['native_bf16_ms']:7.2f} ({row['ratio_bf16']:.2f})", flush=True)
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "openvino": ov.__version__, "python": platform.python_version()}
+    (args.out / "comparison.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    lines = [f"Native vs OpenVINO {ov.__version__} (median ms, batch 1, 3x224x224; ratio = native / OpenVINO at the same precision, below 1 is faster; bf16 error = relative L2 of the logits against fp32)", "", "| model | form | threads | OV fp32 | native fp32 | ratio | OV bf16 | native bf16 | ratio | bf16 error OV / native |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['form']} | {r['threads']} | {r['ov_fp32_ms']:.2f} | {r['native_fp32_ms']:.2f} | {r['ratio_fp32']:.2f} | {r['ov_bf16_ms']:.2f} | {r['native_bf16_ms']:.2f} | {r['ratio_bf16']:.2f} | {r['bf16_error_openvino']:.1e} / {r['bf16_error_native']:.1e} |" for r in rows]
+    (args.out / "comparison.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
