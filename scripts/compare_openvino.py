@@ -12,7 +12,6 @@ OUT/comparison.json and OUT/comparison.md.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from compare_ort import harness, native_cells, read_safetensors, to_onnx, write_npy
+from compare_ort import export_onnx, harness, native_cells, write_comparison, write_npy
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -94,11 +93,7 @@ def main():
     for model in args.models:
         errors = {}
         for form in args.forms:
-            folder = work / f"{model}-{form}"
-            harness(args, "export", "--model", model, "--form", form, "--out", str(folder))
-            graph = json.loads((folder / "graph.json").read_text())
-            onnx_model = to_onnx(graph, read_safetensors(folder / "weights.safetensors"))
-            (folder / "model.onnx").write_bytes(onnx_model.SerializeToString())
+            folder, _ = export_onnx(args, model, form, work)
             errors[form] = check(args, core, model, form, folder, work, x)
         ov_samples = {}
         for form in args.forms:
@@ -121,11 +116,9 @@ def main():
                 rows.append(row)
                 print(f"{model:13} {form:16} t={t}  fp32: OV {row['ov_fp32_ms']:7.2f} native {row['native_fp32_ms']:7.2f} ({row['ratio_fp32']:.2f})  bf16: OV {row['ov_bf16_ms']:7.2f} native {row['native_bf16_ms']:7.2f} ({row['ratio_bf16']:.2f})", flush=True)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "openvino": ov.__version__, "python": platform.python_version()}
-    (args.out / "comparison.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     lines = [f"Native vs OpenVINO {ov.__version__} (median ms, batch 1, 3x224x224; ratio = native / OpenVINO at the same precision, below 1 is faster; bf16 error = relative L2 of the logits against fp32)", "", "| model | form | threads | OV fp32 | native fp32 | ratio | OV bf16 | native bf16 | ratio | bf16 error OV / native |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['form']} | {r['threads']} | {r['ov_fp32_ms']:.2f} | {r['native_fp32_ms']:.2f} | {r['ratio_fp32']:.2f} | {r['ov_bf16_ms']:.2f} | {r['native_bf16_ms']:.2f} | {r['ratio_bf16']:.2f} | {r['bf16_error_openvino']:.1e} / {r['bf16_error_native']:.1e} |" for r in rows]
-    (args.out / "comparison.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_comparison(args.out, machine, rows, lines)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,23 @@ def write_npy(path, array):
     np.save(path, array.astype(np.float32))
 
 
+def export_onnx(args, model, form, work):
+    """`harness export` of one model and form, written as ONNX: its folder and the model bytes."""
+    folder = work / f"{model}-{form}"
+    harness(args, "export", "--model", model, "--form", form, "--out", str(folder))
+    graph = json.loads((folder / "graph.json").read_text())
+    model_bytes = to_onnx(graph, read_safetensors(folder / "weights.safetensors")).SerializeToString()
+    (folder / "model.onnx").write_bytes(model_bytes)
+    return folder, model_bytes
+
+
+def write_comparison(out, machine, rows, lines):
+    """OUT/comparison.json (the machine and every row) and OUT/comparison.md (`lines`), printed."""
+    (out / "comparison.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def native_cells(args, model, work, precisions=("fp32",)):
     """Measures the native backend on one model (every form, thread count and precision): the
     ok cells by (form, threads, precision)."""
@@ -166,12 +183,7 @@ def main():
     for model in args.models:
         onnx_models = {}
         for form in args.forms:
-            folder = work / f"{model}-{form}"
-            harness(args, "export", "--model", model, "--form", form, "--out", str(folder))
-            graph = json.loads((folder / "graph.json").read_text())
-            onnx_model = to_onnx(graph, read_safetensors(folder / "weights.safetensors"))
-            onnx_models[form] = onnx_model.SerializeToString()
-            (folder / "model.onnx").write_bytes(onnx_models[form])
+            folder, onnx_models[form] = export_onnx(args, model, form, work)
             # Same graph, same weights, same input: the logits must agree.
             harness(args, "infer", "--model", model, "--form", form, "--backend", "native", "--input", str(work / "input.npy"), "--output", str(folder / "native.npy"))
             ours = np.load(folder / "native.npy")
@@ -194,11 +206,9 @@ def main():
                 r = rows[-1]
                 print(f"{model:13} {form:16} t={t}  ort {ort_ms:8.3f} ms  native {native_ms:8.3f} ms  ratio {r['ratio']:.2f}", flush=True)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "onnxruntime": ort.__version__, "python": platform.python_version()}
-    (args.out / "comparison.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     lines = [f"Native vs ONNX Runtime {ort.__version__} (median ms, batch 1, 3x224x224; ratio = native / ORT, below 1 is faster)", "", "| model | form | threads | ORT | native | ratio |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['form']} | {r['threads']} | {r['ort_ms']:.2f} | {r['native_ms']:.2f} | {r['ratio']:.2f} |" for r in rows]
-    (args.out / "comparison.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_comparison(args.out, machine, rows, lines)
 
 
 if __name__ == "__main__":
