@@ -287,16 +287,20 @@ fn reparameterize_folds_a_foreign_checkpoint_and_the_result_runs() {
 }
 
 #[test]
-fn list_shows_backends_with_availability() {
+fn list_shows_backends_with_availability_and_precisions() {
     let out = harness(&["list"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_contains(&text, &["mobileone-s4", "reparameterized"]);
-    assert!(
-        text.lines()
-            .any(|l| l.contains("reference") && l.contains("available")),
-        "{text}"
-    );
+    let line = |name: &str| {
+        let found = text.lines().find(|l| l.starts_with(&format!("  {name} ")));
+        found
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    assert!(line("reference").ends_with("available (fp32)"), "{text}");
+    assert!(line("native").ends_with("available (fp32, bf16)"), "{text}");
+    assert!(line("candle").ends_with("available (fp32)"), "{text}");
 }
 
 #[test]

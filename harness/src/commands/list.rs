@@ -1,8 +1,9 @@
-//! `harness list`: models, forms and backends, with each backend's availability.
+//! `harness list`: models, forms and backends, with each backend's availability and the
+//! precisions it computes in.
 
 use anyhow::Result;
 use backends::Availability;
-use models::{model_cost, Form, InputSize, Model};
+use models::{model_cost, Form, InputSize, Model, Precision};
 
 pub fn run() -> Result<()> {
     println!("models (params, MACs at 224x224, unfused):");
@@ -24,11 +25,20 @@ pub fn run() -> Result<()> {
     let rows: Vec<[String; 3]> = backends::all()
         .iter()
         .map(|b| {
+            let precisions: Vec<&str> = (Precision::ALL.into_iter())
+                .filter(|&p| b.supports(p).is_ok())
+                .map(Precision::name)
+                .collect();
             [
                 b.name().to_string(),
                 b.version(),
                 match (b.availability(), b.device()) {
-                    (Availability::Available, Some(device)) => format!("available on {device}"),
+                    (Availability::Available, Some(device)) => {
+                        format!("available ({}) on {device}", precisions.join(", "))
+                    }
+                    (Availability::Available, None) => {
+                        format!("available ({})", precisions.join(", "))
+                    }
                     (availability, _) => availability.to_string(),
                 },
             ]
