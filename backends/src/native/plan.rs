@@ -812,11 +812,10 @@ impl<'a> Compiler<'a> {
         }
         let pairs = self.chosen.has_bf16_dot();
         let geometry = ToBf16 { rows, cols, pairs };
-        let dst = self.scratch(geometry.out_len());
-        let src = Source::Slot(a);
-        let op = StepOp::ToBf16 { geometry, src, dst };
-        self.push(format!("{}.to_bf16", self.nodes()[i].name), op);
-        (dst, geometry.out_stride())
+        (
+            self.bf16_copy(i, Source::Slot(a), geometry),
+            geometry.out_stride(),
+        )
     }
 
     /// The source of node `i`'s implicit GEMM (`len` floats) in the plan's precision: at
@@ -825,15 +824,16 @@ impl<'a> Compiler<'a> {
         if self.precision != Precision::Bf16 {
             return src;
         }
-        let geometry = ToBf16 {
-            rows: 1,
-            cols: len,
-            pairs: false,
-        };
-        let dst = self.scratch(len);
+        let (rows, cols, pairs) = (1, len, false);
+        Source::Slot(self.bf16_copy(i, src, ToBf16 { rows, cols, pairs }))
+    }
+
+    /// A step of node `i` rounding `src` to bf16 into a new scratch slot.
+    fn bf16_copy(&mut self, i: usize, src: Source, geometry: ToBf16) -> Loc {
+        let dst = self.scratch(geometry.out_len());
         let op = StepOp::ToBf16 { geometry, src, dst };
         self.push(format!("{}.to_bf16", self.nodes()[i].name), op);
-        Source::Slot(dst)
+        dst
     }
 
     /// A conv (its batch norm already folded in by the lowering): depthwise, a 1x1 as a
