@@ -844,6 +844,13 @@ mod tests {
         );
         let e = err("name: t\nmodels: [s0]\nthreads: [1, 0]\n");
         assert_contains(&e, &[":3: `threads`"]);
+        let e = err("name: t\nmodels: [s0]\nprecisions: [fp32, fp64]\n");
+        assert_contains(&e, &[":3", "unknown precision `fp64`", "fp32, bf16, fp16"]);
+        let e = err("name: t\nmodels: [s0]\nprecisions: []\n");
+        assert_contains(
+            &e,
+            &[":3: `precisions`: list at least one (fp32, bf16, fp16)"],
+        );
         let e = err("name: t\nmodels: [s0]\nmeasurement:\n  min_runs: 50\n  max_runs: 10\n");
         assert_contains(&e, &[":4: `measurement.min_runs`: 50 with max_runs 10"]);
         let e = err("name: t\nmodels: [s0]\nmeasurement:\n  target_ci: 2\n");
