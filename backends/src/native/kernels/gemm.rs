@@ -74,29 +74,7 @@ impl PackedGemm {
         b: impl Fn(usize, usize) -> f32,
         bias: Option<&[f32]>,
     ) -> Self {
-        let tile = choose_tile(isa, n);
-        let panels_n = n.div_ceil(tile.nr);
-        let mut panels = AlignedBuffer::zeros(panels_n * k * tile.nr);
-        let data = panels.as_mut_slice();
-        for p in 0..panels_n {
-            for kk in 0..k {
-                for j in 0..tile.nr {
-                    let col = p * tile.nr + j;
-                    if col < n {
-                        data[(p * k + kk) * tile.nr + j] = b(kk, col);
-                    }
-                }
-            }
-        }
-        Self {
-            k,
-            n,
-            tile,
-            isa,
-            bf16_pairs: false,
-            panels,
-            bias: padded_bias(panels_n * tile.nr, bias),
-        }
+        Self::with_panels(isa, (k, n, k), false, b, bias)
     }
 
     /// Packs B as bf16 pairs for the AVX512_BF16 dot kernel (`isa` must have it); each
@@ -109,32 +87,46 @@ impl PackedGemm {
         bias: Option<&[f32]>,
     ) -> Self {
         assert!(isa.has_bf16_dot(), "{isa} has no bf16 dot product");
-        let isa = isa.f32_kernels();
+        let half = |kk: usize, col| match kk < k {
+            true => u32::from(bf16_bits(b(kk, col))),
+            false => 0,
+        };
+        let pair = |kp: usize, col| f32::from_bits(half(2 * kp, col) | half(2 * kp + 1, col) << 16);
+        Self::with_panels(isa.f32_kernels(), (k, n, k.div_ceil(2)), true, pair, bias)
+    }
+
+    /// Panels of NR columns of `rows` words each (`word(row, col)`), zero past N.
+    fn with_panels(
+        isa: Isa,
+        (k, n, rows): (usize, usize, usize),
+        bf16_pairs: bool,
+        word: impl Fn(usize, usize) -> f32,
+        bias: Option<&[f32]>,
+    ) -> Self {
         let tile = choose_tile(isa, n);
-        let (panels_n, pairs) = (n.div_ceil(tile.nr), k.div_ceil(2));
-        let mut panels = AlignedBuffer::zeros(panels_n * pairs * tile.nr);
+        let panels_n = n.div_ceil(tile.nr);
+        let mut panels = AlignedBuffer::zeros(panels_n * rows * tile.nr);
         let data = panels.as_mut_slice();
         for p in 0..panels_n {
-            for kp in 0..pairs {
-                for j in 0..tile.nr {
-                    let (col, kk) = (p * tile.nr + j, 2 * kp);
-                    let half = |kk: usize| match kk < k && col < n {
-                        true => u32::from(bf16_bits(b(kk, col))),
-                        false => 0,
-                    };
-                    let word = half(kk) | half(kk + 1) << 16;
-                    data[(p * pairs + kp) * tile.nr + j] = f32::from_bits(word);
+            let cols = tile.nr.min(n - p * tile.nr);
+            for r in 0..rows {
+                for j in 0..cols {
+                    data[(p * rows + r) * tile.nr + j] = word(r, p * tile.nr + j);
                 }
             }
+        }
+        let mut padded_bias = AlignedBuffer::zeros(panels_n * tile.nr);
+        if let Some(bias) = bias {
+            padded_bias.as_mut_slice()[..n].copy_from_slice(bias);
         }
         Self {
             k,
             n,
             tile,
             isa,
-            bf16_pairs: true,
+            bf16_pairs,
             panels,
-            bias: padded_bias(panels_n * tile.nr, bias),
+            bias: padded_bias,
         }
     }
 
@@ -161,14 +153,6 @@ pub fn bf16_bits(x: f32) -> u16 {
     let rounded = bits.wrapping_add(0x7fff + (bits >> 16 & 1));
     let quiet_nan = bits | 0x0040_0000;
     ((if x.is_nan() { quiet_nan } else { rounded }) >> 16) as u16
-}
-
-fn padded_bias(len: usize, bias: Option<&[f32]>) -> AlignedBuffer {
-    let mut padded = AlignedBuffer::zeros(len);
-    if let Some(bias) = bias {
-        padded.as_mut_slice()[..bias.len()].copy_from_slice(bias);
-    }
-    padded
 }
 
 /// Where a GEMM reads A and writes C, and what it does at the end.
