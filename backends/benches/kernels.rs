@@ -21,21 +21,39 @@ const POINTWISE: [(usize, usize, usize); 5] = [
 const DEPTHWISE: [(usize, usize, usize); 4] =
     [(112, 48, 1), (112, 48, 2), (28, 256, 1), (14, 512, 1)];
 
+/// The GEMMs in f32 on every instruction set, and in fp16 (A and B fp16, fp16 sums) on
+/// those with fp16 arithmetic.
 fn pointwise(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
     group.sample_size(20);
-    for isa in Isa::supported() {
+    let fp16 = |isa: Isa| isa.has_fp16_arith().then_some((isa, true));
+    let cases = Isa::supported()
+        .into_iter()
+        .map(|isa| (isa, false))
+        .chain(Isa::supported().into_iter().filter_map(fp16));
+    for (isa, half) in cases {
         for &(m, k, n) in &POINTWISE {
             let a = seeded_uniform(vec![m * k], 1, -1.0, 1.0);
             let w = seeded_uniform(vec![k * n], 2, -1.0, 1.0);
-            let packed = gemm::PackedGemm::pack(isa, k, n, |kk, col| w.data()[kk * n + col], None);
+            let b = |kk: usize, col: usize| w.data()[kk * n + col];
+            let (packed, a) = match half {
+                false => (
+                    gemm::PackedGemm::pack(isa, k, n, b, None),
+                    a.data().to_vec(),
+                ),
+                true => (
+                    gemm::PackedGemm::pack_fp16(isa, k, n, b, None),
+                    fp16_words(a.data()),
+                ),
+            };
             let mut out = vec![0.0f32; m * n];
+            let name = format!("{}{}", isa.name(), if half { " fp16" } else { "" });
             group.throughput(Throughput::Elements((2 * m * k * n) as u64));
-            group.bench_function(BenchmarkId::new(isa.name(), format!("{m}x{k}x{n}")), |b| {
-                b.iter(|| {
+            group.bench_function(BenchmarkId::new(name, format!("{m}x{k}x{n}")), |bench| {
+                bench.iter(|| {
                     let args = gemm::GemmArgs {
                         m,
-                        a: a.data().as_ptr(),
+                        a: a.as_ptr(),
                         lda: k,
                         c: out.as_mut_ptr(),
                         ldc: n,
@@ -48,6 +66,13 @@ fn pointwise(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// `values` as fp16, two per float of storage (k is even in every shape here).
+fn fp16_words(values: &[f32]) -> Vec<f32> {
+    let bits = |x: f32| u32::from(half::f16::from_f32(x).to_bits());
+    let pair = |p: &[f32]| f32::from_bits(bits(p[0]) | bits(p[1]) << 16);
+    values.chunks(2).map(pair).collect()
 }
 
 fn depthwise3x3(c: &mut Criterion) {

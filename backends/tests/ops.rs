@@ -81,33 +81,44 @@ fn check(graph: Graph) {
     let expected_backends = 3 + common::optional_backends();
     assert!(checked >= expected_backends, "{checked} backends ran");
     native_on_every_isa(&graph, &input, &expected);
-    native_bf16_on_every_isa(&graph, &input, &expected);
+    native_16_bit_on_every_isa(&graph, &input, &expected);
 }
 
 /// Native at bf16 on every ISA (the dot-product kernel on AVX512_BF16, f32 kernels over
-/// bf16-rounded operands elsewhere): within the bf16 tolerance of the reference, and the same
-/// bits at 1, 2 and 3 threads. (The ISAs do not agree to 1e-5 here: an f32 sum in another
-/// order can round to the neighbouring bf16 value.)
-fn native_bf16_on_every_isa(graph: &Graph, input: &Tensor, expected: &Tensor) {
-    let tolerance = backends::reduced_precision_tolerance(Precision::Bf16);
+/// bf16-rounded operands elsewhere) and at fp16 on every ISA with fp16 arithmetic: within
+/// the precision's tolerance of the reference, and the same bits at 1, 2 and 3 threads. (The
+/// ISAs do not agree to 1e-5 here: a sum in another order can round to the neighbouring
+/// 16-bit value.)
+fn native_16_bit_on_every_isa(graph: &Graph, input: &Tensor, expected: &Tensor) {
+    let mut fp16_isas = 0;
     for isa in Isa::supported() {
         let backend = NativeBackend::with_isa(isa);
-        let at = |threads| run_at(&backend, graph, threads, Precision::Bf16, input);
-        let one = at(1);
-        let err = relative_l2(one.data(), expected.data());
-        let name = graph.name();
-        assert!(
-            err < tolerance,
-            "{name} on {isa} at bf16: relative L2 {err:e}"
-        );
-        for threads in [2, 3] {
-            assert_eq!(
-                one.data(),
-                at(threads).data(),
-                "{name} on {isa} at bf16: {threads} threads"
+        for precision in [Precision::Bf16, Precision::Fp16] {
+            if precision == Precision::Fp16 && !isa.has_fp16_arith() {
+                assert!(backend.supports(precision).is_err(), "{isa}");
+                continue;
+            }
+            fp16_isas += usize::from(precision == Precision::Fp16);
+            let tolerance = backend.tolerance_at(precision);
+            let at = |threads| run_at(&backend, graph, threads, precision, input);
+            let one = at(1);
+            let err = relative_l2(one.data(), expected.data());
+            let name = graph.name();
+            assert!(
+                err < tolerance,
+                "{name} on {isa} at {precision}: relative L2 {err:e}"
             );
+            for threads in [2, 3] {
+                assert_eq!(
+                    one.data(),
+                    at(threads).data(),
+                    "{name} on {isa} at {precision}: {threads} threads"
+                );
+            }
         }
     }
+    let cpu_has_fp16 = Isa::supported().iter().any(|isa| isa.has_fp16_arith());
+    assert_eq!(fp16_isas > 0, cpu_has_fp16);
 }
 
 /// Native on every ISA: within 1e-5 of the reference and of the portable path, and the same

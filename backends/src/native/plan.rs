@@ -4,7 +4,9 @@
 //! accumulate into one buffer (so the unfused form pays for every branch). Buffers are shared
 //! between values whose lifetimes do not overlap. At bf16, conv and linear weights are stored
 //! rounded to bf16 and every GEMM's activation operand is rounded to bf16 first (as pairs for
-//! the dot-product kernel); products are exact and sums f32, and everything else stays f32.
+//! the dot-product kernel); products are exact and sums f32. At fp16 the GEMMs' weights and
+//! operands are fp16 and so are their sums over blocks of k (the fp16 kernel), depthwise
+//! weights are rounded to fp16; everything else, activations between ops included, stays f32.
 
 use std::collections::HashMap;
 
@@ -12,9 +14,9 @@ use models::graph::{Conv2d, Linear, MaxPool2d};
 use models::{Graph, Op, Precision, ValueId, Weights};
 
 use super::buffer::AlignedBuffer;
-use super::kernels::convert::ToBf16;
+use super::kernels::convert::{Narrow, ToHalf};
 use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNELS};
-use super::kernels::gemm::{ConvGeometry, PackedGemm};
+use super::kernels::gemm::{ConvGeometry, PackedGemm, Packing};
 use super::kernels::layout::{ChannelCopy, Pad, Unary};
 use super::simd::Isa;
 use crate::lower::{assign_buffers, lifetimes, value_index, Lowered};
@@ -49,9 +51,9 @@ pub(crate) enum StepOp {
         src: Source,
         dst: Loc,
     },
-    /// A GEMM operand rounded to bf16.
-    ToBf16 {
-        geometry: ToBf16,
+    /// A GEMM operand rounded to bf16 or fp16.
+    ToHalf {
+        geometry: ToHalf,
         src: Source,
         dst: Loc,
     },
@@ -157,7 +159,7 @@ impl StepOp {
         let one = |src: &Loc, dst: &Loc| (vec![*src], Some(*dst));
         match self {
             StepOp::ToNhwc { dst, .. } => (Vec::new(), Some(*dst)),
-            StepOp::Pad { src, dst, .. } | StepOp::ToBf16 { src, dst, .. } => {
+            StepOp::Pad { src, dst, .. } | StepOp::ToHalf { src, dst, .. } => {
                 (slots(*src).collect(), Some(*dst))
             }
             StepOp::Conv(s) => (slots(s.src).collect(), Some(s.c)),
@@ -206,24 +208,21 @@ impl StepOp {
             StepOp::Pad { geometry, src, .. } => {
                 format!("zero pad {} ({})", geometry.padding, source_layout(*src))
             }
-            StepOp::ToBf16 { geometry, .. } => match geometry.pairs {
-                true => "round to bf16 pairs".into(),
-                false => "round to bf16 (as f32)".into(),
+            StepOp::ToHalf { geometry, .. } => match geometry.to {
+                Narrow::Bf16 => "round to bf16 pairs".into(),
+                Narrow::Bf16AsF32 => "round to bf16 (as f32)".into(),
+                Narrow::Fp16 => "round to fp16".into(),
             },
             StepOp::Conv(s) => {
                 let (p, g, tail) = (&s.packed, &s.geometry, epilogue(s.accumulate, s.relu));
                 let m = g.batch * g.out_height * g.out_width;
                 let input = if s.nchw { "nchw input" } else { "nhwc" };
-                let (isa, mr, nr, k, n) = (p.isa, p.tile.mr, p.tile.nr, p.k, p.n);
+                let (isa, mr, nr, k, n) = (p.kernel_name(), p.tile.mr, p.tile.nr, p.k, p.n);
                 format!("conv as implicit gemm {isa} {mr}x{nr} on {input} m={m} k={k} n={n} +bias{tail}")
             }
             StepOp::Gemm(s) => {
                 let (p, m, tail) = (&s.packed, s.m, epilogue(s.accumulate, s.relu));
-                let (mr, nr, k, n) = (p.tile.mr, p.tile.nr, p.k, p.n);
-                let isa = match p.bf16_pairs {
-                    true => "avx512bf16 bf16-dot".into(),
-                    false => p.isa.to_string(),
-                };
+                let (isa, mr, nr, k, n) = (p.kernel_name(), p.tile.mr, p.tile.nr, p.k, p.n);
                 format!("gemm {isa} {mr}x{nr} m={m} k={k} n={n} +bias{tail}")
             }
             StepOp::Depthwise(s) => {
@@ -261,7 +260,7 @@ impl StepOp {
         match self {
             StepOp::ToNhwc { .. } | StepOp::ToNchw { .. } => "layout",
             StepOp::Pad { .. } => "layout",
-            StepOp::ToBf16 { .. } => "convert",
+            StepOp::ToHalf { .. } => "convert",
             StepOp::Gemm(_) | StepOp::Conv(_) => "gemm",
             StepOp::Depthwise(_) => "depthwise",
             StepOp::Affine(_) => "channelwise",
@@ -781,13 +780,14 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// `weight` as the plan stores it: rounded to bf16 at bf16.
+    /// `weight` as the plan stores it: rounded to the plan's precision.
     fn stored(&self, weight: &[f32]) -> Vec<f32> {
         weight.iter().map(|&w| self.precision.round(w)).collect()
     }
 
     /// B of a GEMM packed in the plan's precision: as bf16 pairs for the dot-product kernel
-    /// when `pairs_ok` (a plain GEMM), else as floats (rounded to bf16 at bf16).
+    /// when `pairs_ok` (a plain GEMM), as fp16 at fp16, else as floats (rounded to bf16 at
+    /// bf16).
     fn pack_gemm(
         &self,
         k: usize,
@@ -796,43 +796,77 @@ impl<'a> Compiler<'a> {
         bias: Option<&[f32]>,
         pairs_ok: bool,
     ) -> PackedGemm {
-        if self.precision == Precision::Bf16 && pairs_ok && self.chosen.has_bf16_dot() {
-            return PackedGemm::pack_bf16_pairs(self.chosen, k, n, b, bias);
+        match self.packing(pairs_ok) {
+            Packing::Bf16Pairs => return PackedGemm::pack_bf16_pairs(self.chosen, k, n, b, bias),
+            Packing::Fp16 => return PackedGemm::pack_fp16(self.isa, k, n, b, bias),
+            Packing::F32 => {}
         }
         let precision = self.precision;
         PackedGemm::pack(self.isa, k, n, |r, c| precision.round(b(r, c)), bias)
     }
 
-    /// The A operand of node `i`'s GEMM, `rows` rows of `cols` floats in slot `a`, in the
-    /// plan's precision: `a` itself at fp32; at bf16 a scratch slot it is rounded into
-    /// first. Returns the slot and its row stride (in bf16 values for the dot kernel).
-    fn gemm_operand(&mut self, i: usize, a: Loc, rows: usize, cols: usize) -> (Loc, usize) {
-        if self.precision != Precision::Bf16 {
-            return (a, cols);
+    /// How this plan packs a GEMM's weights; `pairs_ok`: the GEMM reads plain rows (the bf16
+    /// dot kernel reads no implicit-GEMM source).
+    fn packing(&self, pairs_ok: bool) -> Packing {
+        match self.precision {
+            Precision::Bf16 if pairs_ok && self.chosen.has_bf16_dot() => Packing::Bf16Pairs,
+            Precision::Fp16 => Packing::Fp16,
+            _ => Packing::F32,
         }
-        let pairs = self.chosen.has_bf16_dot();
-        let geometry = ToBf16 { rows, cols, pairs };
+    }
+
+    /// What a GEMM operand is converted to at this plan's precision, if anything.
+    fn narrow(&self, pairs_ok: bool) -> Option<Narrow> {
+        match (self.precision, self.packing(pairs_ok)) {
+            (Precision::Fp32, _) => None,
+            (_, Packing::F32) => Some(Narrow::Bf16AsF32),
+            (_, Packing::Bf16Pairs) => Some(Narrow::Bf16),
+            (_, Packing::Fp16) => Some(Narrow::Fp16),
+        }
+    }
+
+    /// The A operand of node `i`'s GEMM, `rows` rows of `cols` floats in slot `a`, in the
+    /// plan's precision: `a` itself at fp32; at bf16 and fp16 a scratch slot it is converted
+    /// into first. Returns the slot and its row stride (in 16-bit values for the 16-bit
+    /// kernels).
+    fn gemm_operand(&mut self, i: usize, a: Loc, rows: usize, cols: usize) -> (Loc, usize) {
+        let Some(to) = self.narrow(true) else {
+            return (a, cols);
+        };
+        let geometry = ToHalf { rows, cols, to };
         (
-            self.bf16_copy(i, Source::Slot(a), geometry),
+            self.half_copy(i, Source::Slot(a), geometry),
             geometry.out_stride(),
         )
     }
 
-    /// The source of node `i`'s implicit GEMM (`len` floats) in the plan's precision: at
-    /// bf16 rounded into a scratch slot (as floats, in the same layout).
+    /// The (padded) source of node `i`'s implicit GEMM (`len` floats) in the plan's
+    /// precision: at bf16 and fp16 converted into a scratch slot (in the same layout, in the
+    /// kernel's format).
     fn rounded_source(&mut self, i: usize, src: Source, len: usize) -> Source {
-        if self.precision != Precision::Bf16 {
+        let Some(to) = self.narrow(false) else {
             return src;
-        }
-        let (rows, cols, pairs) = (1, len, false);
-        Source::Slot(self.bf16_copy(i, src, ToBf16 { rows, cols, pairs }))
+        };
+        Source::Slot(self.half_copy(
+            i,
+            src,
+            ToHalf {
+                rows: 1,
+                cols: len,
+                to,
+            },
+        ))
     }
 
-    /// A step of node `i` rounding `src` to bf16 into a new scratch slot.
-    fn bf16_copy(&mut self, i: usize, src: Source, geometry: ToBf16) -> Loc {
+    /// A step of node `i` converting `src` to bf16 or fp16 into a new scratch slot.
+    fn half_copy(&mut self, i: usize, src: Source, geometry: ToHalf) -> Loc {
         let dst = self.scratch(geometry.out_len());
-        let op = StepOp::ToBf16 { geometry, src, dst };
-        self.push(format!("{}.to_bf16", self.nodes()[i].name), op);
+        let op = StepOp::ToHalf { geometry, src, dst };
+        let suffix = match geometry.to {
+            Narrow::Fp16 => "to_fp16",
+            _ => "to_bf16",
+        };
+        self.push(format!("{}.{suffix}", self.nodes()[i].name), op);
         dst
     }
 
@@ -942,7 +976,6 @@ impl<'a> Compiler<'a> {
         } else {
             (Source::Slot(self.loc_of(node.inputs[0])), cin, batch)
         };
-        let src = self.rounded_source(i, src, batch * cin * height * width);
         let pad = Pad {
             planes,
             height,
@@ -987,6 +1020,7 @@ impl<'a> Compiler<'a> {
             self.push(format!("{}.pad", node.name), op);
             Source::Slot(dst)
         };
+        let src = self.rounded_source(i, src, pad.padded_len());
         let (c, accumulate) = self.target(ValueId::Node(i));
         let op = StepOp::Conv(ConvStep {
             packed,

@@ -79,6 +79,23 @@ impl Isa {
         self == Isa::Avx512Bf16
     }
 
+    /// Whether fp16 GEMMs can run on this CPU's fp16 multiply-adds from `self`'s kernels:
+    /// AVX512-FP16 with AVX-512, FP16 arithmetic with NEON. (F16C or plain NEON only convert,
+    /// which is no fp16 engine.)
+    pub fn has_fp16_arith(self) -> bool {
+        match self.f32_kernels() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                self.is_supported()
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512fp16")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => self.is_supported() && std::arch::is_aarch64_feature_detected!("fp16"),
+            _ => false,
+        }
+    }
+
     /// The fastest instruction set this CPU supports: AVX512_BF16 only where its dot product
     /// outruns the f32 FMA (`bf16_dot_speedup`), else AVX-512 rounds bf16 operands instead.
     pub fn best() -> Isa {

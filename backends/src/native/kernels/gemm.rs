@@ -2,7 +2,9 @@
 //! C[M, N] (=|+=) A[M, K] · B[K, N] + bias, then an optional ReLU. B (the weights) is packed
 //! once into panels of NR columns; a register-blocked MR x NR micro-kernel walks the whole K.
 //! In bf16 on AVX512_BF16, B is packed as bf16 pairs (k, k+1) per column and A is bf16 rows,
-//! and `vdpbf16ps` does two products per float lane, summed in f32.
+//! and `vdpbf16ps` does two products per float lane, summed in f32. In fp16 (AVX512-FP16,
+//! aarch64 FP16), B and A are fp16 and the sums too (`vfmadd231ph`, `fmla .8h`: twice the
+//! lanes of f32), widened to f32 for the bias-and-ReLU epilogue.
 
 use crate::native::simd::{Isa, Scalar, Simd};
 use crate::native::AlignedBuffer;
@@ -10,11 +12,25 @@ use crate::native::AlignedBuffer;
 /// Largest panel width of any instantiation (the micro-kernel's tail buffer is this wide).
 const MAX_NR: usize = 64;
 
+/// The fp16 kernels sum this many products in fp16, then add the block's sums in f32.
+const FP16_BLOCK: usize = 64;
+
 /// The shape of one micro-kernel: MR rows by NV vectors of the ISA's width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileShape {
     pub mr: usize,
     pub nr: usize,
+}
+
+/// The tile shapes of the fp16 kernels (NR in fp16 columns), widest panel first; none where
+/// the instruction set has no fp16 arithmetic.
+pub fn fp16_tile_shapes(isa: Isa) -> &'static [TileShape] {
+    match isa.f32_kernels() {
+        // At most 16 accumulators: LLVM gives the outputs of inline assembly zmm0-15 only.
+        Isa::Avx512 => &[TileShape { mr: 8, nr: 64 }, TileShape { mr: 14, nr: 32 }],
+        Isa::Neon => &[TileShape { mr: 6, nr: 32 }, TileShape { mr: 8, nr: 16 }],
+        _ => &[],
+    }
 }
 
 /// The tile shapes each instruction set has, widest panel first.
@@ -36,7 +52,10 @@ pub fn tile_shapes(isa: Isa) -> &'static [TileShape] {
 /// The tile shape for `n` output columns: the widest panel that wastes at most 3% of the work
 /// on padding, else the one that wastes least.
 pub fn choose_tile(isa: Isa, n: usize) -> TileShape {
-    let shapes = tile_shapes(isa);
+    choose_among(tile_shapes(isa), n)
+}
+
+fn choose_among(shapes: &[TileShape], n: usize) -> TileShape {
     let efficiency = |s: &TileShape| n as f64 / (n.div_ceil(s.nr) * s.nr) as f64;
     shapes
         .iter()
@@ -50,17 +69,43 @@ pub fn choose_tile(isa: Isa, n: usize) -> TileShape {
         .expect("every isa has a tile shape")
 }
 
+/// How a packed B holds its weights, and so what A the kernel reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// f32 per column and k; A is f32 (at bf16, both hold bf16-rounded values).
+    F32,
+    /// bf16 pairs (k, k+1) per column; A is bf16 rows (lda in bf16 values, even): the dot
+    /// kernel.
+    Bf16Pairs,
+    /// fp16 per column and k; A is fp16 (lda in fp16 values): the fp16 FMA kernel.
+    Fp16,
+}
+
+impl Packing {
+    /// Whether A is read as 16-bit values rather than floats.
+    pub fn sixteen_bit_a(self) -> bool {
+        self != Packing::F32
+    }
+
+    /// Columns of B per 32-bit word of a panel.
+    fn columns_per_word(self) -> usize {
+        match self {
+            Packing::Fp16 => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// Weights packed for the micro-kernel: panel p holds columns [p*NR, p*NR+NR) for every k,
 /// NR floats per k, zero-padded past N; the bias is zero-padded to whole panels. Packed as
 /// bf16 pairs, a panel holds per pair of k (k, k+1) NR columns of two bf16 values each (the
-/// same NR floats of storage), zero-padded past K.
+/// same NR floats of storage), zero-padded past K; as fp16, NR fp16 values per k.
 pub struct PackedGemm {
     pub k: usize,
     pub n: usize,
     pub tile: TileShape,
     pub isa: Isa,
-    /// B is bf16 pairs and A must be bf16 rows (lda in bf16 elements, even): the dot kernel.
-    pub bf16_pairs: bool,
+    pub packing: Packing,
     panels: AlignedBuffer,
     bias: AlignedBuffer,
 }
@@ -74,7 +119,35 @@ impl PackedGemm {
         b: impl Fn(usize, usize) -> f32,
         bias: Option<&[f32]>,
     ) -> Self {
-        Self::with_panels(isa, (k, n, k), false, b, bias)
+        let isa = isa.f32_kernels();
+        let tile = choose_tile(isa, n);
+        Self::with_panels(isa, tile, (k, n, k), Packing::F32, b, bias)
+    }
+
+    /// Packs B as fp16 for the fp16 kernel (`isa` must have fp16 arithmetic); each weight is
+    /// rounded to fp16 (ties to even).
+    pub fn pack_fp16(
+        isa: Isa,
+        k: usize,
+        n: usize,
+        b: impl Fn(usize, usize) -> f32,
+        bias: Option<&[f32]>,
+    ) -> Self {
+        assert!(isa.has_fp16_arith(), "{isa} has no fp16 arithmetic");
+        let half = |kk, col: usize| match col < n {
+            true => u32::from(half::f16::from_f32(b(kk, col)).to_bits()),
+            false => 0,
+        };
+        let pair = |kk, col| f32::from_bits(half(kk, col) | half(kk, col + 1) << 16);
+        let tile = choose_among(fp16_tile_shapes(isa), n);
+        Self::with_panels(
+            isa.f32_kernels(),
+            tile,
+            (k, n, k),
+            Packing::Fp16,
+            pair,
+            bias,
+        )
     }
 
     /// Packs B as bf16 pairs for the AVX512_BF16 dot kernel (`isa` must have it); each
@@ -92,26 +165,32 @@ impl PackedGemm {
             false => 0,
         };
         let pair = |kp: usize, col| f32::from_bits(half(2 * kp, col) | half(2 * kp + 1, col) << 16);
-        Self::with_panels(isa.f32_kernels(), (k, n, k.div_ceil(2)), true, pair, bias)
+        let isa = isa.f32_kernels();
+        let tile = choose_tile(isa, n);
+        let rows = (k, n, k.div_ceil(2));
+        Self::with_panels(isa, tile, rows, Packing::Bf16Pairs, pair, bias)
     }
 
-    /// Panels of NR columns of `rows` words each (`word(row, col)`), zero past N.
+    /// Panels of NR columns of `rows` words each (`word(row, first column of the word)`),
+    /// zero past N.
     fn with_panels(
         isa: Isa,
+        tile: TileShape,
         (k, n, rows): (usize, usize, usize),
-        bf16_pairs: bool,
+        packing: Packing,
         word: impl Fn(usize, usize) -> f32,
         bias: Option<&[f32]>,
     ) -> Self {
-        let tile = choose_tile(isa, n);
+        let per_word = packing.columns_per_word();
+        let words = tile.nr / per_word;
         let panels_n = n.div_ceil(tile.nr);
-        let mut panels = AlignedBuffer::zeros(panels_n * rows * tile.nr);
+        let mut panels = AlignedBuffer::zeros(panels_n * rows * words);
         let data = panels.as_mut_slice();
         for p in 0..panels_n {
             let cols = tile.nr.min(n - p * tile.nr);
             for r in 0..rows {
-                for j in 0..cols {
-                    data[(p * rows + r) * tile.nr + j] = word(r, p * tile.nr + j);
+                for j in 0..cols.div_ceil(per_word) {
+                    data[(p * rows + r) * words + j] = word(r, p * tile.nr + j * per_word);
                 }
             }
         }
@@ -124,9 +203,18 @@ impl PackedGemm {
             n,
             tile,
             isa,
-            bf16_pairs,
+            packing,
             panels,
             bias: padded_bias,
+        }
+    }
+
+    /// The kernel's name in plan descriptions: the ISA, and the 16-bit arithmetic if any.
+    pub fn kernel_name(&self) -> String {
+        match self.packing {
+            Packing::F32 => self.isa.to_string(),
+            Packing::Bf16Pairs => "avx512bf16 bf16-dot".into(),
+            Packing::Fp16 => format!("{} fp16-fma", self.isa),
         }
     }
 
@@ -136,12 +224,11 @@ impl PackedGemm {
 
     /// Floats of storage per panel.
     fn panel_len(&self) -> usize {
-        let rows = if self.bf16_pairs {
-            self.k.div_ceil(2)
-        } else {
-            self.k
+        let rows = match self.packing {
+            Packing::Bf16Pairs => self.k.div_ceil(2),
+            _ => self.k,
         };
-        rows * self.tile.nr
+        rows * self.tile.nr / self.packing.columns_per_word()
     }
 }
 
@@ -185,8 +272,19 @@ pub struct ConvGeometry {
     pub offsets: Vec<usize>,
 }
 
+/// `a` advanced by `elements` values of A as the packing reads it (floats or 16-bit values).
+///
+/// # Safety
+/// The result stays inside A's buffer.
+unsafe fn a_at(packing: Packing, a: *const f32, elements: usize) -> *const f32 {
+    match packing.sixteen_bit_a() {
+        true => unsafe { (a as *const u16).add(elements) as *const f32 },
+        false => unsafe { a.add(elements) },
+    }
+}
+
 /// Runs thread `t`'s share of a convolution lowered to an implicit GEMM; the epilogue is
-/// (accumulate into C, ReLU).
+/// (accumulate into C, ReLU). The source is in A's format (fp16 for the fp16 kernel).
 ///
 /// # Safety
 /// `src` valid for the geometry's source, `c` for batch x OH x OW rows of N floats; the CPU
@@ -208,7 +306,7 @@ pub unsafe fn conv(
         let (b, y) = (row / g.out_height, row % g.out_height);
         let args = GemmArgs {
             m: g.out_width,
-            a: unsafe { src.add(b * g.image_stride + y * g.row_stride) },
+            a: unsafe { a_at(packed.packing, src, b * g.image_stride + y * g.row_stride) },
             lda: g.col_stride,
             c: unsafe { c.add(row * g.out_width * n) },
             ldc: n,
@@ -294,12 +392,14 @@ unsafe fn gemm_rows(
         let single_rows = r1 - r <= 2.min(mr - 1);
         let m = if single_rows { 1 } else { (r1 - r).min(mr) };
         let c = unsafe { args.c.add(r * args.ldc + n0) };
-        if packed.bf16_pairs {
-            let a = unsafe { (args.a as *const u16).add(r * args.lda) } as *const f32;
-            unsafe { dispatch_bf16_tile(packed.tile, single_rows, &job, a, c, m) };
-        } else {
-            let a = unsafe { args.a.add(r * args.lda) };
-            unsafe { dispatch_tile(packed.isa, packed.tile, single_rows, &job, a, c, m) };
+        let a = unsafe { a_at(packed.packing, args.a, r * args.lda) };
+        let tile = packed.tile;
+        unsafe {
+            match packed.packing {
+                Packing::F32 => dispatch_tile(packed.isa, tile, single_rows, &job, a, c, m),
+                Packing::Bf16Pairs => dispatch_bf16_tile(tile, single_rows, &job, a, c, m),
+                Packing::Fp16 => dispatch_fp16_tile(packed.isa, tile, single_rows, &job, a, c, m),
+            }
         }
         r += m;
     }
@@ -554,6 +654,257 @@ mod avx512bf16 {
     }
 }
 
+/// A tile of the fp16 kernel; `a` points at fp16 rows (`job.lda` fp16 values apart) or, with
+/// offsets, at an fp16 source.
+unsafe fn dispatch_fp16_tile(
+    isa: Isa,
+    shape: TileShape,
+    single: bool,
+    job: &Job,
+    a: *const f32,
+    c: *mut f32,
+    m: usize,
+) {
+    unsafe {
+        match (isa, shape.nr, single) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 64, true) => avx512fp16::tile::<1, 2, 4>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, 64, false) => avx512fp16::tile::<8, 2, 4>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, true) => avx512fp16::tile::<1, 1, 2>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, _, false) => avx512fp16::tile::<14, 1, 2>(job, a, c, m),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 32, true) => neonfp16::tile::<1, 4, 8>(job, a, c, m),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, 32, false) => neonfp16::tile::<6, 4, 8>(job, a, c, m),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, _, true) => neonfp16::tile::<1, 2, 4>(job, a, c, m),
+            #[cfg(target_arch = "aarch64")]
+            (Isa::Neon, _, false) => neonfp16::tile::<8, 2, 4>(job, a, c, m),
+            _ => unreachable!("fp16 is packed only where {isa} has fp16 arithmetic ({shape:?})"),
+        }
+    }
+}
+
+/// The fp16 micro-kernel on AVX512-FP16: per k, NV vectors of 32 fp16 columns of B and one
+/// broadcast fp16 value of A per row, `vfmadd231ph` into fp16 sums (one rounding per
+/// multiply-add), widened to NW = 2 NV float vectors for the f32 epilogue.
+#[cfg(target_arch = "x86_64")]
+mod avx512fp16 {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    use super::Job;
+    use crate::native::simd::Avx512;
+
+    /// One row's step: c[j] += row[at] * b[j] on 32 fp16 lanes for the NV vectors, row[at]
+    /// broadcast by the load itself (a separate 16-bit broadcast would take the shuffle port
+    /// the second FMA unit shares). Stable Rust has no fp16 intrinsics, so the instructions
+    /// are written out, one block per row (one per FMA leaves LLVM shuffling accumulators).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512fp16")]
+    unsafe fn fma_row<const NV: usize>(
+        row: *const u16,
+        at: usize,
+        b: &[__m512i; NV],
+        c: &mut [__m512i; NV],
+    ) {
+        if NV == 1 {
+            unsafe {
+                asm!(
+                    "vfmadd231ph {c0}, {b0}, word ptr [{row} + 2*{at}]{{1to32}}",
+                    c0 = inout(zmm_reg) c[0],
+                    b0 = in(zmm_reg) b[0],
+                    row = in(reg) row,
+                    at = in(reg) at,
+                    options(pure, readonly, nostack, preserves_flags)
+                )
+            };
+        } else {
+            unsafe {
+                asm!(
+                    "vfmadd231ph {c0}, {b0}, word ptr [{row} + 2*{at}]{{1to32}}",
+                    "vfmadd231ph {c1}, {b1}, word ptr [{row} + 2*{at}]{{1to32}}",
+                    c0 = inout(zmm_reg) c[0],
+                    c1 = inout(zmm_reg) c[1],
+                    b0 = in(zmm_reg) b[0],
+                    b1 = in(zmm_reg) b[1],
+                    row = in(reg) row,
+                    at = in(reg) at,
+                    options(pure, readonly, nostack, preserves_flags)
+                )
+            };
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512fp16")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, const NW: usize>(
+        job: &Job,
+        a: *const f32,
+        c: *mut f32,
+        m: usize,
+    ) {
+        if job.offsets.is_null() {
+            unsafe { body::<MR, NV, NW, false>(job, a as *const u16, c, m) }
+        } else {
+            unsafe { body::<MR, NV, NW, true>(job, a as *const u16, c, m) }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn body<const MR: usize, const NV: usize, const NW: usize, const INDIRECT: bool>(
+        job: &Job,
+        a: *const u16,
+        c: *mut f32,
+        m: usize,
+    ) {
+        let rows: [*const u16; MR] =
+            std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) });
+        let mut wide = [[unsafe { _mm512_setzero_ps() }; NW]; MR];
+        let mut b = job.b as *const u16;
+        let mut k0 = 0;
+        while k0 < job.k {
+            let k1 = (k0 + super::FP16_BLOCK).min(job.k);
+            let mut acc = [[unsafe { _mm512_setzero_si512() }; NV]; MR];
+            for kk in k0..k1 {
+                let at = match INDIRECT {
+                    true => unsafe { *job.offsets.add(kk) },
+                    false => kk,
+                };
+                let bv: [__m512i; NV] = std::array::from_fn(|j| unsafe {
+                    _mm512_loadu_si512(b.add(j * 32) as *const _)
+                });
+                for i in 0..MR {
+                    unsafe { fma_row::<NV>(rows[i], at, &bv, &mut acc[i]) };
+                }
+                b = unsafe { b.add(NV * 32) };
+            }
+            for i in 0..MR {
+                for w in 0..NW {
+                    let v = acc[i][w / 2];
+                    let part = unsafe {
+                        match w % 2 {
+                            0 => _mm512_cvtph_ps(_mm512_castsi512_si256(v)),
+                            _ => _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(v)),
+                        }
+                    };
+                    wide[i][w] = unsafe { _mm512_add_ps(wide[i][w], part) };
+                }
+            }
+            k0 = k1;
+        }
+        unsafe { super::store_tile::<Avx512, MR, NW>(job, &wide, c, m) }
+    }
+}
+
+/// The fp16 micro-kernel on aarch64 FP16: as AVX512-FP16's, with `fmla .8h` on 8 fp16 lanes
+/// and `fcvtl`/`fcvtl2` widening each sum vector to two float vectors.
+#[cfg(target_arch = "aarch64")]
+mod neonfp16 {
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    use super::Job;
+    use crate::native::simd::Neon;
+
+    /// c + a * b on 8 fp16 lanes (stable Rust has no fp16 intrinsics).
+    #[inline]
+    #[target_feature(enable = "neon,fp16")]
+    unsafe fn fma_h(a: uint16x8_t, b: uint16x8_t, c: uint16x8_t) -> uint16x8_t {
+        let mut c = c;
+        unsafe {
+            asm!(
+                "fmla {c:v}.8h, {a:v}.8h, {b:v}.8h",
+                c = inout(vreg) c,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                options(pure, nomem, nostack)
+            )
+        };
+        c
+    }
+
+    /// The low (`HIGH` false) or high four fp16 lanes of `v` as floats.
+    #[inline]
+    #[target_feature(enable = "neon,fp16")]
+    unsafe fn widen<const HIGH: bool>(v: uint16x8_t) -> float32x4_t {
+        let out: float32x4_t;
+        unsafe {
+            match HIGH {
+                false => {
+                    asm!("fcvtl {o:v}.4s, {v:v}.4h", o = out(vreg) out, v = in(vreg) v, options(pure, nomem, nostack))
+                }
+                true => {
+                    asm!("fcvtl2 {o:v}.4s, {v:v}.8h", o = out(vreg) out, v = in(vreg) v, options(pure, nomem, nostack))
+                }
+            }
+        };
+        out
+    }
+
+    #[target_feature(enable = "neon,fp16")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, const NW: usize>(
+        job: &Job,
+        a: *const f32,
+        c: *mut f32,
+        m: usize,
+    ) {
+        if job.offsets.is_null() {
+            unsafe { body::<MR, NV, NW, false>(job, a as *const u16, c, m) }
+        } else {
+            unsafe { body::<MR, NV, NW, true>(job, a as *const u16, c, m) }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn body<const MR: usize, const NV: usize, const NW: usize, const INDIRECT: bool>(
+        job: &Job,
+        a: *const u16,
+        c: *mut f32,
+        m: usize,
+    ) {
+        let rows: [*const u16; MR] =
+            std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) });
+        let mut wide = [[unsafe { vdupq_n_f32(0.0) }; NW]; MR];
+        let mut b = job.b as *const u16;
+        let mut k0 = 0;
+        while k0 < job.k {
+            let k1 = (k0 + super::FP16_BLOCK).min(job.k);
+            let mut acc = [[unsafe { vdupq_n_u16(0) }; NV]; MR];
+            for kk in k0..k1 {
+                let at = match INDIRECT {
+                    true => unsafe { *job.offsets.add(kk) },
+                    false => kk,
+                };
+                let bv: [uint16x8_t; NV] =
+                    std::array::from_fn(|j| unsafe { vld1q_u16(b.add(j * 8)) });
+                for i in 0..MR {
+                    let av = unsafe { vld1q_dup_u16(rows[i].add(at)) };
+                    for j in 0..NV {
+                        acc[i][j] = unsafe { fma_h(av, bv[j], acc[i][j]) };
+                    }
+                }
+                b = unsafe { b.add(NV * 8) };
+            }
+            for i in 0..MR {
+                for w in 0..NW {
+                    let part = unsafe {
+                        match w % 2 {
+                            0 => widen::<false>(acc[i][w / 2]),
+                            _ => widen::<true>(acc[i][w / 2]),
+                        }
+                    };
+                    wide[i][w] = unsafe { vaddq_f32(wide[i][w], part) };
+                }
+            }
+            k0 = k1;
+        }
+        unsafe { super::store_tile::<Neon, MR, NW>(job, &wide, c, m) }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Job;
@@ -583,5 +934,131 @@ mod neon {
         m: usize,
     ) {
         unsafe { super::tile::<Neon, MR, NV>(job, a, c, m) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::f16;
+
+    /// C of the fp16 kernel as its stated arithmetic gives it: per block of FP16_BLOCK k, an
+    /// fp16 sum of fp16 products (each multiply-add rounded once, emulated exactly in f64),
+    /// the blocks added in f32 in order, then the f32 bias, the old C and the ReLU.
+    fn fp16_expected(
+        a: &[f16],
+        b: &[f16],
+        bias: &[f32],
+        old: &[f32],
+        (m, k, n): (usize, usize, usize),
+        (acc, relu): (bool, bool),
+    ) -> Vec<f32> {
+        let mut c = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut sum = 0.0f32;
+                for block in (0..k).step_by(FP16_BLOCK) {
+                    let mut h = f16::ZERO;
+                    for kk in block..(block + FP16_BLOCK).min(k) {
+                        let exact = a[i * k + kk].to_f64() * b[kk * n + j].to_f64() + h.to_f64();
+                        h = nearest_f16(exact);
+                    }
+                    sum += h.to_f32();
+                }
+                let mut v = sum + bias[j];
+                if acc {
+                    v += old[i * n + j];
+                }
+                c[i * n + j] = if relu { v.max(0.0) } else { v };
+            }
+        }
+        c
+    }
+
+    /// The fp16 nearest to `x`, ties to even (`half`'s conversion from f64 may go through
+    /// f32 and round twice).
+    fn nearest_f16(x: f64) -> f16 {
+        let guess = f16::from_f64(x);
+        let neighbours = [
+            guess.to_bits().wrapping_sub(1),
+            guess.to_bits().wrapping_add(1),
+        ];
+        let candidates = neighbours
+            .into_iter()
+            .map(f16::from_bits)
+            .filter(|c| c.is_finite());
+        let distance = |c: f16| (c.to_f64() - x).abs();
+        candidates.fold(guess, |best, c| {
+            let (d, best_d) = (distance(c), distance(best));
+            let even = c.to_bits() & 1 == 0;
+            if d < best_d || (d == best_d && even) {
+                c
+            } else {
+                best
+            }
+        })
+    }
+
+    #[test]
+    fn the_fp16_kernel_is_bit_exact_on_awkward_shapes_on_every_isa_with_fp16() {
+        let isas: Vec<Isa> = Isa::supported()
+            .into_iter()
+            .filter(|i| i.has_fp16_arith())
+            .collect();
+        if isas.is_empty() {
+            assert!(Isa::supported()
+                .iter()
+                .all(|i| fp16_tile_shapes(*i).is_empty() || !i.has_fp16_arith()));
+            return;
+        }
+        let shapes = [
+            (1, 1, 1),
+            (2, 27, 31),
+            (7, 64, 33),
+            (13, 65, 64),
+            (17, 130, 100),
+            (30, 200, 65),
+        ];
+        for isa in isas {
+            for (s, &(m, k, n)) in shapes.iter().enumerate() {
+                let values = |len, seed| models::seeded_uniform(vec![len], seed, -1.0, 1.0);
+                let a32 = values(m * k, s as u64);
+                let b32 = values(k * n, 100 + s as u64);
+                let bias = values(n, 200 + s as u64);
+                let old = values(m * n, 300 + s as u64);
+                let a: Vec<f16> = a32.data().iter().map(|&x| f16::from_f32(x)).collect();
+                let b: Vec<f16> = b32.data().iter().map(|&x| f16::from_f32(x)).collect();
+                let packed = PackedGemm::pack_fp16(
+                    isa,
+                    k,
+                    n,
+                    |kk, j| b32.data()[kk * n + j],
+                    Some(bias.data()),
+                );
+                // A as fp16 rows of an even stride, two values per float of storage.
+                let lda = k.next_multiple_of(2);
+                let mut a_rows = vec![0u16; m * lda];
+                for i in 0..m {
+                    for kk in 0..k {
+                        a_rows[i * lda + kk] = a[i * k + kk].to_bits();
+                    }
+                }
+                for epilogue in [(false, false), (true, true)] {
+                    let mut c = old.data().to_vec();
+                    let args = GemmArgs {
+                        m,
+                        a: a_rows.as_ptr() as *const f32,
+                        lda,
+                        c: c.as_mut_ptr(),
+                        ldc: n,
+                        accumulate: epilogue.0,
+                        relu: epilogue.1,
+                    };
+                    unsafe { gemm(&packed, args, 0, 1) };
+                    let want = fp16_expected(&a, &b, bias.data(), old.data(), (m, k, n), epilogue);
+                    assert_eq!(c, want, "{isa} m={m} k={k} n={n} {epilogue:?}");
+                }
+            }
+        }
     }
 }
