@@ -25,7 +25,7 @@ use crate::backend::{check_run_shapes, LayerTime};
 use crate::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 
 /// Environment variable that pins the instruction set (portable, avx2, avx512, avx512bf16,
-/// neon).
+/// neon, neonbf16).
 pub const ISA_ENV: &str = "ONEBENCH_NATIVE_ISA";
 
 /// The native backend; by default it runs the fastest instruction set the CPU has.

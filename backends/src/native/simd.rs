@@ -19,15 +19,19 @@ pub enum Isa {
     Avx512Bf16,
     /// aarch64 Advanced SIMD, 4 floats per vector.
     Neon,
+    /// NEON with BF16: the NEON kernels, and bf16 GEMMs on BFDOT (two bf16 products per float
+    /// lane) where NEON alone rounds to bf16 and multiplies in f32.
+    NeonBf16,
 }
 
 impl Isa {
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
         Isa::Portable,
         Isa::Avx2,
         Isa::Avx512,
         Isa::Avx512Bf16,
         Isa::Neon,
+        Isa::NeonBf16,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Isa {
             Isa::Avx512 => "avx512",
             Isa::Avx512Bf16 => "avx512bf16",
             Isa::Neon => "neon",
+            Isa::NeonBf16 => "neonbf16",
         }
     }
 
@@ -54,6 +59,11 @@ impl Isa {
             }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonBf16 => {
+                std::arch::is_aarch64_feature_detected!("neon")
+                    && std::arch::is_aarch64_feature_detected!("bf16")
+            }
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -64,11 +74,12 @@ impl Isa {
         Isa::ALL.into_iter().filter(|i| i.is_supported()).collect()
     }
 
-    /// The instruction set of the f32 kernels: `self`, but AVX-512 for AVX512_BF16 (its
-    /// extension only changes the bf16 GEMMs).
+    /// The instruction set of the f32 kernels: `self`, but AVX-512 for AVX512_BF16 and NEON
+    /// for NEON with BF16 (the extension only changes the bf16 GEMMs).
     pub fn f32_kernels(self) -> Isa {
         match self {
             Isa::Avx512Bf16 => Isa::Avx512,
+            Isa::NeonBf16 => Isa::Neon,
             other => other,
         }
     }
@@ -76,7 +87,7 @@ impl Isa {
     /// Whether bf16 GEMMs run on bf16 dot-product instructions (else: operands rounded to bf16,
     /// multiplied and summed in f32 by the f32 kernels, which gives the same products).
     pub fn has_bf16_dot(self) -> bool {
-        self == Isa::Avx512Bf16
+        matches!(self, Isa::Avx512Bf16 | Isa::NeonBf16)
     }
 
     /// Whether fp16 GEMMs can run on this CPU's fp16 multiply-adds from `self`'s kernels:
@@ -96,10 +107,11 @@ impl Isa {
         }
     }
 
-    /// The fastest instruction set this CPU supports: AVX512_BF16 only where its dot product
-    /// outruns the f32 FMA (`bf16_dot_speedup`), else AVX-512 rounds bf16 operands instead.
+    /// The fastest instruction set this CPU supports: a bf16 dot-product extension only where
+    /// its dot product outruns the f32 FMA (`bf16_dot_speedup`), else the f32 kernels round
+    /// bf16 operands instead.
     pub fn best() -> Isa {
-        let pays = |isa: &Isa| *isa != Isa::Avx512Bf16 || bf16_dot_speedup() > 1.1;
+        let pays = |isa: &Isa| !isa.has_bf16_dot() || bf16_dot_speedup() > 1.1;
         *Isa::supported()
             .iter()
             .rfind(|isa| pays(isa))
@@ -107,11 +119,11 @@ impl Isa {
     }
 }
 
-/// Multiply-adds per second of `vdpbf16ps` (two bf16 products per f32 lane) over those of the
-/// f32 FMA on this CPU, measured once per process in a few milliseconds; 0 without
-/// AVX512_BF16. About 2 where the CPU issues it as often as an FMA; on the Intel Xeon this was
-/// written on (family 6, model 207) 0.53, the same as its bf16 GEMM against its f32 one: there a
-/// bf16 GEMM is faster as f32 FMAs over bf16-rounded operands.
+/// Multiply-adds per second of the bf16 dot product (`vdpbf16ps`, BFDOT: two bf16 products
+/// per f32 lane) over those of the f32 FMA on this CPU, measured once per process in a few
+/// milliseconds; 0 without one. About 2 where the CPU issues it as often as an FMA; on the Intel
+/// Xeon this was written on (family 6, model 207) 0.53, the same as its bf16 GEMM against its
+/// f32 one: there a bf16 GEMM is faster as f32 FMAs over bf16-rounded operands.
 pub fn bf16_dot_speedup() -> f64 {
     static SPEEDUP: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *SPEEDUP.get_or_init(|| {
@@ -119,8 +131,53 @@ pub fn bf16_dot_speedup() -> f64 {
         if Isa::Avx512Bf16.is_supported() {
             return x86::dot_over_fma();
         }
+        #[cfg(target_arch = "aarch64")]
+        if Isa::NeonBf16.is_supported() {
+            return arm::dot_over_fma();
+        }
         0.0
     })
+}
+
+/// Multiply-adds per second of the fp16 FMA (`vfmadd231ph`, FMLA .8h: twice the lanes) over
+/// those of the f32 FMA on this CPU, measured once per process in a few milliseconds; 0 without
+/// fp16 arithmetic. 2.0 on the Intel Xeon this was written on.
+pub fn fp16_fma_speedup() -> f64 {
+    static SPEEDUP: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *SPEEDUP.get_or_init(|| {
+        if !Isa::supported().iter().any(|isa| isa.has_fp16_arith()) {
+            return 0.0;
+        }
+        #[cfg(target_arch = "x86_64")]
+        return x86::fp16_over_fma();
+        #[cfg(target_arch = "aarch64")]
+        return arm::fp16_over_fma();
+        #[allow(unreachable_code)]
+        0.0
+    })
+}
+
+/// The multiply-add rate this CPU reaches at `precision` over its f32 FMA rate, with the
+/// fastest instructions native has for it; None where native cannot compute in it. bf16 is at
+/// least 1 (f32 FMAs on rounded operands), more where the dot product outruns them.
+pub fn precision_rate(precision: models::Precision) -> Option<f64> {
+    match precision {
+        models::Precision::Fp32 => Some(1.0),
+        models::Precision::Bf16 => Some(bf16_dot_speedup().max(1.0)),
+        models::Precision::Fp16 => Some(fp16_fma_speedup()).filter(|r| *r > 0.0),
+    }
+}
+
+/// Best of five timings of `run`, in seconds.
+#[allow(dead_code)]
+fn best_of_five(run: &dyn Fn() -> f32) -> f64 {
+    (0..5)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(run());
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 impl fmt::Display for Isa {
@@ -138,7 +195,11 @@ impl FromStr for Isa {
             .into_iter()
             .find(|i| i.name() == wanted)
             .ok_or_else(|| {
-                format!("unknown instruction set `{s}` (expected portable, avx2, avx512, avx512bf16 or neon)")
+                let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+                format!(
+                    "unknown instruction set `{s}` (expected one of {})",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -212,25 +273,47 @@ pub(crate) use x86::{Avx2, Avx512};
 mod x86 {
     use super::Simd;
     use std::arch::x86_64::*;
-    use std::time::Instant;
 
     /// Multiply-adds per second of `vdpbf16ps` over `vfmadd231ps`, each timed on 12
     /// independent accumulators (enough to hide either's latency), best of five.
     pub(super) fn dot_over_fma() -> f64 {
-        let best = |run: &dyn Fn() -> f32| {
-            (0..5)
-                .map(|_| {
-                    let start = Instant::now();
-                    std::hint::black_box(run());
-                    start.elapsed().as_secs_f64()
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
         const ROUNDS: usize = 20_000;
-        let fma = best(&|| unsafe { fma_chains(ROUNDS) });
-        let dot = best(&|| unsafe { dot_chains(ROUNDS) });
+        let fma = super::best_of_five(&|| unsafe { fma_chains(ROUNDS) });
+        let dot = super::best_of_five(&|| unsafe { dot_chains(ROUNDS) });
         // A dot instruction does 32 multiply-adds, an FMA 16.
         (32.0 / dot) / (16.0 / fma)
+    }
+
+    /// Multiply-adds per second of `vfmadd231ph` over `vfmadd231ps`, as `dot_over_fma`.
+    pub(super) fn fp16_over_fma() -> f64 {
+        const ROUNDS: usize = 20_000;
+        let fma = super::best_of_five(&|| unsafe { fma_chains(ROUNDS) });
+        let half = super::best_of_five(&|| unsafe { fp16_chains(ROUNDS) });
+        // An fp16 FMA does 32 multiply-adds, an f32 one 16.
+        (32.0 / half) / (16.0 / fma)
+    }
+
+    #[target_feature(enable = "avx512f,avx512fp16")]
+    fn fp16_chains(rounds: usize) -> f32 {
+        // fp16 1.0 and 1/1024 in every lane.
+        let a = std::hint::black_box(_mm512_set1_epi16(0x3c00));
+        let b = std::hint::black_box(_mm512_set1_epi16(0x1400));
+        let mut acc = [_mm512_setzero_si512(); 12];
+        for _ in 0..rounds {
+            for v in acc.iter_mut() {
+                // Stable Rust has no fp16 intrinsics.
+                unsafe {
+                    std::arch::asm!(
+                        "vfmadd231ph {c}, {a}, {b}",
+                        c = inout(zmm_reg) *v,
+                        a = in(zmm_reg) a,
+                        b = in(zmm_reg) b,
+                        options(pure, nomem, nostack)
+                    )
+                };
+            }
+        }
+        acc.iter().map(|&v| _mm512_reduce_add_epi32(v) as f32).sum()
     }
 
     #[target_feature(enable = "avx512f")]
@@ -343,12 +426,99 @@ mod x86 {
 }
 
 #[cfg(target_arch = "aarch64")]
-pub(crate) use arm::Neon;
+pub(crate) use arm::{bfdot, Neon};
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::Simd;
     use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    /// Multiply-adds per second of BFDOT over FMLA (.4s), each timed on 12 independent
+    /// accumulators, best of five.
+    pub(super) fn dot_over_fma() -> f64 {
+        const ROUNDS: usize = 20_000;
+        let fma = super::best_of_five(&|| unsafe { fma_chains(ROUNDS) });
+        let dot = super::best_of_five(&|| unsafe { dot_chains(ROUNDS) });
+        // A dot instruction does 8 multiply-adds, an FMLA 4.
+        (8.0 / dot) / (4.0 / fma)
+    }
+
+    #[target_feature(enable = "neon")]
+    fn fma_chains(rounds: usize) -> f32 {
+        let a = std::hint::black_box(vdupq_n_f32(1.0));
+        let b = std::hint::black_box(vdupq_n_f32(1e-3));
+        let mut acc = [vdupq_n_f32(0.0); 12];
+        for _ in 0..rounds {
+            for v in acc.iter_mut() {
+                *v = vfmaq_f32(*v, a, b);
+            }
+        }
+        acc.iter().map(|&v| vaddvq_f32(v)).sum()
+    }
+
+    /// Multiply-adds per second of FMLA .8h (fp16) over FMLA .4s, as `dot_over_fma`.
+    pub(super) fn fp16_over_fma() -> f64 {
+        const ROUNDS: usize = 20_000;
+        let fma = super::best_of_five(&|| unsafe { fma_chains(ROUNDS) });
+        let half = super::best_of_five(&|| unsafe { fp16_chains(ROUNDS) });
+        (8.0 / half) / (4.0 / fma)
+    }
+
+    #[target_feature(enable = "neon,fp16")]
+    fn fp16_chains(rounds: usize) -> f32 {
+        // fp16 1.0 and 1/1024 in every lane.
+        let a = std::hint::black_box(vdupq_n_u16(0x3c00));
+        let b = std::hint::black_box(vdupq_n_u16(0x1400));
+        let mut acc = [vdupq_n_u16(0); 12];
+        for _ in 0..rounds {
+            for v in acc.iter_mut() {
+                // Stable Rust has no fp16 intrinsics.
+                unsafe {
+                    asm!(
+                        "fmla {c:v}.8h, {a:v}.8h, {b:v}.8h",
+                        c = inout(vreg) *v,
+                        a = in(vreg) a,
+                        b = in(vreg) b,
+                        options(pure, nomem, nostack)
+                    )
+                };
+            }
+        }
+        acc.iter().map(|&v| f32::from(vaddvq_u16(v))).sum()
+    }
+
+    #[target_feature(enable = "neon,bf16")]
+    fn dot_chains(rounds: usize) -> f32 {
+        // bf16 1.0 and 1/1024 in every lane.
+        let a = std::hint::black_box(vdupq_n_u16(0x3f80));
+        let b = std::hint::black_box(vdupq_n_u16(0x3a80));
+        let mut acc = [vdupq_n_f32(0.0); 12];
+        for _ in 0..rounds {
+            for v in acc.iter_mut() {
+                *v = unsafe { bfdot(*v, a, b) };
+            }
+        }
+        acc.iter().map(|&v| vaddvq_f32(v)).sum()
+    }
+
+    /// c + the pairwise dot products of a and b (bf16 pairs) per float lane (stable Rust has no
+    /// bf16 intrinsics, so the instruction is written out).
+    #[inline]
+    #[target_feature(enable = "neon,bf16")]
+    pub(crate) unsafe fn bfdot(c: float32x4_t, a: uint16x8_t, b: uint16x8_t) -> float32x4_t {
+        let mut c = c;
+        unsafe {
+            asm!(
+                "bfdot {c:v}.4s, {a:v}.8h, {b:v}.8h",
+                c = inout(vreg) c,
+                a = in(vreg) a,
+                b = in(vreg) b,
+                options(pure, nomem, nostack)
+            )
+        };
+        c
+    }
 
     #[derive(Clone, Copy)]
     pub(crate) struct Neon;

@@ -45,7 +45,7 @@ pub fn tile_shapes(isa: Isa) -> &'static [TileShape] {
         Isa::Avx2 => &[TileShape { mr: 6, nr: 16 }, TileShape { mr: 8, nr: 8 }],
         Isa::Neon => &[TileShape { mr: 6, nr: 16 }, TileShape { mr: 8, nr: 8 }],
         Isa::Portable => &[TileShape { mr: 4, nr: 8 }],
-        Isa::Avx512Bf16 => unreachable!("f32_kernels maps it to avx512"),
+        Isa::Avx512Bf16 | Isa::NeonBf16 => unreachable!("f32_kernels maps it to its base"),
     }
 }
 
@@ -213,7 +213,7 @@ impl PackedGemm {
     pub fn kernel_name(&self) -> String {
         match self.packing {
             Packing::F32 => self.isa.to_string(),
-            Packing::Bf16Pairs => "avx512bf16 bf16-dot".into(),
+            Packing::Bf16Pairs => format!("{}bf16 bf16-dot", self.isa),
             Packing::Fp16 => format!("{} fp16-fma", self.isa),
         }
     }
@@ -607,11 +607,56 @@ unsafe fn dispatch_bf16_tile(
             (_, false) => avx512bf16::tile::<14, 1>(job, a, c, m),
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        match (shape.nr, single) {
+            (16, true) => neonbf16::tile::<1, 4>(job, a, c, m),
+            (16, false) => neonbf16::tile::<6, 4>(job, a, c, m),
+            (_, true) => neonbf16::tile::<1, 2>(job, a, c, m),
+            (_, false) => neonbf16::tile::<8, 2>(job, a, c, m),
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     unreachable!(
-        "bf16 pairs are packed only for AVX512_BF16 ({shape:?}, {single}, {a:?}, {c:?}, {m}, {:?})",
+        "bf16 pairs are packed only for a bf16 dot product ({shape:?}, {single}, {a:?}, {c:?}, {m}, {:?})",
         job.k
     );
+}
+
+/// The bf16 dot micro-kernel on aarch64 BF16: per pair of k, NV vectors of B (4 columns x 2
+/// bf16 each) and one broadcast bf16 pair of A per row; BFDOT adds both products to each f32
+/// lane (its intermediate rounding is Arm's, not IEEE's: within the bf16 tolerance).
+#[cfg(target_arch = "aarch64")]
+mod neonbf16 {
+    use std::arch::aarch64::*;
+
+    use super::Job;
+    use crate::native::simd::{bfdot, Neon};
+
+    #[target_feature(enable = "neon,bf16")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+        job: &Job,
+        a: *const f32,
+        c: *mut f32,
+        m: usize,
+    ) {
+        let a = a as *const u16;
+        let rows: [*const u32; MR] =
+            std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) } as *const u32);
+        let mut acc = [[vdupq_n_f32(0.0); NV]; MR];
+        let mut b = job.b as *const u16;
+        for kp in 0..job.k.div_ceil(2) {
+            let bv: [uint16x8_t; NV] = std::array::from_fn(|j| unsafe { vld1q_u16(b.add(j * 8)) });
+            for i in 0..MR {
+                let pair = unsafe { vreinterpretq_u16_u32(vld1q_dup_u32(rows[i].add(kp))) };
+                for j in 0..NV {
+                    acc[i][j] = unsafe { bfdot(acc[i][j], pair, bv[j]) };
+                }
+            }
+            b = unsafe { b.add(NV * 8) };
+        }
+        unsafe { super::store_tile::<Neon, MR, NV>(job, &acc, c, m) }
+    }
 }
 
 /// The bf16 dot micro-kernel: per pair of k, NV vectors of B (16 columns x 2 bf16 each) and
