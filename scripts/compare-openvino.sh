@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Native backend vs OpenVINO at fp32 and bf16, side by side (see scripts/compare_openvino.py).
+# Native backend vs OpenVINO at fp32, bf16 and fp16, side by side (see scripts/compare_openvino.py).
 # Installs openvino (and what compare_ort.py's ONNX writer needs) into the project-local,
 # git-ignored virtual environment .venv when missing, builds the harness, and passes
 # its arguments on, e.g.

@@ -27,7 +27,13 @@ pub fn peak(fingerprint: &str, threads: usize) -> MachinePeak {
         .and_then(|p| std::fs::read(p).ok())
         .and_then(|b| serde_json::from_slice::<MachinePeak>(&b).ok());
     match cached {
-        Some(peak) if peak.gflops.iter().any(|(t, _)| *t == threads) => peak,
+        // A cache from before per-precision peaks lacks bf16 (present on every machine).
+        Some(peak)
+            if peak.gflops.iter().any(|(t, _)| *t == threads)
+                && !peak.precision_rates.is_empty() =>
+        {
+            peak
+        }
         _ => reprobe(fingerprint, threads),
     }
 }
@@ -75,7 +81,21 @@ pub fn probe(max_threads: usize) -> MachinePeak {
         gflops: scaled_best(&counts, &|t| parallel(t, &|| fma_gflops())),
         gbps: scaled_best(&counts, &|t| parallel(t, &|| read_gbps(&data))),
         isa: isa().into(),
+        precision_rates: precision_rates(),
     }
+}
+
+/// Each 16-bit precision's multiply-add rate over fp32's with the native kernels' fastest
+/// instructions for it (bf16 dot products, fp16 FMAs), from the backends' own probes.
+fn precision_rates() -> std::collections::BTreeMap<String, f64> {
+    use models::Precision;
+    [Precision::Bf16, Precision::Fp16]
+        .into_iter()
+        .filter_map(|p| {
+            let rate = backends::native::simd::precision_rate(p)?;
+            Some((p.name().to_string(), rate))
+        })
+        .collect()
 }
 
 /// The best of PROBE_REPEATS runs at each thread count; the all-thread figure is probed again

@@ -757,16 +757,18 @@ pub fn set_latency(
     r.latency = Some(summary);
 }
 
-/// Achieved GFLOP/s over the probed peak at the largest probed thread count not above the
-/// cell's.
+/// Achieved GFLOP/s over the probed peak at the cell's precision, at the largest probed thread
+/// count not above the cell's; none at a precision the machine has no peak for.
 fn fraction_of_peak(cell: &CellResult, env: &Environment) -> Option<f64> {
-    env.peak.as_ref().and_then(|p| {
-        p.gflops
-            .iter()
-            .filter(|(t, _)| *t <= cell.key.threads)
-            .max_by_key(|(t, _)| *t)
-            .map(|(_, peak)| cell.achieved_gflops / peak)
-    })
+    let peak = env.peak.as_ref()?;
+    let threads = peak
+        .gflops
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t <= cell.key.threads)
+        .max()?;
+    let at = peak.gflops_at(threads, &cell.key.precision)?;
+    Some(cell.achieved_gflops / at)
 }
 
 /// A cell above 100% of the peak means the cached peak was probed on a busy machine (or a
@@ -1070,9 +1072,39 @@ pub(crate) mod tests {
     fn peak_of(gflops: f64) -> reports::results::MachinePeak {
         reports::results::MachinePeak {
             gflops: vec![(1, gflops)],
+            precision_rates: Default::default(),
             gbps: vec![(1, 10.0)],
             isa: "test".into(),
         }
+    }
+
+    #[test]
+    fn a_16_bit_cell_is_measured_against_its_precisions_peak_and_none_without_one() {
+        let key = |precision: &str, threads| CellKey {
+            model: "mobileone-s0".into(),
+            form: "reparameterized".into(),
+            backend: "native".into(),
+            precision: precision.into(),
+            threads,
+            batch: 1,
+            height: 224,
+            width: 224,
+        };
+        let mut env = environment::capture(None);
+        let mut peak = peak_of(100.0);
+        peak.gflops.push((2, 190.0));
+        peak.precision_rates.insert("fp16".into(), 2.0);
+        env.peak = Some(peak);
+        let at = |precision, threads| {
+            let mut cell = CellResult::unmeasured(key(precision, threads), Default::default());
+            cell.achieved_gflops = 95.0;
+            fraction_of_peak(&cell, &env)
+        };
+        assert_eq!(at("fp32", 1), Some(0.95));
+        assert_eq!(at("fp16", 1), Some(0.475));
+        // The largest probed thread count not above the cell's, at fp16's rate.
+        assert_eq!(at("fp16", 3), Some(95.0 / 380.0));
+        assert_eq!(at("bf16", 1), None, "no bf16 rate was probed");
     }
 
     #[test]

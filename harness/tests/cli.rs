@@ -299,7 +299,12 @@ fn list_shows_backends_with_availability_and_precisions() {
             .to_string()
     };
     assert!(line("reference").ends_with("available (fp32)"), "{text}");
-    assert!(line("native").ends_with("available (fp32, bf16)"), "{text}");
+    // fp16 only where the CPU has fp16 arithmetic.
+    let native = match backends::native::Isa::best().has_fp16_arith() {
+        true => "available (fp32, bf16, fp16)",
+        false => "available (fp32, bf16)",
+    };
+    assert!(line("native").ends_with(native), "{text}");
     assert!(line("candle").ends_with("available (fp32)"), "{text}");
 }
 

@@ -112,7 +112,7 @@ pub fn series(results: &ResultsFile) -> Vec<Series> {
             roofline_ms: roofline_ms(
                 cell.cost.flops,
                 cell.cost.memory_traffic_bytes,
-                machine_ceilings(results, cell.key.threads),
+                machine_ceilings(results, cell.key.threads, &cell.key.precision),
             ),
             latency_ms: latency.median_ms,
         };
@@ -161,8 +161,9 @@ pub fn series(results: &ResultsFile) -> Vec<Series> {
     out
 }
 
-/// The probed (GFLOP/s, GB/s) of this machine at `threads` (or the nearest probed count).
-fn machine_ceilings(results: &ResultsFile, threads: usize) -> Option<(f64, f64)> {
+/// The probed (GFLOP/s at `precision`, GB/s) of this machine at `threads` (or the nearest
+/// probed count).
+fn machine_ceilings(results: &ResultsFile, threads: usize, precision: &str) -> Option<(f64, f64)> {
     let peak = results.environment.peak.as_ref()?;
     let nearest = |pairs: &[(usize, f64)]| {
         pairs
@@ -170,7 +171,8 @@ fn machine_ceilings(results: &ResultsFile, threads: usize) -> Option<(f64, f64)>
             .min_by_key(|(t, _)| t.abs_diff(threads))
             .map(|&(_, v)| v)
     };
-    Some((nearest(&peak.gflops)?, nearest(&peak.gbps)?))
+    let gflops = nearest(&peak.gflops)? * peak.rate(precision)?;
+    Some((gflops, nearest(&peak.gbps)?))
 }
 
 /// The roofline time in ms: the slower of compute at peak and traffic at peak bandwidth.

@@ -647,9 +647,20 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
         |c: &CellResult| c.cost.flops as f64 / c.cost.memory_traffic_bytes.max(1) as f64;
     let mut ceilings: Vec<(String, f64, f64)> = Vec::new();
     if let Some(peak) = &results.environment.peak {
-        for (t, gflops) in &peak.gflops {
-            if let Some((_, gbps)) = peak.gbps.iter().find(|(tt, _)| tt == t) {
-                ceilings.push((format!("this machine, {t} thread(s)"), *gflops, *gbps));
+        // One compute ceiling per precision the cells ran at (fp32 unnamed).
+        let precisions = unique(cells.iter().map(|c| c.key.precision.clone()));
+        for (t, _) in &peak.gflops {
+            let Some((_, gbps)) = peak.gbps.iter().find(|(tt, _)| tt == t) else {
+                continue;
+            };
+            for precision in &precisions {
+                if let Some(gflops) = peak.gflops_at(*t, precision) {
+                    let at = match precision.as_str() {
+                        "fp32" => String::new(),
+                        other => format!(", {other}"),
+                    };
+                    ceilings.push((format!("this machine, {t} thread(s){at}"), gflops, *gbps));
+                }
             }
         }
     }

@@ -456,11 +456,33 @@ pub struct BackendInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachinePeak {
-    /// (threads, GFLOP/s) pairs measured by the FMA probe.
+    /// (threads, GFLOP/s) pairs measured by the FMA probe (fp32).
     pub gflops: Vec<(usize, f64)>,
     /// (threads, GB/s) pairs measured by the read-bandwidth probe.
     pub gbps: Vec<(usize, f64)>,
     pub isa: String,
+    /// Per 16-bit precision name, the multiply-add rate of the CPU's fastest instructions for
+    /// it over the f32 FMA's (bf16 dot products, fp16 FMAs; at least 1 for bf16, which can
+    /// always run on f32 FMAs). A precision absent here has no peak and no "% of peak".
+    /// Absent in files before per-precision peaks.
+    #[serde(default)]
+    pub precision_rates: std::collections::BTreeMap<String, f64>,
+}
+
+impl MachinePeak {
+    /// The multiply-add rate at the precision named `precision` over fp32's: 1 at fp32.
+    pub fn rate(&self, precision: &str) -> Option<f64> {
+        match precision == models::Precision::Fp32.name() {
+            true => Some(1.0),
+            false => self.precision_rates.get(precision).copied(),
+        }
+    }
+
+    /// The peak GFLOP/s at `precision` of the probe at `threads` threads (exactly that count).
+    pub fn gflops_at(&self, threads: usize, precision: &str) -> Option<f64> {
+        let fp32 = self.gflops.iter().find(|(t, _)| *t == threads)?.1;
+        Some(fp32 * self.rate(precision)?)
+    }
 }
 
 /// A user-supplied device profile for a roofline projection.
