@@ -177,9 +177,16 @@ pub trait Backend: Send + Sync {
 /// 30-90 layers adds them up: native bf16 measured 3.5e-3 to 8.4e-3 on S0-S4 and 2.5e-3 to
 /// 4.2e-2 on the zoo at 224x224 (the most: dynamic ReLU-B's input-dependent slopes, then
 /// MobileNeXt at 2.6e-2; README, "Precision"). 16 units (6.3e-2 at bf16) keeps a margin of 1.5
-/// over the worst, while a wrong kernel (an error of order 1) still fails.
+/// over the worst, while a wrong kernel (an error of order 1) still fails. fp16 engines also sum
+/// in fp16 (candle's f16 ops, native's blocks of 64 products), which adds about as much again
+/// (MobileNeXt at 64x64 on native: 6.1e-3 with f32 sums, 1.3e-2 with fp16 block sums): 32 units,
+/// 1.6e-2, at fp16.
 pub fn reduced_precision_tolerance(precision: Precision) -> f64 {
-    16.0 * 2f64.powi(-(precision.significand_bits() as i32))
+    let units = match precision {
+        Precision::Fp16 => 32.0,
+        _ => 16.0,
+    };
+    units * 2f64.powi(-(precision.significand_bits() as i32))
 }
 
 /// Refuses to prepare at a precision `backend` does not compute in.

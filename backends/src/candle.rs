@@ -3,11 +3,13 @@
 //! squeeze-excite, linear). Each forward runs inside a rayon pool of the requested size, which
 //! bounds candle's parallel work. `candle-dw-unrolled` is the same except that depthwise convs
 //! are written as nine shifted multiply-adds with candle ops, because candle's grouped conv
-//! runs one convolution per group and is slow on depthwise layers.
+//! runs one convolution per group and is slow on depthwise layers. At fp16 every parameter and
+//! the input are f16 candle tensors and candle's ops run in f16 (what each sums in is candle's
+//! choice); bf16 is refused (candle's CPU conv2d has no bf16 GEMM).
 
 use candle_core::{DType, Device, Tensor as CTensor};
 use models::graph::{Conv2d, Op};
-use models::{Graph, Tensor, Weights};
+use models::{Graph, Precision, Tensor, Weights};
 
 use crate::backend::{
     check_run_shapes, Availability, Backend, BackendError, PrepareOptions, Prepared,
@@ -56,6 +58,18 @@ impl Backend for CandleBackend {
         true
     }
 
+    /// fp32 and fp16, as candle tensors of that dtype. Not bf16: candle's CPU conv2d runs
+    /// its im2col GEMM without the bf16 widening its matmul has ("unsupported dtype BF16 for
+    /// op matmul").
+    fn supports(&self, precision: Precision) -> Result<(), String> {
+        match precision {
+            Precision::Fp32 | Precision::Fp16 => Ok(()),
+            Precision::Bf16 => Err(format!(
+                "candle-core {CANDLE_VERSION}'s CPU conv2d has no bf16 GEMM"
+            )),
+        }
+    }
+
     fn prepare(
         &self,
         graph: &Graph,
@@ -83,12 +97,13 @@ impl CandleBackend {
             .num_threads(options.threads.max(1))
             .build()
             .map_err(|e| err(format!("thread pool: {e}")))?;
+        let dtype = dtype_of(options.precision);
         let steps = pool.install(|| {
             graph
                 .nodes()
                 .iter()
                 .map(|node| {
-                    Step::prepare(node, weights, self.depthwise)
+                    Step::prepare(node, weights, self.depthwise, dtype)
                         .map_err(|e| err(format!("node `{}`: {e}", node.name)))
                 })
                 .collect::<Result<Vec<_>, _>>()
@@ -99,6 +114,7 @@ impl CandleBackend {
             steps,
             pool,
             threads: options.threads.max(1),
+            dtype,
         })
     }
 }
@@ -127,13 +143,22 @@ enum Step {
     },
 }
 
-fn to_candle(t: &Tensor) -> candle_core::Result<CTensor> {
-    CTensor::from_slice(t.data(), t.shape(), &Device::Cpu)
+/// The candle dtype a precision computes in.
+fn dtype_of(precision: Precision) -> DType {
+    match precision {
+        Precision::Fp32 => DType::F32,
+        Precision::Bf16 => DType::BF16,
+        Precision::Fp16 => DType::F16,
+    }
 }
 
-fn per_channel(values: Vec<f32>) -> candle_core::Result<CTensor> {
+fn to_candle(t: &Tensor, dtype: DType) -> candle_core::Result<CTensor> {
+    CTensor::from_slice(t.data(), t.shape(), &Device::Cpu)?.to_dtype(dtype)
+}
+
+fn per_channel(values: Vec<f32>, dtype: DType) -> candle_core::Result<CTensor> {
     let c = values.len();
-    CTensor::from_vec(values, (1, c, 1, 1), &Device::Cpu)
+    CTensor::from_vec(values, (1, c, 1, 1), &Device::Cpu)?.to_dtype(dtype)
 }
 
 impl Step {
@@ -141,6 +166,7 @@ impl Step {
         node: &models::Node,
         weights: &Weights,
         depthwise: Depthwise,
+        dtype: DType,
     ) -> candle_core::Result<Step> {
         let param = |suffix: &str| -> candle_core::Result<&Tensor> {
             let name = format!("{}.{suffix}", node.name);
@@ -151,10 +177,10 @@ impl Step {
         Ok(match &node.op {
             Op::Conv2d(c) => {
                 let bias = match c.bias {
-                    true => Some(per_channel(param("bias")?.data().to_vec())?),
+                    true => Some(per_channel(param("bias")?.data().to_vec(), dtype)?),
                     false => None,
                 };
-                Step::conv(c, param("weight")?, bias, depthwise)?
+                Step::conv(c, param("weight")?, bias, (depthwise, dtype))?
             }
             Op::BatchNorm(bn) => {
                 let (gamma, beta) = (param("weight")?.data(), param("bias")?.data());
@@ -162,8 +188,8 @@ impl Step {
                 let (scale, shift) = models::batch_norm_affine(gamma, beta, mean, var, bn.eps);
                 let round = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
                 Step::Affine {
-                    scale: per_channel(round(scale))?,
-                    shift: per_channel(round(shift))?,
+                    scale: per_channel(round(scale), dtype)?,
+                    shift: per_channel(round(shift), dtype)?,
                 }
             }
             Op::Relu
@@ -184,8 +210,8 @@ impl Step {
             | Op::ChannelShuffle { .. }
             | Op::Flatten => Step::Stateless(node.op.clone()),
             Op::Linear(l) => {
-                let weight_t = to_candle(param("weight")?)?.t()?.contiguous()?;
-                let bias = l.bias.then(|| param("bias").and_then(to_candle));
+                let weight_t = to_candle(param("weight")?, dtype)?.t()?.contiguous()?;
+                let bias = l.bias.then(|| to_candle(param("bias")?, dtype));
                 let bias = bias.transpose()?;
                 Step::Linear { weight_t, bias }
             }
@@ -197,10 +223,10 @@ impl Step {
         c: &Conv2d,
         weight: &Tensor,
         bias: Option<CTensor>,
-        depthwise: Depthwise,
+        (depthwise, dtype): (Depthwise, DType),
     ) -> candle_core::Result<Step> {
         if !(c.is_depthwise() && depthwise == Depthwise::Unrolled) {
-            let weight = to_candle(weight)?;
+            let weight = to_candle(weight, dtype)?;
             return Ok(Step::Conv {
                 conv: *c,
                 weight,
@@ -213,6 +239,7 @@ impl Step {
                 (0..c.out_channels)
                     .map(|ch| weight.data()[ch * k * k + tap])
                     .collect(),
+                dtype,
             )
         };
         let taps = (0..k * k).map(tap).collect::<candle_core::Result<_>>()?;
@@ -296,7 +323,7 @@ fn max_pool(x: &CTensor, p: &models::graph::MaxPool2d) -> candle_core::Result<CT
         for dim in [2, 3] {
             let mut dims = x.dims().to_vec();
             dims[dim] = p.padding;
-            let frame = CTensor::full(f32::NEG_INFINITY, dims, x.device())?;
+            let frame = CTensor::full(f32::NEG_INFINITY, dims, x.device())?.to_dtype(x.dtype())?;
             x = CTensor::cat(&[&frame, &x, &frame], dim)?;
         }
     }
@@ -355,6 +382,7 @@ struct CandlePlan {
     steps: Vec<Step>,
     pool: rayon::ThreadPool,
     threads: usize,
+    dtype: DType,
 }
 
 impl CandlePlan {
@@ -379,7 +407,7 @@ impl Prepared for CandlePlan {
         // Everything, the copy out included, runs in the pool, and the copy waits for the
         // result: the call returns when the work is done.
         let result: candle_core::Result<Vec<f32>> = self.pool.install(|| {
-            let x = to_candle(input)?;
+            let x = to_candle(input, self.dtype)?;
             self.forward_candle(x)?
                 .to_dtype(DType::F32)?
                 .flatten_all()?
@@ -396,8 +424,9 @@ impl Prepared for CandlePlan {
             "depthwise unrolled into 9 shifted multiply-adds"
         };
         format!(
-            "{}: candle-core {CANDLE_VERSION} CPU, NCHW float32, {} ops, BN as per-channel scale+shift, {depthwise}, rayon pool of {} thread(s)",
+            "{}: candle-core {CANDLE_VERSION} CPU, NCHW {}, {} ops, BN as per-channel scale+shift, {depthwise}, rayon pool of {} thread(s)",
             self.name,
+            self.dtype.as_str(),
             self.steps.len(),
             self.threads
         )

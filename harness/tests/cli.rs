@@ -305,7 +305,7 @@ fn list_shows_backends_with_availability_and_precisions() {
         false => "available (fp32, bf16)",
     };
     assert!(line("native").ends_with(native), "{text}");
-    assert!(line("candle").ends_with("available (fp32)"), "{text}");
+    assert!(line("candle").ends_with("available (fp32, fp16)"), "{text}");
 }
 
 #[test]

@@ -502,9 +502,13 @@ fn precision_is_a_cell_dimension_and_a_backend_without_one_skips_it_with_the_rea
     assert_contains(&bf16.plan, &["bf16", "round to bf16"]);
     let skipped = cell("candle", "bf16");
     assert_eq!(skipped.status, CellStatus::Skipped);
-    assert_eq!(skipped.reason.as_deref(), Some("candle has no bf16 path"));
+    let reason = skipped.reason.as_deref().unwrap_or_default();
+    assert!(reason.ends_with("CPU conv2d has no bf16 GEMM"), "{reason}");
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert_contains(&stdout, &["bf16", "skipped: candle has no bf16 path"]);
+    assert_contains(
+        &stdout,
+        &["bf16", "skipped: candle-core", "has no bf16 GEMM"],
+    );
 
     let (o, out) = run_scenario(dir.path(), "p.yaml", "name: p\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native]\ninput_size: 32\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n");
     assert!(o.status.success());
@@ -526,7 +530,7 @@ fn a_precision_a_backend_lacks_is_a_clear_error_on_the_single_model_commands() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_contains(&err, &["--precision bf16: candle has no bf16 path"]);
+    assert_contains(&err, &["--precision bf16: candle-core", "has no bf16 GEMM"]);
     let o = harness(&["profile", "--model", "s0", "--precision", "int3"]);
     assert_contains(
         &String::from_utf8_lossy(&o.stderr),

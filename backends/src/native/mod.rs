@@ -131,17 +131,6 @@ impl Backend for NativeBackend {
         }
     }
 
-    /// At fp16 twice the format's bound: the fp16 kernel's sums (over blocks of 64 products)
-    /// add about as much error again as the rounded operands (MobileNeXt at 64x64: 6.1e-3
-    /// with f32 sums, 1.3e-2 with the fp16 block sums).
-    fn tolerance_at(&self, precision: Precision) -> f64 {
-        match precision {
-            Precision::Fp32 => self.tolerance(),
-            Precision::Bf16 => crate::reduced_precision_tolerance(precision),
-            Precision::Fp16 => 2.0 * crate::reduced_precision_tolerance(precision),
-        }
-    }
-
     fn prepare(
         &self,
         graph: &Graph,
