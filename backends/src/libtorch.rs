@@ -1,9 +1,11 @@
 //! The libtorch backend (`tch`, cargo feature `tch`): builds our graphs from libtorch's own ops
 //! (conv2d with groups, batch_norm, relu, adaptive pooling, linear) with gradients off, and
-//! picks NCHW or channels-last per plan by timing both. Without the feature a stub takes its
-//! place and reports "not compiled in", so listings and the CLI always build.
+//! picks NCHW or channels-last per plan by timing both. At bf16 and fp16 the parameters and the
+//! input are libtorch tensors of that dtype and libtorch's CPU ops run in it (oneDNN's on
+//! AVX512_BF16 and AVX512-FP16 machines). Without the feature a stub takes its place and reports
+//! "not compiled in", so listings and the CLI always build.
 
-use models::{Graph, Weights};
+use models::{Graph, Precision, Weights};
 
 use crate::backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 
@@ -43,6 +45,11 @@ impl Backend for TchBackend {
 
     fn reports_layer_times(&self) -> bool {
         cfg!(feature = "tch")
+    }
+
+    /// Every precision, as libtorch tensors of that dtype.
+    fn supports(&self, _precision: Precision) -> Result<(), String> {
+        Ok(())
     }
 
     fn prepare(
@@ -108,8 +115,8 @@ mod engine {
     use std::time::Instant;
 
     use models::graph::Op;
-    use models::{Graph, Tensor, Weights};
-    use tch::{TchError, Tensor as TTensor};
+    use models::{Graph, Precision, Tensor, Weights};
+    use tch::{Kind, TchError, Tensor as TTensor};
 
     use super::{FormatChoice, MemoryFormat};
     use crate::backend::{check_run_shapes, BackendError, LayerTime, PrepareOptions, Prepared};
@@ -130,10 +137,22 @@ mod engine {
         BackendError::failed(NAME, reason)
     }
 
-    pub(super) fn to_torch(t: &Tensor, format: MemoryFormat) -> Result<TTensor, TchError> {
+    /// The libtorch dtype of a precision.
+    fn kind_of(precision: Precision) -> Kind {
+        match precision {
+            Precision::Fp32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+            Precision::Fp16 => Kind::Half,
+        }
+    }
+
+    pub(super) fn to_torch(
+        t: &Tensor,
+        (format, kind): (MemoryFormat, Kind),
+    ) -> Result<TTensor, TchError> {
         let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
         let x = TTensor::f_from_slice(t.data())?.f_view(shape.as_slice())?;
-        in_format(x, format)
+        in_format(x.f_to_kind(kind)?, format)
     }
 
     /// A 4-D tensor with channels-last strides (NCHW sizes over NHWC storage); other ranks and
@@ -174,7 +193,7 @@ mod engine {
         fn prepare(
             node: &models::Node,
             weights: &Weights,
-            format: MemoryFormat,
+            format: (MemoryFormat, Kind),
         ) -> Result<Step, BackendError> {
             let param = |suffix: &str| -> Result<TTensor, BackendError> {
                 let name = format!("{}.{suffix}", node.name);
@@ -299,6 +318,7 @@ mod engine {
     /// The graph's nodes as libtorch calls in one memory format.
     struct Program {
         format: MemoryFormat,
+        kind: Kind,
         steps: Vec<Step>,
     }
 
@@ -306,14 +326,19 @@ mod engine {
         fn prepare(
             graph: &Graph,
             weights: &Weights,
-            format: MemoryFormat,
+            (format, precision): (MemoryFormat, Precision),
         ) -> Result<Self, BackendError> {
+            let kind = kind_of(precision);
             let steps = graph
                 .nodes()
                 .iter()
-                .map(|node| Step::prepare(node, weights, format))
+                .map(|node| Step::prepare(node, weights, (format, kind)))
                 .collect::<Result<_, _>>()?;
-            Ok(Self { format, steps })
+            Ok(Self {
+                format,
+                kind,
+                steps,
+            })
         }
 
         /// One forward pass; with `layer_seconds`, adds each node's time to its slot (CPU ops
@@ -324,7 +349,7 @@ mod engine {
             input: &Tensor,
             mut layer_seconds: Option<&mut [f64]>,
         ) -> Result<TTensor, TchError> {
-            let input = to_torch(input, self.format)?;
+            let input = to_torch(input, (self.format, self.kind))?;
             interpret(graph, input, |i, _, inputs| {
                 let start = layer_seconds.as_ref().map(|_| Instant::now());
                 let out = self.steps[i].run(inputs)?;
@@ -385,7 +410,7 @@ mod engine {
             tch::set_num_threads(threads);
             let (program, choice) = match choice {
                 FormatChoice::Fixed(format) => (
-                    Program::prepare(graph, weights, format)?,
+                    Program::prepare(graph, weights, (format, options.precision))?,
                     format!("pinned by {}", FormatChoice::ENV),
                 ),
                 FormatChoice::Auto => {
@@ -393,7 +418,8 @@ mod engine {
                     let mut best: Option<(f64, Program)> = None;
                     let mut timings = Vec::new();
                     for format in [MemoryFormat::Contiguous, MemoryFormat::ChannelsLast] {
-                        let program = Program::prepare(graph, weights, format)?;
+                        let program =
+                            Program::prepare(graph, weights, (format, options.precision))?;
                         let t = program.median_seconds(graph, &probe).map_err(failed)?;
                         timings.push(format!("{} {:.3} ms", label(format), t * 1e3));
                         if best.as_ref().is_none_or(|(b, _)| t < *b) {
@@ -452,7 +478,7 @@ mod engine {
             let y = self
                 .program
                 .forward(&self.graph, input, self.layer_seconds.as_deref_mut())
-                .and_then(|y| y.f_contiguous())
+                .and_then(|y| y.f_to_kind(Kind::Float)?.f_contiguous())
                 .map_err(failed)?;
             let n = output.data().len();
             y.f_copy_data(output.data_mut(), n).map_err(failed)?;
@@ -481,8 +507,9 @@ mod engine {
 
         fn describe(&self) -> String {
             format!(
-                "tch: {}, CPU float32, {} ops, {} ({}), gradients off, {} intra-op thread(s)",
+                "tch: {}, CPU {:?}, {} ops, {} ({}), gradients off, {} intra-op thread(s)",
                 version(),
+                self.program.kind,
                 self.program.steps.len(),
                 label(self.program.format),
                 self.choice,
@@ -601,7 +628,7 @@ mod engine_tests {
     #[test]
     fn channels_last_tensors_have_nhwc_strides() {
         let x = seeded_uniform(vec![2, 3, 4, 5], 0, -1.0, 1.0);
-        let t = engine::to_torch(&x, MemoryFormat::ChannelsLast).unwrap();
+        let t = engine::to_torch(&x, (MemoryFormat::ChannelsLast, tch::Kind::Float)).unwrap();
         assert_eq!(t.size(), [2, 3, 4, 5]);
         assert_eq!(t.stride(), [60, 1, 15, 3]);
         let back: Vec<f32> = Vec::try_from(t.contiguous().flatten(0, -1)).unwrap();

@@ -19,6 +19,8 @@ pub struct Context {
     device: wgpu::Device,
     queue: wgpu::Queue,
     timestamps: bool,
+    /// The adapter offers f16 in shaders (`SHADER_F16`); the kernels do not use it yet.
+    shader_f16: bool,
     pipelines: BTreeMap<Kernel, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
     /// Errors wgpu reports outside an error scope (kept, never a panic).
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -72,6 +74,7 @@ impl Context {
             .map_err(|_| super::NO_ADAPTER.to_string())?;
         let summary = summarize(&adapter.get_info());
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
         let required_features = if timestamps {
             wgpu::Features::TIMESTAMP_QUERY
         } else {
@@ -108,6 +111,7 @@ impl Context {
             device,
             queue,
             timestamps,
+            shader_f16,
             pipelines,
             uncaptured,
         })
@@ -116,6 +120,10 @@ impl Context {
     /// Whether the adapter has timestamp queries (GPU time, per-layer times).
     pub fn has_timestamps(&self) -> bool {
         self.timestamps
+    }
+
+    pub fn offers_shader_f16(&self) -> bool {
+        self.shader_f16
     }
 
     fn take_uncaptured(&self) -> Option<String> {

@@ -13,7 +13,7 @@ pub use plan::PointwiseKernel;
 
 use std::fmt;
 
-use models::{Graph, Weights};
+use models::{Graph, Precision, Weights};
 
 use crate::backend::{Availability, Backend, BackendError, PrepareOptions, Prepared};
 
@@ -125,6 +125,21 @@ fn metal_missing(reason: String) -> String {
     }
 }
 
+impl GpuBackend {
+    /// Whether this adapter offers f16 arithmetic in shaders, in words.
+    fn shader_f16_offer(&self) -> String {
+        #[cfg(feature = "gpu")]
+        if let Ok(context) = engine::context(self.api) {
+            let offers = match context.offers_shader_f16() {
+                true => "offers",
+                false => "does not offer",
+            };
+            return format!("the adapter {} {offers} SHADER_F16", context.adapter.name);
+        }
+        "no adapter to ask for SHADER_F16".into()
+    }
+}
+
 impl Backend for GpuBackend {
     fn name(&self) -> &'static str {
         self.api.name()
@@ -161,6 +176,23 @@ impl Backend for GpuBackend {
         return engine::context(self.api).is_ok_and(|c| c.has_timestamps());
         #[cfg(not(feature = "gpu"))]
         false
+    }
+
+    /// fp32 only: WGSL has no bf16, and the kernels have no f16 variants yet (the reason says
+    /// whether this adapter offers `SHADER_F16`, which they would need).
+    fn supports(&self, precision: Precision) -> Result<(), String> {
+        match precision {
+            Precision::Fp32 => Ok(()),
+            Precision::Bf16 => Err(format!(
+                "{} has no bf16 path (WGSL has no bf16 type)",
+                self.name()
+            )),
+            Precision::Fp16 => Err(format!(
+                "{} has no f16 kernels yet; {}",
+                self.name(),
+                self.shader_f16_offer()
+            )),
+        }
     }
 
     /// Kernels are checked in f32 with sums in a different order from the reference (tiled
