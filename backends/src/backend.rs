@@ -162,6 +162,12 @@ pub trait Backend: Send + Sync {
             other => reduced_precision_tolerance(other),
         }
     }
+    /// The element sizes this backend stores at `precision` (what its cells' memory traffic is
+    /// counted in): every element at the precision's own size, unless the backend says
+    /// otherwise.
+    fn storage(&self, precision: Precision) -> models::Storage {
+        models::Storage::uniform(precision.bytes() as u64)
+    }
     /// Prepares `graph` with `weights`; the input shape is the graph's.
     fn prepare(
         &self,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use backends::{Agreement, Availability, Backend, PrepareOptions, Prepared};
 use indicatif::{ProgressBar, ProgressStyle};
-use models::{model_cost, seeded_uniform, Form, InputSize, Model, Precision, Tensor, Weights};
+use models::{model_cost_at, seeded_uniform, Form, InputSize, Model, Precision, Tensor, Weights};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use reports::results::{
     CellKey, CellResult, CellStatus, DeviceProfile, Environment, ReferenceMeasurements,
@@ -360,7 +360,12 @@ fn expand(scenario: &Scenario, size: InputSize, registry: &[Box<dyn Backend>]) -
                         width: size.width,
                     };
                     let graph = model.0.build(form.0, size).expect("validated sizes build");
-                    let result = empty_result(&key, &model_cost(&graph));
+                    let backend = registry.iter().find(|b| b.name() == backend_name);
+                    let storage = backend
+                        .map_or(models::Storage::uniform(precision.bytes() as u64), |b| {
+                            b.storage(precision)
+                        });
+                    let result = empty_result(&key, &model_cost_at(&graph, storage));
                     cells.push(Cell {
                         key,
                         model: model.0,

@@ -500,6 +500,12 @@ fn precision_is_a_cell_dimension_and_a_backend_without_one_skips_it_with_the_rea
     assert!(error(fp32).relative_l2 < 1e-5, "{:?}", error(fp32));
     assert!(error(bf16).relative_l2 > 1e-4 && error(bf16).relative_l2 < error(bf16).tolerance);
     assert_contains(&bf16.plan, &["bf16", "round to bf16"]);
+    // Bytes at what native stores: f32 everything at fp32; at bf16, 16-bit GEMM weights only
+    // on a bf16 dot product (f32 words holding bf16 values otherwise).
+    assert_eq!(fp32.cost.param_bytes, 4 * fp32.cost.params);
+    let dot = backends::native::Isa::best().has_bf16_dot();
+    assert_eq!(bf16.cost.param_bytes < fp32.cost.param_bytes, dot);
+    assert_eq!(bf16.cost.flops, fp32.cost.flops);
     let skipped = cell("candle", "bf16");
     assert_eq!(skipped.status, CellStatus::Skipped);
     let reason = skipped.reason.as_deref().unwrap_or_default();

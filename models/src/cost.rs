@@ -1,14 +1,39 @@
 //! Cost counting per op and per model: params, MACs (ours and fvcore's convention), FLOPs,
 //! memory traffic and peak activation memory. The rules are stated in models/COUNTING.md and in
-//! the doc comments below; tests pin the published MobileOne figures.
+//! the doc comments below; tests pin the published MobileOne figures. Bytes are counted at a
+//! `Storage`: float32 by default, or the element sizes an engine stores at a 16-bit precision.
 
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{Graph, Op, ValueId};
 use crate::tensor::numel;
 
-/// Bytes per element: every count assumes float32 activations and weights.
+/// Bytes per element at float32, the default storage of every count.
 pub const BYTES_PER_ELEMENT: u64 = 4;
+
+/// How many bytes an engine stores each kind of element in: the weights of dense convs and
+/// linear layers (GEMM operands), every other parameter (depthwise weights, biases, batch-norm
+/// statistics), and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    pub gemm_weights: u64,
+    pub other_params: u64,
+    pub activations: u64,
+}
+
+impl Storage {
+    /// Everything float32.
+    pub const F32: Storage = Storage::uniform(BYTES_PER_ELEMENT);
+
+    /// Every element in `bytes`.
+    pub const fn uniform(bytes: u64) -> Storage {
+        Storage {
+            gemm_weights: bytes,
+            other_params: bytes,
+            activations: bytes,
+        }
+    }
+}
 
 /// The cost of one op as executed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,9 +47,10 @@ pub struct OpCost {
     pub macs: u64,
     /// 2 x MACs (+1 per output with bias) for conv/linear; element-wise rules otherwise.
     pub flops: u64,
-    /// Input activations + parameter tensors (running statistics included) read, at float32.
+    /// Input activations + parameter tensors (running statistics included) read, at the
+    /// storage counted (float32 by default).
     pub bytes_read: u64,
-    /// Output activation written, at float32.
+    /// Output activation written, at the storage counted.
     pub bytes_written: u64,
 }
 
@@ -56,10 +82,19 @@ pub struct CostTotals {
     pub peak_activation_bytes: u64,
     /// Number of ops executed (graph nodes).
     pub ops: usize,
+    /// Bytes of the trainable parameters as stored (params x their element sizes); absent in
+    /// files from before it was counted.
+    #[serde(default)]
+    pub param_bytes: u64,
 }
 
-/// Counts one op given its input shapes and output shape.
+/// Counts one op given its input shapes and output shape, at float32.
 pub fn op_cost(graph: &Graph, index: usize) -> OpCost {
+    op_cost_at(graph, index, Storage::F32)
+}
+
+/// Counts one op with its bytes at `storage`.
+pub fn op_cost_at(graph: &Graph, index: usize, storage: Storage) -> OpCost {
     let node = &graph.nodes()[index];
     let inputs: Vec<&[usize]> = node.inputs.iter().map(|v| graph.value_shape(*v)).collect();
     let out = numel(&node.shape) as u64;
@@ -103,15 +138,14 @@ pub fn op_cost(graph: &Graph, index: usize) -> OpCost {
         Op::GlobalAvgPool => (0, input_elems),
         Op::Flatten => (0, 0),
     };
+    let act = storage.activations;
+    let param_bytes = param_elems * param_element_bytes(&node.op, storage);
     // A flatten is a view: it moves no data.
     let (bytes_read, bytes_written) = match node.op {
         Op::Flatten => (0, 0),
         // A slice reads only the channels it keeps.
-        Op::Slice { .. } => (out * BYTES_PER_ELEMENT, out * BYTES_PER_ELEMENT),
-        _ => (
-            (input_elems + param_elems) * BYTES_PER_ELEMENT,
-            out * BYTES_PER_ELEMENT,
-        ),
+        Op::Slice { .. } => (out * act, out * act),
+        _ => (input_elems * act + param_bytes, out * act),
     };
     OpCost {
         name: node.name.clone(),
@@ -125,19 +159,43 @@ pub fn op_cost(graph: &Graph, index: usize) -> OpCost {
     }
 }
 
-/// Counts every op of the graph and sums them.
+/// Bytes per parameter element of `op` at `storage`: a dense conv's or linear layer's are GEMM
+/// weights (a conv with a bias or a batch norm folded in keeps the bias at the same size: the
+/// difference is one vector per layer), every other op's are other parameters.
+fn param_element_bytes(op: &Op, storage: Storage) -> u64 {
+    match op {
+        Op::Conv2d(c) if !c.is_depthwise() => storage.gemm_weights,
+        Op::Linear(_) => storage.gemm_weights,
+        _ => storage.other_params,
+    }
+}
+
+/// Counts every op of the graph and sums them, at float32.
 pub fn model_cost(graph: &Graph) -> ModelCost {
+    model_cost_at(graph, Storage::F32)
+}
+
+/// Counts every op of the graph and sums them, with bytes at `storage`.
+pub fn model_cost_at(graph: &Graph, storage: Storage) -> ModelCost {
     let layers: Vec<OpCost> = (0..graph.nodes().len())
-        .map(|i| op_cost(graph, i))
+        .map(|i| op_cost_at(graph, i, storage))
         .collect();
+    let param_bytes = graph
+        .nodes()
+        .iter()
+        .zip(&layers)
+        .map(|(node, l)| l.params * param_element_bytes(&node.op, storage))
+        .sum();
     let totals = CostTotals {
         params: layers.iter().map(|l| l.params).sum(),
         macs: layers.iter().map(|l| l.macs).sum(),
         macs_fvcore: fvcore_macs(graph, &layers),
         flops: layers.iter().map(|l| l.flops).sum(),
         memory_traffic_bytes: layers.iter().map(OpCost::memory_traffic_bytes).sum(),
-        peak_activation_bytes: peak_activation_bytes(graph),
+        peak_activation_bytes: peak_activation_bytes(graph) / BYTES_PER_ELEMENT
+            * storage.activations,
         ops: layers.len(),
+        param_bytes,
     };
     ModelCost { totals, layers }
 }
@@ -201,6 +259,51 @@ mod tests {
 
     fn cost(v: Variant, f: Form) -> CostTotals {
         model_cost(&build(v, f, InputSize::IMAGENET).unwrap()).totals
+    }
+
+    #[test]
+    fn bytes_follow_the_storage_each_element_kind_is_counted_at() {
+        let graph = build(Variant::S0, Form::Reparameterized, InputSize::IMAGENET).unwrap();
+        let f32 = model_cost(&graph).totals;
+        assert_eq!(f32.param_bytes, 4 * f32.params);
+        // Everything 16-bit: every byte count halves; counts of work do not change.
+        let half = model_cost_at(&graph, Storage::uniform(2)).totals;
+        assert_eq!(2 * half.memory_traffic_bytes, f32.memory_traffic_bytes);
+        assert_eq!(2 * half.peak_activation_bytes, f32.peak_activation_bytes);
+        assert_eq!(
+            (half.flops, half.params, 2 * half.param_bytes),
+            (f32.flops, f32.params, f32.param_bytes)
+        );
+        // 16-bit GEMM weights only: traffic drops by exactly 2 bytes per dense/linear parameter.
+        let gemm16 = Storage {
+            gemm_weights: 2,
+            ..Storage::F32
+        };
+        let mixed = model_cost_at(&graph, gemm16).totals;
+        let dense: u64 = graph
+            .nodes()
+            .iter()
+            .filter(|n| match &n.op {
+                Op::Conv2d(c) => !c.is_depthwise(),
+                Op::Linear(_) => true,
+                _ => false,
+            })
+            .map(|n| {
+                n.op.params()
+                    .iter()
+                    .map(|p| numel(&p.shape) as u64)
+                    .sum::<u64>()
+            })
+            .sum();
+        assert!(
+            dense > f32.params / 2,
+            "S0's weights are mostly dense: {dense}"
+        );
+        assert_eq!(
+            mixed.memory_traffic_bytes,
+            f32.memory_traffic_bytes - 2 * dense
+        );
+        assert_eq!(mixed.peak_activation_bytes, f32.peak_activation_bytes);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod zoo;
 pub use checkpoint::{
     load_model_weights, load_weights, save_safetensors, CheckpointError, Naming, WeightsOrigin,
 };
-pub use cost::{model_cost, CostTotals, ModelCost, OpCost};
+pub use cost::{model_cost, model_cost_at, CostTotals, ModelCost, OpCost, Storage};
 pub use graph::{Graph, GraphBuilder, GraphError, Node, Op, ValueId};
 pub use mobileone::Variant;
 pub use model::{Form, InputSize, Model, Precision, UnknownName};

@@ -131,6 +131,21 @@ impl Backend for NativeBackend {
         }
     }
 
+    /// Activations stay f32 between ops at every precision, and so do depthwise weights and
+    /// biases; GEMM weights are 16-bit at fp16 and on a bf16 dot product (elsewhere bf16
+    /// weights are f32 words holding bf16 values).
+    fn storage(&self, precision: Precision) -> models::Storage {
+        let sixteen_bit_gemm = match precision {
+            Precision::Fp32 => false,
+            Precision::Bf16 => self.choose_isa().is_ok_and(|isa| isa.has_bf16_dot()),
+            Precision::Fp16 => true,
+        };
+        models::Storage {
+            gemm_weights: if sixteen_bit_gemm { 2 } else { 4 },
+            ..models::Storage::F32
+        }
+    }
+
     fn prepare(
         &self,
         graph: &Graph,
