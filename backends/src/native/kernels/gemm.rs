@@ -733,16 +733,95 @@ unsafe fn dispatch_fp16_tile(
     }
 }
 
-/// The fp16 micro-kernel on AVX512-FP16: per k, NV vectors of 32 fp16 columns of B and one
-/// broadcast fp16 value of A per row, `vfmadd231ph` into fp16 sums (one rounding per
-/// multiply-add), widened to NW = 2 NV float vectors for the f32 epilogue.
+/// The fp16 kernel's operations on one instruction set: sum vectors `H` of `LANES` fp16
+/// values, widened into the f32 epilogue's vectors (`F`).
+trait Fp16Ops {
+    type F: Simd;
+    type H: Copy;
+    const LANES: usize;
+    unsafe fn zero() -> Self::H;
+    unsafe fn load(p: *const u16) -> Self::H;
+    /// acc[j] += row[at] * b[j] for the NV vectors, one rounding per multiply-add.
+    unsafe fn fma_row<const NV: usize>(
+        row: *const u16,
+        at: usize,
+        b: &[Self::H; NV],
+        acc: &mut [Self::H; NV],
+    );
+    /// The low (`high` false) or high half of `v`'s lanes as floats.
+    unsafe fn widen(v: Self::H, high: bool) -> <Self::F as Simd>::V;
+}
+
+/// The fp16 micro-kernel: per k, NV vectors of B and one fp16 value of A per row into fp16
+/// sums; per block of FP16_BLOCK k the sums widened to NW = 2 NV float vectors and added in
+/// f32; then the f32 epilogue. `a` points at fp16 rows, or an fp16 source with offsets.
+#[inline(always)]
+unsafe fn fp16_tile<T: Fp16Ops, const MR: usize, const NV: usize, const NW: usize>(
+    job: &Job,
+    a: *const f32,
+    c: *mut f32,
+    m: usize,
+) {
+    let a = a as *const u16;
+    if job.offsets.is_null() {
+        unsafe { fp16_body::<T, MR, NV, NW, false>(job, a, c, m) }
+    } else {
+        unsafe { fp16_body::<T, MR, NV, NW, true>(job, a, c, m) }
+    }
+}
+
+#[inline(always)]
+unsafe fn fp16_body<
+    T: Fp16Ops,
+    const MR: usize,
+    const NV: usize,
+    const NW: usize,
+    const INDIRECT: bool,
+>(
+    job: &Job,
+    a: *const u16,
+    c: *mut f32,
+    m: usize,
+) {
+    let rows: [*const u16; MR] = std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) });
+    let mut wide = [[unsafe { T::F::zero() }; NW]; MR];
+    let mut b = job.b as *const u16;
+    let mut k0 = 0;
+    while k0 < job.k {
+        let k1 = (k0 + FP16_BLOCK).min(job.k);
+        let mut acc = [[unsafe { T::zero() }; NV]; MR];
+        for kk in k0..k1 {
+            let at = match INDIRECT {
+                true => unsafe { *job.offsets.add(kk) },
+                false => kk,
+            };
+            let bv: [T::H; NV] = std::array::from_fn(|j| unsafe { T::load(b.add(j * T::LANES)) });
+            for i in 0..MR {
+                unsafe { T::fma_row::<NV>(rows[i], at, &bv, &mut acc[i]) };
+            }
+            b = unsafe { b.add(NV * T::LANES) };
+        }
+        for i in 0..MR {
+            for w in 0..NW {
+                let part = unsafe { T::widen(acc[i][w / 2], w % 2 == 1) };
+                wide[i][w] = unsafe { T::F::add(wide[i][w], part) };
+            }
+        }
+        k0 = k1;
+    }
+    unsafe { store_tile::<T::F, MR, NW>(job, &wide, c, m) }
+}
+
+/// The fp16 operations on AVX512-FP16: `vfmadd231ph` on 32 lanes, `vcvtph2ps` to widen.
 #[cfg(target_arch = "x86_64")]
 mod avx512fp16 {
     use std::arch::asm;
     use std::arch::x86_64::*;
 
-    use super::Job;
+    use super::{Fp16Ops, Job};
     use crate::native::simd::Avx512;
+
+    pub(super) struct Avx512Fp16;
 
     /// One row's step: c[j] += row[at] * b[j] on 32 fp16 lanes for the NV vectors, row[at]
     /// broadcast by the load itself (a separate 16-bit broadcast would take the shuffle port
@@ -784,6 +863,38 @@ mod avx512fp16 {
         }
     }
 
+    impl Fp16Ops for Avx512Fp16 {
+        type F = Avx512;
+        type H = __m512i;
+        const LANES: usize = 32;
+        #[inline(always)]
+        unsafe fn zero() -> __m512i {
+            unsafe { _mm512_setzero_si512() }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const u16) -> __m512i {
+            unsafe { _mm512_loadu_si512(p as *const _) }
+        }
+        #[inline(always)]
+        unsafe fn fma_row<const NV: usize>(
+            row: *const u16,
+            at: usize,
+            b: &[__m512i; NV],
+            acc: &mut [__m512i; NV],
+        ) {
+            unsafe { fma_row::<NV>(row, at, b, acc) }
+        }
+        #[inline(always)]
+        unsafe fn widen(v: __m512i, high: bool) -> __m512 {
+            unsafe {
+                match high {
+                    false => _mm512_cvtph_ps(_mm512_castsi512_si256(v)),
+                    true => _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(v)),
+                }
+            }
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512fp16")]
     pub(super) unsafe fn tile<const MR: usize, const NV: usize, const NW: usize>(
         job: &Job,
@@ -791,68 +902,20 @@ mod avx512fp16 {
         c: *mut f32,
         m: usize,
     ) {
-        if job.offsets.is_null() {
-            unsafe { body::<MR, NV, NW, false>(job, a as *const u16, c, m) }
-        } else {
-            unsafe { body::<MR, NV, NW, true>(job, a as *const u16, c, m) }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn body<const MR: usize, const NV: usize, const NW: usize, const INDIRECT: bool>(
-        job: &Job,
-        a: *const u16,
-        c: *mut f32,
-        m: usize,
-    ) {
-        let rows: [*const u16; MR] =
-            std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) });
-        let mut wide = [[unsafe { _mm512_setzero_ps() }; NW]; MR];
-        let mut b = job.b as *const u16;
-        let mut k0 = 0;
-        while k0 < job.k {
-            let k1 = (k0 + super::FP16_BLOCK).min(job.k);
-            let mut acc = [[unsafe { _mm512_setzero_si512() }; NV]; MR];
-            for kk in k0..k1 {
-                let at = match INDIRECT {
-                    true => unsafe { *job.offsets.add(kk) },
-                    false => kk,
-                };
-                let bv: [__m512i; NV] = std::array::from_fn(|j| unsafe {
-                    _mm512_loadu_si512(b.add(j * 32) as *const _)
-                });
-                for i in 0..MR {
-                    unsafe { fma_row::<NV>(rows[i], at, &bv, &mut acc[i]) };
-                }
-                b = unsafe { b.add(NV * 32) };
-            }
-            for i in 0..MR {
-                for w in 0..NW {
-                    let v = acc[i][w / 2];
-                    let part = unsafe {
-                        match w % 2 {
-                            0 => _mm512_cvtph_ps(_mm512_castsi512_si256(v)),
-                            _ => _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(v)),
-                        }
-                    };
-                    wide[i][w] = unsafe { _mm512_add_ps(wide[i][w], part) };
-                }
-            }
-            k0 = k1;
-        }
-        unsafe { super::store_tile::<Avx512, MR, NW>(job, &wide, c, m) }
+        unsafe { super::fp16_tile::<Avx512Fp16, MR, NV, NW>(job, a, c, m) }
     }
 }
 
-/// The fp16 micro-kernel on aarch64 FP16: as AVX512-FP16's, with `fmla .8h` on 8 fp16 lanes
-/// and `fcvtl`/`fcvtl2` widening each sum vector to two float vectors.
+/// The fp16 operations on aarch64 FP16: `fmla .8h` on 8 lanes, `fcvtl`/`fcvtl2` to widen.
 #[cfg(target_arch = "aarch64")]
 mod neonfp16 {
     use std::arch::aarch64::*;
     use std::arch::asm;
 
-    use super::Job;
+    use super::{Fp16Ops, Job};
     use crate::native::simd::Neon;
+
+    pub(super) struct NeonFp16;
 
     /// c + a * b on 8 fp16 lanes (stable Rust has no fp16 intrinsics).
     #[inline]
@@ -889,6 +952,41 @@ mod neonfp16 {
         out
     }
 
+    impl Fp16Ops for NeonFp16 {
+        type F = Neon;
+        type H = uint16x8_t;
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> uint16x8_t {
+            unsafe { vdupq_n_u16(0) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const u16) -> uint16x8_t {
+            unsafe { vld1q_u16(p) }
+        }
+        #[inline(always)]
+        unsafe fn fma_row<const NV: usize>(
+            row: *const u16,
+            at: usize,
+            b: &[uint16x8_t; NV],
+            acc: &mut [uint16x8_t; NV],
+        ) {
+            let av = unsafe { vld1q_dup_u16(row.add(at)) };
+            for j in 0..NV {
+                acc[j] = unsafe { fma_h(av, b[j], acc[j]) };
+            }
+        }
+        #[inline(always)]
+        unsafe fn widen(v: uint16x8_t, high: bool) -> float32x4_t {
+            unsafe {
+                match high {
+                    false => widen::<false>(v),
+                    true => widen::<true>(v),
+                }
+            }
+        }
+    }
+
     #[target_feature(enable = "neon,fp16")]
     pub(super) unsafe fn tile<const MR: usize, const NV: usize, const NW: usize>(
         job: &Job,
@@ -896,57 +994,7 @@ mod neonfp16 {
         c: *mut f32,
         m: usize,
     ) {
-        if job.offsets.is_null() {
-            unsafe { body::<MR, NV, NW, false>(job, a as *const u16, c, m) }
-        } else {
-            unsafe { body::<MR, NV, NW, true>(job, a as *const u16, c, m) }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn body<const MR: usize, const NV: usize, const NW: usize, const INDIRECT: bool>(
-        job: &Job,
-        a: *const u16,
-        c: *mut f32,
-        m: usize,
-    ) {
-        let rows: [*const u16; MR] =
-            std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) });
-        let mut wide = [[unsafe { vdupq_n_f32(0.0) }; NW]; MR];
-        let mut b = job.b as *const u16;
-        let mut k0 = 0;
-        while k0 < job.k {
-            let k1 = (k0 + super::FP16_BLOCK).min(job.k);
-            let mut acc = [[unsafe { vdupq_n_u16(0) }; NV]; MR];
-            for kk in k0..k1 {
-                let at = match INDIRECT {
-                    true => unsafe { *job.offsets.add(kk) },
-                    false => kk,
-                };
-                let bv: [uint16x8_t; NV] =
-                    std::array::from_fn(|j| unsafe { vld1q_u16(b.add(j * 8)) });
-                for i in 0..MR {
-                    let av = unsafe { vld1q_dup_u16(rows[i].add(at)) };
-                    for j in 0..NV {
-                        acc[i][j] = unsafe { fma_h(av, bv[j], acc[i][j]) };
-                    }
-                }
-                b = unsafe { b.add(NV * 8) };
-            }
-            for i in 0..MR {
-                for w in 0..NW {
-                    let part = unsafe {
-                        match w % 2 {
-                            0 => widen::<false>(acc[i][w / 2]),
-                            _ => widen::<true>(acc[i][w / 2]),
-                        }
-                    };
-                    wide[i][w] = unsafe { vaddq_f32(wide[i][w], part) };
-                }
-            }
-            k0 = k1;
-        }
-        unsafe { super::store_tile::<Neon, MR, NW>(job, &wide, c, m) }
+        unsafe { super::fp16_tile::<NeonFp16, MR, NV, NW>(job, a, c, m) }
     }
 }
 
