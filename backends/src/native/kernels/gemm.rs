@@ -623,15 +623,72 @@ unsafe fn dispatch_bf16_tile(
     );
 }
 
-/// The bf16 dot micro-kernel on aarch64 BF16: per pair of k, NV vectors of B (4 columns x 2
-/// bf16 each) and one broadcast bf16 pair of A per row; BFDOT adds both products to each f32
-/// lane (its intermediate rounding is Arm's, not IEEE's: within the bf16 tolerance).
+/// The bf16 dot kernel's operations on one instruction set: a vector `P` of bf16 pairs (one
+/// per float lane of `F`), and the dot product adding both products of each pair to a lane.
+trait Bf16DotOps {
+    type F: Simd;
+    type P: Copy;
+    unsafe fn load(p: *const u32) -> Self::P;
+    unsafe fn splat(pair: u32) -> Self::P;
+    unsafe fn dot(acc: <Self::F as Simd>::V, a: Self::P, b: Self::P) -> <Self::F as Simd>::V;
+}
+
+/// The bf16 dot micro-kernel: per pair of k, NV vectors of B (F::LANES columns x 2 bf16 each)
+/// and one broadcast bf16 pair of A per row, dot-added into f32 lanes; then the epilogue. `a`
+/// points at bf16 rows (`job.lda` bf16 values apart, even).
+#[inline(always)]
+unsafe fn bf16_dot_tile<T: Bf16DotOps, const MR: usize, const NV: usize>(
+    job: &Job,
+    a: *const f32,
+    c: *mut f32,
+    m: usize,
+) {
+    let a = a as *const u16;
+    let rows: [*const u32; MR] =
+        std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) } as *const u32);
+    let mut acc = [[unsafe { T::F::zero() }; NV]; MR];
+    let mut b = job.b as *const u32;
+    let lanes = <T::F as Simd>::LANES;
+    for kp in 0..job.k.div_ceil(2) {
+        let bv: [T::P; NV] = std::array::from_fn(|j| unsafe { T::load(b.add(j * lanes)) });
+        for i in 0..MR {
+            let av = unsafe { T::splat(rows[i].add(kp).read_unaligned()) };
+            for j in 0..NV {
+                acc[i][j] = unsafe { T::dot(acc[i][j], av, bv[j]) };
+            }
+        }
+        b = unsafe { b.add(NV * lanes) };
+    }
+    unsafe { store_tile::<T::F, MR, NV>(job, &acc, c, m) }
+}
+
+/// The bf16 dot operations on aarch64 BF16: BFDOT (its intermediate rounding is Arm's, not
+/// IEEE's: within the bf16 tolerance).
 #[cfg(target_arch = "aarch64")]
 mod neonbf16 {
     use std::arch::aarch64::*;
 
-    use super::Job;
+    use super::{Bf16DotOps, Job};
     use crate::native::simd::{bfdot, Neon};
+
+    pub(super) struct NeonBf16;
+
+    impl Bf16DotOps for NeonBf16 {
+        type F = Neon;
+        type P = uint16x8_t;
+        #[inline(always)]
+        unsafe fn load(p: *const u32) -> uint16x8_t {
+            unsafe { vld1q_u16(p as *const u16) }
+        }
+        #[inline(always)]
+        unsafe fn splat(pair: u32) -> uint16x8_t {
+            unsafe { vreinterpretq_u16_u32(vdupq_n_u32(pair)) }
+        }
+        #[inline(always)]
+        unsafe fn dot(acc: float32x4_t, a: uint16x8_t, b: uint16x8_t) -> float32x4_t {
+            unsafe { bfdot(acc, a, b) }
+        }
+    }
 
     #[target_feature(enable = "neon,bf16")]
     pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
@@ -640,33 +697,36 @@ mod neonbf16 {
         c: *mut f32,
         m: usize,
     ) {
-        let a = a as *const u16;
-        let rows: [*const u32; MR] =
-            std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) } as *const u32);
-        let mut acc = [[vdupq_n_f32(0.0); NV]; MR];
-        let mut b = job.b as *const u16;
-        for kp in 0..job.k.div_ceil(2) {
-            let bv: [uint16x8_t; NV] = std::array::from_fn(|j| unsafe { vld1q_u16(b.add(j * 8)) });
-            for i in 0..MR {
-                let pair = unsafe { vreinterpretq_u16_u32(vld1q_dup_u32(rows[i].add(kp))) };
-                for j in 0..NV {
-                    acc[i][j] = unsafe { bfdot(acc[i][j], pair, bv[j]) };
-                }
-            }
-            b = unsafe { b.add(NV * 8) };
-        }
-        unsafe { super::store_tile::<Neon, MR, NV>(job, &acc, c, m) }
+        unsafe { super::bf16_dot_tile::<NeonBf16, MR, NV>(job, a, c, m) }
     }
 }
 
-/// The bf16 dot micro-kernel: per pair of k, NV vectors of B (16 columns x 2 bf16 each) and
-/// one broadcast bf16 pair of A per row; `vdpbf16ps` adds both products to each f32 lane.
+/// The bf16 dot operations on AVX512_BF16: `vdpbf16ps`.
 #[cfg(target_arch = "x86_64")]
 mod avx512bf16 {
     use std::arch::x86_64::*;
 
-    use super::Job;
+    use super::{Bf16DotOps, Job};
     use crate::native::simd::Avx512;
+
+    pub(super) struct Avx512Bf16;
+
+    impl Bf16DotOps for Avx512Bf16 {
+        type F = Avx512;
+        type P = __m512bh;
+        #[inline(always)]
+        unsafe fn load(p: *const u32) -> __m512bh {
+            unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p as *const _)) }
+        }
+        #[inline(always)]
+        unsafe fn splat(pair: u32) -> __m512bh {
+            unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(pair as i32)) }
+        }
+        #[inline(always)]
+        unsafe fn dot(acc: __m512, a: __m512bh, b: __m512bh) -> __m512 {
+            unsafe { _mm512_dpbf16_ps(acc, a, b) }
+        }
+    }
 
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
@@ -675,27 +735,7 @@ mod avx512bf16 {
         c: *mut f32,
         m: usize,
     ) {
-        let a = a as *const u16;
-        let rows: [*const u32; MR] =
-            std::array::from_fn(|i| unsafe { a.add(i.min(m - 1) * job.lda) } as *const u32);
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        let mut b = job.b;
-        for kp in 0..job.k.div_ceil(2) {
-            let bv: [__m512bh; NV] = std::array::from_fn(|j| unsafe {
-                std::mem::transmute::<__m512, __m512bh>(_mm512_loadu_ps(b.add(j * 16)))
-            });
-            for i in 0..MR {
-                let pair = unsafe { rows[i].add(kp).read_unaligned() };
-                let av = unsafe {
-                    std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(pair as i32))
-                };
-                for j in 0..NV {
-                    acc[i][j] = _mm512_dpbf16_ps(acc[i][j], av, bv[j]);
-                }
-            }
-            b = unsafe { b.add(NV * 16) };
-        }
-        unsafe { super::store_tile::<Avx512, MR, NV>(job, &acc, c, m) }
+        unsafe { super::bf16_dot_tile::<Avx512Bf16, MR, NV>(job, a, c, m) }
     }
 }
 
