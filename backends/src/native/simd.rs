@@ -169,7 +169,7 @@ pub fn precision_rate(precision: models::Precision) -> Option<f64> {
 }
 
 /// Best of five timings of `run`, in seconds.
-#[allow(dead_code)]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn best_of_five(run: &dyn Fn() -> f32) -> f64 {
     (0..5)
         .map(|_| {

@@ -1139,9 +1139,8 @@ mod tests {
             .filter(|i| i.has_fp16_arith())
             .collect();
         if isas.is_empty() {
-            assert!(Isa::supported()
-                .iter()
-                .all(|i| fp16_tile_shapes(*i).is_empty() || !i.has_fp16_arith()));
+            // Nothing to check on a CPU without fp16 arithmetic (CI checks NEON under qemu).
+            eprintln!("no instruction set here has fp16 arithmetic: fp16 kernel not checked");
             return;
         }
         let shapes = [
