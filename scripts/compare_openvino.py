@@ -1,8 +1,8 @@
 """Native backend vs OpenVINO at fp32, bf16 and fp16, side by side on the same graphs (run by
 compare-openvino.sh).
 
-For each model and form: `harness export` writes our graph and seeded weights, compare_ort.py's
-`to_onnx` turns them into ONNX node for node, and OpenVINO reads that file. OpenVINO's fp32
+For each model and form: `harness export --format onnx` writes our graph and seeded weights as
+an ONNX model, and OpenVINO reads that file. OpenVINO's fp32
 logits must equal the native backend's (`harness infer`); at bf16 and fp16 each engine's error
 against the fp32 logits is printed, since the two round differently. Then OpenVINO (latency hint,
 one stream, `INFERENCE_NUM_THREADS` = the thread count, `INFERENCE_PRECISION_HINT` f32, bf16 or

@@ -1,7 +1,7 @@
 """Native backend vs ONNX Runtime, side by side on the same graphs (run by compare-ort.sh).
 
-For each model and form: `harness export` writes our graph and seeded weights; this script
-turns them into ONNX (Conv, BatchNormalization, Relu, Sum, ...: the same graph, node for node),
+For each model and form: `harness export --format onnx` writes our graph with its seeded
+weights as an ONNX model (the same graph, node for node; onnx's checker checks it), this script
 checks that ONNX Runtime's logits equal the native backend's (`harness infer`), then measures
 ONNX Runtime (all graph optimizations, intra-op threads = the thread count) and the native
 backend (`harness run` on a one-model scenario) one after the other, model by model, and prints
@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -22,61 +21,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-
-
-def read_safetensors(path):
-    data = Path(path).read_bytes()
-    (header_len,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + header_len])
-    body = data[8 + header_len :]
-    tensors = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        if meta["dtype"] != "F32":
-            sys.exit(f"{path}: tensor {name} is {meta['dtype']}, expected F32")
-        start, end = meta["data_offsets"]
-        tensors[name] = np.frombuffer(body[start:end], dtype=np.float32).reshape(meta["shape"])
-    return tensors
-
-
-def to_onnx(graph, weights):
-    """One ONNX node per graph node; parameters become initializers with the same names."""
-    nodes, inits = [], []
-
-    def param(name):
-        inits.append(numpy_helper.from_array(weights[name], name))
-        return name
-
-    for n in graph["nodes"]:
-        op, name, a, ins = n["op"], n["name"], n["attributes"], n["inputs"]
-        if op == "conv2d":
-            inputs = ins + [param(f"{name}.weight")] + ([param(f"{name}.bias")] if a["bias"] else [])
-            k, s, p = a["kernel"], a["stride"], a["padding"]
-            nodes.append(helper.make_node("Conv", inputs, [name], name=name, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p], group=a["groups"]))
-        elif op == "batch_norm":
-            inputs = ins + [param(f"{name}.{s}") for s in ("weight", "bias", "running_mean", "running_var")]
-            nodes.append(helper.make_node("BatchNormalization", inputs, [name], name=name, epsilon=a["eps"]))
-        elif op in ("relu", "sigmoid", "add", "global_avg_pool", "channel_mul", "flatten"):
-            onnx_op = {"relu": "Relu", "sigmoid": "Sigmoid", "add": "Sum", "global_avg_pool": "GlobalAveragePool", "channel_mul": "Mul", "flatten": "Flatten"}[op]
-            nodes.append(helper.make_node(onnx_op, ins, [name], name=name))
-        elif op == "linear":
-            inputs = ins + [param(f"{name}.weight")] + ([param(f"{name}.bias")] if a["bias"] else [])
-            nodes.append(helper.make_node("Gemm", inputs, [name], name=name, transB=1))
-        else:
-            sys.exit(f"graph {graph['name']}: op `{op}` (node {name}) has no ONNX mapping in this script")
-    out_shape = next(n["shape"] for n in graph["nodes"] if n["name"] == graph["output"])
-    g = helper.make_graph(
-        nodes,
-        graph["name"],
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, graph["input_shape"])],
-        [helper.make_tensor_value_info(graph["output"], TensorProto.FLOAT, out_shape)],
-        inits,
-    )
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model
 
 
 def session(model_bytes, threads):
@@ -112,12 +56,11 @@ def write_npy(path, array):
 
 
 def export_onnx(args, model, form, work):
-    """`harness export` of one model and form, written as ONNX: its folder and the model bytes."""
+    """`harness export --format onnx` of one model and form: its folder and the model bytes."""
     folder = work / f"{model}-{form}"
-    harness(args, "export", "--model", model, "--form", form, "--out", str(folder))
-    graph = json.loads((folder / "graph.json").read_text())
-    model_bytes = to_onnx(graph, read_safetensors(folder / "weights.safetensors")).SerializeToString()
-    (folder / "model.onnx").write_bytes(model_bytes)
+    harness(args, "export", "--model", model, "--form", form, "--format", "onnx", "--out", str(folder))
+    model_bytes = (folder / "model.onnx").read_bytes()
+    onnx.checker.check_model(model_bytes, full_check=True)
     return folder, model_bytes
 
 

@@ -217,10 +217,22 @@ pub struct ModelArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Output folder; gets graph.json (nodes in execution order: name, op, attributes, input
-    /// names, output shape; the graph input is called `input`) and weights.safetensors.
+    /// What to write: `onnx` (model.onnx: a standard ONNX model, opset 17, weights as
+    /// initializers, input `input`, for ONNX Runtime, OpenVINO, Netron) or `graph-json`
+    /// (graph.json: nodes in execution order with name, op, attributes, input names and output
+    /// shape; and weights.safetensors).
+    #[arg(long, value_enum, default_value_t = ExportFormat::GraphJson)]
+    pub format: ExportFormat,
+    /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// The file formats `harness export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Onnx,
+    GraphJson,
 }
 
 #[derive(Debug, Args)]

@@ -444,3 +444,77 @@ fn each_bad_count_flag_is_named_on_its_own() {
     let o = harness(&["profile", "--model", "s0", "--runs", "0"]);
     assert_eq!(stderr(&o).trim(), "error: --runs 0: time at least 1 run");
 }
+
+#[test]
+fn export_writes_an_onnx_model_of_the_requested_size_or_the_graph_json() {
+    use models::onnx::proto::{ModelProto, ValueInfoProto};
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s0");
+    let args = [
+        "export",
+        "--model",
+        "s0",
+        "--form",
+        "reparameterized",
+        "--format",
+        "onnx",
+    ];
+    let o = harness(
+        &[
+            &args[..],
+            &["--batch", "2", "--input-size", "64", "--out", p(&out)],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stderr(&o), &["wrote model.onnx"]);
+    let model =
+        ModelProto::decode(std::fs::read(out.join("model.onnx")).unwrap().as_slice()).unwrap();
+    let graph = model.graph.unwrap();
+    let dims = |v: &ValueInfoProto| -> Vec<i64> {
+        let t = v.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap();
+        t.shape
+            .as_ref()
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| d.dim_value)
+            .collect()
+    };
+    assert_eq!(
+        (graph.input[0].name.as_str(), dims(&graph.input[0])),
+        ("input", vec![2, 3, 64, 64])
+    );
+    assert_eq!(dims(&graph.output[0]), [2, 1000]);
+    assert!(
+        !graph.node.iter().any(|n| n.op_type == "BatchNormalization"),
+        "folded"
+    );
+
+    let json = dir.path().join("json");
+    let o = harness(&[
+        "export",
+        "--model",
+        "s0",
+        "--form",
+        "unfused",
+        "--out",
+        p(&json),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(json.join("graph.json").is_file() && json.join("weights.safetensors").is_file());
+    let o = harness(&[
+        "export",
+        "--model",
+        "s0",
+        "--format",
+        "tflite",
+        "--out",
+        p(&json),
+    ]);
+    assert_contains(
+        &stderr(&o),
+        &["invalid value 'tflite' for '--format", "onnx", "graph-json"],
+    );
+}

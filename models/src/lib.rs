@@ -8,6 +8,7 @@ pub mod graph;
 pub mod memory;
 pub mod mobileone;
 pub mod model;
+pub mod onnx;
 pub mod reparameterize;
 pub mod tensor;
 pub mod testing;

@@ -1,5 +1,6 @@
-//! `harness export`: writes a model's graph as JSON and its weights as safetensors, so tools
-//! outside Rust (the ONNX Runtime comparison script) run exactly the graph we run.
+//! `harness export`: writes a model as a standard ONNX file (`models::onnx`), or its graph as
+//! JSON and its weights as safetensors, so tools outside Rust (ONNX Runtime, OpenVINO, Netron,
+//! the comparison scripts) run exactly the graph we run.
 
 use anyhow::{Context, Result};
 use models::checkpoint::{save_safetensors, write_atomically};
@@ -7,19 +8,32 @@ use models::{Graph, Op, ValueId};
 use serde_json::{json, Value};
 
 use super::build_model;
-use crate::cli::ExportArgs;
+use crate::cli::{ExportArgs, ExportFormat};
 
 pub fn run(args: &ExportArgs) -> Result<()> {
     let m = build_model(&args.model)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
-    let text = serde_json::to_string_pretty(&graph_json(&m.graph))?;
-    let graph_path = args.out.join("graph.json");
-    write_atomically(&graph_path, text.as_bytes())
-        .with_context(|| format!("{}: cannot write", graph_path.display()))?;
-    save_safetensors(&m.weights, &args.out.join("weights.safetensors"))?;
+    let written = match args.format {
+        ExportFormat::Onnx => {
+            let path = args.out.join("model.onnx");
+            let bytes = models::onnx::export(&m.graph, &m.weights, env!("CARGO_PKG_VERSION"))
+                .with_context(|| format!("{} {}", m.model, m.form))?;
+            write_atomically(&path, &bytes)
+                .with_context(|| format!("{}: cannot write", path.display()))?;
+            "model.onnx"
+        }
+        ExportFormat::GraphJson => {
+            let text = serde_json::to_string_pretty(&graph_json(&m.graph))?;
+            let graph_path = args.out.join("graph.json");
+            write_atomically(&graph_path, text.as_bytes())
+                .with_context(|| format!("{}: cannot write", graph_path.display()))?;
+            save_safetensors(&m.weights, &args.out.join("weights.safetensors"))?;
+            "graph.json and weights.safetensors"
+        }
+    };
     eprintln!(
-        "{} {} (weights: {}): wrote graph.json and weights.safetensors to {}",
+        "{} {} (weights: {}): wrote {written} to {}",
         m.model,
         m.form,
         m.origin.source,
