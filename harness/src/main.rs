@@ -9,6 +9,18 @@ use harness::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A command that measures handles Ctrl-C and SIGTERM from its first moment (before any
+    // backend library is loaded), so a signal never ends it without its interrupted results.
+    let measures = matches!(
+        (&cli.command, &cli.scenario),
+        (
+            Some(Command::Run { .. } | Command::Baseline { .. } | Command::Ab(_)),
+            _
+        ) | (None, Some(_))
+    );
+    if measures {
+        harness::runner::interrupt_flag();
+    }
     let result = match (&cli.command, &cli.scenario) {
         (Some(Command::Run { scenario, options }), _) => commands::run::run(scenario, options),
         (None, Some(scenario)) => commands::run::run(scenario, &cli.run),

@@ -203,15 +203,20 @@ fn interrupted_run(dir: &Path, out: &Path, signal: &str, after_ms: u64) -> (Opti
     signalled_run(&scenario, out, signal, after_ms)
 }
 
-/// Runs `harness SCENARIO --out OUT`, sends it `signal` after `after_ms` and returns its exit
-/// code and stderr.
+/// Runs `harness SCENARIO --out OUT`, sends it `signal` `after_ms` after its first line on
+/// stderr (so the process is running its own code: loading a linked libtorch alone takes a
+/// few hundred milliseconds before `main`) and returns its exit code and stderr.
 fn signalled_run(scenario: &str, out: &Path, signal: &str, after_ms: u64) -> (Option<i32>, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+    use std::io::{BufRead, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args([scenario, "--out", out.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut err = String::new();
+    stderr.read_line(&mut err).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(after_ms));
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -219,10 +224,8 @@ fn signalled_run(scenario: &str, out: &Path, signal: &str, after_ms: u64) -> (Op
         .unwrap();
     assert!(status.success());
     let o = child.wait_with_output().unwrap();
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    stderr.read_to_string(&mut err).unwrap();
+    (o.status.code(), err)
 }
 
 #[cfg(unix)]
