@@ -1,5 +1,6 @@
-//! Records the versions of candle-core, tch and wgpu this build links (read from the workspace
-//! Cargo.lock) and, with the `tch` feature, libtorch's version and rpath.
+//! Records the versions of candle-core, tch, wgpu and ort this build links (read from the
+//! workspace Cargo.lock), the ONNX Runtime library path it was built with, and, with the `tch`
+//! feature, libtorch's version and rpath.
 
 include!("build_libtorch.rs");
 
@@ -28,6 +29,15 @@ fn main() {
         "cargo:rustc-env=ONEBENCH_WGPU_VERSION={}",
         locked_version(&text, "wgpu")
     );
+    println!(
+        "cargo:rustc-env=ONEBENCH_ORT_VERSION={}",
+        locked_version(&text, "ort")
+    );
+    // The ONNX Runtime library the `ort` backend opens when ORT_DYLIB_PATH is unset at run time.
+    println!("cargo:rerun-if-env-changed=ORT_DYLIB_PATH");
+    if let Ok(path) = std::env::var("ORT_DYLIB_PATH") {
+        println!("cargo:rustc-env=ONEBENCH_ORT_DYLIB_PATH={path}");
+    }
     if let Some(version) = libtorch_link_setup() {
         println!("cargo:rustc-env=ONEBENCH_LIBTORCH_VERSION={version}");
     }

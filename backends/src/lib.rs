@@ -9,6 +9,7 @@ pub mod interpret;
 pub mod libtorch;
 pub mod lower;
 pub mod native;
+pub mod onnxruntime;
 pub mod reference;
 pub mod verify;
 
@@ -20,6 +21,7 @@ pub use backend::{
 pub use gpu::GpuBackend;
 pub use libtorch::TchBackend;
 pub use native::NativeBackend;
+pub use onnxruntime::OrtBackend;
 pub use reference::{evaluate, ReferenceBackend};
 pub use verify::{
     check_against_reference, conformance, reference_output, Agreement, CheckOutcome,
@@ -34,6 +36,7 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(CandleBackend::new(Depthwise::GroupedConv)),
         Box::new(CandleBackend::new(Depthwise::Unrolled)),
         Box::new(TchBackend),
+        Box::new(OrtBackend),
         Box::new(GpuBackend::any()),
         Box::new(GpuBackend::metal()),
     ]

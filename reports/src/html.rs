@@ -60,6 +60,7 @@ pub fn html(results: &ResultsFile) -> String {
         }
         h.push_str("</table>\n");
     }
+    engines_table(&mut h, results);
     let gpu = crate::summary::gpu_rows(results);
     if !gpu.is_empty() {
         h.push_str("<h2>GPU</h2>\n<p>Wall time (upload, kernels, readback, synchronized) against GPU time (the compute pass alone, by timestamp queries).</p>\n<table><tr>");
@@ -105,6 +106,36 @@ pub fn html(results: &ResultsFile) -> String {
     correlation_table(&mut h, results);
     h.push_str("</body></html>\n");
     h
+}
+
+/// The engines side by side (`summary::engines_rows`), the fastest row in bold.
+fn engines_table(h: &mut String, results: &ResultsFile) {
+    let rows = crate::summary::engines_rows(&results.cells);
+    if rows.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Engines side by side</h2>\n<p>Every engine that measured the same model, form and thread count: its median with the 95% CI, its ratio to native fp32 (below 1: faster than native), the fastest in bold (a tie when its 95% CI overlaps another engine's).</p>\n<table id=\"engines\"><tr>");
+    for head in crate::summary::ENGINES_HEADER {
+        let _ = write!(h, "<th>{}</th>", escape(head));
+    }
+    h.push_str("</tr>\n");
+    for r in rows {
+        let bold = !r[7].is_empty();
+        h.push_str(if bold {
+            "<tr class=\"fastest\">"
+        } else {
+            "<tr>"
+        });
+        for cell in r {
+            let cell = escape(&cell);
+            let _ = match bold {
+                true => write!(h, "<td><strong>{cell}</strong></td>"),
+                false => write!(h, "<td>{cell}</td>"),
+            };
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
 }
 
 fn summary_table(h: &mut String, results: &ResultsFile) {

@@ -301,6 +301,85 @@ pub fn gpu_rows(results: &ResultsFile) -> Vec<[String; 6]> {
         .collect()
 }
 
+/// The columns of the engines-side-by-side table.
+pub const ENGINES_HEADER: [&str; 8] = [
+    "model",
+    "form",
+    "threads",
+    "engine",
+    "median ms",
+    "95% CI ms",
+    "/ native",
+    "fastest",
+];
+
+/// The engines side by side: for each model, form, thread count and input where two or more
+/// engines (backend and precision) measured, one row per engine with its median and 95% CI,
+/// its ratio to native fp32 (below 1: faster than ours) and the fastest engine marked.
+pub fn engines_rows(cells: &[CellResult]) -> Vec<[String; 8]> {
+    let measured: Vec<(&CellResult, &LatencySummary)> = cells
+        .iter()
+        .filter(|c| c.status == CellStatus::Ok && c.implausible().is_none())
+        .filter_map(|c| Some((c, c.latency.as_ref()?)))
+        .collect();
+    let group_of = |c: &CellResult| {
+        let k = &c.key;
+        (
+            k.model.clone(),
+            k.form.clone(),
+            k.threads,
+            k.batch,
+            k.height,
+            k.width,
+        )
+    };
+    let mut groups: Vec<_> = measured.iter().map(|(c, _)| group_of(c)).collect();
+    groups.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    groups.retain(|g| seen.insert(g.clone()));
+    let mut rows = Vec::new();
+    for group in groups {
+        let members: Vec<_> = measured
+            .iter()
+            .filter(|(c, _)| group_of(c) == group)
+            .collect();
+        if members.len() < 2 {
+            continue;
+        }
+        let native = members
+            .iter()
+            .find(|(c, _)| c.key.backend == "native" && c.key.precision == "fp32")
+            .map(|(_, l)| l.median_ms);
+        let fastest = members
+            .iter()
+            .map(|(_, l)| l.median_ms)
+            .fold(f64::INFINITY, f64::min);
+        // The fastest is a tie when its CI reaches into another engine's.
+        let overlaps = |best: &LatencySummary| {
+            members
+                .iter()
+                .any(|(_, l)| l.median_ms != fastest && l.ci95_ms[0] <= best.ci95_ms[1])
+        };
+        for (c, l) in &members {
+            rows.push([
+                c.key.model.clone(),
+                c.key.form.clone(),
+                c.key.threads.to_string(),
+                c.key.engine(),
+                ms(l.median_ms),
+                format!("{}–{}", ms(l.ci95_ms[0]), ms(l.ci95_ms[1])),
+                native.map_or("-".into(), |n| format!("{:.2}", l.median_ms / n)),
+                match (l.median_ms == fastest, overlaps(l)) {
+                    (false, _) => String::new(),
+                    (true, false) => "fastest".into(),
+                    (true, true) => "fastest (CIs overlap)".into(),
+                },
+            ]);
+        }
+    }
+    rows
+}
+
 /// The Markdown summary: header (scenario, machine, build), warnings, the cell table, speedups.
 pub fn markdown(results: &ResultsFile) -> String {
     let mut md = String::new();
@@ -346,6 +425,18 @@ pub fn markdown(results: &ResultsFile) -> String {
             );
         }
     }
+    let engines = engines_rows(&results.cells);
+    if !engines.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Engines side by side\n\nEvery engine that measured the same model, form and thread count: its median with the 95% CI, its ratio to native fp32 (below 1: faster than native), the fastest marked (a tie when its 95% CI overlaps another engine's).\n\n| {} |\n|{}",
+            ENGINES_HEADER.join(" | "),
+            "---|".repeat(ENGINES_HEADER.len())
+        );
+        for r in engines {
+            let _ = writeln!(md, "| {} |", r.map(|s| s.replace('|', "\\|")).join(" | "));
+        }
+    }
     let gpu = gpu_rows(results);
     if !gpu.is_empty() {
         let _ = writeln!(
@@ -381,4 +472,74 @@ pub fn markdown(results: &ResultsFile) -> String {
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::CellKey;
+
+    fn cell(backend: &str, threads: usize, median: f64, ci: [f64; 2]) -> CellResult {
+        let key = CellKey {
+            model: "mobileone-s0".into(),
+            form: "reparameterized".into(),
+            backend: backend.into(),
+            precision: "fp32".into(),
+            threads,
+            batch: 1,
+            height: 224,
+            width: 224,
+        };
+        let mut c = CellResult::unmeasured(key, Default::default());
+        c.status = CellStatus::Ok;
+        c.latency = Some(LatencySummary {
+            samples: 10,
+            median_ms: median,
+            mean_ms: median,
+            min_ms: ci[0],
+            max_ms: ci[1],
+            p10_ms: ci[0],
+            p90_ms: ci[1],
+            p99_ms: ci[1],
+            iqr_ms: ci[1] - ci[0],
+            std_dev_ms: 0.1,
+            ci95_ms: ci,
+            ci95_relative: (ci[1] - ci[0]) / 2.0 / median,
+            outliers_mild: 0,
+            outliers_severe: 0,
+        });
+        c
+    }
+
+    #[test]
+    fn engines_are_compared_within_a_cell_with_ratios_to_native_and_the_fastest_marked() {
+        let cells = [
+            cell("native", 1, 2.0, [1.9, 2.1]),
+            cell("ort", 1, 1.0, [0.9, 1.1]),
+            cell("candle", 1, 4.0, [3.0, 5.0]),
+            // Two threads: a tie, and one engine alone at 3 threads (no comparison).
+            cell("native", 2, 1.0, [0.9, 1.2]),
+            cell("ort", 2, 1.1, [1.0, 1.3]),
+            cell("ort", 3, 0.8, [0.7, 0.9]),
+        ];
+        let rows = engines_rows(&cells);
+        let shown: Vec<[&str; 4]> = rows
+            .iter()
+            .map(|r| [r[2].as_str(), r[3].as_str(), r[6].as_str(), r[7].as_str()])
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ["1", "native", "1.00", ""],
+                ["1", "ort", "0.50", "fastest"],
+                ["1", "candle", "2.00", ""],
+                ["2", "native", "1.00", "fastest (CIs overlap)"],
+                ["2", "ort", "1.10", ""],
+            ]
+        );
+        assert_eq!(
+            rows[1][4..6],
+            ["1.000".to_string(), "0.900–1.100".to_string()]
+        );
+    }
 }

@@ -4,13 +4,17 @@
 use backends::{conformance, Backend, CheckOutcome, PrepareOptions};
 use models::{Form, InputSize, Model};
 
-/// How many feature-gated backends this build runs (tch, gpu).
+/// How many feature-gated backends this build runs (tch, gpu, ort).
 #[allow(dead_code)]
 pub fn optional_backends() -> usize {
-    [cfg!(feature = "tch"), cfg!(feature = "gpu")]
-        .iter()
-        .filter(|on| **on)
-        .count()
+    [
+        cfg!(feature = "tch"),
+        cfg!(feature = "gpu"),
+        cfg!(feature = "ort"),
+    ]
+    .iter()
+    .filter(|on| **on)
+    .count()
 }
 
 /// `backends` on `models` in both forms against the reference, each check logged; panics
