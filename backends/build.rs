@@ -1,6 +1,6 @@
-//! Records the versions of candle-core, tch, wgpu and ort this build links (read from the
-//! workspace Cargo.lock), the ONNX Runtime library path it was built with, and, with the `tch`
-//! feature, libtorch's version and rpath.
+//! Records the versions of candle-core, tch, wgpu, ort and openvino this build links (read from
+//! the workspace Cargo.lock), the ONNX Runtime and OpenVINO library paths it was built with,
+//! and, with the `tch` feature, libtorch's version and rpath.
 
 include!("build_libtorch.rs");
 
@@ -37,6 +37,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=ORT_DYLIB_PATH");
     if let Ok(path) = std::env::var("ORT_DYLIB_PATH") {
         println!("cargo:rustc-env=ONEBENCH_ORT_DYLIB_PATH={path}");
+    }
+    println!(
+        "cargo:rustc-env=ONEBENCH_OPENVINO_VERSION={}",
+        locked_version(&text, "openvino")
+    );
+    // The OpenVINO C library the `openvino` backend opens when OPENVINO_LIB_PATH is unset.
+    println!("cargo:rerun-if-env-changed=OPENVINO_LIB_PATH");
+    if let Ok(path) = std::env::var("OPENVINO_LIB_PATH") {
+        println!("cargo:rustc-env=ONEBENCH_OPENVINO_LIB_PATH={path}");
     }
     if let Some(version) = libtorch_link_setup() {
         println!("cargo:rustc-env=ONEBENCH_LIBTORCH_VERSION={version}");

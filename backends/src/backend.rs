@@ -268,6 +268,23 @@ pub fn check_run_shapes(
     Ok(())
 }
 
+/// Copies the logits a wrapped runtime returned into the run's output tensor, refusing a count
+/// that does not fit it.
+pub fn copy_output(backend: &str, values: &[f32], output: &mut Tensor) -> Result<(), BackendError> {
+    if values.len() != output.numel() {
+        return Err(BackendError::failed(
+            backend,
+            format!(
+                "the runtime returned {} values, expected {}",
+                values.len(),
+                output.numel()
+            ),
+        ));
+    }
+    output.data_mut().copy_from_slice(values);
+    Ok(())
+}
+
 /// Accumulated time of one planned op over the runs since the plan was prepared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerTime {

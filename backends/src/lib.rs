@@ -10,7 +10,9 @@ pub mod libtorch;
 pub mod lower;
 pub mod native;
 pub mod onnxruntime;
+pub mod openvino;
 pub mod reference;
+pub mod runtime_library;
 pub mod verify;
 
 pub use crate::candle::{CandleBackend, Depthwise};
@@ -22,6 +24,7 @@ pub use gpu::GpuBackend;
 pub use libtorch::TchBackend;
 pub use native::NativeBackend;
 pub use onnxruntime::OrtBackend;
+pub use openvino::OpenVinoBackend;
 pub use reference::{evaluate, ReferenceBackend};
 pub use verify::{
     check_against_reference, conformance, reference_output, Agreement, CheckOutcome,
@@ -37,6 +40,7 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(CandleBackend::new(Depthwise::Unrolled)),
         Box::new(TchBackend),
         Box::new(OrtBackend),
+        Box::new(OpenVinoBackend),
         Box::new(GpuBackend::any()),
         Box::new(GpuBackend::metal()),
     ]

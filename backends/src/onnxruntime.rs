@@ -107,7 +107,9 @@ mod engine {
     use ort::session::Session;
     use ort::value::TensorRef;
 
-    use crate::backend::{check_run_shapes, BackendError, LayerTime, PrepareOptions, Prepared};
+    use crate::backend::{
+        check_run_shapes, copy_output, BackendError, LayerTime, PrepareOptions, Prepared,
+    };
 
     const NAME: &str = "ort";
     /// Where the library is looked for when `ORT_DYLIB_PATH` is unset at run time: its value
@@ -118,18 +120,8 @@ mod engine {
         BackendError::failed(NAME, reason)
     }
 
-    /// The library file to open: `ORT_DYLIB_PATH`, else the one this build was made against.
     fn library() -> Result<PathBuf, String> {
-        let path = std::env::var("ORT_DYLIB_PATH")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .or(BUILT_WITH.filter(|p| !p.is_empty()).map(String::from))
-            .ok_or("ORT_DYLIB_PATH is not set (eval \"$(scripts/setup-onnxruntime.sh)\")")?;
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            return Err(format!("ORT_DYLIB_PATH={}: no such file", path.display()));
-        }
-        Ok(path)
+        crate::runtime_library::locate("ORT_DYLIB_PATH", BUILT_WITH, "scripts/setup-onnxruntime.sh")
     }
 
     /// The process's one ONNX Runtime environment (the library allows one), loaded once.
@@ -278,14 +270,7 @@ mod engine {
             let (_, logits) = outputs[self.output_name.as_str()]
                 .try_extract_tensor::<f32>()
                 .map_err(failed)?;
-            if logits.len() != output.numel() {
-                return Err(failed(format!(
-                    "ONNX Runtime returned {} values, expected {}",
-                    logits.len(),
-                    output.numel()
-                )));
-            }
-            output.data_mut().copy_from_slice(logits);
+            copy_output(NAME, logits, output)?;
             self.runs += 1;
             Ok(())
         }

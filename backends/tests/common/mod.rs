@@ -4,7 +4,7 @@
 use backends::{conformance, Backend, CheckOutcome, PrepareOptions};
 use models::{Form, InputSize, Model};
 
-/// How many feature-gated backends this build runs (tch, gpu, ort).
+/// How many feature-gated backends this build runs (tch, gpu, ort, openvino).
 #[allow(dead_code)]
 pub fn optional_backends() -> usize {
     [
