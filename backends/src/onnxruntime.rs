@@ -158,7 +158,8 @@ mod engine {
 
     pub struct OrtPlan {
         session: RefCell<Session>,
-        model: Vec<u8>,
+        /// Profiling plans only: the model, for the fresh profiling sessions.
+        model: Option<Vec<u8>>,
         options: PrepareOptions,
         input_shape: Vec<usize>,
         output_shape: Vec<usize>,
@@ -209,7 +210,7 @@ mod engine {
             let output_name = session.outputs()[0].name().to_string();
             Ok(Self {
                 session: RefCell::new(session),
-                model,
+                model: profile_dir.is_some().then_some(model),
                 options: options.clone(),
                 input_shape: graph.input_shape().to_vec(),
                 output_shape: graph.output_shape().to_vec(),
@@ -223,7 +224,7 @@ mod engine {
         /// Ends the profiling session's profile, adds its kernel times to `profiled`, and
         /// starts a fresh profiling session (ONNX Runtime profiles a session once).
         fn collect_profile(&self) -> Result<(), BackendError> {
-            let Some(dir) = &self.profile_dir else {
+            let (Some(dir), Some(model)) = (&self.profile_dir, &self.model) else {
                 return Ok(());
             };
             let file = self.session.borrow_mut().end_profiling().map_err(failed)?;
@@ -244,11 +245,8 @@ mod engine {
                     }),
                 }
             }
-            *self.session.borrow_mut() = session(
-                &self.model,
-                &self.options,
-                Some(&dir.path().join("profile")),
-            )?;
+            *self.session.borrow_mut() =
+                session(model, &self.options, Some(&dir.path().join("profile")))?;
             Ok(())
         }
     }
