@@ -25,7 +25,9 @@ fn main() {
     };
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let rustc_version = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
+    let branch = output("git", &["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default();
     println!("cargo:rustc-env=ONEBENCH_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=ONEBENCH_GIT_BRANCH={branch}");
     println!("cargo:rustc-env=ONEBENCH_RUSTC={rustc_version}");
     println!(
         "cargo:rustc-env=ONEBENCH_PROFILE={}",

@@ -53,6 +53,7 @@ impl CellSelection {
             threads: self.threads.clone(),
             precisions: self.precisions.clone(),
             out,
+            history: None,
             quick,
             processes: None,
             worker_of: None,
@@ -66,6 +67,7 @@ impl RunOptions {
         crate::scenario::Overrides {
             processes: self.processes,
             worker_of: self.worker_of,
+            history: self.history.clone(),
             ..self.cells.overrides(self.out.clone(), self.quick)
         }
     }
@@ -78,6 +80,11 @@ pub struct RunOptions {
     /// Output folder instead of the scenario's (default results/<scenario name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Keep the run in this results store: a SQLite file, a postgres:// URL, or `off`
+    /// (default: $ONEBENCH_HISTORY, else the scenario's `history:`, else history.sqlite
+    /// beside the output folder, i.e. results/history.sqlite).
+    #[arg(long, value_name = "STORE")]
+    pub history: Option<String>,
     /// Quick mode: 1 warm-up run and 3 to 5 timed runs per cell, no confidence target (for CI
     /// smoke runs; the numbers are rough).
     #[arg(long)]
@@ -148,6 +155,12 @@ pub enum Command {
     /// candidate against the baseline; cells that look regressed are measured again
     /// (confirmation) and fail only if the regression is confirmed.
     Ab(AbArgs),
+    /// The results store every run is kept in: import results files, list the kept runs,
+    /// show a cell's series over commits.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Classify images with a MobileOne checkpoint: top-K ImageNet-1k classes and probabilities.
     ///
     /// Needs --weights (random weights classify nothing); --seed runs seeded random weights on
@@ -311,7 +324,7 @@ pub struct GateOptions {
 #[derive(Debug, Args)]
 pub struct GateArgs {
     /// The baseline results.json (e.g. from the main branch).
-    #[arg(long, required_unless_present = "baseline_dir")]
+    #[arg(long, required_unless_present_any = ["baseline_dir", "history"])]
     pub baseline: Option<PathBuf>,
     /// Take the baseline stored for this machine instead: DIR/<scenario>/<machine fingerprint>.json
     /// of the candidate's scenario and machine (written by `harness baseline`).
@@ -320,6 +333,18 @@ pub struct GateArgs {
     /// The candidate results.json (e.g. from this change).
     #[arg(long)]
     pub candidate: PathBuf,
+    /// Judge the candidate against the results store instead: each cell against the last
+    /// --window stored runs of its scenario on this machine (runs resampled like processes),
+    /// and for slow drifts (a change point within the last --drift-commits commits whose
+    /// cumulative slowdown is above the threshold).
+    #[arg(long, value_name = "STORE", conflicts_with_all = ["baseline", "baseline_dir"])]
+    pub history: Option<String>,
+    /// With --history: how many of the last stored runs make the baseline.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "history")]
+    pub window: usize,
+    /// With --history: a drift fails when its change point is within this many commits.
+    #[arg(long, value_name = "K", default_value_t = 5, requires = "history")]
+    pub drift_commits: usize,
     #[command(flatten)]
     pub options: GateOptions,
 }
@@ -345,6 +370,10 @@ pub struct AbArgs {
     /// Folder for both sides' merged results (baseline.json, candidate.json) and the summaries.
     #[arg(long, default_value = "results/ab")]
     pub out: PathBuf,
+    /// Keep both measured sides (baseline.json and candidate.json, each with its own build's
+    /// commit) in this results store: a SQLite file or a postgres:// URL (default: not kept).
+    #[arg(long, value_name = "STORE")]
+    pub history: Option<String>,
     #[command(flatten)]
     pub cells: CellSelection,
     #[command(flatten)]
@@ -427,4 +456,62 @@ pub struct VerifyArgs {
     /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
+}
+
+/// The default results store of the history commands: the one runs keep by default.
+const DEFAULT_STORE: &str = "results/history.sqlite";
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Store results files (results.json of earlier runs) in the store; a file already kept
+    /// is kept once.
+    Import {
+        /// The results store: a SQLite file or a postgres:// URL.
+        #[arg(long, default_value = DEFAULT_STORE)]
+        store: String,
+        /// results.json files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the kept runs, oldest first.
+    List {
+        /// The results store: a SQLite file or a postgres:// URL.
+        #[arg(long, default_value = DEFAULT_STORE)]
+        store: String,
+        #[command(flatten)]
+        filter: HistoryFilter,
+    },
+    /// Show the series of a cell over the kept runs (per scenario and machine): median, 95%
+    /// CI and change from the previous run.
+    Show {
+        /// The results store: a SQLite file or a postgres:// URL.
+        #[arg(long, default_value = DEFAULT_STORE)]
+        store: String,
+        /// The cell: words naming its fields, e.g. "s0 reparameterized native t1" (model,
+        /// form, backend, precision, tN threads, bN batch, input size); every cell that
+        /// matches is shown.
+        cell: String,
+        #[command(flatten)]
+        filter: HistoryFilter,
+    },
+}
+
+/// Which kept runs a history command looks at.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HistoryFilter {
+    /// Runs of this scenario (its name).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Runs on this machine (a prefix of its fingerprint).
+    #[arg(long)]
+    pub machine: Option<String>,
+    /// Runs of harness builds from this branch.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Runs of this commit (a prefix).
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Only the last N runs.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
 }

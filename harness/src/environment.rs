@@ -31,6 +31,7 @@ pub fn capture(peak: Option<MachinePeak>) -> Environment {
         kernel: System::kernel_version().unwrap_or_default(),
         hostname: System::host_name().unwrap_or_default(),
         git_commit: env!("ONEBENCH_GIT_COMMIT").into(),
+        git_branch: env!("ONEBENCH_GIT_BRANCH").into(),
         rustc: env!("ONEBENCH_RUSTC").into(),
         build_profile: env!("ONEBENCH_PROFILE").into(),
         opt_level: env!("ONEBENCH_OPT_LEVEL").into(),

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod compare;
 pub mod environment;
 pub mod fuzz;
+pub mod history;
 pub mod imagenet;
 pub mod load;
 pub mod machine;

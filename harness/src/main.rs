@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         ) => commands::gate::store_baseline(scenario, dir, options),
         (Some(Command::Ab(args)), _) => return commands::gate::run_ab(args),
         (Some(Command::Classify(args)), _) => commands::classify::run(args),
+        (Some(Command::History { command }), _) => commands::history::run(command),
         (Some(Command::List), _) => commands::list::run().map(|()| ExitCode::SUCCESS),
         (Some(Command::Verify(args)), _) => commands::verify::run(args),
         (Some(Command::Report { results, out }), _) => {

@@ -12,6 +12,12 @@ use models::{Form, Model, Naming, Precision, UnknownName};
 use serde::Deserialize;
 use std::str::FromStr;
 
+/// The environment variable that names the results store (below `--history`, above the
+/// scenario's `history:`).
+pub const HISTORY_VARIABLE: &str = "ONEBENCH_HISTORY";
+/// The store location that keeps no history.
+pub const HISTORY_OFF: &str = crate::history::OFF;
+
 /// A scenario as written in YAML.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +62,11 @@ pub struct ScenarioFile {
     /// Output folder, relative to the working directory (default `results/<name>`).
     #[serde(default)]
     pub output: Option<PathBuf>,
+    /// The results store every run is kept in: a SQLite file (relative to the working
+    /// directory), a `postgres://` URL, or `off` (default `history.sqlite` beside the output
+    /// folder; `--history` and `ONEBENCH_HISTORY` override it).
+    #[serde(default)]
+    pub history: Option<String>,
     #[serde(default)]
     pub device_profile: Option<DeviceProfileSpec>,
     #[serde(default)]
@@ -311,6 +322,8 @@ pub struct Overrides {
     pub threads: Option<Vec<usize>>,
     pub precisions: Option<Vec<String>>,
     pub out: Option<PathBuf>,
+    /// The results store (`--history`): a SQLite path, a `postgres://` URL or `off`.
+    pub history: Option<String>,
     pub quick: bool,
     pub processes: Option<usize>,
     /// This process is one of N workers of a run in N processes: it measures in itself, with
@@ -528,6 +541,13 @@ impl Scenario {
         if let Some(out) = &o.out {
             f.output = Some(out.clone());
         }
+        if let Some(history) = o
+            .history
+            .clone()
+            .or_else(|| std::env::var(HISTORY_VARIABLE).ok())
+        {
+            f.history = Some(history);
+        }
         if o.quick {
             self.quick = true;
             f.warmup = Warmup {
@@ -553,6 +573,8 @@ impl Scenario {
         if let Some(n) = o.worker_of {
             check_processes(n).map_err(|m| anyhow!("--worker-of: {m}"))?;
             f.processes = 1;
+            // The run of all workers is stored once, by the process that merges them.
+            f.history = Some(HISTORY_OFF.into());
             f.measurement = worker_share(&f.measurement, n);
         }
         dedup(&mut f.models);
@@ -561,6 +583,14 @@ impl Scenario {
         dedup(&mut f.precisions);
         dedup(&mut f.backends);
         Ok(())
+    }
+
+    /// The results store this run is kept in; `None` when the history is `off`.
+    pub fn history_location(&self) -> Option<crate::history::Location> {
+        match self.file.history.as_deref() {
+            Some(location) => crate::history::location_of(location),
+            None => Some(crate::history::default_location(&self.output_dir())),
+        }
     }
 
     pub fn output_dir(&self) -> PathBuf {

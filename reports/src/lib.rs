@@ -2,6 +2,7 @@
 //! tables, results, statistics, Markdown/HTML reports and plots).
 
 pub mod analysis;
+pub mod changepoint;
 pub mod correlation;
 pub mod cost_table;
 pub mod html;

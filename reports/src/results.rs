@@ -430,6 +430,10 @@ pub struct Environment {
     /// A stable identity of the machine kind (CPU model, cores, memory) for comparisons.
     pub machine_fingerprint: String,
     pub git_commit: String,
+    /// The branch checked out when the harness was built (`HEAD` when detached; empty in
+    /// files written before it was recorded).
+    #[serde(default)]
+    pub git_branch: String,
     pub rustc: String,
     /// `dev` or `release` (cargo's profile the harness was built with).
     pub build_profile: String,

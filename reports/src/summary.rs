@@ -9,7 +9,8 @@ use tabled::settings::{Alignment, Style};
 
 use crate::results::{CellResult, CellStatus, LatencySummary, ResultsFile};
 
-fn ms(v: f64) -> String {
+/// A latency in milliseconds as every table shows it.
+pub fn ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.1}")
     } else {

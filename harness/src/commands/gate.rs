@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{anyhow, bail, Context, Result};
 use models::checkpoint::write_atomically;
-use reports::results::{CellKey, CellResult, ResultsFile};
+use reports::results::{CellKey, CellResult, CellStatus, ResultsFile};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
@@ -108,10 +108,16 @@ pub fn store_baseline(
         .with_context(|| format!("{}: cannot write", path.display()))?;
     println!("{}", reports::summary::terminal_table(results));
     println!("stored the baseline of this machine: {}", path.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(match super::run::keep_in_history(&loaded, results) {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
 }
 
 fn gate_files(args: &GateArgs) -> Result<ExitCode> {
+    if let Some(store) = &args.history {
+        return gate_history(args, store);
+    }
     let settings = settings(&args.options)?;
     let candidate = ResultsFile::read(&args.candidate).context("--candidate")?;
     let baseline_path = match (&args.baseline, &args.baseline_dir) {
@@ -151,6 +157,92 @@ fn gate_files(args: &GateArgs) -> Result<ExitCode> {
     let report = compare(&base_cells, &cand_cells, &settings);
     let decision = Decision::of(&report, problems);
     publish(&report, None, &decision, &args.options)?;
+    Ok(verdict_exit(&decision))
+}
+
+/// `gate --history`: the candidate against the stored runs of its scenario on its machine.
+fn gate_history(args: &GateArgs, store: &str) -> Result<ExitCode> {
+    use crate::history::judge::{baseline_cell, drift, history_points, HistorySettings};
+    let settings = settings(&args.options)?;
+    if args.window < 2 {
+        bail!("--window {}: at least 2 stored runs", args.window);
+    }
+    let history = HistorySettings {
+        window: args.window,
+        drift_commits: args.drift_commits,
+        ..HistorySettings::default()
+    };
+    let candidate = ResultsFile::read(&args.candidate).context("--candidate")?;
+    let cand_cells = cells_by_key(&candidate.cells)
+        .map_err(|e| anyhow!("--candidate {}: {e}", args.candidate.display()))?;
+    let location = crate::history::Location::parse(store);
+    let mut store = crate::history::Store::open(&location).context("--history")?;
+    let (scenario, machine) = (
+        &candidate.scenario.name,
+        &candidate.environment.machine_fingerprint,
+    );
+    let mut base_cells = BTreeMap::new();
+    let mut too_short = Vec::new();
+    let mut drifts = Vec::new();
+    for (key, cell) in &cand_cells {
+        let series = store.series(scenario, machine, key)?;
+        let points = history_points(&series, &candidate);
+        let Some(baseline) = baseline_cell(key, &points, &history) else {
+            too_short.push(format!(
+                "{key}: {} stored run(s) of scenario `{scenario}` on this machine, fewer than {}",
+                points.len(),
+                history.min_runs
+            ));
+            continue;
+        };
+        base_cells.insert(key.clone(), baseline);
+        let commit = &candidate.environment.git_commit;
+        if let Some(median) = cell.median_ms().filter(|_| cell.status == CellStatus::Ok) {
+            drifts.extend(drift(
+                key,
+                &points,
+                (commit, median),
+                settings.threshold,
+                &history,
+            ));
+        }
+    }
+    if base_cells.is_empty() {
+        bail!(
+            "--history {}: no cell of scenario `{scenario}` has {} stored runs on this machine ({machine}); gate against a results file instead (--baseline) until it has",
+            location.shown(),
+            history.min_runs
+        );
+    }
+    let problems = run_problems("candidate", candidate.interrupted, &cand_cells);
+    let mut report = compare(&base_cells, &cand_cells, &settings);
+    report
+        .unmatched
+        .retain(|u| !u.ends_with("only in the candidate"));
+    report.unmatched.extend(too_short);
+    let mut decision = Decision::of(&report, problems);
+    let regressed: Vec<&CellKey> = report
+        .cells
+        .iter()
+        .filter(|c| c.verdict == Verdict::Regressed)
+        .map(|c| &c.key)
+        .collect();
+    publish(&report, None, &decision, &args.options)?;
+    for d in &drifts {
+        println!(
+            "drift: {}: {:+.1}% since commit {} ({} -> {} ms, change point p = {:.3})",
+            d.key,
+            d.change() * 100.0,
+            d.since_commit,
+            reports::summary::ms(d.before_ms),
+            reports::summary::ms(d.candidate_ms),
+            d.p_value
+        );
+    }
+    decision.regressions += drifts
+        .iter()
+        .filter(|d| !regressed.contains(&&d.key))
+        .count();
     Ok(verdict_exit(&decision))
 }
 
@@ -382,6 +474,15 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
         let path = args.out.join(name);
         write_atomically(&path, file.to_json().as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
+        if let Some(location) = args
+            .history
+            .as_deref()
+            .and_then(crate::history::location_of)
+        {
+            let said = crate::history::keep(&location, file)
+                .with_context(|| format!("--history: keeping {name}"))?;
+            println!("{name}: {said}");
+        }
     }
     let mut problems = baseline.problems("baseline");
     problems.extend(candidate.problems("candidate"));
@@ -533,6 +634,11 @@ fn run_cell(bin: &Path, scenario: &Path, cell: &AbCell, out: &Path) -> Result<Re
         )
         .arg("--out")
         .arg(out)
+        // The ab run keeps the merged sides itself (--history); the builds keep nothing.
+        .env(
+            crate::scenario::HISTORY_VARIABLE,
+            crate::scenario::HISTORY_OFF,
+        )
         .output()
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let path: PathBuf = out.join("results.json");

@@ -3,6 +3,7 @@
 pub mod classify;
 pub mod export;
 pub mod gate;
+pub mod history;
 pub mod infer;
 pub mod inspect;
 pub mod list;

@@ -29,8 +29,11 @@ pub fn run(path: &Path, options: &RunOptions) -> Result<ExitCode> {
         results.duration_s,
         crate::runner::wrote(&outcome.saved.dir)
     );
+    let kept = keep_in_history(&scenario, results);
     Ok(if !outcome.saved.where_asked {
         eprintln!("error: the results could not be written where asked (see the notes above)");
+        ExitCode::FAILURE
+    } else if !kept {
         ExitCode::FAILURE
     } else if results.interrupted {
         eprintln!("interrupted: the cells finished so far are saved");
@@ -40,4 +43,22 @@ pub fn run(path: &Path, options: &RunOptions) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Keeps the run in the scenario's results store (unless its history is `off`); false, after
+/// saying why, when it could not be kept (the results files are written all the same).
+pub fn keep_in_history(scenario: &Scenario, results: &reports::results::ResultsFile) -> bool {
+    let Some(location) = scenario.history_location() else {
+        return true;
+    };
+    match crate::history::keep(&location, results) {
+        Ok(said) => {
+            println!("{said}");
+            true
+        }
+        Err(e) => {
+            eprintln!("error: the run could not be kept in history: {e:#}");
+            false
+        }
+    }
 }
