@@ -494,6 +494,22 @@ pub enum HistoryCommand {
         #[command(flatten)]
         filter: HistoryFilter,
     },
+    /// Write the history report: history.md and a self-contained history.html with one trend
+    /// plot per cell (median and 95% band over the kept runs, change points marked, each
+    /// point's commit in its tooltip) and the table of detected changes.
+    Report {
+        /// The results store: a SQLite file or a postgres:// URL.
+        #[arg(long, default_value = DEFAULT_STORE)]
+        store: String,
+        /// Where to write history.md and history.html.
+        #[arg(long, default_value = "results/history")]
+        out: PathBuf,
+        /// Only the cells this names (as for `history show`; default: every cell).
+        #[arg(long)]
+        cell: Option<String>,
+        #[command(flatten)]
+        filter: HistoryFilter,
+    },
 }
 
 /// Which kept runs a history command looks at.

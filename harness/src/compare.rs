@@ -360,7 +360,8 @@ fn compare_cells(a: &CellResult, b: &CellResult, settings: &GateSettings) -> Cel
     c
 }
 
-fn sort_movers_first(cells: &mut [CellComparison]) {
+/// Regressions first, then improvements (each by size), then the rest by key.
+pub fn sort_movers_first(cells: &mut [CellComparison]) {
     cells.sort_by(|x, y| {
         let rank = |v: Verdict| match v {
             Verdict::Regressed => 0,

@@ -70,6 +70,35 @@ fn every_run_is_kept_and_its_series_shown() {
     );
     assert_eq!(text.matches("| 3 |").count(), 2, "{text}");
 
+    let report = dir.path().join("report");
+    let o = harness(&[
+        "history",
+        "report",
+        "--store",
+        store,
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", said(&o));
+    assert_contains(&said(&o), &["1 cell series"]);
+    let md = std::fs::read_to_string(report.join("history.md")).unwrap();
+    assert_contains(
+        &md,
+        &[
+            "## Detected changes",
+            "| mobileone-s0 reparameterized native t1 b1 32x32 | tiny |",
+        ],
+    );
+    let html = std::fs::read_to_string(report.join("history.html")).unwrap();
+    assert_contains(
+        &html,
+        &[
+            "<figure class=\"trend\">",
+            "<title>run 1 at ",
+            "<title>run 2 at ",
+        ],
+    );
+
     let o = harness(&["history", "show", "--store", store, "s4"]);
     assert_eq!(o.status.code(), Some(1));
     assert_contains(

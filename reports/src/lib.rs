@@ -10,6 +10,7 @@ pub mod plots;
 pub mod results;
 pub mod stats;
 pub mod summary;
+pub mod trend;
 pub mod units;
 
 pub use cost_table::{cost_summary_table, per_layer_table};

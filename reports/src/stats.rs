@@ -226,6 +226,22 @@ pub fn summarize(samples_ms: &[f64], seed: u64) -> LatencySummary {
     }
 }
 
+/// The two-sided prediction interval, at `level`, of one more draw from the normal population
+/// `values` are a sample of: mean ± t(n-1) · sd · √(1 + 1/n) (Student's t; it accounts for the
+/// mean and the spread being estimated). `None` below two values or for a level outside (0, 1).
+pub fn prediction_interval(values: &[f64], level: f64) -> Option<[f64; 2]> {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let n = values.len();
+    if n < 2 || !(level > 0.0 && level < 1.0) {
+        return None;
+    }
+    let centre = mean(values);
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).ok()?;
+    let quantile = t.inverse_cdf(0.5 + level / 2.0);
+    let half = quantile * std_dev(values) * (1.0 + 1.0 / n as f64).sqrt();
+    Some([centre - half, centre + half])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +394,22 @@ mod tests {
         assert!(spread.multimodal);
         assert!((spread.spread - (10.51 / 8.21 - 1.0)).abs() < 1e-12);
         assert_eq!(spread.medians_ms, two.to_vec());
+    }
+
+    #[test]
+    fn the_prediction_interval_matches_the_t_table() {
+        // n = 10, sd 1, mean 0: t(9) at 99% two-sided is 3.2498; sqrt(1.1) = 1.0488.
+        let values: Vec<f64> = (0..10)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let sd = super::std_dev(&values);
+        let [lo, hi] = super::prediction_interval(&values, 0.99).unwrap();
+        let expected = 3.2498 * sd * 1.1f64.sqrt();
+        assert!(
+            (hi - expected).abs() < 1e-3 && (lo + expected).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        assert_eq!(super::prediction_interval(&[1.0], 0.99), None);
+        assert_eq!(super::prediction_interval(&values, 1.0), None);
     }
 }

@@ -16,7 +16,8 @@ use tabled::settings::Style;
 
 use crate::cli::{AbArgs, GateArgs, GateOptions};
 use crate::compare::{
-    cells_by_key, compare, incomparable, run_problems, Decision, GateReport, GateSettings, Verdict,
+    cells_by_key, compare, incomparable, run_problems, sort_movers_first, Decision, GateReport,
+    GateSettings, Verdict,
 };
 use crate::scenario::Scenario;
 
@@ -162,7 +163,10 @@ fn gate_files(args: &GateArgs) -> Result<ExitCode> {
 
 /// `gate --history`: the candidate against the stored runs of its scenario on its machine.
 fn gate_history(args: &GateArgs, store: &str) -> Result<ExitCode> {
-    use crate::history::judge::{baseline_cell, drift, history_points, HistorySettings};
+    use crate::history::judge::{
+        baseline_cell, drift, history_points, judge_as_one_more_run, window_medians,
+        HistorySettings,
+    };
     let settings = settings(&args.options)?;
     if args.window < 2 {
         bail!("--window {}: at least 2 stored runs", args.window);
@@ -182,6 +186,7 @@ fn gate_history(args: &GateArgs, store: &str) -> Result<ExitCode> {
         &candidate.environment.machine_fingerprint,
     );
     let mut base_cells = BTreeMap::new();
+    let mut run_medians = BTreeMap::new();
     let mut too_short = Vec::new();
     let mut drifts = Vec::new();
     for (key, cell) in &cand_cells {
@@ -196,6 +201,7 @@ fn gate_history(args: &GateArgs, store: &str) -> Result<ExitCode> {
             continue;
         };
         base_cells.insert(key.clone(), baseline);
+        run_medians.insert(key.clone(), window_medians(&points, &history));
         let commit = &candidate.environment.git_commit;
         if let Some(median) = cell.median_ms().filter(|_| cell.status == CellStatus::Ok) {
             drifts.extend(drift(
@@ -216,6 +222,10 @@ fn gate_history(args: &GateArgs, store: &str) -> Result<ExitCode> {
     }
     let problems = run_problems("candidate", candidate.interrupted, &cand_cells);
     let mut report = compare(&base_cells, &cand_cells, &settings);
+    for c in &mut report.cells {
+        judge_as_one_more_run(c, &run_medians[&c.key], &settings);
+    }
+    sort_movers_first(&mut report.cells);
     report
         .unmatched
         .retain(|u| !u.ends_with("only in the candidate"));
@@ -228,6 +238,12 @@ fn gate_history(args: &GateArgs, store: &str) -> Result<ExitCode> {
         .map(|c| &c.key)
         .collect();
     publish(&report, None, &decision, &args.options)?;
+    println!(
+        "history: each cell against the medians of its last {} stored runs (scenario `{scenario}`, this machine); \
+         the interval is the candidate over their geometric mean, across the {:.0}% prediction interval of one run's median (Student's t, log scale)",
+        history.window,
+        settings.confidence * 100.0
+    );
     for d in &drifts {
         println!(
             "drift: {}: {:+.1}% since commit {} ({} -> {} ms, change point p = {:.3})",

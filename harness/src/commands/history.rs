@@ -1,12 +1,15 @@
 //! `harness history`: the results store from the command line: import results files, list
 //! the kept runs, show one cell's series over commits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use models::checkpoint::write_atomically;
+use reports::changepoint::{change_points, ChangePointSettings};
 use reports::results::{CellKey, ResultsFile};
 use reports::summary::ms;
+use reports::trend::{Trend, TrendPoint};
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
@@ -22,6 +25,12 @@ pub fn run(command: &HistoryCommand) -> Result<ExitCode> {
             cell,
             filter,
         } => show(store, cell, filter),
+        HistoryCommand::Report {
+            store,
+            out,
+            cell,
+            filter,
+        } => report(store, out, cell.as_deref(), filter),
     }
 }
 
@@ -95,13 +104,18 @@ fn list(store: &str, filter: &HistoryFilter) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(store: &str, cell: &str, filter: &HistoryFilter) -> Result<ExitCode> {
-    let pattern = CellPattern::parse(cell)?;
-    let mut store = open(store)?;
+/// The series of every stored cell `pattern` matches (all cells without one), each cut to the
+/// filter's last N runs; an error naming some stored cells when none matches.
+fn matching_series(
+    store: &mut Store,
+    pattern: Option<&str>,
+    filter: &HistoryFilter,
+) -> Result<Vec<Series>> {
+    let parsed = pattern.map(CellPattern::parse).transpose()?;
     let cells = store.cells(&run_filter(filter))?;
     let matching: Vec<_> = cells
         .iter()
-        .filter(|(_, _, k)| pattern.matches(k))
+        .filter(|(_, _, k)| parsed.as_ref().is_none_or(|p| p.matches(k)))
         .collect();
     if matching.is_empty() {
         let known: Vec<String> = cells
@@ -110,23 +124,81 @@ fn show(store: &str, cell: &str, filter: &HistoryFilter) -> Result<ExitCode> {
             .map(|(_, _, k)| k.to_string())
             .collect();
         bail!(
-            "no stored cell matches `{cell}`{}",
+            "no stored cell matches `{}`{}",
+            pattern.unwrap_or("any cell"),
             match known.is_empty() {
                 true => " (the store has no cells under these filters)".to_string(),
                 false => format!("; stored cells include: {}", known.join("; ")),
             }
         );
     }
+    let mut all = Vec::new();
     for (scenario, machine, key) in matching {
         let mut series = store.series(scenario, machine, key)?;
         if let Some(last) = filter.last {
-            series
-                .points
-                .drain(..series.points.len().saturating_sub(last));
+            let keep_from = series.points.len().saturating_sub(last);
+            series.points.drain(..keep_from);
         }
+        all.push(series);
+    }
+    Ok(all)
+}
+
+fn show(store: &str, cell: &str, filter: &HistoryFilter) -> Result<ExitCode> {
+    for series in matching_series(&mut open(store)?, Some(cell), filter)? {
         print_series(&series);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn report(store: &str, out: &Path, cell: Option<&str>, filter: &HistoryFilter) -> Result<ExitCode> {
+    let mut opened = open(store)?;
+    let shown = opened.location().shown();
+    let trends: Vec<Trend> = matching_series(&mut opened, cell, filter)?
+        .iter()
+        .map(trend_of)
+        .collect();
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    for (name, text) in [
+        ("history.md", reports::trend::markdown(&shown, &trends)),
+        ("history.html", reports::trend::html(&shown, &trends)),
+    ] {
+        let path = out.join(name);
+        write_atomically(&path, text.as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    let changes: usize = trends.iter().map(|t| t.changes.len()).sum();
+    println!(
+        "{} cell series, {changes} change point(s); wrote {}/history.md and history.html",
+        trends.len(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A series as the report draws it: its measured points and their change points.
+fn trend_of(series: &Series) -> Trend {
+    let points: Vec<TrendPoint> = series
+        .points
+        .iter()
+        .filter_map(|p| {
+            Some(TrendPoint {
+                run_id: p.run_id,
+                commit: p.git_commit.clone(),
+                started_at: p.started_at.clone(),
+                median_ms: p.median_ms?,
+                ci95_ms: p.ci95_ms,
+            })
+        })
+        .collect();
+    let medians: Vec<f64> = points.iter().map(|p| p.median_ms).collect();
+    Trend {
+        cell: series.key.to_string(),
+        scenario: series.scenario.clone(),
+        machine: series.machine.clone(),
+        changes: change_points(&medians, &ChangePointSettings::default()),
+        points,
+    }
 }
 
 fn print_series(series: &Series) {

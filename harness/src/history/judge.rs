@@ -1,11 +1,14 @@
-//! What `gate --history` judges a candidate run against: the last N stored runs of each cell
-//! (pooled as one baseline whose runs are resampled like processes, so run-to-run variance is
-//! in the interval), and the cell's whole series for slow drifts (a recent change point whose
-//! cumulative effect is above the threshold, even when each step was small).
+//! What `gate --history` judges a candidate run against: the medians of the last N stored runs
+//! of each cell (the candidate is one more run: is its median outside the prediction interval
+//! of a run's median, and is it more than the threshold slower than their centre?), and the
+//! cell's whole series for slow drifts (a recent change point whose cumulative effect is above
+//! the threshold, even when each step was small).
 
 use reports::changepoint::{change_points, ChangePointSettings};
 use reports::results::{CellKey, CellResult, CellStatus, ResultsFile};
-use reports::stats::process_spread;
+use reports::stats::{mean, prediction_interval, process_spread};
+
+use crate::compare::{CellComparison, GateSettings, Verdict};
 
 use super::{Point, Series};
 
@@ -67,6 +70,51 @@ pub fn baseline_cell(
     Some(cell)
 }
 
+/// The medians of the runs `baseline_cell` pools (the last `window`).
+pub fn window_medians(points: &[&Point], settings: &HistorySettings) -> Vec<f64> {
+    let recent = &points[points.len().saturating_sub(settings.window)..];
+    recent.iter().filter_map(|p| p.median_ms).collect()
+}
+
+/// Judges a cell compared against its pooled history again, as one more run of the history:
+/// on a log scale, the prediction interval (at the gate's confidence) of a run's median from
+/// the stored runs' medians gives the ratio's interval (candidate over the runs' geometric
+/// mean, over the range one run varies in), and the verdict keeps the gate's rule that a
+/// change needs both significance (the interval excludes 1) and an effect above the threshold.
+/// Cells without a verdict (too few samples, under load) are left as they are.
+pub fn judge_as_one_more_run(c: &mut CellComparison, medians: &[f64], settings: &GateSettings) {
+    if !c.verdict.judged() || medians.iter().any(|m| m.is_nan() || *m <= 0.0) {
+        return;
+    }
+    let logs: Vec<f64> = medians.iter().map(|m| m.ln()).collect();
+    let Some([low, high]) = prediction_interval(&logs, settings.confidence) else {
+        return;
+    };
+    let centre = mean(&logs);
+    let x = c.candidate_median_ms.ln();
+    c.baseline_median_ms = centre.exp();
+    c.ratio = (x - centre).exp();
+    c.ratio_ci = [(x - high).exp(), (x - low).exp()];
+    c.verdict = if c.ratio_ci[0] > 1.0 && c.ratio > 1.0 + settings.threshold {
+        Verdict::Regressed
+    } else if c.ratio_ci[1] < 1.0 && c.ratio < 1.0 - settings.threshold {
+        Verdict::Improved
+    } else {
+        Verdict::Unchanged
+    };
+}
+
+/// The change-point test of the drift rule: stricter than the report's (p <= 0.01, from 499
+/// permutations), because a drift fails the gate on its own, without a confirmation run, and
+/// a shared machine's own speed moves between runs hours apart (calibration: at p <= 0.05, 2 of
+/// 30 A/A runs failed by it).
+const DRIFT_CHANGE_POINTS: ChangePointSettings = ChangePointSettings {
+    significance: 0.01,
+    permutations: 499,
+    min_segment: 3,
+    seed: 0,
+};
+
 /// A slow drift: the series changed at `since_commit` (within the last commits) and the
 /// candidate is `change` slower than before it.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +149,7 @@ pub fn drift(
     medians.push(candidate.1);
     commits.push(candidate.0);
     let first_recent = start_of_last_commits(&commits, settings.drift_commits);
-    let found = change_points(&medians, &ChangePointSettings::default());
+    let found = change_points(&medians, &DRIFT_CHANGE_POINTS);
     let earliest = found.iter().find(|c| c.index >= first_recent)?;
     let result = Drift {
         key: key.clone(),
@@ -230,6 +278,46 @@ mod tests {
         assert_eq!(cell.samples_ms.len(), 20);
         assert_eq!(cell.sample_groups()[3], &points[13].samples_ms[..]);
         assert!(baseline_cell(&key(), &refs[..2], &settings).is_none());
+    }
+
+    #[test]
+    fn one_more_run_is_judged_against_the_spread_of_runs() {
+        // Stored runs' medians spread about 4% around 10 ms.
+        let medians = [10.0, 10.4, 9.6, 10.2, 9.8, 10.3, 9.7, 10.1, 9.9, 10.0];
+        let settings = GateSettings::default();
+        let judged = |candidate: f64| {
+            let mut c = crate::compare::compare_samples(
+                key(),
+                &[&[10.0; 10][..]],
+                &[&[candidate; 10][..]],
+                &settings,
+            );
+            judge_as_one_more_run(&mut c, &medians, &settings);
+            c
+        };
+        // 6% slower: above the threshold, but a run of this history can be that slow.
+        let c = judged(10.6);
+        assert_eq!(c.verdict, Verdict::Unchanged, "{c:?}");
+        assert!(
+            c.ratio_ci[0] < 1.0 && (c.ratio - 1.06).abs() < 0.01,
+            "{c:?}"
+        );
+        // 20% slower: outside every run's range and above the threshold.
+        assert_eq!(judged(12.0).verdict, Verdict::Regressed);
+        assert_eq!(judged(8.0).verdict, Verdict::Improved);
+        // Steady history: 3% slower is significant but under the threshold.
+        let steady = [10.0, 10.01, 9.99, 10.0, 10.02, 9.98];
+        let mut c = crate::compare::compare_samples(
+            key(),
+            &[&[10.0; 10][..]],
+            &[&[10.3; 10][..]],
+            &settings,
+        );
+        judge_as_one_more_run(&mut c, &steady, &settings);
+        assert!(
+            c.ratio_ci[0] > 1.0 && c.verdict == Verdict::Unchanged,
+            "{c:?}"
+        );
     }
 
     #[test]
