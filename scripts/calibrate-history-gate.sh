@@ -8,12 +8,15 @@
 #   20%    a run of examples/slowed_harness at 1.2x (every pass is a missed slowdown);
 #   drift  a copy of the store with four runs at 1.02x, 1.02^2x, 1.02^3x, 1.02^4x kept, then a
 #          run at 1.02^5x gated (five steps of +2%: a detection is a caught drift).
-# Prints the three rates. Usage: scripts/calibrate-history-gate.sh [RUNS] [HISTORY]
-# (defaults 20 and 10; the gate's defaults: threshold 5%, 99%, window 10, K 5).
+# Prints the three rates. Usage: scripts/calibrate-history-gate.sh [RUNS] [HISTORY] [PROCESSES]
+# (defaults 20, 10 and 1: every run, stored or gated, measures each cell in PROCESSES fresh
+# processes sharing the scenario's budget; the gate's defaults: threshold 5%, 99%, window 10,
+# K 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}
 history=${2:-10}
+processes=${3:-1}
 cargo build -q -p harness --examples
 bin=target/debug/harness
 slowed=target/debug/examples/slowed_harness
@@ -23,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 # measure BINARY OUT COMMIT [FACTOR]: one run into OUT, its results renamed to COMMIT.
 measure() {
     ONEBENCH_SLOWDOWN=${4:-1.2} "$1" run scenarios/quick.yaml --backends native --history off \
-        --out "$2" >"$2.log" 2>&1 || { cat "$2.log"; exit 2; }
+        --processes "$processes" --out "$2" >"$2.log" 2>&1 || { cat "$2.log"; exit 2; }
     sed -i "s/\"git_commit\": \"[^\"]*\"/\"git_commit\": \"$3\"/" "$2/results.json"
 }
 keep() {
@@ -77,7 +80,7 @@ for i in $(seq 1 "$runs"); do
     echo "trial $i/$runs: A/A false alarms $aa; 20% slowdowns caught $slow; drifts caught $drift"
 done
 echo
-echo "gate --history against $history kept runs, $runs trials each:"
+echo "gate --history against $history kept runs, $runs trials each, every run in $processes process(es):"
 echo "  A/A (same build):           failed $aa of $runs (false-alarm rate $((100 * aa / runs))%; $aa_by_drift by the drift rule)"
 echo "  20% slower:                 failed $slow of $runs (detection rate $((100 * slow / runs))%)"
 echo "  drift, five steps of +2%:   failed $drift of $runs (detection rate $((100 * drift / runs))%; the drift rule named $drift_by_rule)"

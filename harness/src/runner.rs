@@ -108,15 +108,17 @@ impl Outcome {
 /// Runs a scenario in this process, or in `processes` fresh worker processes when it asks for
 /// more than one (`crate::processes`).
 pub fn run_scenario(scenario: &Scenario) -> Result<Outcome> {
-    if scenario.file.processes > 1 {
-        return crate::processes::run_in_processes(scenario);
-    }
     run_scenario_with(scenario, backends::all())
 }
 
 /// `run_scenario` with the backends the cells run on given by name (the registry's names):
 /// the seam a test harness uses to wrap them (e.g. the gate's calibration slows one down).
+/// A scenario in several processes runs them as `run_scenario` does: each worker is this
+/// executable again, so a wrapping binary's workers are wrapped the same way.
 pub fn run_scenario_with(scenario: &Scenario, registry: Vec<Box<dyn Backend>>) -> Result<Outcome> {
+    if scenario.file.processes > 1 {
+        return crate::processes::run_in_processes(scenario);
+    }
     let interrupt = interrupt_flag();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let clock = Instant::now();
