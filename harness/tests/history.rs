@@ -98,6 +98,14 @@ fn every_run_is_kept_and_its_series_shown() {
             "<title>run 2 at ",
         ],
     );
+    // In a browser: the legend below the plot, no texts over each other, a tooltip per kept run.
+    if let Some(layouts) = common::assert_plots_readable(&report.join("history.html"), |_| 2) {
+        assert_eq!(layouts.len(), 1, "one trend plot: {layouts:?}");
+        assert!(layouts[0]
+            .texts
+            .iter()
+            .any(|t| t == "median of each kept run"));
+    }
 
     let o = harness(&["history", "show", "--store", store, "s4"]);
     assert_eq!(o.status.code(), Some(1));

@@ -74,10 +74,15 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{id}");
         assert!(svg.contains("<text"), "{id}: labelled axes");
     }
-    // Scatter plots: one circle per point (6 model/forms x 2 thread counts + 3 paper points)
-    // plus one legend marker per series (3).
-    let circles = figure(&html, "scatter-FLOPs").matches("<circle").count();
-    assert_eq!(circles, 12 + 3 + 3);
+    // Scatter plots: one circle per point (6 model/forms x 2 thread counts + 3 paper points),
+    // one legend marker per series (3), and one tooltip target per point.
+    let scatter = figure(&html, "scatter-FLOPs");
+    assert_eq!(scatter.matches("<circle").count(), 15 + 3 + 15);
+    assert_eq!(scatter.matches("class=\"tip\"").count(), 15);
+    assert_contains(
+        scatter,
+        &[" (native t1): GFLOPs per forward pass ", " (paper): GFLOPs"],
+    );
     assert!(figure(&html, "scatter-FLOPs").contains("ρ"));
     // The roofline draws this machine's ceilings and the device profile's.
     let roofline = figure(&html, "roofline");
@@ -134,7 +139,12 @@ fn a_run_writes_markdown_and_html_with_every_plot_and_the_correlations() {
         html
     );
 
-    browser_check(&out.join("report.html"));
+    let cells: Vec<String> = ["s0", "s1", "s2"]
+        .iter()
+        .flat_map(|m| ["unfused", "reparam"].map(move |f| (m, f)))
+        .flat_map(|(m, f)| [1, 2].map(move |t| format!("{m} {f} native t{t}")))
+        .collect();
+    browser_check(&out.join("report.html"), &cells);
 }
 
 /// A GPU run reports its adapter per cell and its GPU time (timestamp queries) apart from the
@@ -179,48 +189,13 @@ fn a_gpu_run_reports_the_adapter_and_gpu_time_beside_wall_time() {
 }
 
 /// Loads the report in headless Chromium: no console errors, every plot in the DOM with a
-/// drawn SVG; keeps a screenshot (target/report-screenshot.png) for CI to archive.
-fn browser_check(report: &Path) {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.is_file());
-    let Some(chromium) = chromium else {
-        assert!(
-            std::env::var_os("ONEBENCH_REQUIRE_BROWSER").is_none(),
-            "ONEBENCH_REQUIRE_BROWSER is set but Chromium is not installed"
-        );
-        eprintln!(
-            "SKIPPED the browser check: Chromium is not installed (apt-get install chromium)"
-        );
+/// drawn SVG, every plot readable (data area marked, legend outside it, no overlapping texts,
+/// a tooltip on every mark, every box of the distributions labelled with its cell); keeps a
+/// screenshot (target/report-screenshot.png) for CI to archive.
+fn browser_check(report: &Path, cells: &[String]) {
+    let Some(dom) = common::browser_dom(report) else {
         return;
     };
-    let profile = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", report.canonicalize().unwrap().display());
-    let base = |cmd: &mut Command| {
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()));
-    };
-    let mut dump = Command::new(chromium);
-    base(&mut dump);
-    let o = dump.arg("--dump-dom").arg(&url).output().unwrap();
-    let dom = String::from_utf8_lossy(&o.stdout);
-    let log = String::from_utf8_lossy(&o.stderr);
-    let console_errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .collect();
-    assert!(console_errors.is_empty(), "console: {console_errors:?}");
     for id in PLOT_IDS {
         let svg = figure(&dom, id);
         assert!(
@@ -228,10 +203,32 @@ fn browser_check(report: &Path) {
             "{id} not rendered"
         );
     }
+    // One tooltip per bar, box or point: 12 cells (6 per thread count), 6 speedups, and the
+    // scatter plots' 12 points plus the paper's 3.
+    let min_titles = |id: &str| match id {
+        "latency-t1" | "latency-t2" | "speedup" => 6,
+        "distributions" | "roofline" => 12,
+        "top-layers" => 10,
+        id if id.starts_with("scatter-") => 15,
+        _ => 1,
+    };
+    let layouts = common::assert_plots_readable(report, min_titles).unwrap();
+    let distributions = layouts
+        .iter()
+        .find(|l| l.figure == "distributions")
+        .unwrap();
+    for cell in cells {
+        assert!(
+            distributions.texts.contains(cell),
+            "no box labelled {cell}: {:?}",
+            distributions.texts
+        );
+    }
+    let chromium = common::chromium().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", report.canonicalize().unwrap().display());
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/report-screenshot.png");
-    let mut screenshot = Command::new(chromium);
-    base(&mut screenshot);
-    let o = screenshot
+    let o = common::chromium_command(chromium, profile.path())
         .arg(format!("--screenshot={}", shot.display()))
         .arg("--window-size=1200,9000")
         .arg(&url)

@@ -6,15 +6,9 @@ use std::fmt::Write;
 
 use crate::analysis::{series, Metric};
 use crate::correlation::MIN_POINTS;
+use crate::overlay::escape;
 use crate::plots;
 use crate::results::{CellStatus, ResultsFile};
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 pub const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}

@@ -6,6 +6,7 @@ pub mod changepoint;
 pub mod correlation;
 pub mod cost_table;
 pub mod html;
+pub mod overlay;
 pub mod plots;
 pub mod results;
 pub mod stats;

@@ -9,10 +9,30 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::analysis::{series, Metric};
+use crate::overlay::{self, LegendEntry, Mark, Marks, Target, Tip};
 use crate::results::{shown_ms, CellResult, CellStatus, ResultsFile, Speedup};
 use crate::stats::quantile;
+use crate::summary::ms;
 
 const SIZE: (u32, u32) = (900, 480);
+/// The font of tick labels and of axis descriptions: large enough to read at the page's width.
+pub(crate) const LABELS: (&str, u32) = ("sans-serif", 13);
+pub(crate) const AXIS_DESC: (&str, u32) = ("sans-serif", 14);
+
+/// A tick value as a reader writes it: three significant digits, no float noise
+/// (0.30000000000000004 is 0.3), no trailing zeros.
+pub(crate) fn tick(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let text = format!("{v:.digits$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
 
 /// A plot of the report: an id for the page, a title and its SVG.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,16 +59,76 @@ fn drawing(e: impl std::fmt::Display) -> PlotError {
     PlotError::Drawing(e.to_string())
 }
 
-/// Draws into a fresh SVG string.
-fn svg(draw: impl FnOnce(&Area) -> Result<(), PlotError>) -> Result<String, PlotError> {
+/// Draws a chart `height` pixels tall into a fresh SVG, with `legend` in a band of its own
+/// below the chart; the drawing reports its data area and the tooltips of its marks.
+fn svg(
+    height: u32,
+    legend: &[LegendEntry],
+    draw: impl FnOnce(&Area) -> Result<Marks, PlotError>,
+) -> Result<String, PlotError> {
     let mut out = String::new();
+    let marks;
     {
-        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        let total = (SIZE.0, height + overlay::legend_height(legend.len()));
+        let root = SVGBackend::with_string(&mut out, total).into_drawing_area();
         root.fill(&WHITE).map_err(drawing)?;
-        draw(&root)?;
+        let (chart_area, _) = root.split_vertically(height);
+        marks = draw(&chart_area)?;
         root.present().map_err(drawing)?;
     }
-    Ok(out)
+    Ok(overlay::apply(out, &marks, legend, height))
+}
+
+/// The pixel corners of a chart's data area.
+fn data_area<X: Ranged, Y: Ranged>(
+    chart: &ChartContext<SVGBackend, Cartesian2d<X, Y>>,
+) -> Option<((i32, i32), (i32, i32))> {
+    let (x, y) = chart.plotting_area().get_pixel_range();
+    Some(((x.start, y.start), (x.end, y.end)))
+}
+
+/// A tooltip over the rectangle between two data corners.
+fn rect_tip<X: Ranged, Y: Ranged>(
+    chart: &ChartContext<SVGBackend, Cartesian2d<X, Y>>,
+    corners: [(X::ValueType, Y::ValueType); 2],
+    text: String,
+) -> Tip {
+    let [a, b] = corners;
+    Tip::new(
+        Target::Rect(chart.backend_coord(&a), chart.backend_coord(&b)),
+        text,
+    )
+}
+
+/// A tooltip over the point at a data coordinate.
+fn point_tip<X: Ranged, Y: Ranged>(
+    chart: &ChartContext<SVGBackend, Cartesian2d<X, Y>>,
+    at: (X::ValueType, Y::ValueType),
+    text: String,
+) -> Tip {
+    let (x, y) = chart.backend_coord(&at);
+    Tip::new(Target::Point(x, y), text)
+}
+
+/// A cell named in full, with its median, interval and sample count: every cell's tooltip.
+fn cell_tip_text(c: &CellResult) -> String {
+    let name = format!(
+        "{} {} {} t{}",
+        c.key.model,
+        c.key.form,
+        c.key.engine(),
+        c.key.threads
+    );
+    match &c.latency {
+        Some(l) => format!(
+            "{name}: median {} ms, 95% CI {} .. {} ms, {} samples",
+            ms(l.median_ms),
+            ms(l.ci95_ms[0]),
+            ms(l.ci95_ms[1]),
+            c.samples_ms.len()
+        ),
+        None => name,
+    }
 }
 
 fn color(i: usize) -> RGBColor {
@@ -114,13 +194,6 @@ fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
-/// A log y range with room above the data for the legend (drawn in the upper corner): the
-/// data keep the lower 60% of the axis.
-fn log_range_with_legend_room(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = log_range(values);
-    (lo, hi * (hi / lo).powf(0.66))
-}
-
 /// The label of a category axis at `x`: category i's label at its centre (i + 0.5), nothing
 /// elsewhere (bars span [i, i + 1)).
 fn category_label(labels: &[String], x: f64) -> String {
@@ -159,9 +232,12 @@ where
     };
     chart
         .configure_mesh()
+        .label_style(LABELS)
+        .axis_desc_style(AXIS_DESC)
         .disable_x_mesh()
         .x_labels(ticks)
         .x_label_formatter(&label_of)
+        .y_label_formatter(&|v| tick(*v))
         .x_desc(x_desc)
         .y_desc(y_desc)
         .draw()
@@ -170,6 +246,46 @@ where
 }
 
 type CategoryChart<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
+
+/// Axes with one row per category on y, labelled from `top_down` (the first row at the top,
+/// each label at its row's centre: row i from the top spans [n - 1 - i, n - i)), and `x`.
+fn row_chart<'a, 'b, X>(
+    root: &'a Area<'b>,
+    caption: (&str, u32),
+    (top_down, label_width): (&[String], u32),
+    x: X,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<RowChart<'a, 'b, X::CoordDescType>, PlotError>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
+    let n = top_down.len();
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption.0, ("sans-serif", caption.1))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(label_width)
+        .build_cartesian_2d(x, 0f64..n as f64)
+        .map_err(drawing)?;
+    let bottom_up: Vec<String> = top_down.iter().rev().cloned().collect();
+    let label_of = |y: &f64| category_label(&bottom_up, *y);
+    chart
+        .configure_mesh()
+        .label_style(LABELS)
+        .axis_desc_style(AXIS_DESC)
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&label_of)
+        .x_label_formatter(&|v| tick(*v))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(drawing)?;
+    Ok(chart)
+}
+
+type RowChart<'a, 'b, X> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, RangedCoordf64>>;
 
 /// Every plot the results support, in the report's order. Cells and speedups with
 /// implausible numbers are left out first (`left_out` names them): plotters maps values to
@@ -247,7 +363,8 @@ fn short_cell(c: &CellResult) -> String {
     )
 }
 
-/// Stacked bars, one per cell that reports per-layer times: milliseconds per run by op kind.
+/// Stacked horizontal bars, one row per cell that reports per-layer times (top-down in run
+/// order): milliseconds per run by op kind.
 pub fn layers_by_kind(results: &ResultsFile) -> Result<String, PlotError> {
     let cells: Vec<&CellResult> = ok_cells(results)
         .into_iter()
@@ -261,40 +378,46 @@ pub fn layers_by_kind(results: &ResultsFile) -> Result<String, PlotError> {
             .iter()
             .flat_map(|c| c.layers.iter().map(|l| l.kind.clone())),
     );
-    let top = cells
-        .iter()
-        .map(|c| c.layers.iter().map(|l| l.ms).sum::<f64>())
-        .fold(0.0, f64::max)
-        * 1.6;
-    svg(|root| {
+    let total = |c: &CellResult| c.layers.iter().map(|l| l.ms).sum::<f64>();
+    let top = cells.iter().map(|c| total(c)).fold(0.0, f64::max) * 1.05;
+    let legend = swatches(&kinds);
+    let n = cells.len();
+    svg(rows_height(n), &legend, |root| {
         let labels: Vec<String> = cells.iter().map(|c| short_cell(c)).collect();
-        let mut chart = category_chart(
+        let mut chart = row_chart(
             root,
             ("Time per run by op kind (separate profiling plan)", 20),
-            (cells.len(), &labels),
+            (&labels, 230),
             0f64..top.max(1e-3),
-            ("cell (model, form, backend, threads)", "ms per run"),
+            ("ms per run", "cell (model, form, backend, threads)"),
         )?;
+        let mut tips = Vec::new();
         for (k, kind) in kinds.iter().enumerate() {
-            let bars: Vec<_> = cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let below: f64 = kinds[..k].iter().map(|kk| kind_ms(c, kk)).sum();
-                    let here = kind_ms(c, kind);
-                    Rectangle::new(
-                        [(i as f64 + 0.15, below), (i as f64 + 0.85, below + here)],
-                        color(k).filled(),
-                    )
-                })
-                .collect();
-            chart
-                .draw_series(bars)
-                .map_err(drawing)?
-                .label(kind.clone())
-                .legend(move |p| swatch(p, k));
+            let mut bars = Vec::new();
+            for (i, c) in cells.iter().enumerate() {
+                let before: f64 = kinds[..k].iter().map(|kk| kind_ms(c, kk)).sum();
+                let here = kind_ms(c, kind);
+                if here <= 0.0 {
+                    continue;
+                }
+                let y = (n - 1 - i) as f64;
+                let corners = [(before, y + 0.15), (before + here, y + 0.85)];
+                bars.push(Rectangle::new(corners, color(k).filled()));
+                let text = format!(
+                    "{}: {kind} {} ms per run ({:.1}% of {} ms)",
+                    short_cell(c),
+                    ms(here),
+                    100.0 * here / total(c),
+                    ms(total(c))
+                );
+                tips.push(rect_tip(&chart, corners, text));
+            }
+            chart.draw_series(bars).map_err(drawing)?;
         }
-        legend_at(&mut chart, SeriesLabelPosition::UpperRight)
+        Ok(Marks {
+            data_area: data_area(&chart),
+            tips,
+        })
     })
 }
 
@@ -306,22 +429,30 @@ fn kind_ms(c: &CellResult, kind: &str) -> f64 {
         .sum()
 }
 
+/// Legend entries of coloured squares, one per name, in colour order.
+fn swatches(names: &[String]) -> Vec<LegendEntry> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| LegendEntry::new(Mark::Swatch(color(k)), name.clone()))
+        .collect()
+}
+
 /// Horizontal bars: the 10 slowest layers of the slowest cell that reports per-layer times.
 pub fn top_layers(results: &ResultsFile) -> Result<String, PlotError> {
+    let total = |c: &CellResult| c.layers.iter().map(|l| l.ms).sum::<f64>();
     let cell = ok_cells(results)
         .into_iter()
         .filter(|c| !c.layers.is_empty())
-        .max_by(|a, b| {
-            let total = |c: &CellResult| c.layers.iter().map(|l| l.ms).sum::<f64>();
-            total(a).total_cmp(&total(b))
-        })
+        .max_by(|a, b| total(a).total_cmp(&total(b)))
         .ok_or(PlotError::NoData("no per-layer times"))?;
     let mut layers: Vec<_> = cell.layers.iter().collect();
     layers.sort_by(|a, b| b.ms.total_cmp(&a.ms));
     layers.truncate(10);
     let top = layers.first().map_or(1.0, |l| l.ms) * 1.1;
-    let kinds = unique(cell.layers.iter().map(|l| l.kind.clone()));
-    svg(|root| {
+    let kinds = unique(layers.iter().map(|l| l.kind.clone()));
+    let legend = swatches(&kinds);
+    svg(SIZE.1, &legend, |root| {
         let names: Vec<String> = layers
             .iter()
             .map(|l| {
@@ -329,35 +460,36 @@ pub fn top_layers(results: &ResultsFile) -> Result<String, PlotError> {
                 format!("{name} ({})", l.kind)
             })
             .collect();
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!("The 10 slowest layers of {}", short_cell(cell)),
-                ("sans-serif", 20),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(330)
-            .build_cartesian_2d(0f64..top.max(1e-3), 0f64..layers.len() as f64)
-            .map_err(drawing)?;
-        // Slowest at the top: category i from the bottom is layer len - 1 - i.
-        let top_down: Vec<String> = names.iter().rev().cloned().collect();
-        let label_of = |y: &f64| category_label(&top_down, *y);
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(layers.len() * 2 + 1)
-            .y_label_formatter(&label_of)
-            .x_desc("ms per run")
-            .draw()
-            .map_err(drawing)?;
-        chart
-            .draw_series(layers.iter().enumerate().map(|(i, l)| {
-                let y = (layers.len() - i - 1) as f64;
-                let k = kinds.iter().position(|kk| kk == &l.kind).unwrap_or(0);
-                Rectangle::new([(0.0, y + 0.15), (l.ms, y + 0.85)], color(k).filled())
-            }))
-            .map_err(drawing)?;
-        Ok(())
+        let caption = format!("The 10 slowest layers of {}", short_cell(cell));
+        let mut chart = row_chart(
+            root,
+            (&caption, 20),
+            (&names, 330),
+            0f64..top.max(1e-3),
+            ("ms per run", ""),
+        )?;
+        let mut tips = Vec::new();
+        let mut bars = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            let y = (layers.len() - i - 1) as f64;
+            let k = kinds.iter().position(|kk| kk == &l.kind).unwrap_or(0);
+            let corners = [(0.0, y + 0.15), (l.ms, y + 0.85)];
+            bars.push(Rectangle::new(corners, color(k).filled()));
+            let text = format!(
+                "{} ({}): {} ms per run, {:.1}% of the cell's {} ms",
+                l.name,
+                l.kind,
+                ms(l.ms),
+                100.0 * l.ms / total(cell),
+                ms(total(cell))
+            );
+            tips.push(rect_tip(&chart, corners, text));
+        }
+        chart.draw_series(bars).map_err(drawing)?;
+        Ok(Marks {
+            data_area: data_area(&chart),
+            tips,
+        })
     })
 }
 
@@ -374,11 +506,12 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Plo
             .map(|c| (c.key.model.clone(), c.key.form.clone())),
     );
     let backends = unique(cells.iter().map(|c| c.key.engine()));
-    let (lo, hi) = log_range_with_legend_room(cells.iter().flat_map(|c| {
+    let (lo, hi) = log_range(cells.iter().flat_map(|c| {
         let l = c.latency.as_ref().expect("ok cells have latency");
         [l.ci95_ms[0], l.ci95_ms[1]]
     }));
-    svg(|root| {
+    let legend = swatches(&backends);
+    svg(SIZE.1, &legend, |root| {
         let labels: Vec<String> = groups
             .iter()
             .map(|(m, f)| format!("{} {}", m.trim_start_matches("mobileone-"), short(f)))
@@ -392,6 +525,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Plo
             ("model and form", "latency (ms, log scale)"),
         )?;
         let width = 0.8 / backends.len().max(1) as f64;
+        let mut tips = Vec::new();
         for (b, backend) in backends.iter().enumerate() {
             let mut bars = Vec::new();
             let mut whiskers = Vec::new();
@@ -403,24 +537,22 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Plo
                 };
                 let l = c.latency.as_ref().expect("ok cells have latency");
                 let x0 = g as f64 + 0.1 + b as f64 * width;
-                bars.push(Rectangle::new(
-                    [(x0, lo), (x0 + width * 0.9, l.median_ms)],
-                    color(b).filled(),
-                ));
+                let corners = [(x0, lo), (x0 + width * 0.9, l.median_ms)];
+                bars.push(Rectangle::new(corners, color(b).filled()));
+                tips.push(rect_tip(&chart, corners, cell_tip_text(c)));
                 let xm = x0 + width * 0.45;
                 whiskers.push(PathElement::new(
                     vec![(xm, l.ci95_ms[0]), (xm, l.ci95_ms[1])],
                     BLACK.stroke_width(2),
                 ));
             }
-            chart
-                .draw_series(bars)
-                .map_err(drawing)?
-                .label(backend.clone())
-                .legend(move |p| swatch(p, b));
+            chart.draw_series(bars).map_err(drawing)?;
             chart.draw_series(whiskers).map_err(drawing)?;
         }
-        legend(&mut chart)
+        Ok(Marks {
+            data_area: data_area(&chart),
+            tips,
+        })
     })
 }
 
@@ -430,30 +562,6 @@ fn short(form: &str) -> &str {
     } else {
         form
     }
-}
-
-fn legend<'a, 'b: 'a, X: Ranged, Y: Ranged>(
-    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
-) -> Result<(), PlotError> {
-    legend_at(chart, SeriesLabelPosition::UpperLeft)
-}
-
-fn legend_at<'a, 'b: 'a, X: Ranged, Y: Ranged>(
-    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
-    position: SeriesLabelPosition,
-) -> Result<(), PlotError> {
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(position)
-        .draw()
-        .map_err(drawing)
-}
-
-/// The legend's square colour swatch of series `k`.
-fn swatch((x, y): (i32, i32), k: usize) -> Rectangle<(i32, i32)> {
-    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color(k).filled())
 }
 
 /// The series a speedup belongs to: its backend, precision and thread count.
@@ -471,8 +579,9 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, PlotError> {
         .iter()
         .map(|s| s.speedup)
         .fold(1.0, f64::max)
-        * 1.7;
-    svg(|root| {
+        * 1.1;
+    let legend = swatches(&keys);
+    svg(SIZE.1, &legend, |root| {
         let labels: Vec<String> = models
             .iter()
             .map(|m| m.trim_start_matches("mobileone-").to_string())
@@ -488,25 +597,30 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, PlotError> {
             ("model", "speedup (x)"),
         )?;
         let width = 0.8 / keys.len().max(1) as f64;
+        let mut tips = Vec::new();
         for (k, key) in keys.iter().enumerate() {
-            let bars: Vec<_> = results
+            let mut bars = Vec::new();
+            for s in results
                 .speedups
                 .iter()
                 .filter(|s| &speedup_series(s) == key)
-                .filter_map(|s| {
-                    let g = models.iter().position(|m| m == &s.model)?;
-                    let x0 = g as f64 + 0.1 + k as f64 * width;
-                    Some(Rectangle::new(
-                        [(x0, 0.0), (x0 + width * 0.9, s.speedup)],
-                        color(k).filled(),
-                    ))
-                })
-                .collect();
-            chart
-                .draw_series(bars)
-                .map_err(drawing)?
-                .label(key.clone())
-                .legend(move |p| swatch(p, k));
+            {
+                let Some(g) = models.iter().position(|m| m == &s.model) else {
+                    continue;
+                };
+                let x0 = g as f64 + 0.1 + k as f64 * width;
+                let corners = [(x0, 0.0), (x0 + width * 0.9, s.speedup)];
+                bars.push(Rectangle::new(corners, color(k).filled()));
+                let text = format!(
+                    "{} {key}: {:.2}x ({} ms unfused, {} ms reparameterized)",
+                    s.model,
+                    s.speedup,
+                    shown_ms(s.unfused_ms),
+                    shown_ms(s.reparameterized_ms)
+                );
+                tips.push(rect_tip(&chart, corners, text));
+            }
+            chart.draw_series(bars).map_err(drawing)?;
         }
         chart
             .draw_series(std::iter::once(PathElement::new(
@@ -514,12 +628,21 @@ pub fn speedup_bars(results: &ResultsFile) -> Result<String, PlotError> {
                 BLACK.stroke_width(1),
             )))
             .map_err(drawing)?;
-        legend(&mut chart)
+        Ok(Marks {
+            data_area: data_area(&chart),
+            tips,
+        })
     })
 }
 
-/// One box per cell from its raw samples: box from the first to the third quartile, a line at
-/// the median, whiskers to the minimum and maximum; log latency axis.
+/// The height of a plot with one row per category: 24 pixels a row, at least the default.
+fn rows_height(rows: usize) -> u32 {
+    (100 + 24 * rows as u32).max(SIZE.1)
+}
+
+/// One horizontal box per cell from its raw samples, labelled with the cell: box from the
+/// first to the third quartile, a line at the median, whiskers to the minimum and maximum;
+/// log latency axis; cells top-down in run order.
 pub fn distributions(results: &ResultsFile) -> Result<String, PlotError> {
     let cells: Vec<&CellResult> = ok_cells(results)
         .into_iter()
@@ -528,54 +651,66 @@ pub fn distributions(results: &ResultsFile) -> Result<String, PlotError> {
     if cells.is_empty() {
         return Err(PlotError::NoData("no samples"));
     }
-    let (lo, hi) =
-        log_range_with_legend_room(cells.iter().flat_map(|c| c.samples_ms.iter().copied()));
+    let (lo, hi) = log_range(cells.iter().flat_map(|c| c.samples_ms.iter().copied()));
     let backends = unique(cells.iter().map(|c| c.key.engine()));
-    svg(|root| {
-        let caption = "Latency distributions (box: quartiles, line: median, whiskers: min and max)";
-        let mut chart = category_chart(
+    let legend = swatches(&backends);
+    let n = cells.len();
+    svg(rows_height(n), &legend, |root| {
+        let labels: Vec<String> = cells.iter().map(|c| short_cell(c)).collect();
+        let mut chart = row_chart(
             root,
-            (caption, 18),
-            (cells.len(), &[]),
+            (
+                "Latency distributions (box: quartiles, line: median, whiskers: min and max)",
+                18,
+            ),
+            (&labels, 230),
             (lo..hi).log_scale(),
             (
-                "cells in run order (model, form, backend, threads)",
                 "latency (ms, log scale)",
+                "cell (model, form, backend, threads)",
             ),
         )?;
-        for (b, backend) in backends.iter().enumerate() {
-            let mut shapes: Vec<DynElement<SVGBackend, (f64, f64)>> = Vec::new();
-            for (i, c) in cells.iter().enumerate() {
-                if &c.key.engine() != backend {
-                    continue;
-                }
-                let mut s = c.samples_ms.clone();
-                s.sort_by(f64::total_cmp);
-                let q = |p: f64| quantile(&s, p);
-                let (x0, x1, xm) = (i as f64 + 0.2, i as f64 + 0.8, i as f64 + 0.5);
-                shapes.push(
-                    Rectangle::new([(x0, q(0.25)), (x1, q(0.75))], color(b).filled()).into_dyn(),
-                );
-                shapes.push(
-                    PathElement::new(vec![(x0, q(0.5)), (x1, q(0.5))], BLACK.stroke_width(2))
-                        .into_dyn(),
-                );
-                shapes.push(
-                    PathElement::new(vec![(xm, s[0]), (xm, s[s.len() - 1])], BLACK).into_dyn(),
-                );
-            }
-            chart
-                .draw_series(shapes)
-                .map_err(drawing)?
-                .label(backend.clone())
-                .legend(move |p| swatch(p, b));
+        let mut shapes: Vec<DynElement<SVGBackend, (f64, f64)>> = Vec::new();
+        let mut tips = Vec::new();
+        for (i, c) in cells.iter().enumerate() {
+            let b = backends
+                .iter()
+                .position(|e| e == &c.key.engine())
+                .unwrap_or(0);
+            let mut s = c.samples_ms.clone();
+            s.sort_by(f64::total_cmp);
+            let q = |p: f64| quantile(&s, p);
+            let y = (n - 1 - i) as f64;
+            let (y0, y1, ym) = (y + 0.2, y + 0.8, y + 0.5);
+            let corners = [(q(0.25), y0), (q(0.75), y1)];
+            shapes.push(Rectangle::new(corners, color(b).filled()).into_dyn());
+            shapes.push(
+                PathElement::new(vec![(q(0.5), y0), (q(0.5), y1)], BLACK.stroke_width(2))
+                    .into_dyn(),
+            );
+            shapes.push(PathElement::new(vec![(s[0], ym), (s[s.len() - 1], ym)], BLACK).into_dyn());
+            let text = format!(
+                "{}: median {} ms, quartiles {} .. {} ms, min {} ms, max {} ms, {} samples",
+                short_cell(c),
+                ms(q(0.5)),
+                ms(q(0.25)),
+                ms(q(0.75)),
+                ms(s[0]),
+                ms(s[s.len() - 1]),
+                s.len()
+            );
+            tips.push(rect_tip(&chart, [(s[0], y0), (s[s.len() - 1], y1)], text));
         }
-        legend(&mut chart)
+        chart.draw_series(shapes).map_err(drawing)?;
+        Ok(Marks {
+            data_area: data_area(&chart),
+            tips,
+        })
     })
 }
 
 /// Metric against median latency, log-log, one series per backend and thread count (and the
-/// reference measurements), each labelled with its Spearman rho and Kendall tau.
+/// reference measurements), each labelled in the legend with its Spearman rho and Kendall tau.
 pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, PlotError> {
     let all = series(results);
     if all.is_empty() {
@@ -585,11 +720,28 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, PlotErro
         all.iter()
             .flat_map(|s| s.points.iter().map(|p| p.metric(metric))),
     );
-    let (ylo, yhi) = log_range_with_legend_room(
+    let (ylo, yhi) = log_range(
         all.iter()
             .flat_map(|s| s.points.iter().map(|p| p.latency_ms)),
     );
-    svg(|root| {
+    let legend: Vec<LegendEntry> = all
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let c = s.correlation(metric);
+            let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.2}"));
+            let label = format!(
+                "{} (n={}): ρ {} τ {} r(log) {}",
+                s.name,
+                c.points,
+                fmt(c.spearman),
+                fmt(c.kendall),
+                fmt(c.pearson_log)
+            );
+            LegendEntry::new(Mark::Dot(color(i)), label)
+        })
+        .collect();
+    svg(SIZE.1, &legend, |root| {
         let mut chart: ChartContext<SVGBackend, Cartesian2d<LogCoord<f64>, LogCoord<f64>>> =
             ChartBuilder::on(root)
                 .caption(
@@ -606,45 +758,46 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, PlotErro
                 .map_err(drawing)?;
         chart
             .configure_mesh()
+            .label_style(LABELS)
+            .axis_desc_style(AXIS_DESC)
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .x_desc(format!("{} (log scale)", metric.axis()))
             .y_desc("median latency (ms, log scale)")
             .draw()
             .map_err(drawing)?;
+        let mut tips = Vec::new();
         for (i, s) in all.iter().enumerate() {
-            let c = s.correlation(metric);
-            let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.2}"));
-            let label = format!(
-                "{} (n={}): ρ {} τ {} r(log) {}",
-                s.name,
-                c.points,
-                fmt(c.spearman),
-                fmt(c.kendall),
-                fmt(c.pearson_log)
-            );
+            let at = |p: &crate::analysis::Point| (p.metric(metric), p.latency_ms);
             chart
                 .draw_series(
-                    s.points.iter().map(|p| {
-                        Circle::new((p.metric(metric), p.latency_ms), 4, color(i).filled())
-                    }),
+                    s.points
+                        .iter()
+                        .map(|p| Circle::new(at(p), 4, color(i).filled())),
                 )
-                .map_err(drawing)?
-                .label(label)
-                .legend(move |(x, y)| Circle::new((x + 5, y), 4, color(i).filled()));
+                .map_err(drawing)?;
+            for p in &s.points {
+                let text = format!(
+                    "{} ({}): {} {:.4}, median {} ms",
+                    p.label,
+                    s.name,
+                    metric.axis(),
+                    p.metric(metric),
+                    ms(p.latency_ms)
+                );
+                tips.push(point_tip(&chart, at(p), text));
+            }
         }
-        legend(&mut chart)
+        Ok(Marks {
+            data_area: data_area(&chart),
+            tips,
+        })
     })
 }
 
-/// Achieved GFLOP/s against arithmetic intensity (FLOPs per byte of memory traffic) for every
-/// cell, under this machine's measured ceilings at each thread count (peak compute and memory
-/// bandwidth from the built-in probe) and the scenario's device profile.
-pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
-    let cells = ok_cells(results);
-    if cells.is_empty() {
-        return Err(PlotError::NoData("no cells"));
-    }
-    let intensity =
-        |c: &CellResult| c.cost.flops as f64 / c.cost.memory_traffic_bytes.max(1) as f64;
+/// The roofline's ceilings: (name, peak GFLOP/s, GB/s) of this machine at each thread count
+/// and precision the cells ran at, then the scenario's device profile.
+fn ceilings(results: &ResultsFile, cells: &[&CellResult]) -> Vec<(String, f64, f64)> {
     let mut ceilings: Vec<(String, f64, f64)> = Vec::new();
     if let Some(peak) = &results.environment.peak {
         // One compute ceiling per precision the cells ran at (fp32 unnamed).
@@ -667,6 +820,20 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
     if let Some(d) = &results.device_profile {
         ceilings.push((d.name.clone(), d.peak_gflops, d.memory_gbps));
     }
+    ceilings
+}
+
+/// Achieved GFLOP/s against arithmetic intensity (FLOPs per byte of memory traffic) for every
+/// cell, under this machine's measured ceilings at each thread count (peak compute and memory
+/// bandwidth from the built-in probe) and the scenario's device profile.
+pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
+    let cells = ok_cells(results);
+    if cells.is_empty() {
+        return Err(PlotError::NoData("no cells"));
+    }
+    let intensity =
+        |c: &CellResult| c.cost.flops as f64 / c.cost.memory_traffic_bytes.max(1) as f64;
+    let ceilings = ceilings(results, &cells);
     let (xlo, xhi) = log_range(cells.iter().map(|c| intensity(c)));
     let (xlo, xhi) = (xlo.min(0.5), xhi.max(200.0));
     let (ylo, yhi) = log_range(
@@ -676,7 +843,22 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
             .chain(ceilings.iter().map(|c| c.1)),
     );
     let backends = unique(cells.iter().map(|c| c.key.engine()));
-    svg(|root| {
+    let ceiling_color = |i: usize| color(i + backends.len());
+    let legend: Vec<LegendEntry> = ceilings
+        .iter()
+        .enumerate()
+        .map(|(i, (name, gflops, gbps))| {
+            let label = format!("ceiling: {name} ({gflops:.0} GFLOP/s, {gbps:.0} GB/s)");
+            LegendEntry::new(Mark::Line(ceiling_color(i)), label)
+        })
+        .chain(
+            backends
+                .iter()
+                .enumerate()
+                .map(|(b, name)| LegendEntry::new(Mark::Dot(color(b)), name.clone())),
+        )
+        .collect();
+    svg(SIZE.1, &legend, |root| {
         let mut chart: ChartContext<SVGBackend, Cartesian2d<LogCoord<f64>, LogCoord<f64>>> =
             ChartBuilder::on(root)
                 .caption(
@@ -690,11 +872,15 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
                 .map_err(drawing)?;
         chart
             .configure_mesh()
+            .label_style(LABELS)
+            .axis_desc_style(AXIS_DESC)
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .x_desc("arithmetic intensity (FLOPs per byte of memory traffic, log scale)")
             .y_desc("achieved GFLOP/s (log scale)")
             .draw()
             .map_err(drawing)?;
-        for (i, (name, gflops, gbps)) in ceilings.iter().enumerate() {
+        for (i, (_, gflops, gbps)) in ceilings.iter().enumerate() {
             let steps = 60;
             let line: Vec<(f64, f64)> = (0..=steps)
                 .map(|k| {
@@ -702,29 +888,54 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
                     (x, (gbps * x).min(*gflops))
                 })
                 .collect();
-            let style = color(i + backends.len()).stroke_width(2);
             chart
-                .draw_series(LineSeries::new(line, style))
-                .map_err(drawing)?
-                .label(format!(
-                    "ceiling: {name} ({gflops:.0} GFLOP/s, {gbps:.0} GB/s)"
-                ))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], style));
+                .draw_series(LineSeries::new(line, ceiling_color(i).stroke_width(2)))
+                .map_err(drawing)?;
         }
+        let mut tips = Vec::new();
         for (b, backend) in backends.iter().enumerate() {
+            let drawn: Vec<&&CellResult> = cells
+                .iter()
+                .filter(|c| &c.key.engine() == backend && c.achieved_gflops > 0.0)
+                .collect();
+            let at = |c: &CellResult| (intensity(c), c.achieved_gflops);
             chart
                 .draw_series(
-                    cells
+                    drawn
                         .iter()
-                        .filter(|c| &c.key.engine() == backend && c.achieved_gflops > 0.0)
-                        .map(|c| {
-                            Circle::new((intensity(c), c.achieved_gflops), 4, color(b).filled())
-                        }),
+                        .map(|c| Circle::new(at(c), 4, color(b).filled())),
                 )
-                .map_err(drawing)?
-                .label(backend.clone())
-                .legend(move |(x, y)| Circle::new((x + 5, y), 4, color(b).filled()));
+                .map_err(drawing)?;
+            for c in drawn {
+                let text = format!(
+                    "{}: {:.2} FLOPs/byte, {:.2} GFLOP/s achieved",
+                    cell_tip_text(c),
+                    intensity(c),
+                    c.achieved_gflops
+                );
+                tips.push(point_tip(&chart, at(c), text));
+            }
         }
-        legend_at(&mut chart, SeriesLabelPosition::LowerRight)
+        Ok(Marks {
+            data_area: data_area(&chart),
+            tips,
+        })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_read_as_written_by_hand() {
+        assert_eq!(tick(0.30000000000000004), "0.3");
+        assert_eq!(tick(0.6000000000000001), "0.6");
+        assert_eq!(tick(1.0), "1");
+        assert_eq!(tick(2.5), "2.5");
+        assert_eq!(tick(0.0123456), "0.0123");
+        assert_eq!(tick(1500.0), "1500");
+        assert_eq!(tick(-0.25), "-0.25");
+        assert_eq!(tick(0.0), "0");
+    }
 }

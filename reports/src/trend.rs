@@ -7,6 +7,7 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use crate::changepoint::ChangePoint;
+use crate::overlay::{self, escape, LegendEntry, Mark, Marks, Target, Tip};
 use crate::plots::PlotError;
 use crate::summary::ms;
 
@@ -63,9 +64,13 @@ pub fn trend_svg(trend: &Trend) -> Result<String, PlotError> {
     let (lo, hi) = y_range(&trend.points);
     let mut out = String::new();
     let mut tips = Vec::new();
+    let data_area;
+    let legend = legend();
     {
-        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        let height = SIZE.1 + overlay::legend_height(legend.len());
+        let root = SVGBackend::with_string(&mut out, (SIZE.0, height)).into_drawing_area();
         root.fill(&WHITE).map_err(drawing)?;
+        let (root, _) = root.split_vertically(SIZE.1);
         let labels: Vec<String> = trend
             .points
             .iter()
@@ -86,6 +91,9 @@ pub fn trend_svg(trend: &Trend) -> Result<String, PlotError> {
             .map_err(drawing)?;
         chart
             .configure_mesh()
+            .label_style(crate::plots::LABELS)
+            .axis_desc_style(crate::plots::AXIS_DESC)
+            .y_label_formatter(&|v| crate::plots::tick(*v))
             .disable_x_mesh()
             .x_labels(n.min(20))
             .x_label_formatter(&label_of)
@@ -122,15 +130,36 @@ pub fn trend_svg(trend: &Trend) -> Result<String, PlotError> {
                 ))
                 .map_err(drawing)?;
             let (px, py) = chart.backend_coord(&(x, hi));
-            tips.push((px, py + 8, change_tip(trend, change)));
+            tips.push(Tip::new(
+                Target::Point(px, py + 8),
+                change_tip(trend, change),
+            ));
         }
         for (i, p) in trend.points.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(i as f64, p.median_ms));
-            tips.push((px, py, point_tip(p)));
+            tips.push(Tip::new(Target::Point(px, py), point_tip(p)));
         }
+        let (x, y) = chart.plotting_area().get_pixel_range();
+        data_area = Some(((x.start, y.start), (x.end, y.end)));
         root.present().map_err(drawing)?;
     }
-    Ok(with_tooltips(out, &tips))
+    let marks = Marks { data_area, tips };
+    Ok(overlay::apply(out, &marks, &legend, SIZE.1))
+}
+
+/// What the trend plot's marks mean, below the plot.
+fn legend() -> Vec<LegendEntry> {
+    vec![
+        LegendEntry::new(Mark::Line(BLUE), "median of each kept run"),
+        LegendEntry::new(
+            Mark::Swatch(RGBColor(217, 217, 255)),
+            "its 95% confidence interval",
+        ),
+        LegendEntry::new(
+            Mark::Line(RED),
+            "change point (dashed; hover for its size and p)",
+        ),
+    ]
 }
 
 /// The y range: every median and interval, padded by 10% of their span.
@@ -197,30 +226,6 @@ fn change_tip(trend: &Trend, c: &ChangePoint) -> String {
         c.relative_change() * 100.0,
         c.p_value
     )
-}
-
-/// Adds a hover target with a `<title>` (the browser's tooltip) at each pixel position: an
-/// invisible circle over the drawn mark, appended last so it is on top.
-pub fn with_tooltips(svg: String, tips: &[(i32, i32, String)]) -> String {
-    let Some(end) = svg.rfind("</svg>") else {
-        return svg;
-    };
-    let mut targets = String::new();
-    for (x, y, text) in tips {
-        let _ = writeln!(
-            targets,
-            "<circle cx=\"{x}\" cy=\"{y}\" r=\"7\" fill=\"transparent\" class=\"tip\"><title>{}</title></circle>",
-            escape(text)
-        );
-    }
-    format!("{}{targets}{}", &svg[..end], &svg[end..])
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 const CHANGES_HEADER: &str =
