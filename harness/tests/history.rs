@@ -231,7 +231,20 @@ fn the_gate_judges_against_history_and_catches_a_slow_drift() {
     let o = gate(&steady, "6");
     assert_eq!(o.status.code(), Some(0), "{}", said(&o));
     let fifth = synthetic_run(dir.path(), &base, 31, "d5", 1.02f64.powi(5));
-    let o = gate(&fifth, "3");
+    let (md, json) = (dir.path().join("gate.md"), dir.path().join("gate.json"));
+    let o = harness(&[
+        "gate",
+        "--history",
+        store,
+        "--window",
+        "3",
+        "--candidate",
+        fifth.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", said(&o));
     let text = said(&o);
     assert_contains(
@@ -243,4 +256,21 @@ fn the_gate_judges_against_history_and_catches_a_slow_drift() {
         ],
     );
     assert!(!text.contains("regressed  "), "{text}");
+    // The summaries a PR comment and a dashboard read say the same: a drift fails the gate.
+    let md = std::fs::read_to_string(md).unwrap();
+    assert_contains(
+        &md,
+        &[
+            "**1 cell(s) regressed**",
+            "Slow drifts against history",
+            "- mobileone-s0 reparameterized native t1",
+        ],
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(json["exit_code"], 1);
+    assert_eq!(json["regressions"], 1);
+    let drift = &json["drifts"][0];
+    assert!(drift["since_commit"].as_str().unwrap().starts_with('d'));
+    assert!(drift["change"].as_f64().unwrap() > 0.05, "{drift}");
 }

@@ -19,6 +19,7 @@ use crate::compare::{
     cells_by_key, compare, incomparable, run_problems, sort_movers_first, Decision, GateReport,
     GateSettings, Verdict,
 };
+use crate::history::judge::Drift;
 use crate::scenario::Scenario;
 
 /// Exit code for bad input or incomparable runs.
@@ -157,7 +158,7 @@ fn gate_files(args: &GateArgs) -> Result<ExitCode> {
     ));
     let report = compare(&base_cells, &cand_cells, &settings);
     let decision = Decision::of(&report, problems);
-    publish(&report, None, &decision, &args.options)?;
+    publish(&report, None, &[], &decision, &args.options)?;
     Ok(verdict_exit(&decision))
 }
 
@@ -237,7 +238,12 @@ fn gate_history(args: &GateArgs, store: &str) -> Result<ExitCode> {
         .filter(|c| c.verdict == Verdict::Regressed)
         .map(|c| &c.key)
         .collect();
-    publish(&report, None, &decision, &args.options)?;
+    // A drift fails the gate on its own, counted once per cell.
+    decision.regressions += drifts
+        .iter()
+        .filter(|d| !regressed.contains(&&d.key))
+        .count();
+    publish(&report, None, &drifts, &decision, &args.options)?;
     println!(
         "history: each cell against the medians of its last {} stored runs (scenario `{scenario}`, this machine); \
          the interval is the candidate over their geometric mean, across the {:.0}% prediction interval of one run's median (Student's t, log scale)",
@@ -245,20 +251,8 @@ fn gate_history(args: &GateArgs, store: &str) -> Result<ExitCode> {
         settings.confidence * 100.0
     );
     for d in &drifts {
-        println!(
-            "drift: {}: {:+.1}% since commit {} ({} -> {} ms, change point p = {:.3})",
-            d.key,
-            d.change() * 100.0,
-            d.since_commit,
-            reports::summary::ms(d.before_ms),
-            reports::summary::ms(d.candidate_ms),
-            d.p_value
-        );
+        println!("drift: {}", d.describe());
     }
-    decision.regressions += drifts
-        .iter()
-        .filter(|d| !regressed.contains(&&d.key))
-        .count();
     Ok(verdict_exit(&decision))
 }
 
@@ -286,10 +280,12 @@ fn verdict_exit(decision: &Decision) -> ExitCode {
     ExitCode::from(decision.exit_code())
 }
 
-/// Prints the table and writes the requested Markdown and JSON summaries (atomically).
+/// Prints the table and writes the requested Markdown and JSON summaries (atomically), with
+/// the slow drifts `gate --history` found.
 fn publish(
     report: &GateReport,
     confirmation: Option<&GateReport>,
+    drifts: &[Drift],
     decision: &Decision,
     options: &GateOptions,
 ) -> Result<()> {
@@ -302,8 +298,11 @@ fn publish(
         println!("{}", terminal_table(c));
     }
     if let Some(path) = &options.markdown {
-        write_atomically(path, markdown(report, confirmation, decision).as_bytes())
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+        write_atomically(
+            path,
+            markdown(report, confirmation, drifts, decision).as_bytes(),
+        )
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     if let Some(path) = &options.json {
         let value = serde_json::json!({
@@ -313,6 +312,7 @@ fn publish(
             "improvements": report.count(Verdict::Improved),
             "report": report,
             "confirmation": confirmation,
+            "drifts": drifts.iter().map(Drift::to_json).collect::<Vec<_>>(),
         });
         write_atomically(path, serde_json::to_string_pretty(&value)?.as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -371,6 +371,7 @@ pub fn terminal_table(report: &GateReport) -> String {
 pub fn markdown(
     report: &GateReport,
     confirmation: Option<&GateReport>,
+    drifts: &[Drift],
     decision: &Decision,
 ) -> String {
     let mut md = String::new();
@@ -412,6 +413,15 @@ pub fn markdown(
             c.cells.len()
         );
         md.push_str(&markdown_table(c));
+    }
+    if !drifts.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nSlow drifts against history (each fails the gate, though no single step crossed the threshold):\n"
+        );
+        for d in drifts {
+            let _ = writeln!(md, "- {}", d.describe());
+        }
     }
     if !report.unmatched.is_empty() {
         let _ = writeln!(md, "\nNot compared: {}", report.unmatched.join("; "));
@@ -538,7 +548,7 @@ fn ab(args: &AbArgs) -> Result<ExitCode> {
         Some(c) => Decision::confirmed(&report, c, problems),
         None => Decision::of(&report, problems),
     };
-    publish(&report, confirmation.as_ref(), &decision, &options)?;
+    publish(&report, confirmation.as_ref(), &[], &decision, &options)?;
     Ok(verdict_exit(&decision))
 }
 

@@ -131,6 +131,31 @@ impl Drift {
     pub fn change(&self) -> f64 {
         self.candidate_ms / self.before_ms - 1.0
     }
+
+    /// One line: the cell, the change, since which commit, and the change point's p.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {:+.1}% since commit {} ({} -> {} ms, change point p = {:.3})",
+            self.key,
+            self.change() * 100.0,
+            self.since_commit,
+            reports::summary::ms(self.before_ms),
+            reports::summary::ms(self.candidate_ms),
+            self.p_value
+        )
+    }
+
+    /// The drift as gate.json records it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cell": self.key.to_string(),
+            "since_commit": self.since_commit,
+            "before_ms": self.before_ms,
+            "candidate_ms": self.candidate_ms,
+            "change": self.change(),
+            "p_value": self.p_value,
+        })
+    }
 }
 
 /// The drift of a cell: change points of its recent medians followed by the candidate's; the
