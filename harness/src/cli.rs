@@ -527,6 +527,10 @@ pub struct HistoryFilter {
     /// Runs of this commit (a prefix).
     #[arg(long)]
     pub commit: Option<String>,
+    /// Runs from commit FROM to commit TO (prefixes; `FROM..` or `..TO` leave a side open):
+    /// from the first kept run of FROM to the last of TO, in the order the runs started.
+    #[arg(long, value_name = "FROM..TO", value_parser = crate::history::CommitRange::parse)]
+    pub commits: Option<crate::history::CommitRange>,
     /// Only the last N runs.
     #[arg(long, value_name = "N")]
     pub last: Option<usize>,

@@ -376,6 +376,7 @@ impl Scenario {
         self.check_cells()
             .and_then(|()| self.check_measurement())
             .and_then(|()| self.check_inputs())
+            .and_then(|()| check_history(self.file.history.as_deref()).map_err(|m| ("history", m)))
             .map_err(located)
     }
 
@@ -541,11 +542,14 @@ impl Scenario {
         if let Some(out) = &o.out {
             f.output = Some(out.clone());
         }
-        if let Some(history) = o
-            .history
-            .clone()
-            .or_else(|| std::env::var(HISTORY_VARIABLE).ok())
-        {
+        // An empty ONEBENCH_HISTORY is no setting (as shells leave it); an empty --history is
+        // a mistake.
+        check_history(o.history.as_deref()).map_err(|m| anyhow!("--history: {m}"))?;
+        if let Some(history) = o.history.clone().or_else(|| {
+            std::env::var(HISTORY_VARIABLE)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        }) {
             f.history = Some(history);
         }
         if o.quick {
@@ -626,6 +630,17 @@ pub const MAX_COOLDOWN_MS: u64 = 60_000;
 
 /// The most processes a cell may be measured in.
 pub const MAX_PROCESSES: usize = 100;
+
+/// A results store's location, when one is given, names something: a blank one would be a
+/// SQLite file called "" (or " ") in the working folder.
+fn check_history(location: Option<&str>) -> Result<(), String> {
+    match location {
+        Some(l) if l.trim().is_empty() => Err(format!(
+            "`{l}`: empty; give a SQLite file, a postgres:// URL, or `{HISTORY_OFF}` to keep nothing"
+        )),
+        _ => Ok(()),
+    }
+}
 
 fn check_processes(n: usize) -> Result<(), String> {
     if (1..=MAX_PROCESSES).contains(&n) {
@@ -1023,6 +1038,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_contains(&e, &["no/such.yaml: cannot read"]);
+    }
+
+    #[test]
+    fn an_empty_history_location_is_refused_by_field() {
+        let e = err("name: t\nmodels: [s0]\nhistory: \"\"\n");
+        assert_contains(&e, &[":3: `history`: ``: empty; give a SQLite file"]);
+        let blank = Overrides {
+            history: Some(" ".into()),
+            ..Overrides::default()
+        };
+        let e = load_text("name: t\nmodels: [s0]\n", &blank)
+            .unwrap_err()
+            .to_string();
+        assert_contains(&e, &["--history: ` `: empty"]);
+        let s = load_text(
+            "name: t\nmodels: [s0]\nhistory: off\n",
+            &Overrides::default(),
+        );
+        assert!(s.unwrap().history_location().is_none());
     }
 
     #[test]

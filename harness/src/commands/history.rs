@@ -44,6 +44,7 @@ fn run_filter(filter: &HistoryFilter) -> RunFilter {
         machine: filter.machine.clone(),
         branch: filter.branch.clone(),
         commit: filter.commit.clone(),
+        commits: filter.commits.clone(),
         last: filter.last,
     }
 }
@@ -135,6 +136,17 @@ fn matching_series(
     let mut all = Vec::new();
     for (scenario, machine, key) in matching {
         let mut series = store.series(scenario, machine, key)?;
+        if let Some(range) = &filter.commits {
+            let commits: Vec<&str> = series
+                .points
+                .iter()
+                .map(|p| p.git_commit.as_str())
+                .collect();
+            let keep = range
+                .select(&commits)
+                .map_err(|e| anyhow::anyhow!("--commits: {key}: {e}"))?;
+            series.points = series.points.drain(keep).collect();
+        }
         if let Some(last) = filter.last {
             let keep_from = series.points.len().saturating_sub(last);
             series.points.drain(..keep_from);

@@ -95,8 +95,69 @@ pub struct RunFilter {
     pub machine: Option<String>,
     pub branch: Option<String>,
     pub commit: Option<String>,
+    /// Only the runs from one commit to another (in the order they started).
+    pub commits: Option<CommitRange>,
     /// Only the last N runs (in the order they started).
     pub last: Option<usize>,
+}
+
+/// A range of commits, `FROM..TO`, each a commit prefix and either side open when empty: the
+/// runs from the first kept run of FROM to the last kept run of TO, in the order the runs
+/// started (the store knows no git ancestry; CI keeps one run per commit in commit order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitRange {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl CommitRange {
+    /// `FROM..TO`, `FROM..` or `..TO`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some((from, to)) = text.split_once("..") else {
+            return Err(format!(
+                "`{text}`: expected FROM..TO (commit prefixes; either may be empty)"
+            ));
+        };
+        let side = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        if to.contains("..") {
+            return Err(format!("`{text}`: one `..` between two commits"));
+        }
+        Ok(CommitRange {
+            from: side(from),
+            to: side(to),
+        })
+    }
+
+    /// The indices of `commits` (in the order their runs started) the range covers; an error
+    /// names a commit with no kept run, or a range whose end was kept before its start.
+    pub fn select(&self, commits: &[&str]) -> Result<std::ops::Range<usize>, String> {
+        let missing = |c: &str| format!("no kept run of commit `{c}` under these filters");
+        let start = match &self.from {
+            Some(from) => commits
+                .iter()
+                .position(|c| c.starts_with(from.as_str()))
+                .ok_or_else(|| missing(from))?,
+            None => 0,
+        };
+        let end = match &self.to {
+            Some(to) => {
+                commits
+                    .iter()
+                    .rposition(|c| c.starts_with(to.as_str()))
+                    .ok_or_else(|| missing(to))?
+                    + 1
+            }
+            None => commits.len(),
+        };
+        if start >= end && !commits.is_empty() {
+            return Err(format!(
+                "commit `{}` was last kept before commit `{}` was first kept",
+                self.to.as_deref().unwrap_or(""),
+                self.from.as_deref().unwrap_or("")
+            ));
+        }
+        Ok(start..end.max(start))
+    }
 }
 
 /// One run's measurement of a cell, a point of its series.
@@ -199,6 +260,13 @@ impl Store {
             .iter()
             .map(|row| run_row(row))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(range) = &filter.commits {
+            let commits: Vec<&str> = runs.iter().map(|r| r.git_commit.as_str()).collect();
+            let keep = range
+                .select(&commits)
+                .map_err(|e| anyhow::anyhow!("--commits: {e}"))?;
+            runs = runs.drain(keep).collect();
+        }
         if let Some(last) = filter.last {
             runs.drain(..runs.len().saturating_sub(last));
         }

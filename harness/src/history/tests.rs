@@ -71,6 +71,24 @@ pub(crate) fn round_trip(store: &mut Store) {
     };
     let last: Vec<_> = store.runs(&last).unwrap().iter().map(|r| r.id).collect();
     assert_eq!(last, [runs[1].id, runs[2].id]);
+    let range = |text: &str| RunFilter {
+        commits: Some(CommitRange::parse(text).unwrap()),
+        ..RunFilter::default()
+    };
+    let ids = |store: &mut Store, text: &str| -> Vec<i64> {
+        let runs = store.runs(&range(text)).unwrap();
+        runs.iter().map(|r| r.id).collect()
+    };
+    assert_eq!(ids(store, "bbbb..cccc"), [runs[1].id, runs[2].id]);
+    assert_eq!(ids(store, "..bbbb"), [runs[0].id, runs[1].id]);
+    assert_eq!(ids(store, "aaaa..aaaa"), [runs[0].id]);
+    let e = store.runs(&range("cccc..aaaa")).unwrap_err().to_string();
+    assert!(
+        e.contains("--commits: commit `aaaa` was last kept before commit `cccc`"),
+        "{e}"
+    );
+    let e = store.runs(&range("eeee..")).unwrap_err().to_string();
+    assert!(e.contains("no kept run of commit `eeee`"), "{e}");
 
     let cells = store.cells(&RunFilter::default()).unwrap();
     assert_eq!(cells.len(), 2);
@@ -185,4 +203,35 @@ fn a_run_goes_in_and_comes_out_whole_on_postgres() {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .unwrap();
     outcome.unwrap();
+}
+
+#[test]
+fn a_commit_range_is_two_prefixes_either_open() {
+    let parse = |t: &str| CommitRange::parse(t);
+    assert_eq!(
+        parse("ab12..cd34").unwrap(),
+        CommitRange {
+            from: Some("ab12".into()),
+            to: Some("cd34".into())
+        }
+    );
+    assert_eq!(
+        parse("..").unwrap(),
+        CommitRange {
+            from: None,
+            to: None
+        }
+    );
+    assert!(parse("ab12").unwrap_err().contains("expected FROM..TO"));
+    assert!(parse("a..b..c").is_err());
+    let commits = ["a1", "b1", "b1", "c1", "d1"];
+    let select = |t: &str| parse(t).unwrap().select(&commits);
+    // A commit measured twice: from its first run, to its last.
+    assert_eq!(select("b..b"), Ok(1..3));
+    assert_eq!(select("b1..").unwrap(), 1..5);
+    assert_eq!(select("..c").unwrap(), 0..4);
+    assert_eq!(select("..").unwrap(), 0..5);
+    assert!(select("d..a").is_err());
+    assert!(select("x..").unwrap_err().contains("`x`"));
+    assert_eq!(parse("..").unwrap().select(&[]), Ok(0..0));
 }
