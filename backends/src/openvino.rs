@@ -2,8 +2,10 @@
 //! as ONNX (`models::onnx`), read by OpenVINO's ONNX frontend and compiled for its CPU plugin
 //! with a latency hint, one stream, `INFERENCE_NUM_THREADS` = the plan's threads and the cell's
 //! precision as `INFERENCE_PRECISION_HINT` (read back after compiling: a precision OpenVINO
-//! would not honour is refused, never run as f32). The C library is opened at run time from
-//! `OPENVINO_LIB_PATH` (scripts/setup-openvino.sh). Without the feature a stub takes its place.
+//! would not honour is refused, never run as f32). Profiling plans compile with `PERF_COUNT`
+//! and read OpenVINO's per-node performance counters after each run. The C library is opened
+//! at run time from `OPENVINO_LIB_PATH` (scripts/setup-openvino.sh). Without the feature a stub
+//! takes its place.
 
 use models::{Graph, Precision, Weights};
 
@@ -43,6 +45,10 @@ impl Backend for OpenVinoBackend {
 
     fn multithreaded(&self) -> bool {
         true
+    }
+
+    fn reports_layer_times(&self) -> bool {
+        cfg!(feature = "openvino")
     }
 
     /// fp32 everywhere; bf16 and fp16 where OpenVINO's CPU plugin lists them among its
@@ -89,6 +95,7 @@ pub fn hint_of(precision: Precision) -> (&'static str, &'static str) {
 mod engine {
     //! The real backend: one OpenVINO core, compiled model and infer request per plan.
 
+    use std::cell::RefCell;
     use std::path::PathBuf;
     use std::sync::OnceLock;
 
@@ -99,7 +106,9 @@ mod engine {
     use models::{Graph, Precision, Tensor, Weights};
 
     use super::hint_of;
-    use crate::backend::{check_run_shapes, copy_output, BackendError, PrepareOptions, Prepared};
+    use crate::backend::{
+        check_run_shapes, copy_output, BackendError, LayerTime, PrepareOptions, Prepared,
+    };
 
     const NAME: &str = "openvino";
     /// The library opened when `OPENVINO_LIB_PATH` is unset at run time: its value when this
@@ -169,19 +178,119 @@ mod engine {
         output_shape: Vec<usize>,
         threads: usize,
         precision: &'static str,
+        /// Profiling plans only: each node's time summed over the runs so far.
+        profiled: Option<RefCell<Vec<LayerTime>>>,
+        runs: u64,
     }
 
-    /// Core properties for the CPU plugin, set before compiling.
-    fn configure(core: &mut Core, threads: usize, hint: &str) -> Result<(), BackendError> {
-        let threads = threads.to_string();
+    /// Core properties for the CPU plugin, set before compiling (`PERF_COUNT` for a profiling
+    /// plan only: the counters cost time).
+    fn configure(
+        core: &mut Core,
+        options: &PrepareOptions,
+        hint: &str,
+    ) -> Result<(), BackendError> {
+        let threads = options.threads.to_string();
+        let profiling = if options.per_layer_timing {
+            "YES"
+        } else {
+            "NO"
+        };
         let settings = [
             (RwPropertyKey::HintPerformanceMode, "LATENCY"),
             (RwPropertyKey::NumStreams, "1"),
             (RwPropertyKey::InferenceNumThreads, threads.as_str()),
             (RwPropertyKey::HintInferencePrecision, hint),
+            (RwPropertyKey::EnableProfiling, profiling),
         ];
         core.set_properties(&DeviceType::CPU, settings)
             .map_err(failed)
+    }
+
+    /// The C handle of an infer request. `openvino` 0.11 binds no call for the performance
+    /// counters and keeps the handle private; the handle is `InferRequest`'s only field (the
+    /// struct is asserted to be exactly one pointer, so the field can only lie at offset 0).
+    fn request_handle(request: &InferRequest) -> *mut openvino_sys::ov_infer_request_t {
+        const _: () = assert!(
+            std::mem::size_of::<InferRequest>()
+                == std::mem::size_of::<*mut openvino_sys::ov_infer_request_t>()
+        );
+        // SAFETY: `InferRequest` is one pointer in size and its one field is that pointer (see
+        // above); reading it copies the handle without touching ownership.
+        unsafe { *(request as *const InferRequest).cast::<*mut openvino_sys::ov_infer_request_t>() }
+    }
+
+    /// One node's counters from the last inference: name, node type, what ran, microseconds.
+    pub struct NodeTime {
+        pub name: String,
+        pub node_type: String,
+        pub exec_type: String,
+        pub micros: i64,
+    }
+
+    fn text(ptr: *const std::os::raw::c_char) -> String {
+        if ptr.is_null() {
+            return String::new();
+        }
+        // SAFETY: OpenVINO's profiling strings are NUL-terminated and live until the list is freed.
+        unsafe { std::ffi::CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The performance counters of the request's last inference: every node that ran (not
+    /// those optimized out or not run), in execution order.
+    fn node_times(request: &InferRequest) -> Result<Vec<NodeTime>, BackendError> {
+        use openvino_sys::{ov_profiling_info_list_t, ov_profiling_info_t_Status, ov_status_e};
+        let mut list = ov_profiling_info_list_t {
+            profiling_infos: std::ptr::null_mut(),
+            size: 0,
+        };
+        // SAFETY: a live request handle and a list the library fills and we free below.
+        let status = unsafe {
+            openvino_sys::ov_infer_request_get_profiling_info(request_handle(request), &mut list)
+        };
+        if status != ov_status_e::OK {
+            return Err(failed(format!(
+                "ov_infer_request_get_profiling_info: {status:?} (was the plan compiled with PERF_COUNT?)"
+            )));
+        }
+        let infos = match list.profiling_infos.is_null() {
+            true => &[][..],
+            // SAFETY: the library returned `size` entries at `profiling_infos`.
+            false => unsafe { std::slice::from_raw_parts(list.profiling_infos, list.size) },
+        };
+        let nodes = infos
+            .iter()
+            .filter(|i| i.status == ov_profiling_info_t_Status::EXECUTED)
+            .map(|i| NodeTime {
+                name: text(i.node_name),
+                node_type: text(i.node_type),
+                exec_type: text(i.exec_type),
+                micros: i.real_time,
+            })
+            .collect();
+        // SAFETY: the list the library filled above, freed once.
+        unsafe { openvino_sys::ov_profiling_info_list_free(&mut list) };
+        Ok(nodes)
+    }
+
+    /// Adds one inference's node times to the running per-layer totals (a node first seen is
+    /// appended, so the order is the execution order).
+    fn accumulate(profiled: &mut Vec<LayerTime>, nodes: Vec<NodeTime>) {
+        for node in nodes {
+            let seconds = node.micros as f64 * 1e-6;
+            match profiled.iter_mut().find(|l| l.name == node.name) {
+                Some(layer) => layer.seconds += seconds,
+                None => profiled.push(LayerTime {
+                    name: node.name,
+                    kind: node.node_type.to_ascii_lowercase(),
+                    kernel: format!("openvino {} {}", node.node_type, node.exec_type),
+                    seconds,
+                    runs: 0,
+                }),
+            }
+        }
     }
 
     fn compile(
@@ -195,7 +304,7 @@ mod engine {
         let mut core = Core::new().map_err(failed)?;
         let model = core.read_model_from_buffer(&onnx, None).map_err(failed)?;
         let (hint, _) = hint_of(options.precision);
-        configure(&mut core, options.threads, hint)?;
+        configure(&mut core, options, hint)?;
         let compiled = core
             .compile_model(&model, DeviceType::CPU)
             .map_err(failed)?;
@@ -230,6 +339,8 @@ mod engine {
                 output_shape: graph.output_shape().to_vec(),
                 threads: options.threads,
                 precision: hint_of(options.precision).0,
+                profiled: options.per_layer_timing.then(|| RefCell::new(Vec::new())),
+                runs: 0,
             })
         }
     }
@@ -248,17 +359,37 @@ mod engine {
             let data = self.input.get_data_mut::<f32>().map_err(failed)?;
             data.copy_from_slice(input.data());
             self.request.infer().map_err(failed)?;
+            if let Some(profiled) = &self.profiled {
+                accumulate(&mut profiled.borrow_mut(), node_times(&self.request)?);
+            }
+            self.runs += 1;
             let logits = self.request.get_output_tensor().map_err(failed)?;
             let values = logits.get_data::<f32>().map_err(failed)?;
             copy_output(NAME, values, output)
         }
 
+        fn layer_times(&self) -> Vec<LayerTime> {
+            let Some(profiled) = &self.profiled else {
+                return Vec::new();
+            };
+            let runs = self.runs;
+            profiled
+                .borrow()
+                .iter()
+                .map(|l| LayerTime { runs, ..l.clone() })
+                .collect()
+        }
+
         fn describe(&self) -> String {
             format!(
-                "openvino: {}, CPU plugin, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1, INFERENCE_NUM_THREADS={}, INFERENCE_PRECISION_HINT={}; the graph exported as ONNX opset {}; the input copied into OpenVINO's tensor each run",
+                "openvino: {}, CPU plugin, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1, INFERENCE_NUM_THREADS={}, INFERENCE_PRECISION_HINT={}{}; the graph exported as ONNX opset {}; the input copied into OpenVINO's tensor each run",
                 version(),
                 self.threads,
                 self.precision,
+                match self.profiled {
+                    Some(_) => ", PERF_COUNT=YES (profiling plan)",
+                    None => "",
+                },
                 models::onnx::OPSET
             )
         }
@@ -310,5 +441,54 @@ mod tests {
             }
         }
         assert!(OpenVinoBackend.supports(Precision::Fp32).is_ok());
+    }
+
+    #[cfg(feature = "openvino")]
+    #[test]
+    fn a_profiling_plan_accumulates_layer_times_and_a_timing_plan_has_none() {
+        use models::{seeded_uniform, Form, InputSize, Model, Variant};
+        let model = Model::MobileOne(Variant::S0);
+        let graph = model
+            .build(Form::Reparameterized, InputSize::square(1, 64))
+            .unwrap();
+        let weights = model.seeded_weights(Form::Reparameterized, 0);
+        let input = seeded_uniform(graph.input_shape().to_vec(), 0, -2.0, 2.0);
+        let options = PrepareOptions {
+            per_layer_timing: true,
+            ..PrepareOptions::with_threads(1)
+        };
+        assert!(OpenVinoBackend.reports_layer_times());
+        let mut plan = OpenVinoBackend.prepare(&graph, &weights, &options).unwrap();
+        assert!(
+            plan.describe().contains("PERF_COUNT=YES"),
+            "{}",
+            plan.describe()
+        );
+        for _ in 0..2 {
+            plan.forward(&input).unwrap();
+        }
+        let first = plan.layer_times();
+        assert!(first.len() > 10, "{first:?}");
+        assert!(first.iter().all(|l| l.runs == 2 && l.seconds >= 0.0));
+        assert!(
+            first.iter().any(|l| l.kind.contains("convolution")),
+            "{first:?}"
+        );
+        assert!(first.iter().all(|l| l.kernel.starts_with("openvino ")));
+        for _ in 0..3 {
+            plan.forward(&input).unwrap();
+        }
+        let later = plan.layer_times();
+        let names = |v: &[crate::LayerTime]| v.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&later), names(&first), "same layers, same order");
+        let total = |v: &[crate::LayerTime]| v.iter().map(|l| l.seconds).sum::<f64>();
+        assert!(total(&later) > total(&first) && later[0].runs == 5);
+
+        let mut timed = OpenVinoBackend
+            .prepare(&graph, &weights, &PrepareOptions::with_threads(2))
+            .unwrap();
+        timed.forward(&input).unwrap();
+        assert!(timed.layer_times().is_empty());
+        assert!(!timed.describe().contains("PERF_COUNT"));
     }
 }

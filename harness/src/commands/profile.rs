@@ -88,18 +88,25 @@ pub fn render(layers: &[LayerTime], top: usize, wall_ms: f64) -> String {
     }
     let mut kinds: Vec<_> = kinds.into_iter().collect();
     kinds.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    // The kind column as wide as its longest name (OpenVINO's `groupconvolution`).
+    let w = kinds
+        .iter()
+        .map(|(k, _)| k.len())
+        .max()
+        .unwrap_or(0)
+        .max(14);
     let mut text = format!(
-        "{:<14} {:>6} {:>10} {:>7}\n",
+        "{:<w$} {:>6} {:>10} {:>7}\n",
         "kind", "ops", "ms/run", "share"
     );
     for (kind, (ms, count)) in &kinds {
         text.push_str(&format!(
-            "{kind:<14} {count:>6} {ms:>10.3} {:>6.1}%\n",
+            "{kind:<w$} {count:>6} {ms:>10.3} {:>6.1}%\n",
             share(*ms)
         ));
     }
     text.push_str(&format!(
-        "{:<14} {:>6} {total:>10.3} {:>6.1}%   (wall {wall_ms:.3} ms/run; the rest is dispatch and timing)\n\n",
+        "{:<w$} {:>6} {total:>10.3} {:>6.1}%   (wall {wall_ms:.3} ms/run; the rest is dispatch and timing)\n\n",
         "total",
         layers.len(),
         100.0
