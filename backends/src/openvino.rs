@@ -409,13 +409,8 @@ mod tests {
     #[cfg(feature = "openvino")]
     #[test]
     fn a_plan_runs_at_the_precision_it_was_asked_for_and_checks_its_shapes() {
-        use models::{seeded_uniform, Form, InputSize, Model, Variant};
-        let model = Model::MobileOne(Variant::S0);
-        let graph = model
-            .build(Form::Reparameterized, InputSize::square(1, 64))
-            .unwrap();
-        let weights = model.seeded_weights(Form::Reparameterized, 0);
-        let input = seeded_uniform(graph.input_shape().to_vec(), 0, -2.0, 2.0);
+        use models::seeded_uniform;
+        let (graph, weights, input) = models::testing::small_s0(64);
         for precision in Precision::ALL {
             let options = PrepareOptions::with_threads(2).at(precision);
             match OpenVinoBackend.supports(precision) {
@@ -446,13 +441,7 @@ mod tests {
     #[cfg(feature = "openvino")]
     #[test]
     fn a_profiling_plan_accumulates_layer_times_and_a_timing_plan_has_none() {
-        use models::{seeded_uniform, Form, InputSize, Model, Variant};
-        let model = Model::MobileOne(Variant::S0);
-        let graph = model
-            .build(Form::Reparameterized, InputSize::square(1, 64))
-            .unwrap();
-        let weights = model.seeded_weights(Form::Reparameterized, 0);
-        let input = seeded_uniform(graph.input_shape().to_vec(), 0, -2.0, 2.0);
+        let (graph, weights, input) = models::testing::small_s0(64);
         let options = PrepareOptions {
             per_layer_timing: true,
             ..PrepareOptions::with_threads(1)
