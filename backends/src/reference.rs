@@ -20,6 +20,36 @@ pub fn evaluate<T: Element>(
     weights: &Weights<T>,
     input: &Tensor<T>,
 ) -> Result<Tensor<T>, BackendError> {
+    evaluate_observed(graph, weights, input, |_, _| {})
+}
+
+/// Min/max calibration: the range of every value of `graph` (its input, each node's output)
+/// over all `inputs`, run in f32 storage, as int8 quantization's activation ranges come from.
+pub fn value_ranges(
+    graph: &Graph,
+    weights: &Weights<f32>,
+    inputs: &[Tensor<f32>],
+) -> Result<models::quantize::ValueRanges, BackendError> {
+    let mut ranges = models::quantize::ValueRanges::new(graph.nodes().len());
+    for input in inputs {
+        ranges
+            .input
+            .observe(input.data().iter().map(|v| v.to_f64()));
+        evaluate_observed(graph, weights, input, |i, out| {
+            ranges.nodes[i].observe(out.data().iter().map(|v| v.to_f64()));
+        })?;
+        ranges.inputs_seen += 1;
+    }
+    Ok(ranges)
+}
+
+/// `evaluate`, handing each node's output to `observe(node index, output)` as it is computed.
+pub fn evaluate_observed<T: Element>(
+    graph: &Graph,
+    weights: &Weights<T>,
+    input: &Tensor<T>,
+    mut observe: impl FnMut(usize, &Tensor<T>),
+) -> Result<Tensor<T>, BackendError> {
     if input.shape() != graph.input_shape() {
         return Err(BackendError::InputShape {
             backend: NAME.into(),
@@ -34,9 +64,10 @@ pub fn evaluate<T: Element>(
             .map(Tensor::data)
             .ok_or_else(|| BackendError::weights(NAME, format!("missing tensor `{name}`")))
     };
-    interpret(graph, input.clone(), |_, node, inputs| {
+    interpret(graph, input.clone(), |i, node, inputs| {
         let mut out = Tensor::<T>::zeros(node.shape.clone());
         run_node(node, inputs, &param, &mut out)?;
+        observe(i, &out);
         Ok(out)
     })
 }
@@ -541,6 +572,26 @@ mod tests {
         let y = evaluate(&g, &w, &x).unwrap();
         // gap(scaled) = [0.75, 1.5]; linear = 2.25 + 1 = 3.25; doubled = 6.5.
         assert_eq!(y.data(), &[6.5]);
+    }
+
+    #[test]
+    fn calibration_sees_every_value_over_every_input() {
+        // x -> relu -> add(relu, x): the ranges of x, relu(x) and 2x-or-x.
+        let mut g = models::GraphBuilder::new("cal", vec![1, 1, 1, 2]).unwrap();
+        let r = g.add("r", Op::Relu, &[models::ValueId::Input]).unwrap();
+        let a = g.add("a", Op::Add, &[r, models::ValueId::Input]).unwrap();
+        let graph = g.finish(a);
+        let weights = models::Weights::<f32>::new();
+        let inputs = [
+            Tensor::new(vec![1, 1, 1, 2], vec![-1.0f32, 2.0]).unwrap(),
+            Tensor::new(vec![1, 1, 1, 2], vec![3.0f32, -4.0]).unwrap(),
+        ];
+        let ranges = value_ranges(&graph, &weights, &inputs).unwrap();
+        assert_eq!(ranges.inputs_seen, 2);
+        assert_eq!((ranges.input.min, ranges.input.max), (-4.0, 3.0));
+        assert_eq!((ranges.nodes[0].min, ranges.nodes[0].max), (0.0, 3.0));
+        // a = relu(x) + x: -1, 4 then 6, -4.
+        assert_eq!((ranges.nodes[1].min, ranges.nodes[1].max), (-4.0, 6.0));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod memory;
 pub mod mobileone;
 pub mod model;
 pub mod onnx;
+pub mod quantize;
 pub mod reparameterize;
 pub mod tensor;
 pub mod testing;
