@@ -231,6 +231,16 @@ fn the_gate_judges_against_history_and_catches_a_slow_drift() {
     let o = gate(&steady, "6");
     assert_eq!(o.status.code(), Some(0), "{}", said(&o));
     let fifth = synthetic_run(dir.path(), &base, 31, "d5", 1.02f64.powi(5));
+    // The two-run gate, the fifth step against the fourth: +2%, under the threshold, passes.
+    let o = harness(&[
+        "gate",
+        "--baseline",
+        runs[13].to_str().unwrap(),
+        "--candidate",
+        fifth.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", said(&o));
+    assert_contains(&said(&o), &["+2.0%", "gate: no regression"]);
     let (md, json) = (dir.path().join("gate.md"), dir.path().join("gate.json"));
     let o = harness(&[
         "gate",
