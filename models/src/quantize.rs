@@ -158,7 +158,7 @@ pub struct QuantizedWeights {
 /// Quantizes weights laid out output channel first (`[C_out, ...]`): each channel's scale is
 /// its largest magnitude / 127 (1 for an all-zero channel).
 pub fn quantize_weights(w: &[f32], channels: usize) -> Result<QuantizedWeights, QuantizeError> {
-    if channels == 0 || !w.len().is_multiple_of(channels) {
+    if channels == 0 || w.is_empty() || !w.len().is_multiple_of(channels) {
         return Err(QuantizeError::BadWeights {
             len: w.len(),
             channels,
@@ -170,7 +170,7 @@ pub fn quantize_weights(w: &[f32], channels: usize) -> Result<QuantizedWeights, 
     let per_channel = w.len() / channels;
     let mut values = Vec::with_capacity(w.len());
     let mut scales = Vec::with_capacity(channels);
-    for channel in w.chunks(per_channel.max(1)).take(channels) {
+    for channel in w.chunks(per_channel) {
         let largest = channel.iter().fold(0f32, |m, v| m.max(v.abs()));
         let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
         values.extend(
@@ -355,6 +355,7 @@ mod tests {
             }
         }
         assert!(quantize_weights(&w, 2).is_err());
+        assert!(quantize_weights(&[], 3).is_err());
         assert!(quantize_weights(&[f32::INFINITY], 1).is_err());
         let b = quantize_bias(&[0.1, -0.2, 0.0], 0.05, &q.scales).unwrap();
         // 0.1 / (0.05 / 127) = 254; -0.2 / (0.05 * 1) = -4.
