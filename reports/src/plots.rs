@@ -61,7 +61,7 @@ fn drawing(e: impl std::fmt::Display) -> PlotError {
 
 /// Draws a chart `height` pixels tall into a fresh SVG, with `legend` in a band of its own
 /// below the chart; the drawing reports its data area and the tooltips of its marks.
-fn svg(
+pub(crate) fn svg(
     height: u32,
     legend: &[LegendEntry],
     draw: impl FnOnce(&Area) -> Result<Marks, PlotError>,
@@ -80,7 +80,7 @@ fn svg(
 }
 
 /// The pixel corners of a chart's data area.
-fn data_area<X: Ranged, Y: Ranged>(
+pub(crate) fn data_area<X: Ranged, Y: Ranged>(
     chart: &ChartContext<SVGBackend, Cartesian2d<X, Y>>,
 ) -> Option<((i32, i32), (i32, i32))> {
     let (x, y) = chart.plotting_area().get_pixel_range();

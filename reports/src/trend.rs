@@ -7,7 +7,7 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use crate::changepoint::ChangePoint;
-use crate::overlay::{self, escape, LegendEntry, Mark, Marks, Target, Tip};
+use crate::overlay::{escape, LegendEntry, Mark, Marks, Target, Tip};
 use crate::plots::PlotError;
 use crate::summary::ms;
 
@@ -62,15 +62,8 @@ pub fn trend_svg(trend: &Trend) -> Result<String, PlotError> {
     }
     let n = trend.points.len();
     let (lo, hi) = y_range(&trend.points);
-    let mut out = String::new();
-    let mut tips = Vec::new();
-    let data_area;
-    let legend = legend();
-    {
-        let height = SIZE.1 + overlay::legend_height(legend.len());
-        let root = SVGBackend::with_string(&mut out, (SIZE.0, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing)?;
-        let (root, _) = root.split_vertically(SIZE.1);
+    crate::plots::svg(SIZE.1, &legend(), |root| {
+        let mut tips = Vec::new();
         let labels: Vec<String> = trend
             .points
             .iter()
@@ -83,7 +76,7 @@ pub fn trend_svg(trend: &Trend) -> Result<String, PlotError> {
                 false => String::new(),
             }
         };
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(70)
@@ -139,12 +132,11 @@ pub fn trend_svg(trend: &Trend) -> Result<String, PlotError> {
             let (px, py) = chart.backend_coord(&(i as f64, p.median_ms));
             tips.push(Tip::new(Target::Point(px, py), point_tip(p)));
         }
-        let (x, y) = chart.plotting_area().get_pixel_range();
-        data_area = Some(((x.start, y.start), (x.end, y.end)));
-        root.present().map_err(drawing)?;
-    }
-    let marks = Marks { data_area, tips };
-    Ok(overlay::apply(out, &marks, &legend, SIZE.1))
+        Ok(Marks {
+            data_area: crate::plots::data_area(&chart),
+            tips,
+        })
+    })
 }
 
 /// What the trend plot's marks mean, below the plot.
