@@ -3,6 +3,7 @@
 //! distributions from the raw samples, metric-versus-latency scatter plots with their rank
 //! correlations, and the roofline. Every axis is labelled with its unit.
 
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -42,7 +43,7 @@ pub struct Plot {
     pub svg: String,
 }
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(crate) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 /// Why a plot was not drawn.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -170,6 +171,110 @@ pub fn left_out(results: &ResultsFile) -> Vec<String> {
 /// The most decades a log axis spans: beyond that, the smallest values are clipped (a value
 /// of 1e200 among milliseconds would otherwise make hundreds of decades of ticks).
 const MAX_DECADES: f64 = 12.0;
+
+/// Which way an axis runs: y labels stack (their height limits them), x labels sit side by
+/// side (their width does).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Axis {
+    X,
+    Y,
+}
+
+/// Pixels a tick label of `text` takes along its axis at [`LABELS`]' size, plus the space
+/// between two labels: digits and most letters of a 13 px sans-serif font are under 8 px wide.
+pub(crate) fn label_extent(axis: Axis, text: &str) -> f64 {
+    match axis {
+        Axis::Y => LABELS.1 as f64 + 5.0,
+        Axis::X => 8.0 * text.chars().count() as f64 + 10.0,
+    }
+}
+
+/// The labelled ticks of a log axis over `lo..hi` drawn `pixels` long: powers of ten, then
+/// 2 and 5, then the other mantissas, each rank taken only where all its ticks keep clear of
+/// the labels already chosen (so a short axis over one decade gets 1..9, a long span of
+/// decades only every power of ten or every other one); an axis left with under two labels
+/// takes the nearest ones that fit. Plotters' own log ticks put labels 1..9 whatever the
+/// axis' length, which drew them over each other on short axes.
+pub(crate) fn log_ticks(lo: f64, hi: f64, pixels: f64, axis: Axis) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo && lo.is_finite() && hi.is_finite()) {
+        return Vec::new();
+    }
+    let span = (hi / lo).ln();
+    let at = |v: f64| (v / lo).ln() / span * pixels;
+    let clear = |chosen: &[f64], v: f64| {
+        chosen.iter().all(|&c| {
+            let need = (label_extent(axis, &tick(c)) + label_extent(axis, &tick(v))) / 2.0;
+            (at(c) - at(v)).abs() >= need
+        })
+    };
+    let mut chosen: Vec<f64> = Vec::new();
+    for (i, rank) in log_tick_ranks(lo, hi).into_iter().enumerate() {
+        let fits = (0..rank.len()).all(|j| clear(&chosen, rank[j]) && clear(&rank[..j], rank[j]));
+        if fits && i < 3 {
+            chosen.extend(rank);
+            continue;
+        }
+        for v in rank {
+            if chosen.len() < 2 && clear(&chosen, v) {
+                chosen.push(v);
+            }
+        }
+        if chosen.len() >= 2 {
+            break;
+        }
+    }
+    chosen.sort_by(f64::total_cmp);
+    chosen
+}
+
+/// The candidate ticks of a log axis in rank order: powers of ten, mantissas 2 and 5, the
+/// other integer mantissas, then 1.5 and 2.5 (for spans too short to hold two integers).
+fn log_tick_ranks(lo: f64, hi: f64) -> Vec<Vec<f64>> {
+    let ranks: [&[f64]; 4] = [
+        &[1.0],
+        &[2.0, 5.0],
+        &[3.0, 4.0, 6.0, 7.0, 8.0, 9.0],
+        &[1.5, 2.5],
+    ];
+    let first = lo.log10().floor() as i32;
+    let last = hi.log10().ceil() as i32;
+    ranks
+        .iter()
+        .map(|mantissas| {
+            (first..=last)
+                .flat_map(|e| mantissas.iter().map(move |m| m * 10f64.powi(e)))
+                .filter(|v| (lo..=hi).contains(v))
+                .collect()
+        })
+        .collect()
+}
+
+type LogAxis = WithKeyPoints<LogCoord<f64>>;
+
+/// The pixel size of the data area a chart built on `root` with this caption's font size and
+/// these label areas gets, a little under (plotters' caption takes about 1.5 its font size).
+fn data_pixels(root: &Area, caption: u32, (x_labels, y_labels): (u32, u32)) -> (f64, f64) {
+    let (w, h) = root.dim_in_pixel();
+    let margins = 2.0 * 10.0;
+    (
+        w as f64 - margins - y_labels as f64,
+        h as f64 - margins - x_labels as f64 - 1.5 * caption as f64,
+    )
+}
+
+/// A log axis over `lo..hi` with [`log_ticks`] labelled and every integer mantissa as a light
+/// grid line.
+fn log_axis(lo: f64, hi: f64, pixels: f64, axis: Axis) -> LogAxis {
+    let grid: Vec<f64> = log_tick_ranks(lo, hi)
+        .into_iter()
+        .take(3)
+        .flatten()
+        .collect();
+    (lo..hi)
+        .log_scale()
+        .with_key_points(log_ticks(lo, hi, pixels, axis))
+        .with_light_points(grid)
+}
 
 fn unique<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut out: Vec<T> = Vec::new();
@@ -521,7 +626,7 @@ pub fn latency_bars(results: &ResultsFile, threads: usize) -> Result<String, Plo
             root,
             (&caption, 20),
             (groups.len(), &labels),
-            (lo..hi).log_scale(),
+            log_axis(lo, hi, data_pixels(root, 20, (40, 70)).1, Axis::Y),
             ("model and form", "latency (ms, log scale)"),
         )?;
         let width = 0.8 / backends.len().max(1) as f64;
@@ -664,7 +769,7 @@ pub fn distributions(results: &ResultsFile) -> Result<String, PlotError> {
                 18,
             ),
             (&labels, 230),
-            (lo..hi).log_scale(),
+            log_axis(lo, hi, data_pixels(root, 18, (40, 230)).0, Axis::X),
             (
                 "latency (ms, log scale)",
                 "cell (model, form, backend, threads)",
@@ -742,7 +847,8 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, PlotErro
         })
         .collect();
     svg(SIZE.1, &legend, |root| {
-        let mut chart: ChartContext<SVGBackend, Cartesian2d<LogCoord<f64>, LogCoord<f64>>> =
+        let (w, h) = data_pixels(root, 20, (40, 70));
+        let mut chart: ChartContext<SVGBackend, Cartesian2d<LogAxis, LogAxis>> =
             ChartBuilder::on(root)
                 .caption(
                     format!(
@@ -754,7 +860,10 @@ pub fn scatter(results: &ResultsFile, metric: Metric) -> Result<String, PlotErro
                 .margin(10)
                 .x_label_area_size(40)
                 .y_label_area_size(70)
-                .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
+                .build_cartesian_2d(
+                    log_axis(xlo, xhi, w, Axis::X),
+                    log_axis(ylo, yhi, h, Axis::Y),
+                )
                 .map_err(drawing)?;
         chart
             .configure_mesh()
@@ -859,7 +968,8 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
         )
         .collect();
     svg(SIZE.1, &legend, |root| {
-        let mut chart: ChartContext<SVGBackend, Cartesian2d<LogCoord<f64>, LogCoord<f64>>> =
+        let (w, h) = data_pixels(root, 20, (40, 70));
+        let mut chart: ChartContext<SVGBackend, Cartesian2d<LogAxis, LogAxis>> =
             ChartBuilder::on(root)
                 .caption(
                     "Roofline: achieved compute against arithmetic intensity",
@@ -868,7 +978,10 @@ pub fn roofline(results: &ResultsFile) -> Result<String, PlotError> {
                 .margin(10)
                 .x_label_area_size(40)
                 .y_label_area_size(70)
-                .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
+                .build_cartesian_2d(
+                    log_axis(xlo, xhi, w, Axis::X),
+                    log_axis(ylo, yhi, h, Axis::Y),
+                )
                 .map_err(drawing)?;
         chart
             .configure_mesh()
@@ -937,5 +1050,62 @@ mod tests {
         assert_eq!(tick(1500.0), "1500");
         assert_eq!(tick(-0.25), "-0.25");
         assert_eq!(tick(0.0), "0");
+    }
+
+    /// Every log axis the report can draw (spans from the narrowest padded range, 2.25x, to
+    /// the widest, 12 decades and a bit; lengths from a squeezed plot to a wide one) gets at
+    /// least two labels, inside its range, none closer than its neighbour's label needs.
+    #[test]
+    fn log_ticks_keep_labels_apart_and_never_leave_an_axis_bare() {
+        for axis in [Axis::X, Axis::Y] {
+            // Log x axes are the distributions' (650 px) and the scatter plots' (810 px).
+            let lengths: &[f64] = match axis {
+                Axis::X => &[390.0, 650.0, 810.0],
+                Axis::Y => &[150.0, 240.0, 390.0, 650.0],
+            };
+            for &pixels in lengths {
+                for lo_exp in -40..=40 {
+                    let lo = 10f64.powf(lo_exp as f64 / 10.0);
+                    for span in [2.25, 3.0, 7.0, 20.0, 90.0, 1e3, 1e6, 3e12] {
+                        let hi = lo * span;
+                        let ticks = log_ticks(lo, hi, pixels, axis);
+                        assert!(ticks.len() >= 2, "{lo}..{hi} on {pixels} px: {ticks:?}");
+                        let at = |v: f64| (v / lo).ln() / (hi / lo).ln() * pixels;
+                        for w in ticks.windows(2) {
+                            assert!(w[0] < w[1] && w[0] >= lo && w[1] <= hi);
+                            let need = (label_extent(axis, &tick(w[0]))
+                                + label_extent(axis, &tick(w[1])))
+                                / 2.0;
+                            assert!(
+                                at(w[1]) - at(w[0]) >= need,
+                                "{lo}..{hi} on {pixels} px {axis:?}: {ticks:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn log_ticks_are_as_dense_as_the_axis_allows() {
+        // One decade on a tall axis: every integer mantissa.
+        assert_eq!(
+            log_ticks(9.5, 110.0, 480.0, Axis::Y),
+            [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0]
+        );
+        // Labels 1..9 would collide at the top of a short decade: 1, 2, 5 only.
+        assert_eq!(
+            log_ticks(9.5, 110.0, 150.0, Axis::Y),
+            [10.0, 20.0, 50.0, 100.0]
+        );
+        // Six decades across a plot: powers of ten.
+        assert_eq!(
+            log_ticks(0.011, 9000.0, 300.0, Axis::X),
+            [0.1, 1.0, 10.0, 100.0, 1000.0]
+        );
+        // A span holding no power of ten still gets two labels.
+        assert_eq!(log_ticks(11.0, 40.0, 390.0, Axis::Y).len(), 3);
+        assert!(log_ticks(0.0, 1.0, 390.0, Axis::Y).is_empty());
     }
 }

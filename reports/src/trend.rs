@@ -88,7 +88,7 @@ pub fn trend_svg(trend: &Trend) -> Result<String, PlotError> {
             .axis_desc_style(crate::plots::AXIS_DESC)
             .y_label_formatter(&|v| crate::plots::tick(*v))
             .disable_x_mesh()
-            .x_labels(n.min(20))
+            .x_labels(n.min(commit_labels_fit(root, &labels)))
             .x_label_formatter(&label_of)
             .x_desc("commit of each kept run (oldest left)")
             .y_desc("median latency (ms)")
@@ -189,6 +189,15 @@ fn band_outline(points: &[TrendPoint]) -> Vec<(f64, f64)> {
         .rev()
         .map(|(i, p)| (i as f64, bound(p, 0)));
     upper.chain(lower).collect()
+}
+
+/// How many commit labels fit side by side under the plot on `root` (at least two; plotters
+/// then labels every run, every second, every fifth...).
+fn commit_labels_fit(root: &crate::plots::Area, labels: &[String]) -> usize {
+    let widest = labels.iter().max_by_key(|l| l.chars().count());
+    let extent = crate::plots::label_extent(crate::plots::Axis::X, widest.map_or("", |l| l));
+    let width = root.dim_in_pixel().0 as f64 - 2.0 * 12.0 - 70.0;
+    ((width / extent) as usize).max(2)
 }
 
 fn short_commit(commit: &str) -> String {
@@ -348,6 +357,25 @@ mod tests {
         assert!(svg.trim_end().ends_with("</svg>"));
         // Commits label the x axis.
         assert!(svg.contains("\nc4abcdef\n"), "{svg}");
+    }
+
+    /// Thirty runs' commits do not fit side by side under the plot: every other (or fifth)
+    /// run is labelled instead, no label closer to the next than its width.
+    #[test]
+    fn a_long_history_labels_only_the_commits_that_fit() {
+        let mut long = trend();
+        long.points = (0..30)
+            .map(|i| TrendPoint {
+                commit: format!("{i:02}abcdef0123"),
+                ..long.points[0].clone()
+            })
+            .collect();
+        long.changes.clear();
+        let svg = trend_svg(&long).unwrap();
+        let shown = (0..30)
+            .filter(|i| svg.contains(&format!("\n{i:02}abcdef\n")))
+            .count();
+        assert!((2..=10).contains(&shown), "{shown} commit labels: {svg}");
     }
 
     #[test]
