@@ -124,8 +124,8 @@ pub enum Command {
     Infer(InferArgs),
     /// Fold an unfused checkpoint into a reparameterized one (safetensors, Apple naming).
     Reparameterize(ReparameterizeArgs),
-    /// Write a model's graph (JSON) and weights (safetensors), for other tools to rebuild it
-    /// (scripts/compare_ort.py turns them into ONNX).
+    /// Write a model as a standard ONNX file (`--format onnx`: opens in Netron, ONNX Runtime,
+    /// OpenVINO) or as its graph (JSON) and weights (safetensors).
     Export(ExportArgs),
     /// Time every planned op of one model on one backend (per-layer breakdown) and show the plan.
     Profile(ProfileArgs),
