@@ -4,6 +4,7 @@
 //! GEMM and depthwise kernels and bytes moved for the memory-bound ones.
 
 use backends::native::kernels::{channelwise, depthwise, gemm};
+use backends::native::simd::{bf16_bits, Storage};
 use backends::native::Isa;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use models::seeded_uniform;
@@ -17,7 +18,7 @@ const POINTWISE: [(usize, usize, usize); 5] = [
     (7 * 7, 1024, 1024),
 ];
 
-/// (side, channels, stride) of depthwise 3x3 layers.
+/// (side, channels, stride) of depthwise 3x3 layers, each in f32 and in bf16 storage.
 const DEPTHWISE: [(usize, usize, usize); 4] =
     [(112, 48, 1), (112, 48, 2), (28, 256, 1), (14, 512, 1)];
 
@@ -59,6 +60,7 @@ fn pointwise(c: &mut Criterion) {
                         ldc: n,
                         accumulate: false,
                         relu: true,
+                        c_storage: Storage::F32,
                     };
                     unsafe { gemm::gemm(&packed, args, 0, 1) }
                 })
@@ -99,22 +101,28 @@ fn depthwise3x3(c: &mut Criterion) {
             group.throughput(Throughput::Elements(
                 (2 * 9 * out_side * out_side * ch) as u64,
             ));
-            group.bench_function(
-                BenchmarkId::new(isa.name(), format!("{side}x{side}x{ch}/s{stride}")),
-                |b| {
-                    b.iter(|| unsafe {
-                        depthwise::depthwise(
-                            &packed,
-                            x.data().as_ptr(),
-                            out.as_mut_ptr(),
-                            false,
-                            true,
-                            0,
-                            1,
-                        )
-                    })
-                },
-            );
+            // Floats in and out, and bf16 in and out (what a bf16 plan stores between ops;
+            // f32 math either way).
+            let x16: Vec<u16> = x.data().iter().map(|&v| bf16_bits(v)).collect();
+            for storage in [Storage::F32, Storage::Bf16] {
+                let input = match storage {
+                    Storage::F32 => x.data().as_ptr(),
+                    Storage::Bf16 => x16.as_ptr() as *const f32,
+                };
+                let io = depthwise::DepthwiseIo {
+                    input,
+                    input_storage: storage,
+                    output: out.as_mut_ptr(),
+                    output_storage: storage,
+                    accumulate: false,
+                    relu: true,
+                };
+                let name = format!("{}-{}", isa.name(), storage.name());
+                group.bench_function(
+                    BenchmarkId::new(name, format!("{side}x{side}x{ch}/s{stride}")),
+                    |b| b.iter(|| unsafe { depthwise::depthwise(&packed, &io, 0, 1) }),
+                );
+            }
         }
     }
     group.finish();

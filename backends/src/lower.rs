@@ -80,6 +80,11 @@ impl Lowered {
         &self.labels[i]
     }
 
+    /// The nodes that read value `v`, in order.
+    pub fn readers(&self, v: ValueId) -> &[usize] {
+        &self.readers[value_index(v)]
+    }
+
     /// The activation node that runs as node `i`'s epilogue.
     pub fn epilogue(&self, i: usize) -> Option<usize> {
         self.epilogue[i]

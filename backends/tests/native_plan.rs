@@ -127,3 +127,49 @@ fn whole_models_match_the_reference_on_this_cpus_best_instruction_set() {
         }
     }
 }
+
+/// At bf16 on a bf16 dot product, activations stay bf16 between the kernels that read them
+/// so: the stem, every depthwise and every pointwise conv but the last (which the pooling
+/// reads) write bf16, no conversion step runs before a pointwise conv (only before the
+/// classifier), and the result is still within bf16's tolerance. Without a dot product, and
+/// in the unfused form (whose branches add into one buffer), every activation stays f32.
+#[test]
+fn at_bf16_on_a_dot_product_activations_stay_bf16_between_kernels() {
+    use backends::native::Isa;
+    use models::Precision;
+    let model = Model::MobileOne(Variant::S1);
+    let input = seeded_uniform(SIZE.shape(), 3, -2.0, 2.0);
+    for isa in Isa::supported() {
+        let backend = NativeBackend::with_isa(isa);
+        for form in [Form::Reparameterized, Form::Unfused] {
+            let graph = model.build(form, SIZE).unwrap();
+            let weights = model.seeded_weights(form, 0);
+            let options = PrepareOptions::with_threads(2).at(Precision::Bf16);
+            let mut plan = backend.prepare(&graph, &weights, &options).unwrap();
+            let text = plan.describe();
+            let converts = count_lines(&text, |l| l.contains(": round to bf16"));
+            let depthwise_bf16 = count_lines(&text, |l| {
+                l.contains(": depthwise ") && l.contains(" bf16->bf16 ")
+            });
+            if isa.has_bf16_dot() && form == Form::Reparameterized {
+                assert_contains(
+                    &text,
+                    &["42 activations written in bf16 by their producers"],
+                );
+                assert_eq!(depthwise_bf16, 21, "{isa}: {text}");
+                // The stem's rounded input (it runs on the f32 kernels) and the classifier's.
+                assert_eq!(converts, 2, "{isa}: {text}");
+                let expected = backends::reference_output(&graph, &weights, &input).unwrap();
+                let err =
+                    models::relative_l2(plan.forward(&input).unwrap().data(), expected.data());
+                assert!(
+                    err < backend.tolerance_at(Precision::Bf16),
+                    "{isa}: {err:e}"
+                );
+            } else {
+                assert_contains(&text, &["0 activations written in bf16 by their producers"]);
+                assert_eq!(depthwise_bf16, 0, "{isa} {form}: {text}");
+            }
+        }
+    }
+}

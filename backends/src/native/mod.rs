@@ -276,10 +276,10 @@ impl Prepared for NativePlan {
         let f = &self.plan.fusions;
         let bytes: usize = self.plan.buffers.iter().map(|b| b.len() * 4).sum();
         let mut text = format!(
-            "native: layout NHWC, isa {}, {}, {} threads, {} steps, {} activation buffers ({:.1} MiB); fused: {} batch norms into convs, {} ReLUs into epilogues, {} adds into accumulating branches",
+            "native: layout NHWC, isa {}, {}, {} threads, {} steps, {} activation buffers ({:.1} MiB); fused: {} batch norms into convs, {} ReLUs into epilogues, {} adds into accumulating branches, {} activations written in bf16 by their producers",
             self.isa,
             match self.precision {
-                Precision::Bf16 => "bf16 (weights and GEMM operands bf16, sums and activations f32)",
+                Precision::Bf16 => "bf16 (weights and GEMM operands bf16, sums f32; activations bf16 between producers and consumers that read bf16, else f32)",
                 Precision::Fp16 => "fp16 (weights, GEMM operands and GEMM sums fp16; depthwise sums and activations f32)",
                 other => other.name(),
             },
@@ -290,6 +290,7 @@ impl Prepared for NativePlan {
             f.batch_norms_into_conv,
             f.relus_into_epilogue,
             f.adds_into_accumulation,
+            f.bf16_activations,
         );
         for step in &self.plan.steps {
             text.push_str(&format!("\n  {}: {}", step.label, step.op.kernel()));
@@ -350,7 +351,7 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
             ),
             StepOp::Conv(s) => {
                 let src = ctx.source(s.src);
-                let epilogue = (s.accumulate, s.relu);
+                let epilogue = (s.accumulate, s.relu, s.c_storage);
                 gemm::conv(
                     &s.packed,
                     &s.geometry,
@@ -363,8 +364,15 @@ unsafe fn execute(op: &StepOp, ctx: &RunContext, t: usize, threads: usize) {
             }
             StepOp::Gemm(s) => gemm::gemm(&s.packed, s.args(ctx), t, threads),
             StepOp::Depthwise(s) => {
-                let (src, dst) = (ctx.at(s.src), ctx.at(s.dst));
-                depthwise::depthwise(&s.packed, src, dst, s.accumulate, s.relu, t, threads)
+                let io = depthwise::DepthwiseIo {
+                    input: ctx.at(s.src),
+                    input_storage: s.src_storage,
+                    output: ctx.at(s.dst),
+                    output_storage: s.dst_storage,
+                    accumulate: s.accumulate,
+                    relu: s.relu,
+                };
+                depthwise::depthwise(&s.packed, &io, t, threads)
             }
             StepOp::Affine(s) => channelwise::affine(ctx.isa, &s.args(ctx), t, threads),
             StepOp::Pool(s) => {
@@ -424,6 +432,7 @@ impl GemmStep {
             ldc: self.ldc,
             accumulate: self.accumulate,
             relu: self.relu,
+            c_storage: self.c_storage,
         }
     }
 }

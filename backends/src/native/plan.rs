@@ -18,7 +18,7 @@ use super::kernels::convert::{Narrow, ToHalf};
 use super::kernels::depthwise::{DepthwiseShape, PackedDepthwise, SUPPORTED_KERNELS};
 use super::kernels::gemm::{ConvGeometry, PackedGemm, Packing};
 use super::kernels::layout::{ChannelCopy, Pad, Unary};
-use super::simd::Isa;
+use super::simd::{Isa, Storage};
 use crate::lower::{assign_buffers, lifetimes, value_index, Lowered};
 use crate::BackendError;
 
@@ -110,6 +110,7 @@ pub(crate) struct ConvStep {
     pub nchw: bool,
     pub src: Source,
     pub c: Loc,
+    pub c_storage: Storage,
     pub accumulate: bool,
     pub relu: bool,
 }
@@ -121,6 +122,7 @@ pub(crate) struct GemmStep {
     pub lda: usize,
     pub c: Loc,
     pub ldc: usize,
+    pub c_storage: Storage,
     pub accumulate: bool,
     pub relu: bool,
 }
@@ -128,7 +130,9 @@ pub(crate) struct GemmStep {
 pub(crate) struct DepthwiseStep {
     pub packed: PackedDepthwise,
     pub src: Loc,
+    pub src_storage: Storage,
     pub dst: Loc,
+    pub dst_storage: Storage,
     pub accumulate: bool,
     pub relu: bool,
 }
@@ -203,6 +207,10 @@ impl StepOp {
                 if relu { " +relu" } else { "" }
             )
         };
+        let stored = |storage: Storage| match storage {
+            Storage::F32 => "",
+            Storage::Bf16 => " ->bf16",
+        };
         match self {
             StepOp::ToNhwc { .. } => "layout nchw->nhwc".into(),
             StepOp::Pad { geometry, src, .. } => {
@@ -218,18 +226,24 @@ impl StepOp {
                 let m = g.batch * g.out_height * g.out_width;
                 let input = if s.nchw { "nchw input" } else { "nhwc" };
                 let (isa, mr, nr, k, n) = (p.kernel_name(), p.tile.mr, p.tile.nr, p.k, p.n);
-                format!("conv as implicit gemm {isa} {mr}x{nr} on {input} m={m} k={k} n={n} +bias{tail}")
+                let out = stored(s.c_storage);
+                format!("conv as implicit gemm {isa} {mr}x{nr} on {input} m={m} k={k} n={n} +bias{tail}{out}")
             }
             StepOp::Gemm(s) => {
                 let (p, m, tail) = (&s.packed, s.m, epilogue(s.accumulate, s.relu));
                 let (isa, mr, nr, k, n) = (p.kernel_name(), p.tile.mr, p.tile.nr, p.k, p.n);
-                format!("gemm {isa} {mr}x{nr} m={m} k={k} n={n} +bias{tail}")
+                let out = stored(s.c_storage);
+                format!("gemm {isa} {mr}x{nr} m={m} k={k} n={n} +bias{tail}{out}")
             }
             StepOp::Depthwise(s) => {
                 let (shape, isa) = (&s.packed.shape, s.packed.isa);
                 let (k, stride, c) = (shape.kernel, shape.stride, shape.channels);
                 let tail = epilogue(s.accumulate, s.relu);
-                format!("depthwise {k}x{k} s{stride} {isa} c={c} +bias{tail}")
+                let io = match (s.src_storage, s.dst_storage) {
+                    (Storage::F32, Storage::F32) => String::new(),
+                    (from, to) => format!(" {}->{}", from.name(), to.name()),
+                };
+                format!("depthwise {k}x{k} s{stride} {isa} c={c}{io} +bias{tail}")
             }
             StepOp::Affine(s) => {
                 let what = match s.scale {
@@ -291,6 +305,9 @@ pub(crate) struct Fusions {
     pub batch_norms_into_conv: usize,
     pub relus_into_epilogue: usize,
     pub adds_into_accumulation: usize,
+    /// Activations a producer writes in bf16 for consumers that read bf16 (no conversion
+    /// step between them).
+    pub bf16_activations: usize,
 }
 
 /// NHWC view of a value: batch, channels, pixels (H * W, or 1 for [N, F]).
@@ -333,6 +350,8 @@ struct Compiler<'a> {
     last_writer: Vec<Option<usize>>,
     /// value -> the Add node it is accumulated into.
     accumulate_into: HashMap<usize, usize>,
+    /// How each value (input first, then nodes) is stored once written.
+    value_storage: Vec<Storage>,
     fusions: Fusions,
 }
 
@@ -405,6 +424,7 @@ impl<'a> Compiler<'a> {
             value_loc: vec![None; graph.nodes().len() + 1],
             last_writer: Vec::new(),
             accumulate_into,
+            value_storage: vec![Storage::F32; graph.nodes().len() + 1],
             fusions,
         }
     }
@@ -545,9 +565,15 @@ impl<'a> Compiler<'a> {
             if self.steps[step].op.fuse_relu() {
                 self.steps[step].label.push_str(&format!("+{}", node.name));
                 self.value_loc[value_index(ValueId::Node(i))] = Some(loc);
+                self.value_storage[value_index(ValueId::Node(i))] =
+                    self.value_storage[value_index(input)];
                 self.fusions.relus_into_epilogue += 1;
                 return Ok(());
             }
+        }
+        if self.value_storage[value_index(input)] != Storage::F32 {
+            let reason = "a ReLU planned into a bf16 producer's epilogue could not be fused";
+            return Err(self.lowered.error(i, reason));
         }
         self.copy_channels(i, &[input], true);
         Ok(())
@@ -711,6 +737,7 @@ impl<'a> Compiler<'a> {
                 lda,
                 c,
                 ldc: n,
+                c_storage: Storage::F32,
                 accumulate,
                 relu: false,
             }),
@@ -877,19 +904,68 @@ impl<'a> Compiler<'a> {
         let bias = self
             .lowered
             .bias_or_zeros(i, conv.bias, conv.out_channels)?;
-        let from_input = self.nodes()[i].inputs[0] == ValueId::Input;
         if conv.is_depthwise() {
             self.depthwise(i, conv, weight, &bias)
         } else if conv.groups != 1 {
             let op = format!("grouped conv2d (groups = {})", conv.groups);
             Err(self.lowered.unsupported(i, op))
-        } else if conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 && !from_input {
+        } else if self.runs_as_pointwise(i, conv) {
             self.pointwise(i, conv, weight, &bias);
             Ok(())
         } else {
             self.implicit_gemm(i, conv, weight, &bias);
             Ok(())
         }
+    }
+
+    /// Whether conv node `i` runs as a plain GEMM over pixels: a 1x1 conv, stride 1, no
+    /// padding, on an NHWC activation.
+    fn runs_as_pointwise(&self, i: usize, conv: Conv2d) -> bool {
+        let from_input = self.nodes()[i].inputs[0] == ValueId::Input;
+        conv.groups == 1 && conv.kernel == 1 && conv.stride == 1 && conv.padding == 0 && !from_input
+    }
+
+    /// Whether node `i` reads its input as bf16 when it is stored so: a depthwise conv (its
+    /// kernel loads bf16), or a pointwise conv on the bf16 dot kernel whose rows of K values
+    /// are the bf16 pairs it reads (K even).
+    fn reads_bf16(&self, i: usize) -> bool {
+        match self.nodes()[i].op {
+            Op::Conv2d(c) if c.is_depthwise() => SUPPORTED_KERNELS.contains(&c.kernel),
+            Op::Conv2d(c) => self.runs_as_pointwise(i, c) && c.in_channels % 2 == 0,
+            _ => false,
+        }
+    }
+
+    /// How node `i` stores its result: bf16 when this plan keeps activations in bf16 (bf16 on
+    /// a dot-product kernel, whose operands are bf16 anyway), node `i` alone writes its
+    /// output (no branch adds into it), the result (after a fused ReLU) is not the graph's
+    /// output, and every reader reads bf16; floats otherwise.
+    fn output_storage(&self, i: usize) -> Storage {
+        if self.narrow(true) != Some(Narrow::Bf16)
+            || self
+                .accumulate_into
+                .contains_key(&value_index(ValueId::Node(i)))
+        {
+            return Storage::F32;
+        }
+        let result = self.lowered.epilogue(i).unwrap_or(i);
+        let readers = self.lowered.readers(ValueId::Node(result));
+        if self.graph.output() == ValueId::Node(result)
+            || readers.is_empty()
+            || !readers.iter().all(|&r| self.reads_bf16(r))
+        {
+            return Storage::F32;
+        }
+        Storage::Bf16
+    }
+
+    /// Records how node `i`'s result is stored.
+    fn stores(&mut self, i: usize, storage: Storage) -> Storage {
+        self.value_storage[value_index(ValueId::Node(i))] = storage;
+        if storage == Storage::Bf16 {
+            self.fusions.bf16_activations += 1;
+        }
+        storage
     }
 
     /// The conv's (batch, in height, in width, out height, out width).
@@ -927,12 +1003,17 @@ impl<'a> Compiler<'a> {
         };
         let weight = self.stored(weight);
         let packed = PackedDepthwise::pack(self.isa, shape, &weight, Some(bias));
-        let src = self.loc_of(self.nodes()[i].inputs[0]);
+        let input = self.nodes()[i].inputs[0];
+        let src = self.loc_of(input);
+        let src_storage = self.value_storage[value_index(input)];
         let (dst, accumulate) = self.target(ValueId::Node(i));
+        let dst_storage = self.stores(i, self.output_storage(i));
         let op = StepOp::Depthwise(DepthwiseStep {
             packed,
             src,
+            src_storage,
             dst,
+            dst_storage,
             accumulate,
             relu: false,
         });
@@ -946,9 +1027,15 @@ impl<'a> Compiler<'a> {
         let packed = self.pack_gemm(k, n, |row, col| weight[col * k + row], Some(bias), true);
         let (batch, _, _, out_height, out_width) = self.conv_dims(i);
         let m = batch * out_height * out_width;
-        let input = self.loc_of(self.nodes()[i].inputs[0]);
-        let (a, lda) = self.gemm_operand(i, input, m, k);
+        let input = self.nodes()[i].inputs[0];
+        let loc = self.loc_of(input);
+        // A bf16 input is already the bf16 rows the dot kernel reads.
+        let (a, lda) = match self.value_storage[value_index(input)] {
+            Storage::Bf16 => (loc, k),
+            Storage::F32 => self.gemm_operand(i, loc, m, k),
+        };
         let (c, accumulate) = self.target(ValueId::Node(i));
+        let c_storage = self.stores(i, self.output_storage(i));
         let op = StepOp::Gemm(GemmStep {
             packed,
             m,
@@ -956,6 +1043,7 @@ impl<'a> Compiler<'a> {
             lda,
             c,
             ldc: n,
+            c_storage,
             accumulate,
             relu: false,
         });
@@ -1022,12 +1110,14 @@ impl<'a> Compiler<'a> {
         };
         let src = self.rounded_source(i, src, pad.padded_len());
         let (c, accumulate) = self.target(ValueId::Node(i));
+        let c_storage = self.stores(i, self.output_storage(i));
         let op = StepOp::Conv(ConvStep {
             packed,
             geometry,
             nchw: from_input,
             src,
             c,
+            c_storage,
             accumulate,
             relu: false,
         });

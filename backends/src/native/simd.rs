@@ -219,6 +219,73 @@ pub(crate) trait Simd: Copy {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// `LANES` bf16 values widened to floats (exactly).
+    unsafe fn load_bf16(p: *const u16) -> Self::V;
+    /// `LANES` floats rounded to bf16 as [`bf16_bits`] does (ties to even, NaN stays NaN).
+    unsafe fn store_bf16(p: *mut u16, v: Self::V);
+}
+
+/// The bf16 nearest to `x` (ties to even; a NaN stays a quiet NaN), as its bits. Branch-free,
+/// so loops over it vectorize; every vector `store_bf16` rounds the same way.
+#[inline(always)]
+pub fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let rounded = bits.wrapping_add(0x7fff + (bits >> 16 & 1));
+    let quiet_nan = bits | 0x0040_0000;
+    ((if x.is_nan() { quiet_nan } else { rounded }) >> 16) as u16
+}
+
+/// How an activation is stored between two kernels: floats, or bf16 values (half the bytes;
+/// at bf16 between a producer and consumers that read it so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Storage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::F32 => "f32",
+            Storage::Bf16 => "bf16",
+        }
+    }
+}
+
+/// An element type a kernel reads and writes activations in, loaded into and stored from
+/// float vectors: `f32`, or [`Bf16`].
+pub(crate) trait Elem: Copy {
+    /// `S::LANES` elements at `p` as floats.
+    unsafe fn load<S: Simd>(p: *const Self) -> S::V;
+    unsafe fn store<S: Simd>(p: *mut Self, v: S::V);
+}
+
+/// A bf16 value, as its bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub(crate) struct Bf16(pub u16);
+
+impl Elem for f32 {
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const f32) -> S::V {
+        unsafe { S::load(p) }
+    }
+    #[inline(always)]
+    unsafe fn store<S: Simd>(p: *mut f32, v: S::V) {
+        unsafe { S::store(p, v) }
+    }
+}
+
+impl Elem for Bf16 {
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const Bf16) -> S::V {
+        unsafe { S::load_bf16(p as *const u16) }
+    }
+    #[inline(always)]
+    unsafe fn store<S: Simd>(p: *mut Bf16, v: S::V) {
+        unsafe { S::store_bf16(p as *mut u16, v) }
+    }
 }
 
 /// The plain scalar instantiation.
@@ -263,6 +330,14 @@ impl Simd for Scalar {
         } else {
             b
         }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> f32 {
+        f32::from_bits(u32::from(unsafe { *p }) << 16)
+    }
+    #[inline(always)]
+    unsafe fn store_bf16(p: *mut u16, v: f32) {
+        unsafe { *p = bf16_bits(v) }
     }
 }
 
@@ -382,6 +457,27 @@ mod x86 {
         unsafe fn max(a: __m512, b: __m512) -> __m512 {
             unsafe { _mm512_max_ps(a, b) }
         }
+        #[inline(always)]
+        unsafe fn load_bf16(p: *const u16) -> __m512 {
+            unsafe {
+                let half = _mm256_loadu_si256(p as *const __m256i);
+                _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16))
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_bf16(p: *mut u16, v: __m512) {
+            unsafe {
+                let bits = _mm512_castps_si512(v);
+                let odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+                let bias = _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff));
+                let rounded = _mm512_add_epi32(bits, bias);
+                let quiet_nan = _mm512_or_si512(bits, _mm512_set1_epi32(0x0040_0000));
+                let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                let chosen = _mm512_mask_blend_epi32(nan, rounded, quiet_nan);
+                let half = _mm512_cvtepi32_epi16(_mm512_srli_epi32(chosen, 16));
+                _mm256_storeu_si256(p as *mut __m256i, half)
+            }
+        }
     }
 
     #[derive(Clone, Copy)]
@@ -421,6 +517,30 @@ mod x86 {
         #[inline(always)]
         unsafe fn max(a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_max_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn load_bf16(p: *const u16) -> __m256 {
+            unsafe {
+                let half = _mm_loadu_si128(p as *const __m128i);
+                _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16))
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_bf16(p: *mut u16, v: __m256) {
+            unsafe {
+                let bits = _mm256_castps_si256(v);
+                let odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+                let bias = _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff));
+                let rounded = _mm256_add_epi32(bits, bias);
+                let quiet_nan = _mm256_or_si256(bits, _mm256_set1_epi32(0x0040_0000));
+                let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+                let chosen = _mm256_blendv_epi8(rounded, quiet_nan, nan);
+                let high = _mm256_srli_epi32(chosen, 16);
+                // Each 128-bit half packs to four u16 (twice); gather the two 64-bit results.
+                let packed = _mm256_packus_epi32(high, high);
+                let ordered = _mm256_permute4x64_epi64::<0b1000>(packed);
+                _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(ordered))
+            }
         }
     }
 }
@@ -557,6 +677,22 @@ mod arm {
         #[inline(always)]
         unsafe fn max(a: float32x4_t, b: float32x4_t) -> float32x4_t {
             unsafe { vmaxq_f32(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn load_bf16(p: *const u16) -> float32x4_t {
+            unsafe { vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p))) }
+        }
+        #[inline(always)]
+        unsafe fn store_bf16(p: *mut u16, v: float32x4_t) {
+            unsafe {
+                let bits = vreinterpretq_u32_f32(v);
+                let odd = vandq_u32(vshrq_n_u32::<16>(bits), vdupq_n_u32(1));
+                let rounded = vaddq_u32(bits, vaddq_u32(odd, vdupq_n_u32(0x7fff)));
+                let quiet_nan = vorrq_u32(bits, vdupq_n_u32(0x0040_0000));
+                let number = vceqq_f32(v, v);
+                let chosen = vbslq_u32(number, rounded, quiet_nan);
+                vst1_u16(p, vshrn_n_u32::<16>(chosen))
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Depthwise KxK convolution on NHWC activations (K = 1, 3, 5 or 7; any stride and padding),
-//! fused with its bias, an optional accumulate into the output (a branch of a summed block)
-//! and ReLU. Each channel vector keeps its K*K weights in registers while it sweeps a row.
+//! Depthwise KxK convolution on NHWC activations (K = 1, 3, 5 ... 11; any stride and
+//! padding), fused with its bias, an optional accumulate into the output (a branch of a
+//! summed block) and ReLU. Each channel vector keeps its K*K weights in registers while it
+//! sweeps a row. Input and output are each stored as floats or bf16 (math in f32).
 
-use crate::native::simd::{Isa, Scalar, Simd};
+use crate::native::simd::{Bf16, Elem, Isa, Scalar, Simd, Storage};
 use crate::native::AlignedBuffer;
 
 /// Kernel sizes with a compiled kernel.
@@ -56,87 +57,110 @@ impl PackedDepthwise {
     }
 }
 
+/// Where a depthwise layer reads and writes, each in its storage (bf16 values are 16-bit
+/// elements at the same positions as floats would be).
+#[derive(Clone, Copy)]
+pub struct DepthwiseIo {
+    pub input: *const f32,
+    pub input_storage: Storage,
+    pub output: *mut f32,
+    pub output_storage: Storage,
+    pub accumulate: bool,
+    pub relu: bool,
+}
+
 /// Runs thread `t`'s share (of `threads`) of the output rows.
 ///
 /// # Safety
-/// `input` must hold batch x H x W x C floats and `output` batch x OH x OW x C; the CPU must
-/// support `packed.isa`; K must be one of `SUPPORTED_KERNELS`.
-pub unsafe fn depthwise(
+/// `io.input` must hold batch x H x W x C elements of its storage and `io.output` batch x OH
+/// x OW x C; the CPU must support `packed.isa`; K must be one of `SUPPORTED_KERNELS`.
+pub unsafe fn depthwise(packed: &PackedDepthwise, io: &DepthwiseIo, t: usize, threads: usize) {
+    unsafe {
+        match (io.input_storage, io.output_storage) {
+            (Storage::F32, Storage::F32) => rows::<f32, f32>(packed, io, t, threads),
+            (Storage::F32, Storage::Bf16) => rows::<f32, Bf16>(packed, io, t, threads),
+            (Storage::Bf16, Storage::F32) => rows::<Bf16, f32>(packed, io, t, threads),
+            (Storage::Bf16, Storage::Bf16) => rows::<Bf16, Bf16>(packed, io, t, threads),
+        }
+    }
+}
+
+unsafe fn rows<I: Elem, O: Elem>(
     packed: &PackedDepthwise,
-    input: *const f32,
-    output: *mut f32,
-    accumulate: bool,
-    relu: bool,
+    io: &DepthwiseIo,
     t: usize,
     threads: usize,
 ) {
     let s = &packed.shape;
     let rows = s.batch * s.out_height;
-    let row = Row {
+    let row = Row::<I, O> {
         packed,
-        input,
-        output,
-        accumulate,
-        relu,
+        input: io.input as *const I,
+        output: io.output as *mut O,
+        zero_row: packed.zero_row.as_ptr() as *const I,
+        accumulate: io.accumulate,
+        relu: io.relu,
     };
     for r in rows * t / threads..rows * (t + 1) / threads {
         unsafe { dispatch(packed.isa, s.kernel, &row, r) };
     }
 }
 
-struct Row<'a> {
+struct Row<'a, I, O> {
     packed: &'a PackedDepthwise,
-    input: *const f32,
-    output: *mut f32,
+    input: *const I,
+    output: *mut O,
+    /// Zeros standing in for input rows in the padding.
+    zero_row: *const I,
     accumulate: bool,
     relu: bool,
 }
 
-unsafe fn dispatch(isa: Isa, k: usize, row: &Row, r: usize) {
+unsafe fn dispatch<I: Elem, O: Elem>(isa: Isa, k: usize, row: &Row<I, O>, r: usize) {
     unsafe {
         match (isa, k) {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 1) => avx512::row::<1>(row, r),
+            (Isa::Avx512, 1) => avx512::row::<1, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 3) => avx512::row::<3>(row, r),
+            (Isa::Avx512, 3) => avx512::row::<3, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 5) => avx512::row::<5>(row, r),
+            (Isa::Avx512, 5) => avx512::row::<5, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 7) => avx512::row::<7>(row, r),
+            (Isa::Avx512, 7) => avx512::row::<7, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 9) => avx512::row::<9>(row, r),
+            (Isa::Avx512, 9) => avx512::row::<9, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, 11) => avx512::row::<11>(row, r),
+            (Isa::Avx512, 11) => avx512::row::<11, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, 1) => avx2::row::<1>(row, r),
+            (Isa::Avx2, 1) => avx2::row::<1, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, 3) => avx2::row::<3>(row, r),
+            (Isa::Avx2, 3) => avx2::row::<3, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, 5) => avx2::row::<5>(row, r),
+            (Isa::Avx2, 5) => avx2::row::<5, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, 7) => avx2::row::<7>(row, r),
+            (Isa::Avx2, 7) => avx2::row::<7, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, 9) => avx2::row::<9>(row, r),
+            (Isa::Avx2, 9) => avx2::row::<9, I, O>(row, r),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, 11) => avx2::row::<11>(row, r),
+            (Isa::Avx2, 11) => avx2::row::<11, I, O>(row, r),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, 1) => neon::row::<1>(row, r),
+            (Isa::Neon, 1) => neon::row::<1, I, O>(row, r),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, 3) => neon::row::<3>(row, r),
+            (Isa::Neon, 3) => neon::row::<3, I, O>(row, r),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, 5) => neon::row::<5>(row, r),
+            (Isa::Neon, 5) => neon::row::<5, I, O>(row, r),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, 7) => neon::row::<7>(row, r),
+            (Isa::Neon, 7) => neon::row::<7, I, O>(row, r),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, 9) => neon::row::<9>(row, r),
+            (Isa::Neon, 9) => neon::row::<9, I, O>(row, r),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, 11) => neon::row::<11>(row, r),
-            (_, 1) => output_row::<Scalar, 1>(row, r),
-            (_, 3) => output_row::<Scalar, 3>(row, r),
-            (_, 5) => output_row::<Scalar, 5>(row, r),
-            (_, 7) => output_row::<Scalar, 7>(row, r),
-            (_, 9) => output_row::<Scalar, 9>(row, r),
-            (_, 11) => output_row::<Scalar, 11>(row, r),
+            (Isa::Neon, 11) => neon::row::<11, I, O>(row, r),
+            (_, 1) => output_row::<Scalar, 1, I, O>(row, r),
+            (_, 3) => output_row::<Scalar, 3, I, O>(row, r),
+            (_, 5) => output_row::<Scalar, 5, I, O>(row, r),
+            (_, 7) => output_row::<Scalar, 7, I, O>(row, r),
+            (_, 9) => output_row::<Scalar, 9, I, O>(row, r),
+            (_, 11) => output_row::<Scalar, 11, I, O>(row, r),
             _ => unreachable!("depthwise kernel size {k} is rejected when the plan is built"),
         }
     }
@@ -144,10 +168,10 @@ unsafe fn dispatch(isa: Isa, k: usize, row: &Row, r: usize) {
 
 /// One output row: whole vectors of channels with `S`, the remaining channels one at a time.
 #[inline(always)]
-unsafe fn output_row<S: Simd, const K: usize>(row: &Row, r: usize) {
+unsafe fn output_row<S: Simd, const K: usize, I: Elem, O: Elem>(row: &Row<I, O>, r: usize) {
     let s = &row.packed.shape;
     let (b, y) = (r / s.out_height, r % s.out_height);
-    let rows: [*const f32; K] = std::array::from_fn(|kh| {
+    let rows: [*const I; K] = std::array::from_fn(|kh| {
         let ih = (y * s.stride + kh) as isize - s.padding as isize;
         if ih >= 0 && (ih as usize) < s.height {
             unsafe {
@@ -155,28 +179,28 @@ unsafe fn output_row<S: Simd, const K: usize>(row: &Row, r: usize) {
                     .add((b * s.height + ih as usize) * s.width * s.channels)
             }
         } else {
-            row.packed.zero_row.as_ptr()
+            row.zero_row
         }
     });
     let out = unsafe { row.output.add(r * s.out_width * s.channels) };
     let vectors = s.channels / S::LANES * S::LANES;
     let mut c = 0;
     while c < vectors {
-        unsafe { channel_block::<S, K>(row, &rows, out, c) };
+        unsafe { channel_block::<S, K, I, O>(row, &rows, out, c) };
         c += S::LANES;
     }
     while c < s.channels {
-        unsafe { channel_block::<Scalar, K>(row, &rows, out, c) };
+        unsafe { channel_block::<Scalar, K, I, O>(row, &rows, out, c) };
         c += 1;
     }
 }
 
 /// Channels [c, c + LANES) of one output row.
 #[inline(always)]
-unsafe fn channel_block<S: Simd, const K: usize>(
-    row: &Row,
-    rows: &[*const f32; K],
-    out: *mut f32,
+unsafe fn channel_block<S: Simd, const K: usize, I: Elem, O: Elem>(
+    row: &Row<I, O>,
+    rows: &[*const I; K],
+    out: *mut O,
     c: usize,
 ) {
     let s = &row.packed.shape;
@@ -202,13 +226,13 @@ unsafe fn channel_block<S: Simd, const K: usize>(
             for kh in 0..K {
                 for kw in 0..K {
                     for (j, a) in acc.iter_mut().enumerate() {
-                        let v = unsafe { S::load(rows[kh].add(base + j * step + kw * ch)) };
+                        let v = unsafe { I::load::<S>(rows[kh].add(base + j * step + kw * ch)) };
                         *a = unsafe { S::fma(v, weights[kh][kw], *a) };
                     }
                 }
             }
             for (j, a) in acc.into_iter().enumerate() {
-                unsafe { finish::<S>(row, out.add((x + j) * ch + c), a, zero) };
+                unsafe { finish::<S, I, O>(row, out.add((x + j) * ch + c), a, zero) };
             }
             x += PIXELS;
             continue;
@@ -222,14 +246,14 @@ unsafe fn channel_block<S: Simd, const K: usize>(
                 continue;
             }
             for kh in 0..K {
-                let v = unsafe { S::load(rows[kh].add(iw as usize * ch + c)) };
+                let v = unsafe { I::load::<S>(rows[kh].add(iw as usize * ch + c)) };
                 partial[kh] = unsafe { S::fma(v, weights[kh][kw], partial[kh]) };
             }
         }
         let acc = partial
             .into_iter()
             .fold(bias, |a, p| unsafe { S::add(a, p) });
-        unsafe { finish::<S>(row, out.add(x * ch + c), acc, zero) };
+        unsafe { finish::<S, I, O>(row, out.add(x * ch + c), acc, zero) };
         x += 1;
     }
 }
@@ -239,45 +263,228 @@ const PIXELS: usize = 4;
 
 /// The epilogue: accumulate into what is there, ReLU, store.
 #[inline(always)]
-unsafe fn finish<S: Simd>(row: &Row, p: *mut f32, mut acc: S::V, zero: S::V) {
+unsafe fn finish<S: Simd, I, O: Elem>(row: &Row<I, O>, p: *mut O, mut acc: S::V, zero: S::V) {
     if row.accumulate {
-        acc = unsafe { S::add(acc, S::load(p)) };
+        acc = unsafe { S::add(acc, O::load::<S>(p)) };
     }
     if row.relu {
         acc = unsafe { S::max(acc, zero) };
     }
-    unsafe { S::store(p, acc) };
+    unsafe { O::store::<S>(p, acc) };
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::Row;
-    use crate::native::simd::Avx512;
+    use crate::native::simd::{Avx512, Elem};
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn row<const K: usize>(row: &Row, r: usize) {
-        unsafe { super::output_row::<Avx512, K>(row, r) }
+    pub(super) unsafe fn row<const K: usize, I: Elem, O: Elem>(row: &Row<I, O>, r: usize) {
+        unsafe { super::output_row::<Avx512, K, I, O>(row, r) }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Row;
-    use crate::native::simd::Avx2;
+    use crate::native::simd::{Avx2, Elem};
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn row<const K: usize>(row: &Row, r: usize) {
-        unsafe { super::output_row::<Avx2, K>(row, r) }
+    pub(super) unsafe fn row<const K: usize, I: Elem, O: Elem>(row: &Row<I, O>, r: usize) {
+        unsafe { super::output_row::<Avx2, K, I, O>(row, r) }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use super::Row;
-    use crate::native::simd::Neon;
+    use crate::native::simd::{Elem, Neon};
 
     #[target_feature(enable = "neon")]
-    pub(super) unsafe fn row<const K: usize>(row: &Row, r: usize) {
-        unsafe { super::output_row::<Neon, K>(row, r) }
+    pub(super) unsafe fn row<const K: usize, I: Elem, O: Elem>(row: &Row<I, O>, r: usize) {
+        unsafe { super::output_row::<Neon, K, I, O>(row, r) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::simd::bf16_bits;
+
+    fn widen(h: u16) -> f32 {
+        f32::from_bits(u32::from(h) << 16)
+    }
+
+    fn shape(channels: usize, side: usize, kernel: usize, stride: usize) -> DepthwiseShape {
+        let padding = kernel / 2;
+        let out = (side + 2 * padding - kernel) / stride + 1;
+        DepthwiseShape {
+            batch: 2,
+            channels,
+            height: side,
+            width: side + 1,
+            kernel,
+            stride,
+            padding,
+            out_height: out,
+            out_width: (side + 1 + 2 * padding - kernel) / stride + 1,
+        }
+    }
+
+    /// Runs one layer single-threaded with its input and output in the given storages; the
+    /// output starts as `old` (for the accumulate case).
+    fn run(
+        packed: &PackedDepthwise,
+        input: &[f32],
+        (from, to): (Storage, Storage),
+        old: &[f32],
+        (accumulate, relu): (bool, bool),
+    ) -> Vec<f32> {
+        let input16: Vec<u16> = input.iter().map(|&x| bf16_bits(x)).collect();
+        let mut out32 = old.to_vec();
+        let mut out16: Vec<u16> = old.iter().map(|&x| bf16_bits(x)).collect();
+        let io = DepthwiseIo {
+            input: match from {
+                Storage::F32 => input.as_ptr(),
+                Storage::Bf16 => input16.as_ptr() as *const f32,
+            },
+            input_storage: from,
+            output: match to {
+                Storage::F32 => out32.as_mut_ptr(),
+                Storage::Bf16 => out16.as_mut_ptr() as *mut f32,
+            },
+            output_storage: to,
+            accumulate,
+            relu,
+        };
+        unsafe { depthwise(packed, &io, 0, 1) };
+        match to {
+            Storage::F32 => out32,
+            Storage::Bf16 => out16.into_iter().map(widen).collect(),
+        }
+    }
+
+    /// Every store to bf16 rounds as `bf16_bits` does (ties to even, the largest finite
+    /// float to infinity, NaN quiet) and every load widens exactly, on every instruction
+    /// set: a 1x1 depthwise of weight 1 and no bias copies its input.
+    #[test]
+    fn bf16_loads_and_stores_round_like_bf16_bits_on_every_isa() {
+        let special: Vec<f32> = [
+            0x3f80_8000u32, // a tie, to the even 1.0
+            0x3f81_8000,    // a tie, up to the even neighbour
+            0x3f80_7fff,
+            0x3f80_8001,
+            0x7f7f_ffff, // the largest float: rounds to infinity
+            0x7f80_0000,
+            0xff80_0000,
+            0x7f80_0001, // a signalling NaN: stays NaN
+            0x0000_0001, // the smallest subnormal
+            0x8080_0000,
+            0x4049_0fdb,
+        ]
+        .into_iter()
+        .map(f32::from_bits)
+        .collect();
+        let channels = 37; // two AVX-512 vectors and a scalar tail, etc.
+        let input: Vec<f32> = (0..2 * 3 * channels)
+            .map(|i| special[i % special.len()])
+            .collect();
+        let s = DepthwiseShape {
+            batch: 2,
+            channels,
+            height: 1,
+            width: 3,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            out_height: 1,
+            out_width: 3,
+        };
+        for isa in Isa::supported() {
+            let packed = PackedDepthwise::pack(isa.f32_kernels(), s, &vec![1.0; channels], None);
+            let zeros = vec![0.0; input.len()];
+            let stored = run(
+                &packed,
+                &input,
+                (Storage::F32, Storage::Bf16),
+                &zeros,
+                (false, false),
+            );
+            for (x, y) in input.iter().zip(&stored) {
+                assert_eq!(bf16_bits(*y), bf16_bits(*x), "{isa}: {:#x}", x.to_bits());
+                assert_eq!(y.to_bits() & 0xffff, 0);
+            }
+            let loaded = run(
+                &packed,
+                &input,
+                (Storage::Bf16, Storage::F32),
+                &zeros,
+                (false, false),
+            );
+            for (x, y) in input.iter().zip(&loaded) {
+                let want = widen(bf16_bits(*x));
+                assert!(
+                    y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()),
+                    "{isa}: {:#x}",
+                    x.to_bits()
+                );
+            }
+        }
+    }
+
+    /// With bf16 input, output or both, the kernel computes what the float kernel computes
+    /// on the bf16 values, rounded once at the store: bit for bit, on every instruction set,
+    /// on awkward shapes (channel tails, borders, stride 2, K = 3 and 5), with and without
+    /// the epilogue.
+    #[test]
+    fn bf16_storage_is_the_float_kernel_on_bf16_values_on_every_isa() {
+        let storages = [Storage::F32, Storage::Bf16];
+        for isa in Isa::supported() {
+            let isa = isa.f32_kernels();
+            for (n, &(c, side, k, stride)) in
+                [(37, 7, 3, 1), (64, 9, 3, 2), (19, 6, 5, 1), (48, 5, 3, 1)]
+                    .iter()
+                    .enumerate()
+            {
+                let s = shape(c, side, k, stride);
+                let values = |len, seed| models::seeded_uniform(vec![len], seed, -2.0, 2.0);
+                let w = values(c * k * k, n as u64);
+                let b = values(c, 10 + n as u64);
+                let packed = PackedDepthwise::pack(isa, s, w.data(), Some(b.data()));
+                let x = values(s.batch * s.height * s.width * c, 20 + n as u64);
+                let x16: Vec<f32> = x.data().iter().map(|&v| widen(bf16_bits(v))).collect();
+                let old = values(s.batch * s.out_height * s.out_width * c, 30 + n as u64);
+                let old16: Vec<f32> = old.data().iter().map(|&v| widen(bf16_bits(v))).collect();
+                for epilogue in [(false, false), (true, true)] {
+                    for from in storages {
+                        for to in storages {
+                            let got = run(&packed, x.data(), (from, to), old.data(), epilogue);
+                            let input = if from == Storage::Bf16 {
+                                &x16
+                            } else {
+                                x.data()
+                            };
+                            let start = if to == Storage::Bf16 {
+                                &old16
+                            } else {
+                                old.data()
+                            };
+                            let mut want = run(
+                                &packed,
+                                input,
+                                (Storage::F32, Storage::F32),
+                                start,
+                                epilogue,
+                            );
+                            if to == Storage::Bf16 {
+                                want.iter_mut().for_each(|v| *v = widen(bf16_bits(*v)));
+                            }
+                            let differs = got.iter().zip(&want).position(|(a, b)| a != b);
+                            assert_eq!(differs, None, "{isa} {s:?} {from:?}->{to:?} {epilogue:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

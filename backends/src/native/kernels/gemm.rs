@@ -6,7 +6,7 @@
 //! aarch64 FP16), B and A are fp16 and the sums too (`vfmadd231ph`, `fmla .8h`: twice the
 //! lanes of f32), widened to f32 for the bias-and-ReLU epilogue.
 
-use crate::native::simd::{Isa, Scalar, Simd};
+use crate::native::simd::{Bf16, Elem, Isa, Scalar, Simd, Storage};
 use crate::native::AlignedBuffer;
 
 /// Largest panel width of any instantiation (the micro-kernel's tail buffer is this wide).
@@ -232,15 +232,7 @@ impl PackedGemm {
     }
 }
 
-/// The bf16 nearest to `x` (ties to even; a NaN stays a quiet NaN), as its bits. Branch-free,
-/// so loops over it vectorize.
-#[inline(always)]
-pub fn bf16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let rounded = bits.wrapping_add(0x7fff + (bits >> 16 & 1));
-    let quiet_nan = bits | 0x0040_0000;
-    ((if x.is_nan() { quiet_nan } else { rounded }) >> 16) as u16
-}
+pub use crate::native::simd::bf16_bits;
 
 /// Where a GEMM reads A and writes C, and what it does at the end.
 #[derive(Clone, Copy)]
@@ -253,6 +245,8 @@ pub struct GemmArgs {
     /// Add into C instead of overwriting it (a branch of a summed multi-branch block).
     pub accumulate: bool,
     pub relu: bool,
+    /// How C is stored: floats, or bf16 values (`ldc` then counts bf16 values).
+    pub c_storage: Storage,
 }
 
 /// A dense convolution as an implicit GEMM: output pixel (y, x) is GEMM row y*OW + x, and its
@@ -283,8 +277,20 @@ unsafe fn a_at(packing: Packing, a: *const f32, elements: usize) -> *const f32 {
     }
 }
 
+/// `c` advanced by `elements` values of C in its storage.
+///
+/// # Safety
+/// The result stays inside C's buffer.
+unsafe fn c_at(storage: Storage, c: *mut f32, elements: usize) -> *mut f32 {
+    match storage {
+        Storage::Bf16 => unsafe { (c as *mut u16).add(elements) as *mut f32 },
+        Storage::F32 => unsafe { c.add(elements) },
+    }
+}
+
 /// Runs thread `t`'s share of a convolution lowered to an implicit GEMM; the epilogue is
-/// (accumulate into C, ReLU). The source is in A's format (fp16 for the fp16 kernel).
+/// (accumulate into C, ReLU, C's storage). The source is in A's format (fp16 for the fp16
+/// kernel).
 ///
 /// # Safety
 /// `src` valid for the geometry's source, `c` for batch x OH x OW rows of N floats; the CPU
@@ -294,7 +300,7 @@ pub unsafe fn conv(
     g: &ConvGeometry,
     src: *const f32,
     c: *mut f32,
-    (accumulate, relu): (bool, bool),
+    (accumulate, relu, c_storage): (bool, bool, Storage),
     t: usize,
     threads: usize,
 ) {
@@ -308,10 +314,11 @@ pub unsafe fn conv(
             m: g.out_width,
             a: unsafe { a_at(packed.packing, src, b * g.image_stride + y * g.row_stride) },
             lda: g.col_stride,
-            c: unsafe { c.add(row * g.out_width * n) },
+            c: unsafe { c_at(c_storage, c, row * g.out_width * n) },
             ldc: n,
             accumulate,
             relu,
+            c_storage,
         };
         unsafe { gemm_rows(packed, &args, panel, 0, g.out_width, g.offsets.as_ptr()) };
     }
@@ -391,14 +398,25 @@ unsafe fn gemm_rows(
         // which costs a fraction of a full tile.
         let single_rows = r1 - r <= 2.min(mr - 1);
         let m = if single_rows { 1 } else { (r1 - r).min(mr) };
-        let c = unsafe { args.c.add(r * args.ldc + n0) };
+        let c = unsafe { c_at(args.c_storage, args.c, r * args.ldc + n0) };
         let a = unsafe { a_at(packed.packing, args.a, r * args.lda) };
         let tile = packed.tile;
+        // C's storage is a type of the kernel (a run-time choice inside it spilled its
+        // accumulators: 2.8x slower).
+        let (isa, one) = (packed.isa, single_rows);
+        let c16 = c as *mut Bf16;
         unsafe {
-            match packed.packing {
-                Packing::F32 => dispatch_tile(packed.isa, tile, single_rows, &job, a, c, m),
-                Packing::Bf16Pairs => dispatch_bf16_tile(tile, single_rows, &job, a, c, m),
-                Packing::Fp16 => dispatch_fp16_tile(packed.isa, tile, single_rows, &job, a, c, m),
+            match (packed.packing, args.c_storage) {
+                (Packing::F32, Storage::F32) => dispatch_tile(isa, tile, one, &job, a, c, m),
+                (Packing::F32, Storage::Bf16) => dispatch_tile(isa, tile, one, &job, a, c16, m),
+                (Packing::Bf16Pairs, Storage::F32) => dispatch_bf16_tile(tile, one, &job, a, c, m),
+                (Packing::Bf16Pairs, Storage::Bf16) => {
+                    dispatch_bf16_tile(tile, one, &job, a, c16, m)
+                }
+                (Packing::Fp16, Storage::F32) => dispatch_fp16_tile(isa, tile, one, &job, a, c, m),
+                (Packing::Fp16, Storage::Bf16) => {
+                    unreachable!("fp16 plans store activations as floats")
+                }
             }
         }
         r += m;
@@ -419,51 +437,51 @@ struct Job {
     offsets: *const usize,
 }
 
-unsafe fn dispatch_tile(
+unsafe fn dispatch_tile<E: Elem>(
     isa: Isa,
     shape: TileShape,
     single: bool,
     job: &Job,
     a: *const f32,
-    c: *mut f32,
+    c: *mut E,
     m: usize,
 ) {
     unsafe {
         match (isa, shape.mr, shape.nr, single) {
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _, 64, true) => avx512::tile::<1, 4>(job, a, c, m),
+            (Isa::Avx512, _, 64, true) => avx512::tile::<1, 4, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _, 64, false) => avx512::tile::<6, 4>(job, a, c, m),
+            (Isa::Avx512, _, 64, false) => avx512::tile::<6, 4, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _, 48, true) => avx512::tile::<1, 3>(job, a, c, m),
+            (Isa::Avx512, _, 48, true) => avx512::tile::<1, 3, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _, 48, false) => avx512::tile::<8, 3>(job, a, c, m),
+            (Isa::Avx512, _, 48, false) => avx512::tile::<8, 3, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _, 32, true) => avx512::tile::<1, 2>(job, a, c, m),
+            (Isa::Avx512, _, 32, true) => avx512::tile::<1, 2, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _, 32, false) => avx512::tile::<12, 2>(job, a, c, m),
+            (Isa::Avx512, _, 32, false) => avx512::tile::<12, 2, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _, 16, true) => avx512::tile::<1, 1>(job, a, c, m),
+            (Isa::Avx512, _, 16, true) => avx512::tile::<1, 1, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx512, _, 16, false) => avx512::tile::<14, 1>(job, a, c, m),
+            (Isa::Avx512, _, 16, false) => avx512::tile::<14, 1, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, _, 16, true) => avx2::tile::<1, 2>(job, a, c, m),
+            (Isa::Avx2, _, 16, true) => avx2::tile::<1, 2, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, _, 16, false) => avx2::tile::<6, 2>(job, a, c, m),
+            (Isa::Avx2, _, 16, false) => avx2::tile::<6, 2, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, _, 8, true) => avx2::tile::<1, 1>(job, a, c, m),
+            (Isa::Avx2, _, 8, true) => avx2::tile::<1, 1, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, _, 8, false) => avx2::tile::<8, 1>(job, a, c, m),
+            (Isa::Avx2, _, 8, false) => avx2::tile::<8, 1, E>(job, a, c, m),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, _, 16, true) => neon::tile::<1, 4>(job, a, c, m),
+            (Isa::Neon, _, 16, true) => neon::tile::<1, 4, E>(job, a, c, m),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, _, 16, false) => neon::tile::<6, 4>(job, a, c, m),
+            (Isa::Neon, _, 16, false) => neon::tile::<6, 4, E>(job, a, c, m),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, _, 8, true) => neon::tile::<1, 2>(job, a, c, m),
+            (Isa::Neon, _, 8, true) => neon::tile::<1, 2, E>(job, a, c, m),
             #[cfg(target_arch = "aarch64")]
-            (Isa::Neon, _, 8, false) => neon::tile::<8, 2>(job, a, c, m),
-            (_, _, _, true) => tile::<Scalar, 1, 8>(job, a, c, m),
-            _ => tile::<Scalar, 4, 8>(job, a, c, m),
+            (Isa::Neon, _, 8, false) => neon::tile::<8, 2, E>(job, a, c, m),
+            (_, _, _, true) => tile::<Scalar, 1, 8, E>(job, a, c, m),
+            _ => tile::<Scalar, 4, 8, E>(job, a, c, m),
         }
     }
 }
@@ -471,25 +489,25 @@ unsafe fn dispatch_tile(
 /// The micro-kernel: an MR x (NV vectors) block of C from MR rows of A (rows past `m` repeat
 /// the last valid row and are not stored) and one packed panel of B.
 #[inline(always)]
-unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
+unsafe fn tile<S: Simd, const MR: usize, const NV: usize, E: Elem>(
     job: &Job,
     a: *const f32,
-    c: *mut f32,
+    c: *mut E,
     m: usize,
 ) {
     // Two instantiations, so each keeps its accumulators in registers across one loop.
     if job.offsets.is_null() {
-        unsafe { tile_body::<S, MR, NV, false>(job, a, c, m) }
+        unsafe { tile_body::<S, MR, NV, false, E>(job, a, c, m) }
     } else {
-        unsafe { tile_body::<S, MR, NV, true>(job, a, c, m) }
+        unsafe { tile_body::<S, MR, NV, true, E>(job, a, c, m) }
     }
 }
 
 #[inline(always)]
-unsafe fn tile_body<S: Simd, const MR: usize, const NV: usize, const INDIRECT: bool>(
+unsafe fn tile_body<S: Simd, const MR: usize, const NV: usize, const INDIRECT: bool, E: Elem>(
     job: &Job,
     a: *const f32,
-    c: *mut f32,
+    c: *mut E,
     m: usize,
 ) {
     let nr = NV * S::LANES;
@@ -511,16 +529,17 @@ unsafe fn tile_body<S: Simd, const MR: usize, const NV: usize, const INDIRECT: b
         }
         b = unsafe { b.add(nr) };
     }
-    unsafe { store_tile::<S, MR, NV>(job, &acc, c, m) }
+    unsafe { store_tile::<S, MR, NV, E>(job, &acc, c, m) }
 }
 
 /// The epilogue of a tile: rows `0..m` of `acc` plus the bias, added to C when the job
-/// accumulates, through the ReLU when it has one, stored (only the panel's valid columns).
+/// accumulates, through the ReLU when it has one, stored as C's elements (only the panel's
+/// valid columns).
 #[inline(always)]
-unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
+unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize, E: Elem>(
     job: &Job,
     acc: &[[S::V; NV]; MR],
-    c: *mut f32,
+    c: *mut E,
     m: usize,
 ) {
     let nr = NV * S::LANES;
@@ -533,12 +552,12 @@ unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
                 let p = unsafe { out.add(j * S::LANES) };
                 let mut v = unsafe { S::add(acc[i][j], bias[j]) };
                 if job.accumulate {
-                    v = unsafe { S::add(v, S::load(p)) };
+                    v = unsafe { S::add(v, E::load::<S>(p)) };
                 }
                 if job.relu {
                     v = unsafe { S::max(v, zero) };
                 }
-                unsafe { S::store(p, v) };
+                unsafe { E::store::<S>(p, v) };
             }
         } else {
             let mut row = [0.0f32; MAX_NR];
@@ -554,12 +573,12 @@ unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
                 let p = unsafe { out.add(j) };
                 let mut v = value;
                 if job.accumulate {
-                    v += unsafe { *p };
+                    v += unsafe { E::load::<Scalar>(p) };
                 }
                 if job.relu {
                     v = v.max(0.0);
                 }
-                unsafe { *p = v };
+                unsafe { E::store::<Scalar>(p, v) };
             }
         }
     }
@@ -568,26 +587,26 @@ unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::Job;
-    use crate::native::simd::Avx512;
+    use crate::native::simd::{Avx512, Elem};
 
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, E: Elem>(
         job: &Job,
         a: *const f32,
-        c: *mut f32,
+        c: *mut E,
         m: usize,
     ) {
-        unsafe { super::tile::<Avx512, MR, NV>(job, a, c, m) }
+        unsafe { super::tile::<Avx512, MR, NV, E>(job, a, c, m) }
     }
 }
 
 /// A tile of the bf16 dot kernel; `a` points at bf16 rows (`job.lda` bf16 elements apart).
-unsafe fn dispatch_bf16_tile(
+unsafe fn dispatch_bf16_tile<E: Elem>(
     shape: TileShape,
     single: bool,
     job: &Job,
     a: *const f32,
-    c: *mut f32,
+    c: *mut E,
     m: usize,
 ) {
     assert!(
@@ -597,23 +616,23 @@ unsafe fn dispatch_bf16_tile(
     #[cfg(target_arch = "x86_64")]
     unsafe {
         match (shape.nr, single) {
-            (64, true) => avx512bf16::tile::<1, 4>(job, a, c, m),
-            (64, false) => avx512bf16::tile::<6, 4>(job, a, c, m),
-            (48, true) => avx512bf16::tile::<1, 3>(job, a, c, m),
-            (48, false) => avx512bf16::tile::<8, 3>(job, a, c, m),
-            (32, true) => avx512bf16::tile::<1, 2>(job, a, c, m),
-            (32, false) => avx512bf16::tile::<12, 2>(job, a, c, m),
-            (_, true) => avx512bf16::tile::<1, 1>(job, a, c, m),
-            (_, false) => avx512bf16::tile::<14, 1>(job, a, c, m),
+            (64, true) => avx512bf16::tile::<1, 4, E>(job, a, c, m),
+            (64, false) => avx512bf16::tile::<6, 4, E>(job, a, c, m),
+            (48, true) => avx512bf16::tile::<1, 3, E>(job, a, c, m),
+            (48, false) => avx512bf16::tile::<8, 3, E>(job, a, c, m),
+            (32, true) => avx512bf16::tile::<1, 2, E>(job, a, c, m),
+            (32, false) => avx512bf16::tile::<12, 2, E>(job, a, c, m),
+            (_, true) => avx512bf16::tile::<1, 1, E>(job, a, c, m),
+            (_, false) => avx512bf16::tile::<14, 1, E>(job, a, c, m),
         }
     }
     #[cfg(target_arch = "aarch64")]
     unsafe {
         match (shape.nr, single) {
-            (16, true) => neonbf16::tile::<1, 4>(job, a, c, m),
-            (16, false) => neonbf16::tile::<6, 4>(job, a, c, m),
-            (_, true) => neonbf16::tile::<1, 2>(job, a, c, m),
-            (_, false) => neonbf16::tile::<8, 2>(job, a, c, m),
+            (16, true) => neonbf16::tile::<1, 4, E>(job, a, c, m),
+            (16, false) => neonbf16::tile::<6, 4, E>(job, a, c, m),
+            (_, true) => neonbf16::tile::<1, 2, E>(job, a, c, m),
+            (_, false) => neonbf16::tile::<8, 2, E>(job, a, c, m),
         }
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -637,10 +656,10 @@ trait Bf16DotOps {
 /// and one broadcast bf16 pair of A per row, dot-added into f32 lanes; then the epilogue. `a`
 /// points at bf16 rows (`job.lda` bf16 values apart, even).
 #[inline(always)]
-unsafe fn bf16_dot_tile<T: Bf16DotOps, const MR: usize, const NV: usize>(
+unsafe fn bf16_dot_tile<T: Bf16DotOps, const MR: usize, const NV: usize, E: Elem>(
     job: &Job,
     a: *const f32,
-    c: *mut f32,
+    c: *mut E,
     m: usize,
 ) {
     let a = a as *const u16;
@@ -659,7 +678,7 @@ unsafe fn bf16_dot_tile<T: Bf16DotOps, const MR: usize, const NV: usize>(
         }
         b = unsafe { b.add(NV * lanes) };
     }
-    unsafe { store_tile::<T::F, MR, NV>(job, &acc, c, m) }
+    unsafe { store_tile::<T::F, MR, NV, E>(job, &acc, c, m) }
 }
 
 /// The bf16 dot operations on aarch64 BF16: BFDOT (its intermediate rounding is Arm's, not
@@ -669,7 +688,7 @@ mod neonbf16 {
     use std::arch::aarch64::*;
 
     use super::{Bf16DotOps, Job};
-    use crate::native::simd::{bfdot, Neon};
+    use crate::native::simd::{bfdot, Elem, Neon};
 
     pub(super) struct NeonBf16;
 
@@ -691,13 +710,13 @@ mod neonbf16 {
     }
 
     #[target_feature(enable = "neon,bf16")]
-    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, E: Elem>(
         job: &Job,
         a: *const f32,
-        c: *mut f32,
+        c: *mut E,
         m: usize,
     ) {
-        unsafe { super::bf16_dot_tile::<NeonBf16, MR, NV>(job, a, c, m) }
+        unsafe { super::bf16_dot_tile::<NeonBf16, MR, NV, E>(job, a, c, m) }
     }
 }
 
@@ -707,7 +726,7 @@ mod avx512bf16 {
     use std::arch::x86_64::*;
 
     use super::{Bf16DotOps, Job};
-    use crate::native::simd::Avx512;
+    use crate::native::simd::{Avx512, Elem};
 
     pub(super) struct Avx512Bf16;
 
@@ -729,13 +748,13 @@ mod avx512bf16 {
     }
 
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, E: Elem>(
         job: &Job,
         a: *const f32,
-        c: *mut f32,
+        c: *mut E,
         m: usize,
     ) {
-        unsafe { super::bf16_dot_tile::<Avx512Bf16, MR, NV>(job, a, c, m) }
+        unsafe { super::bf16_dot_tile::<Avx512Bf16, MR, NV, E>(job, a, c, m) }
     }
 }
 
@@ -849,7 +868,7 @@ unsafe fn fp16_body<
         }
         k0 = k1;
     }
-    unsafe { store_tile::<T::F, MR, NW>(job, &wide, c, m) }
+    unsafe { store_tile::<T::F, MR, NW, f32>(job, &wide, c, m) }
 }
 
 /// The fp16 operations on AVX512-FP16: `vfmadd231ph` on 32 lanes, `vcvtph2ps` to widen.
@@ -1041,32 +1060,32 @@ mod neonfp16 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Job;
-    use crate::native::simd::Avx2;
+    use crate::native::simd::{Avx2, Elem};
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, E: Elem>(
         job: &Job,
         a: *const f32,
-        c: *mut f32,
+        c: *mut E,
         m: usize,
     ) {
-        unsafe { super::tile::<Avx2, MR, NV>(job, a, c, m) }
+        unsafe { super::tile::<Avx2, MR, NV, E>(job, a, c, m) }
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use super::Job;
-    use crate::native::simd::Neon;
+    use crate::native::simd::{Elem, Neon};
 
     #[target_feature(enable = "neon")]
-    pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, E: Elem>(
         job: &Job,
         a: *const f32,
-        c: *mut f32,
+        c: *mut E,
         m: usize,
     ) {
-        unsafe { super::tile::<Neon, MR, NV>(job, a, c, m) }
+        unsafe { super::tile::<Neon, MR, NV, E>(job, a, c, m) }
     }
 }
 
@@ -1132,6 +1151,77 @@ mod tests {
         })
     }
 
+    /// C stored as bf16 is the float C rounded to bf16 (ties to even), bit for bit, on every
+    /// instruction set, on the f32 kernels and on the bf16 dot kernel where the CPU has it,
+    /// on awkward shapes (partial panels, leftover rows), with and without the epilogue.
+    #[test]
+    fn a_bf16_c_is_the_float_c_rounded_on_every_isa_and_kernel() {
+        let shapes = [
+            (1, 2, 1),
+            (5, 18, 31),
+            (7, 64, 33),
+            (13, 66, 64),
+            (17, 130, 100),
+        ];
+        let mut kernels = Vec::new();
+        for isa in Isa::supported() {
+            kernels.push((isa.f32_kernels(), false));
+            if isa.has_bf16_dot() {
+                kernels.push((isa, true));
+            }
+        }
+        for (isa, dot) in kernels {
+            for (s, &(m, k, n)) in shapes.iter().enumerate() {
+                let values = |len, seed| models::seeded_uniform(vec![len], seed, -1.0, 1.0);
+                let a = values(m * k, s as u64);
+                let b = values(k * n, 100 + s as u64);
+                let bias = values(n, 200 + s as u64);
+                let old = values(m * n, 300 + s as u64);
+                let at = |kk: usize, j: usize| b.data()[kk * n + j];
+                let packed = match dot {
+                    true => PackedGemm::pack_bf16_pairs(isa, k, n, at, Some(bias.data())),
+                    false => PackedGemm::pack(isa, k, n, at, Some(bias.data())),
+                };
+                // The dot kernel reads A as bf16 rows (k is even in every shape here).
+                let a16: Vec<u16> = a.data().iter().map(|&x| bf16_bits(x)).collect();
+                let a_ptr = match dot {
+                    true => a16.as_ptr() as *const f32,
+                    false => a.data().as_ptr(),
+                };
+                let old16: Vec<u16> = old.data().iter().map(|&x| bf16_bits(x)).collect();
+                let widened: Vec<f32> = old16
+                    .iter()
+                    .map(|&h| f32::from_bits(u32::from(h) << 16))
+                    .collect();
+                for (accumulate, relu) in [(false, false), (false, true), (true, true)] {
+                    let run = |c: *mut f32, c_storage| {
+                        let args = GemmArgs {
+                            m,
+                            a: a_ptr,
+                            lda: k,
+                            c,
+                            ldc: n,
+                            accumulate,
+                            relu,
+                            c_storage,
+                        };
+                        unsafe { gemm(&packed, args, 0, 1) };
+                    };
+                    // The float C starts from the bf16 old C, as the bf16 C does.
+                    let mut c32 = widened.clone();
+                    run(c32.as_mut_ptr(), Storage::F32);
+                    let mut c16 = old16.clone();
+                    run(c16.as_mut_ptr() as *mut f32, Storage::Bf16);
+                    let want: Vec<u16> = c32.iter().map(|&x| bf16_bits(x)).collect();
+                    let case =
+                        format!("{isa} dot={dot} m={m} k={k} n={n} acc={accumulate} relu={relu}");
+                    let differs = c16.iter().zip(&want).position(|(a, b)| a != b);
+                    assert_eq!(differs, None, "{case}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_fp16_kernel_is_bit_exact_on_awkward_shapes_on_every_isa_with_fp16() {
         let isas: Vec<Isa> = Isa::supported()
@@ -1185,6 +1275,7 @@ mod tests {
                         ldc: n,
                         accumulate: epilogue.0,
                         relu: epilogue.1,
+                        c_storage: Storage::F32,
                     };
                     unsafe { gemm(&packed, args, 0, 1) };
                     let want = fp16_expected(&a, &b, bias.data(), old.data(), (m, k, n), epilogue);
