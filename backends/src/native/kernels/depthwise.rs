@@ -184,20 +184,27 @@ unsafe fn output_row<S: Simd, const K: usize, I: Elem, O: Elem>(row: &Row<I, O>,
     });
     let out = unsafe { row.output.add(r * s.out_width * s.channels) };
     let vectors = s.channels / S::LANES * S::LANES;
+    let unit = s.stride == 1;
     let mut c = 0;
     while c < vectors {
-        unsafe { channel_block::<S, K, I, O>(row, &rows, out, c) };
+        match unit {
+            true => unsafe { channel_block::<S, K, I, O, true>(row, &rows, out, c) },
+            false => unsafe { channel_block::<S, K, I, O, false>(row, &rows, out, c) },
+        }
         c += S::LANES;
     }
     while c < s.channels {
-        unsafe { channel_block::<Scalar, K, I, O>(row, &rows, out, c) };
+        match unit {
+            true => unsafe { channel_block::<Scalar, K, I, O, true>(row, &rows, out, c) },
+            false => unsafe { channel_block::<Scalar, K, I, O, false>(row, &rows, out, c) },
+        }
         c += 1;
     }
 }
 
 /// Channels [c, c + LANES) of one output row.
 #[inline(always)]
-unsafe fn channel_block<S: Simd, const K: usize, I: Elem, O: Elem>(
+unsafe fn channel_block<S: Simd, const K: usize, I: Elem, O: Elem, const UNIT: bool>(
     row: &Row<I, O>,
     rows: &[*const I; K],
     out: *mut O,
@@ -224,6 +231,19 @@ unsafe fn channel_block<S: Simd, const K: usize, I: Elem, O: Elem>(
             let step = s.stride * ch;
             let mut acc = [bias; PIXELS];
             for kh in 0..K {
+                if UNIT {
+                    // Stride 1: neighbouring pixels share input columns; each column is loaded
+                    // once and feeds every pixel it is under (the same sums in the same order).
+                    for col in 0..PIXELS + K - 1 {
+                        let v = unsafe { I::load::<S>(rows[kh].add(base + col * ch)) };
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            if col >= j && col - j < K {
+                                *a = unsafe { S::fma(v, weights[kh][col - j], *a) };
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for kw in 0..K {
                     for (j, a) in acc.iter_mut().enumerate() {
                         let v = unsafe { I::load::<S>(rows[kh].add(base + j * step + kw * ch)) };
