@@ -1,6 +1,7 @@
 //! The onebench harness as a library: the command line, scenarios, the measurement loop,
 //! statistics, environment capture and the machine probe. `main.rs` only dispatches.
 
+pub mod affinity;
 pub mod cli;
 pub mod commands;
 pub mod compare;

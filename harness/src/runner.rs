@@ -19,6 +19,7 @@ use reports::results::{
     ResultsFile, ScenarioInfo, Speedup, Verification, SCHEMA_VERSION,
 };
 
+use crate::affinity::AffinityGuard;
 use crate::environment;
 use crate::measure::{Budget, CellTimer, StopReason};
 use crate::scenario::{Order, Scenario};
@@ -202,7 +203,13 @@ fn verify_and_measure(
         .into_iter()
         .map(|b| (b.name().to_string(), b))
         .collect();
-    let cooldown = Duration::from_millis(f.cooldown_ms);
+    let turns = Turns {
+        budget: &budget,
+        interrupt,
+        progress: &progress,
+        cooldown: Duration::from_millis(f.cooldown_ms),
+        affinity: AffinityGuard::of_this_thread(),
+    };
     let interleaved = f.order == Order::Interleaved;
     for i in 0..cells.len() {
         if interrupt.load(Ordering::Relaxed) {
@@ -213,14 +220,14 @@ fn verify_and_measure(
             .get(&cells[i].key.backend)
             .map(|b| b.as_ref());
         prepare_cell(&mut cells[i], backend, scenario, size, input, &mut data);
+        turns.put_affinity_back(&mut cells[i]);
         if !interleaved {
-            let cell = &mut cells[i..=i];
-            measure_turns(cell, input, &budget, None, interrupt, &progress, cooldown)?;
+            measure_turns(&mut cells[i..=i], input, None, &turns)?;
         }
     }
     if interleaved {
         let slice = Some(Duration::from_millis(250));
-        measure_turns(cells, input, &budget, slice, interrupt, &progress, cooldown)?;
+        measure_turns(cells, input, slice, &turns)?;
     }
     progress.finish_and_clear();
     Ok(())
@@ -590,16 +597,40 @@ fn profile_layers(
         .collect()
 }
 
+/// What every measuring turn shares.
+struct Turns<'a> {
+    budget: &'a Budget,
+    interrupt: &'a AtomicBool,
+    progress: &'a ProgressBar,
+    cooldown: Duration,
+    /// The measuring thread's CPU affinity, put back after any engine changes it.
+    affinity: AffinityGuard,
+}
+
+impl Turns<'_> {
+    /// Puts the measuring thread's affinity back if `cell`'s engine changed it, and says so
+    /// in the cell's warnings.
+    fn put_affinity_back(&self, cell: &mut Cell) {
+        if let Some(change) = self.affinity.put_back() {
+            let warning = format!(
+                "{} changed the measuring thread's CPU affinity ({change}); put back",
+                cell.key.backend
+            );
+            if !cell.result.warnings.contains(&warning) {
+                cell.result.warnings.push(warning);
+            }
+        }
+    }
+}
+
 /// Measures the ready cells among `cells` in turns (`slice` None: each to completion).
 fn measure_turns(
     cells: &mut [Cell],
     input: &Tensor,
-    budget: &Budget,
     slice: Option<Duration>,
-    interrupt: &AtomicBool,
-    progress: &ProgressBar,
-    cooldown: Duration,
+    turns: &Turns,
 ) -> Result<()> {
+    let (budget, interrupt, progress) = (turns.budget, turns.interrupt, turns.progress);
     loop {
         let mut any_left = false;
         for cell in cells.iter_mut() {
@@ -630,6 +661,7 @@ fn measure_turns(
                     true
                 }
             };
+            turns.put_affinity_back(cell);
             if done {
                 if let Some(ready) = cell.ready.as_ref() {
                     cell.result.resident_bytes = environment::resident_bytes();
@@ -648,7 +680,7 @@ fn measure_turns(
             } else {
                 any_left = true;
             }
-            sleep_unless_interrupted(cooldown, interrupt);
+            sleep_unless_interrupted(turns.cooldown, interrupt);
             if interrupt.load(Ordering::Relaxed) {
                 return Ok(());
             }
