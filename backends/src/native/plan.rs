@@ -1002,12 +1002,17 @@ impl<'a> Compiler<'a> {
             out_width,
         };
         let weight = self.stored(weight);
-        let packed = PackedDepthwise::pack(self.isa, shape, &weight, Some(bias));
         let input = self.nodes()[i].inputs[0];
         let src = self.loc_of(input);
         let src_storage = self.value_storage[value_index(input)];
         let (dst, accumulate) = self.target(ValueId::Node(i));
         let dst_storage = self.stores(i, self.output_storage(i));
+        // A layer with bf16 storage runs on the chosen set (AVX512_BF16 rounds in one step).
+        let isa = match (src_storage, dst_storage) {
+            (Storage::F32, Storage::F32) => self.isa,
+            _ => self.chosen,
+        };
+        let packed = PackedDepthwise::pack(isa, shape, &weight, Some(bias));
         let op = StepOp::Depthwise(DepthwiseStep {
             packed,
             src,

@@ -342,7 +342,7 @@ impl Simd for Scalar {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{Avx2, Avx512};
+pub(crate) use x86::{Avx2, Avx512, Avx512Dot};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -475,6 +475,61 @@ mod x86 {
                 let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
                 let chosen = _mm512_mask_blend_epi32(nan, rounded, quiet_nan);
                 let half = _mm512_cvtepi32_epi16(_mm512_srli_epi32(chosen, 16));
+                _mm256_storeu_si256(p as *mut __m256i, half)
+            }
+        }
+    }
+
+    /// AVX-512 with AVX512_BF16: the AVX-512 vector, whose bf16 stores round with one
+    /// `vcvtneps2bf16` (ties to even, NaN quiet, like `bf16_bits`, except that it reads a
+    /// subnormal float as zero, as the bf16 dot product does) instead of the seven integer
+    /// operations the plain AVX-512 store needs. Only kernels compiled with `avx512bf16` use it.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512Dot;
+
+    impl Simd for Avx512Dot {
+        const LANES: usize = 16;
+        type V = __m512;
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            unsafe { Avx512::zero() }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m512 {
+            unsafe { Avx512::splat(x) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            unsafe { Avx512::load(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            unsafe { Avx512::store(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            unsafe { Avx512::fma(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            unsafe { Avx512::add(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+            unsafe { Avx512::mul(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn max(a: __m512, b: __m512) -> __m512 {
+            unsafe { Avx512::max(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn load_bf16(p: *const u16) -> __m512 {
+            unsafe { Avx512::load_bf16(p) }
+        }
+        #[inline(always)]
+        unsafe fn store_bf16(p: *mut u16, v: __m512) {
+            unsafe {
+                let half = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
                 _mm256_storeu_si256(p as *mut __m256i, half)
             }
         }

@@ -726,12 +726,12 @@ mod avx512bf16 {
     use std::arch::x86_64::*;
 
     use super::{Bf16DotOps, Job};
-    use crate::native::simd::{Avx512, Elem};
+    use crate::native::simd::{Avx512Dot, Elem};
 
     pub(super) struct Avx512Bf16;
 
     impl Bf16DotOps for Avx512Bf16 {
-        type F = Avx512;
+        type F = Avx512Dot;
         type P = __m512bh;
         #[inline(always)]
         unsafe fn load(p: *const u32) -> __m512bh {
