@@ -723,7 +723,7 @@ impl<'a> Compiler<'a> {
         let w = self.lowered.param(i, "weight")?;
         let bias = l.bias.then(|| self.lowered.param(i, "bias")).transpose()?;
         let (k, n) = (l.in_features, l.out_features);
-        let packed = self.pack_gemm(k, n, |kk, col| w[col * k + kk], bias, true);
+        let packed = self.pack_gemm(k, n, |kk, col| w[col * k + kk], bias, (true, Storage::F32));
         let m = node.shape[0];
         let input = self.loc_of(node.inputs[0]);
         let (a, lda) = self.gemm_operand(i, input, m, k);
@@ -814,22 +814,27 @@ impl<'a> Compiler<'a> {
 
     /// B of a GEMM packed in the plan's precision: as bf16 pairs for the dot-product kernel
     /// when `pairs_ok` (a plain GEMM), as fp16 at fp16, else as floats (rounded to bf16 at
-    /// bf16).
+    /// bf16) for the f32 kernels, on the chosen set when C is stored as bf16 (AVX512_BF16
+    /// rounds it in one instruction).
     fn pack_gemm(
         &self,
         k: usize,
         n: usize,
         b: impl Fn(usize, usize) -> f32,
         bias: Option<&[f32]>,
-        pairs_ok: bool,
+        (pairs_ok, c_storage): (bool, Storage),
     ) -> PackedGemm {
         match self.packing(pairs_ok) {
             Packing::Bf16Pairs => return PackedGemm::pack_bf16_pairs(self.chosen, k, n, b, bias),
             Packing::Fp16 => return PackedGemm::pack_fp16(self.isa, k, n, b, bias),
             Packing::F32 => {}
         }
+        let isa = match c_storage {
+            Storage::Bf16 => self.chosen,
+            Storage::F32 => self.isa,
+        };
         let precision = self.precision;
-        PackedGemm::pack(self.isa, k, n, |r, c| precision.round(b(r, c)), bias)
+        PackedGemm::pack(isa, k, n, |r, c| precision.round(b(r, c)), bias)
     }
 
     /// How this plan packs a GEMM's weights; `pairs_ok`: the GEMM reads plain rows (the bf16
@@ -1029,7 +1034,8 @@ impl<'a> Compiler<'a> {
     /// A 1x1 conv on an NHWC activation: a plain GEMM over pixels.
     fn pointwise(&mut self, i: usize, conv: Conv2d, weight: &[f32], bias: &[f32]) {
         let (k, n) = (conv.in_channels, conv.out_channels);
-        let packed = self.pack_gemm(k, n, |row, col| weight[col * k + row], Some(bias), true);
+        let w = |row: usize, col: usize| weight[col * k + row];
+        let packed = self.pack_gemm(k, n, w, Some(bias), (true, Storage::F32));
         let (batch, _, _, out_height, out_width) = self.conv_dims(i);
         let m = batch * out_height * out_width;
         let input = self.nodes()[i].inputs[0];
@@ -1095,11 +1101,13 @@ impl<'a> Compiler<'a> {
             col_stride: conv.stride * pixel,
             offsets: (0..k).map(offset).collect(),
         };
+        let c_storage = self.output_storage(i);
         let packed = if from_input {
-            self.pack_gemm(k, n, |row, col| weight[col * k + row], Some(bias), false)
+            let w = |row: usize, col: usize| weight[col * k + row];
+            self.pack_gemm(k, n, w, Some(bias), (false, c_storage))
         } else {
             let w = |row: usize, col: usize| weight[col * k + (row % cin) * kk2 + row / cin];
-            self.pack_gemm(k, n, w, Some(bias), false)
+            self.pack_gemm(k, n, w, Some(bias), (false, c_storage))
         };
         let src = if conv.padding == 0 {
             src
@@ -1115,7 +1123,7 @@ impl<'a> Compiler<'a> {
         };
         let src = self.rounded_source(i, src, pad.padded_len());
         let (c, accumulate) = self.target(ValueId::Node(i));
-        let c_storage = self.stores(i, self.output_storage(i));
+        let c_storage = self.stores(i, c_storage);
         let op = StepOp::Conv(ConvStep {
             packed,
             geometry,

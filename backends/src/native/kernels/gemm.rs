@@ -119,7 +119,12 @@ impl PackedGemm {
         b: impl Fn(usize, usize) -> f32,
         bias: Option<&[f32]>,
     ) -> Self {
-        let isa = isa.f32_kernels();
+        // AVX512_BF16 keeps an instantiation of its own (its bf16 stores of C round in one
+        // instruction); any other bf16 extension runs its base set's f32 kernels.
+        let isa = match isa {
+            Isa::Avx512Bf16 => isa,
+            other => other.f32_kernels(),
+        };
         let tile = choose_tile(isa, n);
         Self::with_panels(isa, tile, (k, n, k), Packing::F32, b, bias)
     }
@@ -449,6 +454,22 @@ unsafe fn dispatch_tile<E: Elem>(
     unsafe {
         match (isa, shape.mr, shape.nr, single) {
             #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Bf16, _, 64, true) => avx512dot::tile::<1, 4, E>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Bf16, _, 64, false) => avx512dot::tile::<6, 4, E>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Bf16, _, 48, true) => avx512dot::tile::<1, 3, E>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Bf16, _, 48, false) => avx512dot::tile::<8, 3, E>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Bf16, _, 32, true) => avx512dot::tile::<1, 2, E>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Bf16, _, 32, false) => avx512dot::tile::<12, 2, E>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Bf16, _, 16, true) => avx512dot::tile::<1, 1, E>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512Bf16, _, 16, false) => avx512dot::tile::<14, 1, E>(job, a, c, m),
+            #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, _, 64, true) => avx512::tile::<1, 4, E>(job, a, c, m),
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx512, _, 64, false) => avx512::tile::<6, 4, E>(job, a, c, m),
@@ -597,6 +618,24 @@ mod avx512 {
         m: usize,
     ) {
         unsafe { super::tile::<Avx512, MR, NV, E>(job, a, c, m) }
+    }
+}
+
+/// The f32 kernels compiled with AVX512_BF16 too, for GEMMs that store C as bf16 (the
+/// rounding is one instruction there).
+#[cfg(target_arch = "x86_64")]
+mod avx512dot {
+    use super::Job;
+    use crate::native::simd::{Avx512Dot, Elem};
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn tile<const MR: usize, const NV: usize, E: Elem>(
+        job: &Job,
+        a: *const f32,
+        c: *mut E,
+        m: usize,
+    ) {
+        unsafe { super::tile::<Avx512Dot, MR, NV, E>(job, a, c, m) }
     }
 }
 
