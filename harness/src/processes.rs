@@ -78,6 +78,15 @@ fn run_worker(scenario: &Scenario, n: usize, out: &Path) -> Result<Option<Result
             "--threads",
             &list(f.threads.iter().map(|t| t.to_string()).collect()),
         ])
+        .args([
+            "--precisions",
+            &list(
+                f.precisions
+                    .iter()
+                    .map(|p| p.0.name().to_string())
+                    .collect(),
+            ),
+        ])
         .args(["--worker-of", &n.to_string()])
         .arg("--out")
         .arg(out)

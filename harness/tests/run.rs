@@ -386,11 +386,14 @@ fn processes_measure_each_cell_in_fresh_workers_and_keep_their_split() {
         "procs.yaml",
         "name: procs\nmodels: [s0]\nforms: [reparameterized]\nbackends: [native]\nthreads: [1]\ninput_size: 32\nprocesses: 2\nwarmup: {runs: 1, min_time_ms: 0}\nmeasurement: {min_runs: 12, max_runs: 12, min_time_ms: 0, max_time_ms: 5000}\n",
     );
-    // The scenario asks for 2 processes; the command line for 3.
+    // The scenario asks for 2 processes; the command line for 3, and bf16 instead of the
+    // default fp32 (every override reaches the workers).
     let o = harness(&[
         &scenario,
         "--processes",
         "3",
+        "--precisions",
+        "bf16",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -400,8 +403,10 @@ fn processes_measure_each_cell_in_fresh_workers_and_keep_their_split() {
         assert_contains(&stderr, &[&format!("process {i} of 3")]);
     }
     let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    assert_eq!(results.cells.len(), 1);
     let cell = &results.cells[0];
     assert_eq!(cell.status, CellStatus::Ok);
+    assert_eq!(cell.key.precision, "bf16");
     // 12 runs over 3 processes: 4 each, kept apart.
     let p = cell.processes.as_ref().expect("a process split");
     assert_eq!(p.samples_per_process, vec![4, 4, 4]);
