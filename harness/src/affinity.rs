@@ -50,8 +50,9 @@ fn cpu_list(cpus: &[usize]) -> String {
     parts.join(",")
 }
 
+/// The CPUs this thread may run on (None where that cannot be read).
 #[cfg(target_os = "linux")]
-fn cpus_of_this_thread() -> Option<Vec<usize>> {
+pub fn cpus_of_this_thread() -> Option<Vec<usize>> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the call writes at most its size.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::cpu_set_t>();
@@ -64,8 +65,9 @@ fn cpus_of_this_thread() -> Option<Vec<usize>> {
     Some(cpus)
 }
 
+/// Lets this thread run on `cpus` only (each below `libc::CPU_SETSIZE`).
 #[cfg(target_os = "linux")]
-fn set_cpus_of_this_thread(cpus: &[usize]) {
+pub fn set_cpus_of_this_thread(cpus: &[usize]) {
     // SAFETY: as above; every CPU index is below CPU_SETSIZE (it was read from such a set).
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {
@@ -76,12 +78,12 @@ fn set_cpus_of_this_thread(cpus: &[usize]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn cpus_of_this_thread() -> Option<Vec<usize>> {
+pub fn cpus_of_this_thread() -> Option<Vec<usize>> {
     None
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_cpus_of_this_thread(_: &[usize]) {}
+pub fn set_cpus_of_this_thread(_: &[usize]) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {

@@ -1,8 +1,10 @@
 //! An engine that pins the measuring thread to one CPU (as OpenVINO's CPU pinning does) must
 //! not slow the cells measured after it: the run puts the thread's affinity back and the cell
-//! says its engine changed it.
+//! says its engine changed it. (Linux: where a thread's affinity can be read and set.)
+#![cfg(target_os = "linux")]
 
 use backends::{Availability, Backend, BackendError, PrepareOptions, Prepared};
+use harness::affinity::{cpus_of_this_thread, set_cpus_of_this_thread};
 use harness::scenario::{Overrides, Scenario};
 use models::{Graph, Weights};
 
@@ -31,19 +33,11 @@ impl Backend for Pinning {
 }
 
 fn cpus() -> Vec<usize> {
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut set) }, 0);
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
+    cpus_of_this_thread().expect("Linux reads a thread's affinity")
 }
 
 fn pin_to_first_cpu() {
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::CPU_SET(cpus()[0], &mut set) };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    assert_eq!(unsafe { libc::sched_setaffinity(0, size, &set) }, 0);
+    set_cpus_of_this_thread(&cpus()[..1]);
 }
 
 #[test]
