@@ -55,7 +55,9 @@ impl Isa {
             Isa::Avx512 => is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Bf16 => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512bf16")
             }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
@@ -223,6 +225,12 @@ pub(crate) trait Simd: Copy {
     unsafe fn load_bf16(p: *const u16) -> Self::V;
     /// `LANES` floats rounded to bf16 as [`bf16_bits`] does (ties to even, NaN stays NaN).
     unsafe fn store_bf16(p: *mut u16, v: Self::V);
+    /// `2 * LANES` bf16 values widened to two float vectors, the even elements (0, 2, ...) and
+    /// the odd ones: a shift and a mask of 32-bit lanes, no shuffle.
+    unsafe fn load_bf16_pairs(p: *const u16) -> (Self::V, Self::V);
+    /// Two float vectors rounded as `store_bf16` rounds, interleaved into `2 * LANES` bf16
+    /// values: `even` to elements 0, 2, ..., `odd` to 1, 3, ...
+    unsafe fn store_bf16_pairs(p: *mut u16, even: Self::V, odd: Self::V);
 }
 
 /// The bf16 nearest to `x` (ties to even; a NaN stays a quiet NaN), as its bits. Branch-free,
@@ -256,6 +264,8 @@ impl Storage {
 /// An element type a kernel reads and writes activations in, loaded into and stored from
 /// float vectors: `f32`, or [`Bf16`].
 pub(crate) trait Elem: Copy {
+    /// Whether this is bf16 (kernels choose their pair path on it at compile time).
+    const BF16: bool;
     /// `S::LANES` elements at `p` as floats.
     unsafe fn load<S: Simd>(p: *const Self) -> S::V;
     unsafe fn store<S: Simd>(p: *mut Self, v: S::V);
@@ -267,6 +277,7 @@ pub(crate) trait Elem: Copy {
 pub(crate) struct Bf16(pub u16);
 
 impl Elem for f32 {
+    const BF16: bool = false;
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const f32) -> S::V {
         unsafe { S::load(p) }
@@ -278,6 +289,7 @@ impl Elem for f32 {
 }
 
 impl Elem for Bf16 {
+    const BF16: bool = true;
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const Bf16) -> S::V {
         unsafe { S::load_bf16(p as *const u16) }
@@ -338,6 +350,19 @@ impl Simd for Scalar {
     #[inline(always)]
     unsafe fn store_bf16(p: *mut u16, v: f32) {
         unsafe { *p = bf16_bits(v) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16_pairs(p: *const u16) -> (f32, f32) {
+        let bits = unsafe { (p as *const u32).read_unaligned() };
+        (
+            f32::from_bits(bits << 16),
+            f32::from_bits(bits & 0xffff_0000),
+        )
+    }
+    #[inline(always)]
+    unsafe fn store_bf16_pairs(p: *mut u16, even: f32, odd: f32) {
+        let bits = u32::from(bf16_bits(even)) | u32::from(bf16_bits(odd)) << 16;
+        unsafe { (p as *mut u32).write_unaligned(bits) }
     }
 }
 
@@ -467,16 +492,62 @@ mod x86 {
         #[inline(always)]
         unsafe fn store_bf16(p: *mut u16, v: __m512) {
             unsafe {
-                let bits = _mm512_castps_si512(v);
-                let odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-                let bias = _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff));
-                let rounded = _mm512_add_epi32(bits, bias);
-                let quiet_nan = _mm512_or_si512(bits, _mm512_set1_epi32(0x0040_0000));
-                let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                let chosen = _mm512_mask_blend_epi32(nan, rounded, quiet_nan);
-                let half = _mm512_cvtepi32_epi16(_mm512_srli_epi32(chosen, 16));
+                let half = _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded_512(v), 16));
                 _mm256_storeu_si256(p as *mut __m256i, half)
             }
+        }
+        #[inline(always)]
+        unsafe fn load_bf16_pairs(p: *const u16) -> (__m512, __m512) {
+            unsafe {
+                let v = _mm512_loadu_si512(p as *const _);
+                let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+                let even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+                (even, _mm512_castsi512_ps(_mm512_and_si512(v, high)))
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_bf16_pairs(p: *mut u16, even: __m512, odd: __m512) {
+            unsafe {
+                let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+                let low = _mm512_srli_epi32(rounded_512(even), 16);
+                let both = _mm512_or_si512(low, _mm512_and_si512(rounded_512(odd), high));
+                _mm512_storeu_si512(p as *mut _, both)
+            }
+        }
+    }
+
+    /// Word `i` of the result is word `INTERLEAVE_HALVES[i]` of the source: the two 16-word
+    /// halves interleaved (0, 16, 1, 17, ...).
+    const INTERLEAVE_HALVES: [i16; 32] = [
+        0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26, 11, 27, 12,
+        28, 13, 29, 14, 30, 15, 31,
+    ];
+
+    /// `v`'s bits rounded to bf16 in their upper 16 (ties to even; a NaN made quiet).
+    #[inline(always)]
+    unsafe fn rounded_512(v: __m512) -> __m512i {
+        unsafe {
+            let bits = _mm512_castps_si512(v);
+            let odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+            let bias = _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff));
+            let rounded = _mm512_add_epi32(bits, bias);
+            let quiet_nan = _mm512_or_si512(bits, _mm512_set1_epi32(0x0040_0000));
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            _mm512_mask_blend_epi32(nan, rounded, quiet_nan)
+        }
+    }
+
+    /// `v`'s bits rounded to bf16 in their upper 16, as `rounded_512`.
+    #[inline(always)]
+    unsafe fn rounded_256(v: __m256) -> __m256i {
+        unsafe {
+            let bits = _mm256_castps_si256(v);
+            let odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+            let bias = _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff));
+            let rounded = _mm256_add_epi32(bits, bias);
+            let quiet_nan = _mm256_or_si256(bits, _mm256_set1_epi32(0x0040_0000));
+            let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            _mm256_blendv_epi8(rounded, quiet_nan, nan)
         }
     }
 
@@ -533,6 +604,20 @@ mod x86 {
                 _mm256_storeu_si256(p as *mut __m256i, half)
             }
         }
+        #[inline(always)]
+        unsafe fn load_bf16_pairs(p: *const u16) -> (__m512, __m512) {
+            unsafe { Avx512::load_bf16_pairs(p) }
+        }
+        #[inline(always)]
+        unsafe fn store_bf16_pairs(p: *mut u16, even: __m512, odd: __m512) {
+            unsafe {
+                // [even 0..16, odd 0..16] as bf16, then interleaved by one word permute.
+                let halves =
+                    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(odd, even));
+                let order = _mm512_loadu_si512(INTERLEAVE_HALVES.as_ptr() as *const _);
+                _mm512_storeu_si512(p as *mut _, _mm512_permutexvar_epi16(order, halves))
+            }
+        }
     }
 
     #[derive(Clone, Copy)]
@@ -583,18 +668,29 @@ mod x86 {
         #[inline(always)]
         unsafe fn store_bf16(p: *mut u16, v: __m256) {
             unsafe {
-                let bits = _mm256_castps_si256(v);
-                let odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-                let bias = _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff));
-                let rounded = _mm256_add_epi32(bits, bias);
-                let quiet_nan = _mm256_or_si256(bits, _mm256_set1_epi32(0x0040_0000));
-                let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
-                let chosen = _mm256_blendv_epi8(rounded, quiet_nan, nan);
-                let high = _mm256_srli_epi32(chosen, 16);
+                let high = _mm256_srli_epi32(rounded_256(v), 16);
                 // Each 128-bit half packs to four u16 (twice); gather the two 64-bit results.
                 let packed = _mm256_packus_epi32(high, high);
                 let ordered = _mm256_permute4x64_epi64::<0b1000>(packed);
                 _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(ordered))
+            }
+        }
+        #[inline(always)]
+        unsafe fn load_bf16_pairs(p: *const u16) -> (__m256, __m256) {
+            unsafe {
+                let v = _mm256_loadu_si256(p as *const __m256i);
+                let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+                let even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+                (even, _mm256_castsi256_ps(_mm256_and_si256(v, high)))
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_bf16_pairs(p: *mut u16, even: __m256, odd: __m256) {
+            unsafe {
+                let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+                let low = _mm256_srli_epi32(rounded_256(even), 16);
+                let both = _mm256_or_si256(low, _mm256_and_si256(rounded_256(odd), high));
+                _mm256_storeu_si256(p as *mut __m256i, both)
             }
         }
     }
@@ -695,6 +791,18 @@ mod arm {
         c
     }
 
+    /// `v`'s bits rounded to bf16 in their upper 16 (ties to even; a NaN made quiet).
+    #[inline(always)]
+    unsafe fn rounded_neon(v: float32x4_t) -> uint32x4_t {
+        unsafe {
+            let bits = vreinterpretq_u32_f32(v);
+            let odd = vandq_u32(vshrq_n_u32::<16>(bits), vdupq_n_u32(1));
+            let rounded = vaddq_u32(bits, vaddq_u32(odd, vdupq_n_u32(0x7fff)));
+            let quiet_nan = vorrq_u32(bits, vdupq_n_u32(0x0040_0000));
+            vbslq_u32(vceqq_f32(v, v), rounded, quiet_nan)
+        }
+    }
+
     #[derive(Clone, Copy)]
     pub(crate) struct Neon;
 
@@ -739,14 +847,25 @@ mod arm {
         }
         #[inline(always)]
         unsafe fn store_bf16(p: *mut u16, v: float32x4_t) {
+            unsafe { vst1_u16(p, vshrn_n_u32::<16>(rounded_neon(v))) }
+        }
+        #[inline(always)]
+        unsafe fn load_bf16_pairs(p: *const u16) -> (float32x4_t, float32x4_t) {
             unsafe {
-                let bits = vreinterpretq_u32_f32(v);
-                let odd = vandq_u32(vshrq_n_u32::<16>(bits), vdupq_n_u32(1));
-                let rounded = vaddq_u32(bits, vaddq_u32(odd, vdupq_n_u32(0x7fff)));
-                let quiet_nan = vorrq_u32(bits, vdupq_n_u32(0x0040_0000));
-                let number = vceqq_f32(v, v);
-                let chosen = vbslq_u32(number, rounded, quiet_nan);
-                vst1_u16(p, vshrn_n_u32::<16>(chosen))
+                let v = vld1q_u32(p as *const u32);
+                let even = vreinterpretq_f32_u32(vshlq_n_u32::<16>(v));
+                (
+                    even,
+                    vreinterpretq_f32_u32(vandq_u32(v, vdupq_n_u32(0xffff_0000))),
+                )
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_bf16_pairs(p: *mut u16, even: float32x4_t, odd: float32x4_t) {
+            unsafe {
+                let low = vshrq_n_u32::<16>(rounded_neon(even));
+                let high = vandq_u32(rounded_neon(odd), vdupq_n_u32(0xffff_0000));
+                vst1q_u32(p as *mut u32, vorrq_u32(low, high))
             }
         }
     }

@@ -24,11 +24,15 @@ pub struct DepthwiseShape {
 }
 
 /// Weights as [kh][kw][C] plus a bias, and a zero row standing in for rows in the padding.
+/// The pair copies hold the same values with the channels of each block of two vectors
+/// reordered, even channels first, then odd: the order in which bf16 pairs load.
 pub struct PackedDepthwise {
     pub shape: DepthwiseShape,
     pub isa: Isa,
     weights: AlignedBuffer,
     bias: AlignedBuffer,
+    pair_weights: AlignedBuffer,
+    pair_bias: AlignedBuffer,
     zero_row: AlignedBuffer,
 }
 
@@ -36,25 +40,56 @@ impl PackedDepthwise {
     /// Packs PyTorch-layout weights [C, 1, K, K] and an optional bias.
     pub fn pack(isa: Isa, shape: DepthwiseShape, weight: &[f32], bias: Option<&[f32]>) -> Self {
         let (c, k) = (shape.channels, shape.kernel);
-        let mut weights = AlignedBuffer::zeros(k * k * c);
-        let w = weights.as_mut_slice();
+        let mut weights = vec![0.0; k * k * c];
         for ch in 0..c {
             for tap in 0..k * k {
-                w[tap * c + ch] = weight[ch * k * k + tap];
+                weights[tap * c + ch] = weight[ch * k * k + tap];
             }
         }
-        let mut b = AlignedBuffer::zeros(c);
-        if let Some(bias) = bias {
-            b.as_mut_slice().copy_from_slice(bias);
-        }
+        let bias = bias.map_or_else(|| vec![0.0; c], <[f32]>::to_vec);
+        let order = pair_order(c, lanes(isa));
+        let reordered = |from: &[f32]| -> Vec<f32> {
+            from.chunks_exact(c.max(1))
+                .flat_map(|row| order.iter().map(|&ch| row[ch]))
+                .collect()
+        };
         Self {
             shape,
             isa,
-            weights,
-            bias: b,
+            pair_weights: AlignedBuffer::from_slice(&reordered(&weights)),
+            pair_bias: AlignedBuffer::from_slice(&reordered(&bias)),
+            weights: AlignedBuffer::from_slice(&weights),
+            bias: AlignedBuffer::from_slice(&bias),
             zero_row: AlignedBuffer::zeros(shape.width * c + c),
         }
     }
+}
+
+/// Floats per vector of the kernels `isa` dispatches to.
+fn lanes(isa: Isa) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 | Isa::Avx512Bf16 => 16,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => 8,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonBf16 => 4,
+        _ => 1,
+    }
+}
+
+/// For each position of the pair layout, the channel it holds: in each whole block of
+/// `2 * lanes` channels the even ones, then the odd ones; the channels after the last whole
+/// block in place.
+fn pair_order(channels: usize, lanes: usize) -> Vec<usize> {
+    let block = 2 * lanes;
+    let whole = channels / block * block;
+    (0..channels)
+        .map(|p| match p < whole {
+            true => p / block * block + 2 * (p % block % lanes) + p % block / lanes,
+            false => p,
+        })
+        .collect()
 }
 
 /// Where a depthwise layer reads and writes, each in its storage (bf16 values are 16-bit
@@ -204,6 +239,17 @@ unsafe fn output_row<S: Simd, const K: usize, I: Elem, O: Elem>(row: &Row<I, O>,
     let vectors = s.channels / S::LANES * S::LANES;
     let unit = s.stride == 1;
     let mut c = 0;
+    if I::BF16 && O::BF16 && !row.accumulate {
+        // bf16 in and out: two vectors of channels per load, split without a shuffle.
+        let pairs = s.channels / (2 * S::LANES) * (2 * S::LANES);
+        while c < pairs {
+            match unit {
+                true => unsafe { channel_pair_block::<S, K, I, O, true>(row, &rows, out, c) },
+                false => unsafe { channel_pair_block::<S, K, I, O, false>(row, &rows, out, c) },
+            }
+            c += 2 * S::LANES;
+        }
+    }
     while c < vectors {
         match unit {
             true => unsafe { channel_block::<S, K, I, O, true>(row, &rows, out, c) },
@@ -299,6 +345,96 @@ unsafe fn channel_block<S: Simd, const K: usize, I: Elem, O: Elem, const UNIT: b
 /// Output pixels computed together in the interior of a row.
 const PIXELS: usize = 4;
 
+/// Channels [c, c + 2 * LANES) of one output row with bf16 input and output: each load
+/// brings both vectors' channels as bf16 pairs, split into even and odd channels by a shift
+/// and a mask (the pair weights are in that order), and each store puts them back
+/// interleaved. The same sums in the same order as `channel_block`, channel by channel.
+#[inline(always)]
+unsafe fn channel_pair_block<S: Simd, const K: usize, I: Elem, O: Elem, const UNIT: bool>(
+    row: &Row<I, O>,
+    rows: &[*const I; K],
+    out: *mut O,
+    c: usize,
+) {
+    let s = &row.packed.shape;
+    let ch = s.channels;
+    let w = row.packed.pair_weights.as_ptr();
+    let weights = |half: usize| -> [[S::V; K]; K] {
+        std::array::from_fn(|kh| {
+            std::array::from_fn(|kw| unsafe {
+                S::load(w.add((kh * K + kw) * ch + c + half * S::LANES))
+            })
+        })
+    };
+    let (we, wo) = (weights(0), weights(1));
+    let bias = row.packed.pair_bias.as_ptr();
+    let (be, bo) = unsafe { (S::load(bias.add(c)), S::load(bias.add(c + S::LANES))) };
+    let zero = unsafe { S::zero() };
+    let load = |p: *const I| unsafe { S::load_bf16_pairs(p as *const u16) };
+    let store = |x: usize, mut e: S::V, mut o: S::V| {
+        if row.relu {
+            (e, o) = unsafe { (S::max(e, zero), S::max(o, zero)) };
+        }
+        unsafe { S::store_bf16_pairs(out.add(x * ch + c) as *mut u16, e, o) };
+    };
+    let interior = |x: usize| {
+        let iw0 = (x * s.stride) as isize - s.padding as isize;
+        iw0 >= 0 && iw0 as usize + K <= s.width
+    };
+    let mut x = 0;
+    while x < s.out_width {
+        if x + PIXELS <= s.out_width && interior(x) && interior(x + PIXELS - 1) {
+            let base = (x * s.stride - s.padding) * ch + c;
+            let step = s.stride * ch;
+            let (mut ae, mut ao) = ([be; PIXELS], [bo; PIXELS]);
+            for kh in 0..K {
+                if UNIT {
+                    // Stride 1: every column once, for every pixel it is under.
+                    for col in 0..PIXELS + K - 1 {
+                        let (ve, vo) = load(unsafe { rows[kh].add(base + col * ch) });
+                        for j in 0..PIXELS {
+                            if col >= j && col - j < K {
+                                ae[j] = unsafe { S::fma(ve, we[kh][col - j], ae[j]) };
+                                ao[j] = unsafe { S::fma(vo, wo[kh][col - j], ao[j]) };
+                            }
+                        }
+                    }
+                    continue;
+                }
+                for kw in 0..K {
+                    for j in 0..PIXELS {
+                        let (ve, vo) = load(unsafe { rows[kh].add(base + j * step + kw * ch) });
+                        ae[j] = unsafe { S::fma(ve, we[kh][kw], ae[j]) };
+                        ao[j] = unsafe { S::fma(vo, wo[kh][kw], ao[j]) };
+                    }
+                }
+            }
+            for j in 0..PIXELS {
+                store(x + j, ae[j], ao[j]);
+            }
+            x += PIXELS;
+            continue;
+        }
+        let iw0 = (x * s.stride) as isize - s.padding as isize;
+        let (mut pe, mut po) = ([zero; K], [zero; K]);
+        for kw in 0..K {
+            let iw = iw0 + kw as isize;
+            if iw < 0 || iw as usize >= s.width {
+                continue;
+            }
+            for kh in 0..K {
+                let (ve, vo) = load(unsafe { rows[kh].add(iw as usize * ch + c) });
+                pe[kh] = unsafe { S::fma(ve, we[kh][kw], pe[kh]) };
+                po[kh] = unsafe { S::fma(vo, wo[kh][kw], po[kh]) };
+            }
+        }
+        let sum =
+            |bias, parts: [S::V; K]| parts.into_iter().fold(bias, |a, p| unsafe { S::add(a, p) });
+        store(x, sum(be, pe), sum(bo, po));
+        x += 1;
+    }
+}
+
 /// The epilogue: accumulate into what is there, ReLU, store.
 #[inline(always)]
 unsafe fn finish<S: Simd, I, O: Elem>(row: &Row<I, O>, p: *mut O, mut acc: S::V, zero: S::V) {
@@ -327,7 +463,7 @@ mod avx512bf16 {
     use super::Row;
     use crate::native::simd::{Avx512Dot, Elem};
 
-    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn row<const K: usize, I: Elem, O: Elem>(row: &Row<I, O>, r: usize) {
         unsafe { super::output_row::<Avx512Dot, K, I, O>(row, r) }
     }
@@ -466,6 +602,26 @@ mod tests {
                 assert_eq!(bf16_bits(*y), bf16_bits(x), "{isa}: {:#x}", x.to_bits());
                 assert_eq!(y.to_bits() & 0xffff, 0);
             }
+            // bf16 in and out (the pair path): the stored input comes back as it was, but a
+            // subnormal one on AVX512_BF16.
+            let both = run(
+                &packed,
+                &input,
+                (Storage::Bf16, Storage::Bf16),
+                &zeros,
+                (false, false),
+            );
+            for (x, y) in input.iter().zip(&both) {
+                let x = widen(bf16_bits(*x));
+                let flushed = isa == Isa::Avx512Bf16 && x.is_subnormal();
+                let x = if flushed { 0.0f32.copysign(x) } else { x };
+                assert_eq!(
+                    bf16_bits(*y),
+                    bf16_bits(x),
+                    "{isa} pairs: {:#x}",
+                    x.to_bits()
+                );
+            }
             let loaded = run(
                 &packed,
                 &input,
@@ -482,6 +638,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn pair_weights_hold_even_channels_then_odd_per_block_of_two_vectors() {
+        assert_eq!(pair_order(8, 2), [0, 2, 1, 3, 4, 6, 5, 7]);
+        assert_eq!(pair_order(7, 2), [0, 2, 1, 3, 4, 5, 6]);
+        assert_eq!(pair_order(5, 1), [0, 1, 2, 3, 4]);
+        let order = pair_order(70, 16);
+        assert_eq!(&order[..4], [0, 2, 4, 6]);
+        assert_eq!(&order[16..18], [1, 3]);
+        assert_eq!(&order[64..], [64, 65, 66, 67, 68, 69]);
     }
 
     /// With bf16 input, output or both, the kernel computes what the float kernel computes
@@ -506,7 +673,7 @@ mod tests {
                 let x16: Vec<f32> = x.data().iter().map(|&v| widen(bf16_bits(v))).collect();
                 let old = values(s.batch * s.out_height * s.out_width * c, 30 + n as u64);
                 let old16: Vec<f32> = old.data().iter().map(|&v| widen(bf16_bits(v))).collect();
-                for epilogue in [(false, false), (true, true)] {
+                for epilogue in [(false, false), (false, true), (true, true)] {
                     for from in storages {
                         for to in storages {
                             let got = run(&packed, x.data(), (from, to), old.data(), epilogue);

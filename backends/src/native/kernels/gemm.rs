@@ -628,7 +628,7 @@ mod avx512dot {
     use super::Job;
     use crate::native::simd::{Avx512Dot, Elem};
 
-    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn tile<const MR: usize, const NV: usize, E: Elem>(
         job: &Job,
         a: *const f32,
@@ -786,7 +786,7 @@ mod avx512bf16 {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn tile<const MR: usize, const NV: usize, E: Elem>(
         job: &Job,
         a: *const f32,
