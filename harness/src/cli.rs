@@ -125,7 +125,8 @@ pub enum Command {
     /// Fold an unfused checkpoint into a reparameterized one (safetensors, Apple naming).
     Reparameterize(ReparameterizeArgs),
     /// Write a model as a standard ONNX file (`--format onnx`: opens in Netron, ONNX Runtime,
-    /// OpenVINO) or as its graph (JSON) and weights (safetensors).
+    /// OpenVINO), a TFLite flatbuffer (`--format tflite`: LiteRT, Netron) or as its graph
+    /// (JSON) and weights (safetensors).
     Export(ExportArgs),
     /// Time every planned op of one model on one backend (per-layer breakdown) and show the plan.
     Profile(ProfileArgs),
@@ -231,7 +232,9 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// What to write: `onnx` (model.onnx: a standard ONNX model, opset 17, weights as
-    /// initializers, input `input`, for ONNX Runtime, OpenVINO, Netron) or `graph-json`
+    /// initializers, input `input`, for ONNX Runtime, OpenVINO, Netron), `tflite`
+    /// (model.tflite: TFLite schema 3, NHWC inside, NCHW input `input` and output `output` in
+    /// the `serving_default` signature, for LiteRT and Netron) or `graph-json`
     /// (graph.json: nodes in execution order with name, op, attributes, input names and output
     /// shape; and weights.safetensors).
     #[arg(long, value_enum, default_value_t = ExportFormat::GraphJson)]
@@ -245,6 +248,7 @@ pub struct ExportArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     Onnx,
+    Tflite,
     GraphJson,
 }
 

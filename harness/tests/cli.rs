@@ -446,7 +446,7 @@ fn each_bad_count_flag_is_named_on_its_own() {
 }
 
 #[test]
-fn export_writes_an_onnx_model_of_the_requested_size_or_the_graph_json() {
+fn export_writes_an_onnx_or_tflite_model_of_the_requested_size_or_the_graph_json() {
     use models::onnx::proto::{ModelProto, ValueInfoProto};
     use prost::Message;
     let dir = tempfile::tempdir().unwrap();
@@ -504,17 +504,54 @@ fn export_writes_an_onnx_model_of_the_requested_size_or_the_graph_json() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(json.join("graph.json").is_file() && json.join("weights.safetensors").is_file());
+    let tflite = dir.path().join("tflite");
+    let o = harness(&[
+        "export",
+        "--model",
+        "s1",
+        "--form",
+        "unfused",
+        "--format",
+        "tflite",
+        "--input-size",
+        "64",
+        "--out",
+        p(&tflite),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stderr(&o), &["wrote model.tflite"]);
+    let bytes = std::fs::read(tflite.join("model.tflite")).unwrap();
+    assert_eq!(&bytes[4..8], b"TFL3", "TFLite's file identifier");
+    let model = models::Model::MobileOne(models::Variant::S1);
+    let graph = model
+        .build(models::Form::Unfused, models::InputSize::square(1, 64))
+        .unwrap();
+    let weights = model.seeded_weights(models::Form::Unfused, 0);
+    let expected = models::tflite::export(
+        &graph,
+        &weights,
+        "mobileone-s1 unfused, exported by onebench",
+    );
+    assert!(
+        bytes == expected.unwrap(),
+        "the file is the exporter's bytes"
+    );
     let o = harness(&[
         "export",
         "--model",
         "s0",
         "--format",
-        "tflite",
+        "coreml",
         "--out",
         p(&json),
     ]);
     assert_contains(
         &stderr(&o),
-        &["invalid value 'tflite' for '--format", "onnx", "graph-json"],
+        &[
+            "invalid value 'coreml' for '--format",
+            "onnx",
+            "tflite",
+            "graph-json",
+        ],
     );
 }

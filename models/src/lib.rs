@@ -13,6 +13,7 @@ pub mod quantize;
 pub mod reparameterize;
 pub mod tensor;
 pub mod testing;
+pub mod tflite;
 pub mod weights;
 pub mod zoo;
 

@@ -1,6 +1,7 @@
-//! `harness export`: writes a model as a standard ONNX file (`models::onnx`), or its graph as
-//! JSON and its weights as safetensors, so tools outside Rust (ONNX Runtime, OpenVINO, Netron,
-//! the comparison scripts) run exactly the graph we run.
+//! `harness export`: writes a model as a standard ONNX file (`models::onnx`), a TFLite
+//! flatbuffer (`models::tflite`), or its graph as JSON and its weights as safetensors, so tools
+//! outside Rust (ONNX Runtime, OpenVINO, LiteRT, Netron, the comparison scripts) run exactly
+//! the graph we run.
 
 use anyhow::{Context, Result};
 use models::checkpoint::{save_safetensors, write_atomically};
@@ -22,6 +23,15 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             write_atomically(&path, &bytes)
                 .with_context(|| format!("{}: cannot write", path.display()))?;
             "model.onnx"
+        }
+        ExportFormat::Tflite => {
+            let path = args.out.join("model.tflite");
+            let description = format!("{} {}, exported by onebench", m.model, m.form);
+            let bytes = models::tflite::export(&m.graph, &m.weights, &description)
+                .with_context(|| format!("{} {}", m.model, m.form))?;
+            write_atomically(&path, &bytes)
+                .with_context(|| format!("{}: cannot write", path.display()))?;
+            "model.tflite"
         }
         ExportFormat::GraphJson => {
             let text = serde_json::to_string_pretty(&graph_json(&m.graph))?;
