@@ -1,5 +1,5 @@
 //! Records the versions of candle-core, tch, wgpu, ort and openvino this build links (read from
-//! the workspace Cargo.lock), the ONNX Runtime and OpenVINO library paths it was built with,
+//! the workspace Cargo.lock), the ONNX Runtime, OpenVINO and LiteRT library paths it was built with,
 //! and, with the `tch` feature, libtorch's version and rpath.
 
 include!("build_libtorch.rs");
@@ -46,6 +46,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=OPENVINO_LIB_PATH");
     if let Ok(path) = std::env::var("OPENVINO_LIB_PATH") {
         println!("cargo:rustc-env=ONEBENCH_OPENVINO_LIB_PATH={path}");
+    }
+    // The LiteRT library (and its wheel's version) the `litert` backend opens when
+    // LITERT_LIB_PATH is unset at run time.
+    for var in ["LITERT_LIB_PATH", "LITERT_VERSION"] {
+        println!("cargo:rerun-if-env-changed={var}");
+        if let Ok(value) = std::env::var(var) {
+            println!("cargo:rustc-env=ONEBENCH_{var}={value}");
+        }
     }
     if let Some(version) = libtorch_link_setup() {
         println!("cargo:rustc-env=ONEBENCH_LIBTORCH_VERSION={version}");

@@ -7,6 +7,7 @@ pub mod candle;
 pub mod gpu;
 pub mod interpret;
 pub mod libtorch;
+pub mod litert;
 pub mod lower;
 pub mod native;
 pub mod onnxruntime;
@@ -22,6 +23,7 @@ pub use backend::{
 };
 pub use gpu::GpuBackend;
 pub use libtorch::TchBackend;
+pub use litert::LiteRtBackend;
 pub use native::NativeBackend;
 pub use onnxruntime::OrtBackend;
 pub use openvino::OpenVinoBackend;
@@ -41,6 +43,7 @@ pub fn all() -> Vec<Box<dyn Backend>> {
         Box::new(TchBackend),
         Box::new(OrtBackend),
         Box::new(OpenVinoBackend),
+        Box::new(LiteRtBackend),
         Box::new(GpuBackend::any()),
         Box::new(GpuBackend::metal()),
     ]

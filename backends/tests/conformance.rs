@@ -19,7 +19,7 @@ fn every_backend_matches_the_reference_on_every_model_and_form() {
     let expected = 10 * (4 + optional_backends());
     assert!(
         checked >= expected,
-        "reference, native, both candle backends (and tch, gpu, ort, openvino with their features) on 10 model/form pairs; checked {checked} of {expected}"
+        "reference, native, both candle backends (and tch, gpu, ort, openvino, litert with their features) on 10 model/form pairs; checked {checked} of {expected}"
     );
 }
 

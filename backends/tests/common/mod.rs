@@ -11,6 +11,7 @@ pub fn optional_backends() -> usize {
         cfg!(feature = "tch"),
         cfg!(feature = "gpu"),
         cfg!(feature = "ort"),
+        cfg!(feature = "litert"),
     ]
     .iter()
     .filter(|on| **on)
