@@ -6,10 +6,10 @@
 use backends::gpu::PointwiseKernel;
 mod common;
 
-use backends::{Backend, GpuBackend, PrepareOptions};
+use backends::{Backend, CheckOutcome, GpuBackend, PrepareOptions};
 use common::checked_in_both_forms;
 use models::testing::assert_contains;
-use models::{Form, InputSize, Model, Variant};
+use models::{Form, InputSize, Model, Precision, Variant};
 
 /// Both 1x1 kernels: the tiled one real GPUs run, and the barrier-free one CPU adapters get.
 fn both_pointwise_kernels() -> Vec<Box<dyn Backend>> {
@@ -112,4 +112,48 @@ fn a_profiling_plan_reports_per_dispatch_gpu_times() {
         .unwrap();
     timed.forward(&input).unwrap();
     assert!(timed.layer_times().is_empty());
+}
+
+/// fp16 where the adapter offers f16 in shaders (lavapipe does): S0-S4 in both forms at 224
+/// within the fp16 tolerance, with the error of f16 storage (not an f32 run under the name),
+/// both 1x1 kernels, and a plan that says what it stores. Elsewhere the cell is refused with
+/// the reason.
+#[test]
+fn fp16_plans_store_f16_where_the_adapter_offers_shader_f16() {
+    let gpu = GpuBackend::any();
+    if let Err(reason) = gpu.supports(Precision::Fp16) {
+        assert_contains(&reason, &["does not offer SHADER_F16"]);
+        return;
+    }
+    let options = PrepareOptions::default().at(Precision::Fp16);
+    let mobileone = Variant::ALL.map(Model::MobileOne);
+    let size = InputSize::square(1, 224);
+    let checks = backends::conformance(
+        &both_pointwise_kernels(),
+        &mobileone,
+        &Form::ALL,
+        size,
+        7,
+        &options,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(checks.len(), 20);
+    for check in &checks {
+        let CheckOutcome::Checked(agreement) = &check.outcome else {
+            panic!("{check:?}");
+        };
+        assert!(agreement.passed(), "{check:?}");
+        assert!(
+            agreement.relative_l2 > 1e-4,
+            "f16 rounding shows: {check:?}"
+        );
+    }
+    let model = Model::MobileOne(Variant::S0);
+    let graph = model.build(Form::Reparameterized, size).unwrap();
+    let weights = model.seeded_weights(Form::Reparameterized, 3);
+    let plan = gpu.prepare(&graph, &weights, &options).unwrap();
+    assert_contains(&plan.describe(), &["f16 buffers", "sums in f32"]);
+    let bf16 = gpu.supports(Precision::Bf16).unwrap_err();
+    assert_contains(&bf16, &["no bf16 type"]);
 }

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use models::{Graph, Tensor, Weights};
+use half::f16;
+use models::{Graph, Precision, Tensor, Weights};
 use wgpu::util::DeviceExt;
 
-use super::plan::{self, BufferRef, Dispatch, GpuPlan, Kernel, PointwiseKernel};
+use super::plan::{self, BufferRef, Dispatch, Elem, GpuPlan, Kernel, PointwiseKernel};
 use super::{AdapterSummary, Api};
 use crate::backend::{check_run_shapes, BackendError, LayerTime, PrepareOptions, Prepared};
 
@@ -19,9 +20,10 @@ pub struct Context {
     device: wgpu::Device,
     queue: wgpu::Queue,
     timestamps: bool,
-    /// The adapter offers f16 in shaders (`SHADER_F16`); the kernels do not use it yet.
+    /// The adapter offers f16 in shaders (`SHADER_F16`): the device has it and every kernel
+    /// is compiled for f16 buffers too.
     shader_f16: bool,
-    pipelines: BTreeMap<Kernel, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+    pipelines: BTreeMap<(Kernel, Elem), (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
     /// Errors wgpu reports outside an error scope (kept, never a panic).
     uncaptured: Arc<Mutex<Vec<String>>>,
 }
@@ -75,11 +77,13 @@ impl Context {
         let summary = summarize(&adapter.get_info());
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
-        let required_features = if timestamps {
-            wgpu::Features::TIMESTAMP_QUERY
-        } else {
-            wgpu::Features::empty()
-        };
+        let mut required_features = wgpu::Features::empty();
+        if timestamps {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        if shader_f16 {
+            required_features |= wgpu::Features::SHADER_F16;
+        }
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("onebench"),
             required_features,
@@ -96,9 +100,14 @@ impl Context {
             }
         }));
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let elems: &[Elem] = match shader_f16 {
+            true => &Elem::ALL,
+            false => &[Elem::F32],
+        };
         let pipelines = Kernel::ALL
             .iter()
-            .map(|&k| (k, compile(&device, k)))
+            .flat_map(|&k| elems.iter().map(move |&e| (k, e)))
+            .map(|(k, e)| ((k, e), compile(&device, k, e)))
             .collect();
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(format!(
@@ -135,9 +144,10 @@ impl Context {
 fn compile(
     device: &wgpu::Device,
     kernel: Kernel,
+    elem: Elem,
 ) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
     let module = kernel.module();
-    let source = module.wgsl();
+    let source = module.wgsl(elem);
     let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(module.name),
         source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -217,6 +227,10 @@ pub struct GpuRun {
     input: wgpu::Buffer,
     output: wgpu::Buffer,
     output_bytes: u64,
+    /// What the buffers hold (f16 in an fp16 plan).
+    elem: Elem,
+    /// The input as f16 bits, reused each run (fp16 plans).
+    staging: Vec<u16>,
     readback: wgpu::Buffer,
     recorded: Vec<Recorded>,
     timestamps: Option<Timestamps>,
@@ -232,6 +246,19 @@ pub struct GpuRun {
 
 fn bytes(data: &[f32]) -> &[u8] {
     bytemuck::cast_slice(data)
+}
+
+/// Bytes of a buffer of `len` elements: at least one element, a multiple of 4 (wgpu's copy
+/// and binding granularity).
+fn buffer_bytes(len: usize, elem: Elem) -> u64 {
+    (len.max(1) * elem.bytes()).next_multiple_of(4) as u64
+}
+
+/// Values as f16 bits, padded to a multiple of 4 bytes.
+fn f16_bits(data: &[f32]) -> Vec<u16> {
+    let mut bits: Vec<u16> = data.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+    bits.resize(data.len().max(1).next_multiple_of(2), 0);
+    bits
 }
 
 impl GpuRun {
@@ -254,13 +281,30 @@ impl GpuRun {
             }),
         };
         let plan = plan::lower(graph, weights, target)?;
+        let elem = match options.precision {
+            Precision::Fp16 if context.shader_f16 => Elem::F16,
+            Precision::Fp32 => Elem::F32,
+            other => {
+                return Err(BackendError::UnsupportedPrecision {
+                    backend: api.name().into(),
+                    precision: other,
+                    reason: format!("the adapter {} has no f16 shaders", context.adapter.name),
+                })
+            }
+        };
         let scope = context
             .device
             .push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = context
             .device
             .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let run = Self::upload(context.clone(), graph, &plan, options.per_layer_timing);
+        let run = Self::upload(
+            context.clone(),
+            graph,
+            &plan,
+            elem,
+            options.per_layer_timing,
+        );
         if let Some(e) = pollster::block_on(oom.pop()) {
             return Err(BackendError::failed(
                 api.name(),
@@ -280,15 +324,16 @@ impl GpuRun {
         context: Arc<Context>,
         graph: &Graph,
         plan: &GpuPlan,
+        elem: Elem,
         per_layer: bool,
     ) -> Result<Self, BackendError> {
         let device = &context.device;
-        let memory = DeviceBuffers::new(device, plan)?;
+        let memory = DeviceBuffers::new(device, plan, elem)?;
         let buffer = |r: BufferRef| memory.get(r);
         let mut uniforms = Vec::with_capacity(plan.dispatches.len());
         let mut recorded = Vec::with_capacity(plan.dispatches.len());
         for d in &plan.dispatches {
-            let (uniform, bind_group) = bind(&context, d, &buffer);
+            let (uniform, bind_group) = bind(&context, d, elem, &buffer);
             recorded.push(Recorded {
                 kernel: d.kernel,
                 bind_group,
@@ -296,7 +341,7 @@ impl GpuRun {
             });
             uniforms.push(uniform);
         }
-        let output_bytes = (plan.output_len * 4) as u64;
+        let output_bytes = buffer_bytes(plan.output_len, elem);
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: output_bytes,
@@ -312,7 +357,7 @@ impl GpuRun {
         let timestamps = context
             .timestamps
             .then(|| Timestamps::new(&context, count, per_dispatch));
-        let description = describe(&context.adapter, plan, timestamps.is_some());
+        let description = describe(&context.adapter, plan, elem, timestamps.is_some());
         let output = buffer(plan.output).clone();
         let layers = if per_dispatch {
             plan.dispatches.len()
@@ -334,6 +379,8 @@ impl GpuRun {
             input,
             output,
             output_bytes,
+            elem,
+            staging: Vec::new(),
             readback,
             recorded,
             layer_seconds: vec![0.0; layers],
@@ -376,7 +423,7 @@ impl GpuRun {
                 timestamp_writes,
             });
             for r in dispatches {
-                pass.set_pipeline(&self.context.pipelines[&r.kernel].0);
+                pass.set_pipeline(&self.context.pipelines[&(r.kernel, self.elem)].0);
                 pass.set_bind_group(0, &r.bind_group, &[]);
                 pass.dispatch_workgroups(r.workgroups[0], r.workgroups[1], r.workgroups[2]);
             }
@@ -388,6 +435,22 @@ impl GpuRun {
         }
         encoder.copy_buffer_to_buffer(&self.output, 0, &self.readback, 0, self.output_bytes);
         encoder.finish()
+    }
+
+    /// Writes the input to the GPU as the plan's element type.
+    fn upload_input(&mut self, input: &Tensor) {
+        let queue = &self.context.queue;
+        match self.elem {
+            Elem::F32 => queue.write_buffer(&self.input, 0, bytes(input.data())),
+            Elem::F16 => {
+                self.staging.clear();
+                let bits = input.data().iter().map(|&v| f16::from_f32(v).to_bits());
+                self.staging.extend(bits);
+                self.staging
+                    .resize(self.staging.len().next_multiple_of(2), 0);
+                queue.write_buffer(&self.input, 0, bytemuck::cast_slice(&self.staging));
+            }
+        }
     }
 
     /// Maps `buffer` for reading and waits until the GPU is done with it.
@@ -447,6 +510,7 @@ impl GpuRun {
 fn bind<'a>(
     context: &Context,
     d: &Dispatch,
+    elem: Elem,
     buffer: &impl Fn(BufferRef) -> &'a wgpu::Buffer,
 ) -> (wgpu::Buffer, wgpu::BindGroup) {
     let device = &context.device;
@@ -455,7 +519,7 @@ fn bind<'a>(
         contents: bytemuck::cast_slice(&d.params),
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let (_, layout) = &context.pipelines[&d.kernel];
+    let (_, layout) = &context.pipelines[&(d.kernel, elem)];
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
         resource: uniform.as_entire_binding(),
@@ -507,7 +571,7 @@ impl Timestamps {
     }
 }
 
-fn describe(adapter: &AdapterSummary, plan: &GpuPlan, timestamps: bool) -> String {
+fn describe(adapter: &AdapterSummary, plan: &GpuPlan, elem: Elem, timestamps: bool) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for d in &plan.dispatches {
         *counts.entry(d.kernel.name()).or_default() += 1;
@@ -517,11 +581,18 @@ fn describe(adapter: &AdapterSummary, plan: &GpuPlan, timestamps: bool) -> Strin
         .map(|(k, n)| format!("{k} x{n}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let activation_mb = plan.activation_sizes.iter().sum::<usize>() as f64 * 4.0 / 1e6;
-    let weights_mb = plan.constants.iter().map(Vec::len).sum::<usize>() as f64 * 4.0 / 1e6;
+    let mb = |elements: usize| (elements * elem.bytes()) as f64 / 1e6;
+    let activation_mb = mb(plan.activation_sizes.iter().sum::<usize>());
+    let weights_mb = mb(plan.constants.iter().map(Vec::len).sum::<usize>());
+    let storage = match elem {
+        Elem::F32 => "f32 buffers",
+        Elem::F16 => {
+            "f16 buffers (weights and activations; every load widened to f32, sums in f32)"
+        }
+    };
     format!(
         "wgpu on {adapter}; {} dispatches in one compute pass, one submission per run ({kernels}); \
-         batch norm, bias and activation fused into the op before them; {} activation buffers \
+         batch norm, bias and activation fused into the op before them; {storage}; {} activation buffers \
          ({activation_mb:.1} MB), weights {weights_mb:.1} MB uploaded at prepare; GPU timestamps: {}",
         plan.dispatches.len(),
         plan.activation_sizes.len(),
@@ -545,9 +616,7 @@ impl Prepared for GpuRun {
             input,
             output,
         )?;
-        self.context
-            .queue
-            .write_buffer(&self.input, 0, bytes(input.data()));
+        self.upload_input(input);
         let commands = self.record();
         self.context.queue.submit([commands]);
         self.map(&self.readback)?;
@@ -555,9 +624,16 @@ impl Prepared for GpuRun {
             let view = self.readback.get_mapped_range(..).map_err(|e| {
                 BackendError::failed(self.backend, format!("reading the output: {e}"))
             })?;
-            output
-                .data_mut()
-                .copy_from_slice(bytemuck::cast_slice(&view));
+            let out = output.data_mut();
+            match self.elem {
+                Elem::F32 => out.copy_from_slice(&bytemuck::cast_slice(&view)[..out.len()]),
+                Elem::F16 => {
+                    let bits: &[u16] = bytemuck::cast_slice(&view);
+                    for (o, &b) in out.iter_mut().zip(bits) {
+                        *o = f16::from_bits(b).to_f32();
+                    }
+                }
+            }
         }
         self.readback.unmap();
         self.last_gpu_seconds = self.read_timestamps()?;
@@ -598,11 +674,12 @@ struct DeviceBuffers {
 }
 
 impl DeviceBuffers {
-    /// Creates them, each checked against the adapter's storage binding limit.
-    fn new(device: &wgpu::Device, plan: &GpuPlan) -> Result<Self, BackendError> {
+    /// Creates them for elements of `elem`, each checked against the adapter's storage
+    /// binding limit; constants are converted to f16 for an f16 plan.
+    fn new(device: &wgpu::Device, plan: &GpuPlan, elem: Elem) -> Result<Self, BackendError> {
         let limit = device.limits().max_storage_buffer_binding_size;
         let storage = |label: &str, len: usize, extra: wgpu::BufferUsages| {
-            let size = (len.max(1) * 4) as u64;
+            let size = buffer_bytes(len, elem);
             if size > limit {
                 return Err(BackendError::failed(plan.backend, format!(
                     "{label} needs {size} bytes, over the adapter's storage binding limit of {limit}"
@@ -616,9 +693,17 @@ impl DeviceBuffers {
             }))
         };
         let constant = |data: &Vec<f32>| {
+            let halves;
+            let contents = match elem {
+                Elem::F32 => bytes(data),
+                Elem::F16 => {
+                    halves = f16_bits(data);
+                    bytemuck::cast_slice(&halves)
+                }
+            };
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("constant"),
-                contents: bytes(data),
+                contents,
                 usage: wgpu::BufferUsages::STORAGE,
             })
         };

@@ -126,6 +126,14 @@ fn metal_missing(reason: String) -> String {
 }
 
 impl GpuBackend {
+    /// Whether this backend's adapter offers f16 in shaders (wgpu's `SHADER_F16`).
+    fn offers_shader_f16(&self) -> bool {
+        #[cfg(feature = "gpu")]
+        return engine::context(self.api).is_ok_and(|c| c.offers_shader_f16());
+        #[cfg(not(feature = "gpu"))]
+        false
+    }
+
     /// Whether this adapter offers f16 arithmetic in shaders, in words.
     fn shader_f16_offer(&self) -> String {
         #[cfg(feature = "gpu")]
@@ -178,8 +186,8 @@ impl Backend for GpuBackend {
         false
     }
 
-    /// fp32 only: WGSL has no bf16, and the kernels have no f16 variants yet (the reason says
-    /// whether this adapter offers `SHADER_F16`, which they would need).
+    /// fp32, and fp16 where the adapter offers `SHADER_F16` (f16 buffers, f32 sums); never
+    /// bf16, which WGSL has no type for.
     fn supports(&self, precision: Precision) -> Result<(), String> {
         match precision {
             Precision::Fp32 => Ok(()),
@@ -187,8 +195,9 @@ impl Backend for GpuBackend {
                 "{} has no bf16 path (WGSL has no bf16 type)",
                 self.name()
             )),
+            Precision::Fp16 if self.offers_shader_f16() => Ok(()),
             Precision::Fp16 => Err(format!(
-                "{} has no f16 kernels yet; {}",
+                "{} runs fp16 only with f16 in shaders: {}",
                 self.name(),
                 self.shader_f16_offer()
             )),

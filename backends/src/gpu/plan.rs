@@ -49,15 +49,45 @@ pub struct Module {
 
 pub const PRELUDE: &str = include_str!("shaders/prelude.wgsl");
 
+/// What a plan's buffers hold, the kernels' `elem`: f32, or f16 in an fp16 plan (weights and
+/// activations stored and moved as f16; the kernels widen every load to f32, where the
+/// products of two f16 values are exact, and sum in f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Elem {
+    F32,
+    F16,
+}
+
+impl Elem {
+    pub const ALL: [Elem; 2] = [Elem::F32, Elem::F16];
+
+    /// Bytes of one element.
+    pub fn bytes(self) -> usize {
+        match self {
+            Elem::F32 => 4,
+            Elem::F16 => 2,
+        }
+    }
+
+    /// The WGSL that opens every module: the f16 extension where needed, and `elem`.
+    fn header(self) -> &'static str {
+        match self {
+            Elem::F32 => "alias elem = f32;\n",
+            Elem::F16 => "enable f16;\nalias elem = f16;\n",
+        }
+    }
+}
+
 impl Module {
-    /// The whole WGSL text: the shared prelude, the bindings for `reads` inputs, the kernels.
-    pub fn wgsl(&self) -> String {
+    /// The whole WGSL text for buffers of `elem`: the header, the shared prelude, the bindings
+    /// for `reads` inputs, the kernels.
+    pub fn wgsl(&self, elem: Elem) -> String {
         let bindings = match self.reads {
             1 => include_str!("shaders/bindings_one.wgsl"),
             2 => include_str!("shaders/bindings_two.wgsl"),
             _ => include_str!("shaders/bindings_conv.wgsl"),
         };
-        format!("{PRELUDE}\n{bindings}\n{}", self.source)
+        format!("{}{PRELUDE}\n{bindings}\n{}", elem.header(), self.source)
     }
 }
 
@@ -186,7 +216,7 @@ pub struct GpuPlan {
     pub backend: &'static str,
     pub dispatches: Vec<Dispatch>,
     pub constants: Vec<Vec<f32>>,
-    /// Size in f32 elements of each activation buffer.
+    /// Size in elements of each activation buffer.
     pub activation_sizes: Vec<usize>,
     pub input_len: usize,
     pub output: BufferRef,

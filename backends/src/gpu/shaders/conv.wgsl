@@ -32,9 +32,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             for (var kx = 0u; kx < p.k; kx++) {
                 let ix = ix0 + i32(kx);
                 if (ix < 0 || ix >= i32(p.win)) { continue; }
-                acc += x[row + u32(ix)] * w[wbase + ky * p.k + kx];
+                acc += f32(x[row + u32(ix)]) * f32(w[wbase + ky * p.k + kx]);
             }
         }
     }
-    y[i] = activate(acc * scale[co] + shift[co], p.act);
+    y[i] = elem(activate(acc * f32(scale[co]) + f32(shift[co]), p.act));
 }

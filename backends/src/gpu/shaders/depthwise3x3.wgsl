@@ -9,7 +9,7 @@ struct Params {
 
 fn tap(base: u32, iy: i32, ix: i32) -> f32 {
     if (iy < 0 || iy >= i32(p.hin) || ix < 0 || ix >= i32(p.win)) { return 0.0; }
-    return x[base + u32(iy) * p.win + u32(ix)];
+    return f32(x[base + u32(iy) * p.win + u32(ix)]);
 }
 
 @compute @workgroup_size(256)
@@ -26,9 +26,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let wb = c * 9u;
     var acc = 0.0;
     for (var ky = 0; ky < 3; ky++) {
-        acc += tap(base, iy + ky, ix) * w[wb + u32(ky) * 3u]
-             + tap(base, iy + ky, ix + 1) * w[wb + u32(ky) * 3u + 1u]
-             + tap(base, iy + ky, ix + 2) * w[wb + u32(ky) * 3u + 2u];
+        acc += tap(base, iy + ky, ix) * f32(w[wb + u32(ky) * 3u])
+             + tap(base, iy + ky, ix + 1) * f32(w[wb + u32(ky) * 3u + 1u])
+             + tap(base, iy + ky, ix + 2) * f32(w[wb + u32(ky) * 3u + 2u]);
     }
-    y[i] = activate(acc * scale[c] + shift[c], p.act);
+    y[i] = elem(activate(acc * f32(scale[c]) + f32(shift[c]), p.act));
 }

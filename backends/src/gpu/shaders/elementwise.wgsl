@@ -25,12 +25,12 @@ fn combine(u: f32, v: f32, mode: u32) -> f32 {
 fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
-    var v = a[i];
+    var v = f32(a[i]);
     if (p.affine != 0u) {
         let c = (i / p.spatial) % p.channels;
-        v = v * b[c] + b[p.channels + c];
+        v = v * f32(b[c]) + f32(b[p.channels + c]);
     }
-    y[i] = activate(v, p.act);
+    y[i] = elem(activate(v, p.act));
 }
 
 // y = act(a op b).
@@ -38,7 +38,7 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
-    y[i] = activate(combine(a[i], b[i], p.mode), p.act);
+    y[i] = elem(activate(combine(f32(a[i]), f32(b[i]), p.mode), p.act));
 }
 
 // y = act(y op a): the third and later branches of a sum or max.
@@ -46,7 +46,7 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.total) { return; }
-    y[i] = activate(combine(y[i], a[i], p.mode), p.act);
+    y[i] = elem(activate(combine(f32(y[i]), f32(a[i]), p.mode), p.act));
 }
 
 // y = act(a op b[n * v_image + c * v_channel]): b is [N, C, 1, 1] or [N, 1, 1, 1].
@@ -57,5 +57,5 @@ fn broadcast(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let plane = i / p.spatial;
     let c = plane % p.channels;
     let n = plane / p.channels;
-    y[i] = activate(combine(a[i], b[n * p.v_image + c * p.v_channel], p.mode), p.act);
+    y[i] = elem(activate(combine(f32(a[i]), f32(b[n * p.v_image + c * p.v_channel]), p.mode), p.act));
 }

@@ -18,7 +18,7 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
     var acc = 0.0;
     if (valid) {
         for (var i = lane; i < p.inputs; i += 64u) {
-            acc += w[o * p.inputs + i] * x[n * p.inputs + i];
+            acc += f32(w[o * p.inputs + i]) * f32(x[n * p.inputs + i]);
         }
     }
     partial[lane] = acc;
@@ -28,6 +28,6 @@ fn main(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: 
         workgroupBarrier();
     }
     if (valid && lane == 0u) {
-        y[out] = activate(partial[0] * scale[o] + shift[o], p.act);
+        y[out] = elem(activate(partial[0] * f32(scale[o]) + f32(shift[o]), p.act));
     }
 }

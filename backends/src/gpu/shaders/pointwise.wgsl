@@ -32,12 +32,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             let wm = e / DEPTH;
             let wk = e % DEPTH;
             var wv = 0.0;
-            if (m0 + wm < p.cout && k0 + wk < p.cin) { wv = w[(m0 + wm) * p.cin + k0 + wk]; }
+            if (m0 + wm < p.cout && k0 + wk < p.cin) { wv = f32(w[(m0 + wm) * p.cin + k0 + wk]); }
             w_tile[wk * TILE + wm] = wv;
             let xk = e / TILE;
             let xs = e % TILE;
             var xv = 0.0;
-            if (k0 + xk < p.cin && s0 + xs < p.spatial) { xv = x[x_base + (k0 + xk) * p.spatial + s0 + xs]; }
+            if (k0 + xk < p.cin && s0 + xs < p.spatial) { xv = f32(x[x_base + (k0 + xk) * p.spatial + s0 + xs]); }
             x_tile[xk * TILE + xs] = xv;
         }
         workgroupBarrier();
@@ -63,7 +63,7 @@ fn store_row(y_base: u32, m: u32, s: u32, v: vec4<f32>) {
     if (m >= p.cout) { return; }
     for (var c = 0u; c < 4u; c++) {
         if (s + c < p.spatial) {
-            y[y_base + m * p.spatial + s + c] = activate(v[c] * scale[m] + shift[m], p.act);
+            y[y_base + m * p.spatial + s + c] = elem(activate(v[c] * f32(scale[m]) + f32(shift[m]), p.act));
         }
     }
 }
@@ -94,15 +94,15 @@ fn direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         let xr = x_base + k * p.spatial + s;
         var b: vec4<f32>;
         if (full) {
-            b = vec4<f32>(x[xr], x[xr + 1u], x[xr + 2u], x[xr + 3u]);
+            b = vec4<f32>(f32(x[xr]), f32(x[xr + 1u]), f32(x[xr + 2u]), f32(x[xr + 3u]));
         } else {
-            b = vec4<f32>(x[xr], select(0.0, x[xr + 1u], s + 1u < p.spatial),
-                          select(0.0, x[xr + 2u], s + 2u < p.spatial), select(0.0, x[xr + 3u], s + 3u < p.spatial));
+            b = vec4<f32>(f32(x[xr]), select(0.0, f32(x[xr + 1u]), s + 1u < p.spatial),
+                          select(0.0, f32(x[xr + 2u]), s + 2u < p.spatial), select(0.0, f32(x[xr + 3u]), s + 3u < p.spatial));
         }
-        acc0 += w[m * p.cin + k] * b;
-        acc1 += w[m1 * p.cin + k] * b;
-        acc2 += w[m2 * p.cin + k] * b;
-        acc3 += w[m3 * p.cin + k] * b;
+        acc0 += f32(w[m * p.cin + k]) * b;
+        acc1 += f32(w[m1 * p.cin + k]) * b;
+        acc2 += f32(w[m2 * p.cin + k]) * b;
+        acc3 += f32(w[m3 * p.cin + k]) * b;
     }
     store_row(y_base, m, s, acc0);
     store_row(y_base, m + 1u, s, acc1);

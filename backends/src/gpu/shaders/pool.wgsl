@@ -17,7 +17,7 @@ fn global_average(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
     let size = p.hin * p.win;
     var acc = 0.0;
     if (valid) {
-        for (var i = lane; i < size; i += 64u) { acc += x[plane * size + i]; }
+        for (var i = lane; i < size; i += 64u) { acc += f32(x[plane * size + i]); }
     }
     partial[lane] = acc;
     workgroupBarrier();
@@ -25,7 +25,7 @@ fn global_average(@builtin(local_invocation_index) lane: u32, @builtin(workgroup
         if (lane < half) { partial[lane] += partial[lane + half]; }
         workgroupBarrier();
     }
-    if (valid && lane == 0u) { y[plane] = partial[0] / f32(size); }
+    if (valid && lane == 0u) { y[plane] = elem(partial[0] / f32(size)); }
 }
 
 @compute @workgroup_size(256)
@@ -45,8 +45,8 @@ fn max_window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         for (var kx = 0u; kx < p.k; kx++) {
             let ix = ix0 + i32(kx);
             if (ix < 0 || ix >= i32(p.win)) { continue; }
-            best = max(best, x[base + u32(iy) * p.win + u32(ix)]);
+            best = max(best, f32(x[base + u32(iy) * p.win + u32(ix)]));
         }
     }
-    y[i] = best;
+    y[i] = elem(best);
 }
