@@ -65,9 +65,7 @@ impl Backend for LiteRtBackend {
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
         crate::require_precision(self, options)?;
-        if let Err(e) = models::tflite::check_exportable(graph) {
-            return Err(unsupported(graph, &e.to_string()));
-        }
+        models::tflite::check_exportable(graph).map_err(unexportable)?;
         #[cfg(feature = "litert")]
         return Ok(Box::new(engine::LiteRtPlan::prepare(
             graph, weights, options,
@@ -81,18 +79,16 @@ impl Backend for LiteRtBackend {
 }
 
 /// A graph the TFLite exporter cannot write: an unsupported-op cell naming the node.
-fn unsupported(graph: &Graph, reason: &str) -> BackendError {
-    let node = graph
-        .nodes()
-        .iter()
-        .find(|n| reason.contains(&format!("`{}`", n.name)));
-    BackendError::UnsupportedOp {
-        backend: "litert".into(),
-        op: match node {
-            Some(n) => format!("{} as TFLite ({reason})", n.op.kind()),
-            None => reason.to_string(),
+fn unexportable(error: models::tflite::TfliteError) -> BackendError {
+    match error {
+        models::tflite::TfliteError::UnsupportedOp {
+            node, op, reason, ..
+        } => BackendError::UnsupportedOp {
+            backend: "litert".into(),
+            op: format!("{op} as TFLite: {reason}"),
+            node,
         },
-        node: node.map_or_else(|| graph.name().to_string(), |n| n.name.clone()),
+        other => BackendError::failed("litert", other),
     }
 }
 

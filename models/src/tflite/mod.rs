@@ -23,6 +23,13 @@ pub enum TfliteError {
     Weights(#[from] WeightsError),
     #[error("graph `{graph}` cannot be written as TFLite: {reason}")]
     Unexportable { graph: String, reason: String },
+    #[error("graph `{graph}` cannot be written as TFLite: node `{node}` ({op}): {reason}")]
+    UnsupportedOp {
+        graph: String,
+        node: String,
+        op: &'static str,
+        reason: String,
+    },
 }
 
 /// The graph with these weights (checked against it first) as the bytes of a `.tflite` file.
@@ -57,13 +64,15 @@ pub fn check_exportable(graph: &Graph) -> Result<(), TfliteError> {
     for node in graph.nodes() {
         if let Op::Conv2d(c) = &node.op {
             if c.groups != 1 && c.groups != c.in_channels {
-                return Err(unexportable(
-                    graph,
-                    format!(
-                        "node `{}`: a grouped convolution ({} groups over {} channels) has no TFLite builtin that XNNPACK runs; only dense and depthwise convolutions are written",
-                        node.name, c.groups, c.in_channels
+                return Err(TfliteError::UnsupportedOp {
+                    graph: graph.name().to_string(),
+                    node: node.name.clone(),
+                    op: node.op.kind(),
+                    reason: format!(
+                        "a grouped convolution ({} groups over {} channels) has no TFLite builtin that XNNPACK runs; only dense and depthwise convolutions are written",
+                        c.groups, c.in_channels
                     ),
-                ));
+                });
             }
         }
     }
