@@ -12,6 +12,7 @@ pub mod lower;
 pub mod native;
 pub mod onnxruntime;
 pub mod openvino;
+pub mod quantized_reference;
 pub mod reference;
 pub mod runtime_library;
 pub mod verify;

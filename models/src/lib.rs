@@ -10,6 +10,7 @@ pub mod mobileone;
 pub mod model;
 pub mod onnx;
 pub mod quantize;
+pub mod quantized;
 pub mod reparameterize;
 pub mod tensor;
 pub mod testing;

@@ -252,6 +252,39 @@ impl Requantize {
     }
 }
 
+/// A positive real multiplier of any size up to 2^31, as TFLite applies one: the accumulator
+/// shifted left by `left_shift` (saturating to i32), then the Q31 `requantize` (real =
+/// 2^left_shift x requantize's real). Multipliers below 1 have no left shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rescale {
+    pub left_shift: u32,
+    pub requantize: Requantize,
+}
+
+impl Rescale {
+    pub fn new(real: f64) -> Result<Self, QuantizeError> {
+        if !(real > 0.0 && real < 2f64.powi(31)) {
+            return Err(QuantizeError::BadMultiplier(real));
+        }
+        let (mut left_shift, mut rest) = (0u32, real);
+        while rest >= 1.0 {
+            rest /= 2.0;
+            left_shift += 1;
+        }
+        Ok(Rescale {
+            left_shift,
+            requantize: Requantize::new(rest).map_err(|_| QuantizeError::BadMultiplier(real))?,
+        })
+    }
+
+    /// acc x real, rounded as `Requantize::apply` rounds.
+    pub fn apply(&self, acc: i32) -> i32 {
+        let shifted =
+            (i64::from(acc) << self.left_shift).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+        self.requantize.apply(shifted as i32)
+    }
+}
+
 fn rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
@@ -289,6 +322,32 @@ pub fn requantize_to_u8(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rescale_applies_multipliers_above_one_with_a_left_shift() {
+        for (real, acc) in [
+            (3.75, 1000),
+            (0.3, -777),
+            (1.0, 12345),
+            (40.0, -3),
+            (1e-3, 2_000_000),
+        ] {
+            let r = Rescale::new(real).unwrap();
+            let exact = real * f64::from(acc);
+            assert!(
+                (f64::from(r.apply(acc)) - exact).abs() <= 0.5 + 1e-9,
+                "{real} x {acc}"
+            );
+            assert_eq!(r.left_shift > 0, real >= 1.0);
+        }
+        // 4 = 2^3 x 0.5: the accumulator shifted left saturates first, as in TFLite.
+        assert_eq!(Rescale::new(4.0).unwrap().apply(i32::MAX / 2), 1 << 30);
+        assert!(Rescale::new(0.0).is_err() && Rescale::new(f64::NAN).is_err());
+        assert!(
+            Rescale::new(1e-12).is_err(),
+            "below what a Q31 and a 31-bit shift reach"
+        );
+    }
 
     #[test]
     fn a_range_widens_with_what_it_sees_and_refuses_what_is_not_finite() {
