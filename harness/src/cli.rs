@@ -110,6 +110,11 @@ pub enum Command {
     },
     /// Check every backend against the reference executor on every model and form (no timing).
     Verify(VerifyArgs),
+    /// Post-training int8 quantization of a model in both forms (min/max calibration): the
+    /// int8 error of each against float (relative L2, top-1/top-5 agreement) and, with
+    /// --per-layer, each layer's weight and activation ranges: what reparameterization does to
+    /// quantization.
+    Quantize(QuantizeArgs),
     /// Re-render results.csv and report.md from a saved results.json, without measuring.
     Report {
         /// A results.json written by a run.
@@ -435,6 +440,38 @@ pub struct ReparameterizeArgs {
     /// reference executor, compared by relative L2).
     #[arg(long)]
     pub no_verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The model: mobileone-s0 .. mobileone-s4 (or s0 .. s4), or a zoo model whose ops all have
+    /// an int8 form.
+    #[arg(long)]
+    pub model: String,
+    /// Forms to quantize (comma list; default: both). An unfused checkpoint gives both.
+    #[arg(long, value_delimiter = ',')]
+    pub forms: Option<Vec<String>>,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// Input height and width, as HxW or a single size.
+    #[arg(long, default_value = "224")]
+    pub input_size: String,
+    /// Calibrate on these images (a folder of JPEG/PNG/WebP, through `classify`'s
+    /// preprocessing; 224x224 only) instead of seeded inputs.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// Seeded calibration inputs (uniform in [-1, 1]) when no --calibration folder is given.
+    #[arg(long, default_value_t = 8)]
+    pub calibration_inputs: usize,
+    /// Seeded held-out inputs the error is measured on (besides the calibration inputs).
+    #[arg(long, default_value_t = 8)]
+    pub held_out: usize,
+    /// Also list every quantized layer's weight scales and output range.
+    #[arg(long)]
+    pub per_layer: bool,
+    /// Write the results as JSON to this file too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -49,6 +49,9 @@ fn main() -> ExitCode {
         (Some(Command::History { command }), _) => commands::history::run(command),
         (Some(Command::List), _) => commands::list::run().map(|()| ExitCode::SUCCESS),
         (Some(Command::Verify(args)), _) => commands::verify::run(args),
+        (Some(Command::Quantize(args)), _) => {
+            commands::quantize::run(args).map(|()| ExitCode::SUCCESS)
+        }
         (Some(Command::Report { results, out }), _) => {
             commands::report::run(results, out.as_deref()).map(|()| ExitCode::SUCCESS)
         }

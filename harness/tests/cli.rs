@@ -555,3 +555,70 @@ fn export_writes_an_onnx_or_tflite_model_of_the_requested_size_or_the_graph_json
         ],
     );
 }
+
+#[test]
+fn quantize_reports_the_int8_error_of_both_forms_and_refuses_bad_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("q.json");
+    let o = harness(&[
+        "quantize",
+        "--model",
+        "s0",
+        "--input-size",
+        "32",
+        "--calibration-inputs",
+        "2",
+        "--held-out",
+        "2",
+        "--per-layer",
+        "--json",
+        p(&json),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_contains(
+        &out,
+        &[
+            "int8 post-training quantization of mobileone-s0 at 32x32",
+            "2 held out",
+            "stage0.rbr_conv.0.conv",
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let forms = doc["forms"].as_array().unwrap();
+    assert_eq!(forms.len(), 2);
+    for form in forms {
+        for set in form["sets"].as_array().unwrap() {
+            let errors = set["relative_l2"].as_array().unwrap();
+            assert_eq!(errors.len(), 2);
+            assert!(
+                errors
+                    .iter()
+                    .all(|e| e.as_f64().unwrap() > 0.0 && e.as_f64().unwrap() < 0.5),
+                "{set}"
+            );
+        }
+    }
+    // Unfused S0 has four branches per block, each its own quantized conv.
+    assert!(
+        forms[0]["layers"].as_array().unwrap().len()
+            > 2 * forms[1]["layers"].as_array().unwrap().len()
+    );
+    let o = harness(&["quantize", "--model", "s0", "--calibration-inputs", "0"]);
+    assert_contains(&stderr(&o), &["--calibration-inputs 0"]);
+    let o = harness(&["quantize", "--model", "s0", "--calibration", p(dir.path())]);
+    assert_contains(&stderr(&o), &["no .jpg, .jpeg, .png or .webp files"]);
+    let o = harness(&[
+        "quantize",
+        "--model",
+        "s0",
+        "--input-size",
+        "64",
+        "--calibration",
+        p(dir.path()),
+    ]);
+    assert_contains(&stderr(&o), &["use --input-size 224"]);
+    let o = harness(&["quantize", "--model", "mixnet-s", "--input-size", "32"]);
+    assert!(!o.status.success());
+    assert_contains(&stderr(&o), &["no int8 form yet"]);
+}

@@ -8,6 +8,7 @@ pub mod infer;
 pub mod inspect;
 pub mod list;
 pub mod profile;
+pub mod quantize;
 pub mod reparameterize;
 pub mod report;
 pub mod run;
