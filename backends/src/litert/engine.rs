@@ -154,7 +154,13 @@ fn environment(api: &'static Api) -> Result<Handle, BackendError> {
             },
         }];
         // SAFETY: one option laid out as the C API's LiteRtEnvOption; a valid out-pointer.
-        let status = unsafe { (api.create_environment)(1, options.as_ptr().cast(), &mut handle) };
+        let mut status =
+            unsafe { (api.create_environment)(1, options.as_ptr().cast(), &mut handle) };
+        if status != 0 {
+            // A library that does not know the option: its default log level, then.
+            // SAFETY: no options; a valid out-pointer.
+            status = unsafe { (api.create_environment)(0, std::ptr::null(), &mut handle) };
+        }
         check(status, "LiteRtCreateEnvironment").map(|()| Environment(handle))
     });
     made.as_ref().map(|e| e.0).map_err(Clone::clone)
