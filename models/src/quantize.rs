@@ -266,6 +266,17 @@ impl Rescale {
         if !(real > 0.0 && real < 2f64.powi(31)) {
             return Err(QuantizeError::BadMultiplier(real));
         }
+        if real < 2f64.powi(-32) {
+            // Below what a Q31 and a 31-bit shift reach: any int32 times it rounds to 0 (a
+            // channel of weights too small to matter), which a zero multiplier gives exactly.
+            return Ok(Rescale {
+                left_shift: 0,
+                requantize: Requantize {
+                    multiplier: 0,
+                    shift: 0,
+                },
+            });
+        }
         let (mut left_shift, mut rest) = (0u32, real);
         while rest >= 1.0 {
             rest /= 2.0;
@@ -343,10 +354,10 @@ mod tests {
         // 4 = 2^3 x 0.5: the accumulator shifted left saturates first, as in TFLite.
         assert_eq!(Rescale::new(4.0).unwrap().apply(i32::MAX / 2), 1 << 30);
         assert!(Rescale::new(0.0).is_err() && Rescale::new(f64::NAN).is_err());
-        assert!(
-            Rescale::new(1e-12).is_err(),
-            "below what a Q31 and a 31-bit shift reach"
-        );
+        // Below 2^-32 every int32 product rounds to 0, and a zero multiplier says so.
+        let tiny = Rescale::new(1e-12).unwrap();
+        assert_eq!((tiny.apply(i32::MAX), tiny.apply(i32::MIN)), (0, 0));
+        assert_eq!(Rescale::new(2f64.powi(-31)).unwrap().apply(1 << 30), 1);
     }
 
     #[test]

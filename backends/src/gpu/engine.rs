@@ -285,11 +285,15 @@ impl GpuRun {
             Precision::Fp16 if context.shader_f16 => Elem::F16,
             Precision::Fp32 => Elem::F32,
             other => {
+                let reason = match other {
+                    Precision::Bf16 => "WGSL has no bf16 type".to_string(),
+                    _ => format!("the adapter {} has no f16 shaders", context.adapter.name),
+                };
                 return Err(BackendError::UnsupportedPrecision {
                     backend: api.name().into(),
                     precision: other,
-                    reason: format!("the adapter {} has no f16 shaders", context.adapter.name),
-                })
+                    reason,
+                });
             }
         };
         let scope = context
