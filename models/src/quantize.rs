@@ -2,8 +2,9 @@
 //! and the quantized reference can be checked bit for bit: per-tensor asymmetric uint8
 //! activations from an observed range (min/max calibration), per-output-channel symmetric int8
 //! weights, int32 biases at the accumulator's scale, and the fixed-point requantization of an
-//! int32 accumulator to the next activation (the gemmlowp/TFLite scheme: a Q31 multiplier, a
-//! rounding doubling high multiply, a rounding right shift), and the ranges min/max
+//! int32 accumulator to the next activation (a Q31 multiplier and a shift, applied with one
+//! rounding as TFLite's single-rounding mode and XNNPACK do: the exact 64-bit product, half
+//! added, shifted right), and the ranges min/max
 //! calibration observes (`ValueRanges`; the calibration run itself is the reference executor's,
 //! `backends::reference::value_ranges`).
 
@@ -231,9 +232,14 @@ impl Requantize {
         }
         let mut q = (m * f64::from(1u32 << 31)).round() as i64;
         if q == 1i64 << 31 {
-            // m rounded up to 1.0: 0.5 at one shift less.
-            q /= 2;
-            shift -= 1;
+            // m rounded up to 1.0: 0.5 at one shift less (or the largest Q31 below 1).
+            match shift {
+                0 => q -= 1,
+                _ => {
+                    q /= 2;
+                    shift -= 1;
+                }
+            }
         }
         if shift > 31 {
             return Err(QuantizeError::BadMultiplier(real));
@@ -244,17 +250,23 @@ impl Requantize {
         })
     }
 
-    /// acc x real, rounded: the high 32 bits of 2 x acc x multiplier, rounded to nearest
-    /// (gemmlowp's SaturatingRoundingDoublingHighMul), then divided by 2^shift, rounded to
-    /// nearest with ties away from zero (RoundingDivideByPOT).
+    /// acc x real, rounded once: (acc x multiplier + 2^(30 + shift)) >> (31 + shift) on the
+    /// exact 64-bit product (ties toward +infinity).
     pub fn apply(&self, acc: i32) -> i32 {
-        rounding_divide_by_pot(rounding_doubling_high_mul(acc, self.multiplier), self.shift)
+        round_shift(i64::from(acc) * i64::from(self.multiplier), 31 + self.shift)
     }
 }
 
-/// A positive real multiplier of any size up to 2^31, as TFLite applies one: the accumulator
-/// shifted left by `left_shift` (saturating to i32), then the Q31 `requantize` (real =
-/// 2^left_shift x requantize's real). Multipliers below 1 have no left shift.
+/// x / 2^shift rounded to nearest (ties toward +infinity), saturated to i32.
+fn round_shift(x: i64, shift: u32) -> i32 {
+    let half = if shift == 0 { 0 } else { 1i64 << (shift - 1) };
+    ((x + half) >> shift).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// A positive real multiplier of any size up to 2^31: real = 2^left_shift x requantize's real,
+/// applied with one rounding (the exact product acc x multiplier shifted right by
+/// 31 + shift - left_shift, half added; saturated to i32). Multipliers below 1 have no left
+/// shift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rescale {
     pub left_shift: u32,
@@ -290,30 +302,14 @@ impl Rescale {
 
     /// acc x real, rounded as `Requantize::apply` rounds.
     pub fn apply(&self, acc: i32) -> i32 {
-        let shifted =
-            (i64::from(acc) << self.left_shift).clamp(i64::from(i32::MIN), i64::from(i32::MAX));
-        self.requantize.apply(shifted as i32)
+        let product = i64::from(acc) * i64::from(self.requantize.multiplier);
+        round_shift(product, self.right_shift())
     }
-}
 
-fn rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
-    if a == i32::MIN && b == i32::MIN {
-        return i32::MAX;
+    /// The total right shift of the 64-bit product: 31 + shift - left_shift (0 to 62).
+    pub fn right_shift(&self) -> u32 {
+        (31 + self.requantize.shift).saturating_sub(self.left_shift)
     }
-    let product = i64::from(a) * i64::from(b);
-    let nudge: i64 = if product >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    ((product + nudge) / (1i64 << 31)) as i32
-}
-
-fn rounding_divide_by_pot(x: i32, shift: u32) -> i32 {
-    if shift == 0 {
-        return x;
-    }
-    let mask = (1i64 << shift) - 1;
-    let x = i64::from(x);
-    let remainder = x & mask;
-    let threshold = (mask >> 1) + i64::from(x < 0);
-    ((x >> shift) + i64::from(remainder > threshold)) as i32
 }
 
 /// An int32 accumulator to the output activation: requantized, offset by the output's zero
@@ -351,8 +347,10 @@ mod tests {
             );
             assert_eq!(r.left_shift > 0, real >= 1.0);
         }
-        // 4 = 2^3 x 0.5: the accumulator shifted left saturates first, as in TFLite.
-        assert_eq!(Rescale::new(4.0).unwrap().apply(i32::MAX / 2), 1 << 30);
+        // 4 = 2^3 x 0.5: the exact product, saturated to i32 only at the end.
+        assert_eq!(Rescale::new(4.0).unwrap().apply(1 << 28), 1 << 30);
+        assert_eq!(Rescale::new(4.0).unwrap().apply(i32::MAX / 2), i32::MAX);
+        assert_eq!(Rescale::new(4.0).unwrap().apply(i32::MIN / 2), i32::MIN);
         assert!(Rescale::new(0.0).is_err() && Rescale::new(f64::NAN).is_err());
         // Below 2^-32 every int32 product rounds to 0, and a zero multiplier says so.
         let tiny = Rescale::new(1e-12).unwrap();
@@ -456,18 +454,24 @@ mod tests {
             let acc = (next() % 2_000_001) as i32 - 1_000_000;
             let got = i64::from(r.apply(acc));
             assert!((got - exact(acc, real)).abs() <= 1, "{acc} x {real}: {got}");
+            // One rounding of the exact product of the fixed-point numbers.
+            let fixed = f64::from(acc) * f64::from(r.multiplier) / 2f64.powi(31 + r.shift as i32);
+            assert_eq!(got, (fixed + 0.5).floor() as i64, "{acc} x {r:?}");
         }
-        // Exact halves round away from zero.
+        // Exact halves round toward +infinity, once.
         let half = Requantize::new(0.5).unwrap();
         assert_eq!((half.multiplier, half.shift), (1 << 30, 0));
         let quarter = Requantize::new(0.25).unwrap();
         assert_eq!((quarter.multiplier, quarter.shift), (1 << 30, 1));
         assert_eq!(quarter.apply(6), 2); // 1.5
-        assert_eq!(quarter.apply(-6), -2); // -1.5
-                                           // 1.25 gives 2, not 1: the high multiply rounds 2.5 up before the shift rounds again.
-                                           // TFLite's and gemmlowp's reference kernels round twice the same way; within 1 step.
-        assert_eq!(quarter.apply(5), 2);
+        assert_eq!(quarter.apply(-6), -1); // -1.5
+        assert_eq!(quarter.apply(5), 1); // 1.25: one rounding, not two
+        assert_eq!(quarter.apply(-5), -1);
         assert_eq!(quarter.apply(i32::MAX), 536_870_912);
+        assert_eq!(quarter.apply(i32::MIN), -536_870_912);
+        // Just below 1: the largest Q31 multiplier, no shift.
+        let almost = Requantize::new(1.0 - 1e-12).unwrap();
+        assert_eq!((almost.multiplier, almost.shift), (i32::MAX, 0));
         assert!(Requantize::new(1.0).is_err());
         assert!(Requantize::new(0.0).is_err());
         assert!(Requantize::new(1e-12).is_err());
