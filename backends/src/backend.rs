@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use models::quantized::QuantizedModel;
 use models::{Graph, Precision, Tensor, Weights};
 
 /// Why a backend cannot prepare or run a model.
@@ -168,13 +169,32 @@ pub trait Backend: Send + Sync {
     fn storage(&self, precision: Precision) -> models::Storage {
         models::Storage::uniform(precision.bytes() as u64)
     }
-    /// Prepares `graph` with `weights`; the input shape is the graph's.
+    /// Prepares `graph` with `weights`; the input shape is the graph's. At int8 the backend
+    /// quantizes the graph itself, on `quantized_reference::seeded_calibration`.
     fn prepare(
         &self,
         graph: &Graph,
         weights: &Weights,
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError>;
+
+    /// Prepares an int8 model quantized beforehand (the one the quantized reference runs, so
+    /// outputs can be compared code for code). Backends without int8 refuse.
+    fn prepare_quantized(
+        &self,
+        model: &QuantizedModel,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        let _ = (model, options);
+        Err(BackendError::UnsupportedPrecision {
+            backend: self.name().into(),
+            precision: Precision::Int8,
+            reason: self
+                .supports(Precision::Int8)
+                .err()
+                .unwrap_or_else(|| format!("{} has no int8 path", self.name())),
+        })
+    }
 }
 
 /// The relative L2 error against the float64 reference that a correct 16-bit engine stays
@@ -187,9 +207,15 @@ pub trait Backend: Send + Sync {
 /// in fp16 (candle's f16 ops, native's blocks of 64 products), which adds about as much again
 /// (MobileNeXt at 64x64 on native: 6.1e-3 with f32 sums, 1.3e-2 with fp16 block sums): 32 units,
 /// 1.6e-2, at fp16.
+///
+/// int8 is checked code for code against the quantized reference (`INT8_CODES`); its bound
+/// against float64 is a sanity check of the quantization itself: 64 steps of 2^-8 (0.25).
+/// Post-training min/max quantization of S0-S4 at 224x224 measured 1.8e-2 to 9.4e-2 (README,
+/// "int8"); a broken quantizer or kernel is off by order 1.
 pub fn reduced_precision_tolerance(precision: Precision) -> f64 {
     let units = match precision {
         Precision::Fp16 => 32.0,
+        Precision::Int8 => 64.0,
         _ => 16.0,
     };
     units * 2f64.powi(-(precision.significand_bits() as i32))

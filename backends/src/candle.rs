@@ -67,6 +67,9 @@ impl Backend for CandleBackend {
             Precision::Bf16 => Err(format!(
                 "candle-core {CANDLE_VERSION}'s CPU conv2d has no bf16 GEMM"
             )),
+            Precision::Int8 => Err(format!(
+                "candle-core {CANDLE_VERSION} has no int8 convolutions"
+            )),
         }
     }
 
@@ -149,6 +152,8 @@ fn dtype_of(precision: Precision) -> DType {
         Precision::Fp32 => DType::F32,
         Precision::Bf16 => DType::BF16,
         Precision::Fp16 => DType::F16,
+        // `supports` refuses int8 before any tensor is made.
+        Precision::Int8 => DType::F32,
     }
 }
 

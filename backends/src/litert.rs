@@ -55,6 +55,9 @@ impl Backend for LiteRtBackend {
             Precision::Fp16 => Err(
                 "litert runs the float32 TFLite export only (an fp16 model for XNNPACK's fp16 path, which needs fp16 arithmetic such as ARMv8.2's, is not written)".into(),
             ),
+            Precision::Int8 => Err(
+                "litert runs the float32 TFLite export only (a quantized TFLite export for XNNPACK's QS8 path is not written yet)".into(),
+            ),
         }
     }
 

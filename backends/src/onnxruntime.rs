@@ -67,6 +67,9 @@ impl Backend for OrtBackend {
             Precision::Fp16 => Err(
                 "ort runs the float32 ONNX export only here (an fp16 export and a check that ONNX Runtime keeps it in fp16 on this CPU are not written)".into(),
             ),
+            Precision::Int8 => Err(
+                "ort runs the float32 ONNX export only (a QDQ int8 export is not written yet)".into(),
+            ),
         }
     }
 

@@ -88,6 +88,7 @@ pub fn hint_of(precision: Precision) -> (&'static str, &'static str) {
         Precision::Fp32 => ("f32", "FP32"),
         Precision::Bf16 => ("bf16", "BF16"),
         Precision::Fp16 => ("f16", "FP16"),
+        Precision::Int8 => ("i8", "INT8"),
     }
 }
 
@@ -157,6 +158,9 @@ mod engine {
     }
 
     pub fn supports(precision: Precision) -> Result<(), String> {
+        if precision == Precision::Int8 {
+            return Err("OpenVINO runs int8 from a quantized (FakeQuantize) model, and the ONNX export is float32 (an int8 export is not written yet)".into());
+        }
         let (hint, flag) = hint_of(precision);
         let runtime = runtime()?;
         let listed = runtime.capabilities.split_whitespace().any(|c| c == flag);
@@ -405,7 +409,7 @@ mod tests {
 
     #[test]
     fn each_precision_has_its_openvino_hint_and_capability() {
-        let hints = Precision::ALL.map(hint_of);
+        let hints = Precision::FLOATS.map(hint_of);
         assert_eq!(hints, [("f32", "FP32"), ("bf16", "BF16"), ("f16", "FP16")]);
     }
 

@@ -83,6 +83,18 @@ pub fn quantize(
     QuantizedModel::new(&folded, &folded_weights, &ranges).map_err(|e| failed(e.to_string()))
 }
 
+/// Calibration inputs a cell is quantized on when nothing else is given: `count` seeded
+/// uniform inputs of `shape` in [-2, 2] (the range of the suite's seeded inputs), seeds from
+/// 1000 (never the seed of an input a cell is verified on).
+pub fn seeded_calibration(shape: &[usize], count: usize) -> Vec<Tensor<f32>> {
+    (0..count as u64)
+        .map(|i| models::seeded_uniform(shape.to_vec(), 1000 + i, -2.0, 2.0))
+        .collect()
+}
+
+/// How many seeded inputs `seeded_calibration` gives a backend that quantizes on its own.
+pub const CALIBRATION_INPUTS: usize = 4;
+
 type Input<'a> = (&'a [u8], ActivationQuant, &'a [usize]);
 
 fn run_node(

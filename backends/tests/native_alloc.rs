@@ -54,11 +54,17 @@ fn a_run_allocates_nothing_on_the_heap() {
         (Model::ShuffleNetV2x2, Form::Reparameterized),
         (Model::MixNetS, Form::Unfused),
     ] {
+        // int8 covers MobileOne's ops (the zoo's concat, slice and max have no int8 form).
+        let int8 = matches!(variant, Model::MobileOne(_));
+        let int8_runs = [(1, Precision::Int8), (2, Precision::Int8)];
         for (threads, precision) in [
             (1, Precision::Fp32),
             (2, Precision::Fp32),
             (2, Precision::Bf16),
-        ] {
+        ]
+        .into_iter()
+        .chain(int8_runs.into_iter().filter(|_| int8))
+        {
             for per_layer_timing in [false, true] {
                 let graph = variant.build(form, SIZE).unwrap();
                 let weights = variant.seeded_weights(form, 0);

@@ -62,24 +62,34 @@ impl FromStr for Form {
     }
 }
 
-/// The number format a cell computes in: float32, or 16-bit bfloat16 or IEEE half (each
-/// with float32 accumulation where the engine has it).
+/// The number format a cell computes in: float32, 16-bit bfloat16 or IEEE half (each with
+/// float32 accumulation where the engine has it), or int8 (uint8 activations and int8 weights
+/// with int32 sums, after post-training quantization: `quantize`, `quantized`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Precision {
     #[default]
     Fp32,
     Bf16,
     Fp16,
+    Int8,
 }
 
 impl Precision {
-    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Fp16];
+    pub const ALL: [Precision; 4] = [
+        Precision::Fp32,
+        Precision::Bf16,
+        Precision::Fp16,
+        Precision::Int8,
+    ];
+    /// The floating-point formats (each value rounded on its own: `round`).
+    pub const FLOATS: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Fp16];
 
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16",
             Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
         }
     }
 
@@ -88,23 +98,27 @@ impl Precision {
         match self {
             Precision::Fp32 => 4,
             Precision::Bf16 | Precision::Fp16 => 2,
+            Precision::Int8 => 1,
         }
     }
 
-    /// `x` rounded to the nearest value of this format (ties to even), as an f32.
+    /// `x` rounded to the nearest value of this format (ties to even), as an f32. int8 has no
+    /// value of its own without a scale (a tensor's quantization gives it: `quantize`), so
+    /// `x` is returned unchanged.
     pub fn round(self, x: f32) -> f32 {
         match self {
-            Precision::Fp32 => x,
+            Precision::Fp32 | Precision::Int8 => x,
             Precision::Bf16 => half::bf16::from_f32(x).to_f32(),
             Precision::Fp16 => half::f16::from_f32(x).to_f32(),
         }
     }
 
-    /// Bits of significand, the implicit leading one included (24, 8, 11).
+    /// Bits of significand, the implicit leading one included (24, 8, 11); for int8 the 8
+    /// bits of a code (a step of 1/255 of the tensor's range).
     pub fn significand_bits(self) -> u32 {
         match self {
             Precision::Fp32 => 24,
-            Precision::Bf16 => 8,
+            Precision::Bf16 | Precision::Int8 => 8,
             Precision::Fp16 => 11,
         }
     }
@@ -123,10 +137,11 @@ impl FromStr for Precision {
             "fp32" | "f32" | "float32" => Ok(Precision::Fp32),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
             "fp16" | "f16" | "float16" | "half" => Ok(Precision::Fp16),
+            "int8" | "i8" | "qint8" => Ok(Precision::Int8),
             _ => Err(UnknownName {
                 what: "precision",
                 found: s.to_string(),
-                allowed: "fp32, bf16, fp16".into(),
+                allowed: "fp32, bf16, fp16, int8".into(),
             }),
         }
     }
@@ -406,7 +421,9 @@ mod tests {
 
     #[test]
     fn precisions_parse_print_and_round_to_their_significand() {
-        for p in Precision::ALL {
+        assert_eq!("int8".parse::<Precision>(), Ok(Precision::Int8));
+        assert_eq!(Precision::Int8.bytes(), 1);
+        for p in Precision::FLOATS {
             assert_eq!(p.name().parse::<Precision>(), Ok(p));
             // 1 + 2^-bits is a tie between 1 and the next value up: it rounds to even (1).
             let tie = 1.0 + 2f32.powi(-(p.significand_bits() as i32));

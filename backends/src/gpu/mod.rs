@@ -201,6 +201,10 @@ impl Backend for GpuBackend {
                 self.name(),
                 self.shader_f16_offer()
             )),
+            Precision::Int8 => Err(format!(
+                "{} has no int8 kernels (WGSL's integer dot products are not written)",
+                self.name()
+            )),
         }
     }
 

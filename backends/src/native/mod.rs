@@ -3,6 +3,7 @@
 //! on a persistent thread pool and allocates nothing.
 
 mod buffer;
+pub mod int8;
 pub mod kernels;
 mod plan;
 mod pool;
@@ -120,7 +121,7 @@ impl Backend for NativeBackend {
     /// FP16), never emulated.
     fn supports(&self, precision: Precision) -> Result<(), String> {
         match precision {
-            Precision::Fp32 | Precision::Bf16 => Ok(()),
+            Precision::Fp32 | Precision::Bf16 | Precision::Int8 => Ok(()),
             Precision::Fp16 => {
                 let isa = self.choose_isa()?;
                 match isa.has_fp16_arith() {
@@ -139,11 +140,20 @@ impl Backend for NativeBackend {
             Precision::Fp32 => false,
             Precision::Bf16 => self.choose_isa().is_ok_and(|isa| isa.has_bf16_dot()),
             Precision::Fp16 => true,
+            Precision::Int8 => return models::Storage::uniform(1),
         };
         models::Storage {
             gemm_weights: if sixteen_bit_gemm { 2 } else { 4 },
             ..models::Storage::F32
         }
+    }
+
+    fn prepare_quantized(
+        &self,
+        model: &models::quantized::QuantizedModel,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        self.int8_plan(model, options)
     }
 
     fn prepare(
@@ -159,6 +169,12 @@ impl Backend for NativeBackend {
         weights
             .validate(graph, "weights")
             .map_err(|e| BackendError::weights(NAME, e))?;
+        if options.precision == Precision::Int8 {
+            use crate::quantized_reference::{quantize, seeded_calibration, CALIBRATION_INPUTS};
+            let calibration = seeded_calibration(graph.input_shape(), CALIBRATION_INPUTS);
+            let model = quantize(graph, weights, &calibration)?;
+            return self.prepare_quantized(&model, options);
+        }
         let plan = plan::compile(graph, weights, isa, options.precision)?;
         let threads = options.threads.max(1);
         let pool = ThreadPool::new(threads).map_err(|e| {
@@ -188,6 +204,21 @@ impl Backend for NativeBackend {
             .enumerate()
             .map(|(i, b)| Ptr(unsafe { b.as_mut_ptr().add(plan::stagger(i)) }))
             .collect();
+        Ok(Box::new(plan))
+    }
+}
+
+impl NativeBackend {
+    fn int8_plan(
+        &self,
+        model: &models::quantized::QuantizedModel,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        let isa = self
+            .choose_isa()
+            .map_err(|reason| BackendError::unavailable(NAME, reason))?;
+        let kernels = kernels::int8::Int8Isa::for_isa(isa);
+        let plan = int8::prepare(model, kernels, options.threads, options.per_layer_timing)?;
         Ok(Box::new(plan))
     }
 }

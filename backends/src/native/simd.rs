@@ -167,6 +167,8 @@ pub fn precision_rate(precision: models::Precision) -> Option<f64> {
         models::Precision::Fp32 => Some(1.0),
         models::Precision::Bf16 => Some(bf16_dot_speedup().max(1.0)),
         models::Precision::Fp16 => Some(fp16_fma_speedup()).filter(|r| *r > 0.0),
+        // Integer multiply-adds are not float operations: int8 cells have no FLOP peak here.
+        models::Precision::Int8 => None,
     }
 }
 

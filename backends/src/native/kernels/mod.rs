@@ -10,4 +10,5 @@ pub mod convert;
 pub mod depthwise;
 #[allow(clippy::needless_range_loop)]
 pub mod gemm;
+pub mod int8;
 pub mod layout;

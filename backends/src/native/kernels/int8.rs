@@ -1,0 +1,566 @@
+//! int8 kernels on NHWC uint8 activations, bit for bit what the quantized reference computes:
+//! the u8 x i8 GEMM with int32 sums (pointwise and im2col'd convolutions, the classifier), the
+//! depthwise convolution, the element-wise add and channel product, and the requantizing
+//! epilogue of `models::quantize::Rescale`. A portable version of each beside the AVX512-VNNI
+//! one (`vpdpbusd`: four u8 x i8 products summed into each int32 lane), chosen at run time.
+
+use models::quantize::Rescale;
+
+use crate::native::simd::Isa;
+
+/// Which int8 kernels run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Isa {
+    /// Plain Rust, one value at a time.
+    Portable,
+    /// AVX-512 (F, BW, VL) with VNNI: 16 int32 lanes, `vpdpbusd` in the GEMM.
+    Avx512Vnni,
+}
+
+impl Int8Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Isa::Portable => "portable",
+            Int8Isa::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// The int8 kernels that go with the f32 instruction set `isa`: AVX512-VNNI where `isa` is
+    /// AVX-512 and the CPU has VNNI; else the portable ones (AVX2 and NEON have no int8
+    /// kernels of their own yet).
+    pub fn for_isa(isa: Isa) -> Int8Isa {
+        #[cfg(target_arch = "x86_64")]
+        if isa.f32_kernels() == Isa::Avx512
+            && isa.is_supported()
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+        {
+            return Int8Isa::Avx512Vnni;
+        }
+        let _ = isa;
+        Int8Isa::Portable
+    }
+}
+
+/// Channels padded to a multiple of this (one vector of int32 lanes).
+pub const LANES: usize = 16;
+
+/// Rounds `n` up to a multiple of `m`.
+pub fn round_up(n: usize, m: usize) -> usize {
+    n.div_ceil(m) * m
+}
+
+/// How int32 sums become output codes, per output channel: the bias added, the rescale
+/// applied, the output zero point added and the clamp to `low..=high`. The vector forms are
+/// padded to a multiple of `LANES` channels; each 16-channel block's 64-bit rounding terms
+/// and shifts are stored even channels first, then odd (the two halves of a 64-bit multiply).
+#[derive(Debug, Clone)]
+pub struct Requantization {
+    pub bias: Vec<i32>,
+    rescales: Vec<Rescale>,
+    multiplier: Vec<i32>,
+    half: Vec<i64>,
+    right: Vec<i64>,
+    pub zero_point: i32,
+    pub low: i32,
+    pub high: i32,
+}
+
+impl Requantization {
+    /// Per channel: `bias[c]` and `rescale[c]` (one rescale for every channel if only one is
+    /// given).
+    pub fn new(bias: Vec<i32>, rescale: &[Rescale], zero_point: u8, low: u8, high: u8) -> Self {
+        let channels = bias.len();
+        let padded = round_up(channels.max(1), LANES);
+        let at = |c: usize| {
+            rescale[if rescale.len() == 1 || c >= channels {
+                0
+            } else {
+                c
+            }]
+        };
+        let mut r = Requantization {
+            bias,
+            rescales: (0..channels.max(1)).map(at).collect(),
+            multiplier: (0..padded).map(|c| at(c).requantize.multiplier).collect(),
+            half: vec![0; padded],
+            right: vec![0; padded],
+            zero_point: i32::from(zero_point),
+            low: i32::from(low),
+            high: i32::from(high),
+        };
+        for c in 0..padded {
+            let (block, lane) = (c / LANES * LANES, c % LANES);
+            let slot = block + lane / 2 + (lane % 2) * (LANES / 2);
+            let shift = at(c).right_shift();
+            r.right[slot] = i64::from(shift);
+            r.half[slot] = if shift == 0 { 0 } else { 1 << (shift - 1) };
+        }
+        r.bias.resize(padded, 0);
+        r
+    }
+
+    /// Channel c's code for the sum `acc` (the bias not yet added).
+    pub fn code(&self, c: usize, acc: i32) -> u8 {
+        let rescale = self.rescales[c.min(self.rescales.len() - 1)];
+        store(
+            rescale.apply(acc.wrapping_add(self.bias[c])),
+            self.zero_point,
+            self.low,
+            self.high,
+        )
+    }
+}
+
+/// A rescaled value offset by the zero point and clamped, as the reference stores it.
+fn store(value: i32, zero_point: i32, low: i32, high: i32) -> u8 {
+    value.saturating_add(zero_point).clamp(low, high) as u8
+}
+
+/// GEMM weights packed for `vpdpbusd`: blocks of 16 output channels, each `[k4][16][4]` (four
+/// consecutive k of one channel in one int32 lane); k padded to a multiple of 4 and channels
+/// to a multiple of 16 with zeros. `column_sums` are each channel's sum of weights (for the
+/// input zero point's correction).
+#[derive(Debug, Clone)]
+pub struct PackedInt8Gemm {
+    pub k: usize,
+    pub n: usize,
+    k4: usize,
+    data: Vec<i8>,
+    pub column_sums: Vec<i32>,
+}
+
+impl PackedInt8Gemm {
+    /// Packs the k x n matrix whose element (k, n) is `w(k, n)`.
+    pub fn pack(k: usize, n: usize, w: impl Fn(usize, usize) -> i8) -> Self {
+        let k4 = k.div_ceil(4);
+        let blocks = n.div_ceil(LANES);
+        let mut data = vec![0i8; blocks * k4 * LANES * 4];
+        let mut column_sums = vec![0i32; n];
+        for (col, sum) in column_sums.iter_mut().enumerate() {
+            let (block, lane) = (col / LANES, col % LANES);
+            for row in 0..k {
+                let v = w(row, col);
+                data[((block * k4 + row / 4) * LANES + lane) * 4 + row % 4] = v;
+                *sum += i32::from(v);
+            }
+        }
+        PackedInt8Gemm {
+            k,
+            n,
+            k4,
+            data,
+            column_sums,
+        }
+    }
+
+    fn at(&self, row: usize, col: usize) -> i8 {
+        let (block, lane) = (col / LANES, col % LANES);
+        self.data[((block * self.k4 + row / 4) * LANES + lane) * 4 + row % 4]
+    }
+
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// One GEMM's operands: `m` rows of `a` (k codes each, `lda` apart; reads may run up to 3
+/// bytes past a row's k, which the weights' zero padding cancels) into `m` rows of `out`
+/// (`ldo` apart, n codes each).
+#[derive(Clone, Copy)]
+pub struct GemmIo {
+    pub a: *const u8,
+    pub lda: usize,
+    pub m: usize,
+    pub out: *mut u8,
+    pub ldo: usize,
+}
+
+/// Rows per micro-tile and 16-channel blocks per group (6 x 4 accumulators of 16 lanes).
+const MR: usize = 6;
+const NB: usize = 4;
+
+/// Thread `t`'s share (of `threads`) of the GEMM: tiles of MR rows x NB blocks, groups of
+/// channels outermost (a group's weights stay in cache while the rows stream past).
+///
+/// # Safety
+/// `io` must describe buffers that hold what it says (plus 3 readable bytes after the last
+/// row of `a`), and no two threads' shares may be run on overlapping outputs.
+pub unsafe fn gemm(
+    isa: Int8Isa,
+    packed: &PackedInt8Gemm,
+    req: &Requantization,
+    io: &GemmIo,
+    t: usize,
+    threads: usize,
+) {
+    let groups = packed.n.div_ceil(LANES * NB);
+    let tiles = io.m.div_ceil(MR);
+    let items = groups * tiles;
+    for item in items * t / threads..items * (t + 1) / threads {
+        let (group, tile) = (item / tiles, item % tiles);
+        let (m0, n0) = (tile * MR, group * NB * LANES);
+        let rows = MR.min(io.m - m0);
+        let cols = (NB * LANES).min(packed.n - n0);
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx512Vnni => vnni::tile(packed, req, io, (m0, rows), (n0, cols)),
+            _ => portable_tile(packed, req, io, m0, rows, n0, cols),
+        }
+    }
+}
+
+unsafe fn portable_tile(
+    packed: &PackedInt8Gemm,
+    req: &Requantization,
+    io: &GemmIo,
+    m0: usize,
+    rows: usize,
+    n0: usize,
+    cols: usize,
+) {
+    for m in m0..m0 + rows {
+        let a = std::slice::from_raw_parts(io.a.add(m * io.lda), packed.k);
+        for n in n0..n0 + cols {
+            let acc = a.iter().enumerate().fold(0i32, |acc, (k, &x)| {
+                acc.wrapping_add(i32::from(x) * i32::from(packed.at(k, n)))
+            });
+            *io.out.add(m * io.ldo + n) = req.code(n, acc);
+        }
+    }
+}
+
+/// The depthwise convolution's weights, `[tap][channel]` as int32 (channels padded to 16),
+/// and per channel the input zero point times the sum of its weights (what a window that is
+/// wholly inside the input subtracts once instead of per tap).
+#[derive(Debug, Clone)]
+pub struct PackedInt8Depthwise {
+    pub channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    weights: Vec<i32>,
+    correction: Vec<i32>,
+}
+
+impl PackedInt8Depthwise {
+    /// From weights laid out `[channel][ky][kx]`, for an input of zero point `zero_point`.
+    pub fn pack(
+        channels: usize,
+        (kernel, stride, padding): (usize, usize, usize),
+        w: &[i8],
+        zero_point: i32,
+    ) -> Self {
+        let padded = round_up(channels, LANES);
+        let taps = kernel * kernel;
+        let mut weights = vec![0i32; taps * padded];
+        let mut correction = vec![0i32; padded];
+        for c in 0..channels {
+            for tap in 0..taps {
+                weights[tap * padded + c] = i32::from(w[c * taps + tap]);
+                correction[c] += zero_point * i32::from(w[c * taps + tap]);
+            }
+        }
+        PackedInt8Depthwise {
+            channels,
+            kernel,
+            stride,
+            padding,
+            weights,
+            correction,
+        }
+    }
+
+    fn padded(&self) -> usize {
+        round_up(self.channels, LANES)
+    }
+}
+
+/// A depthwise convolution's input and output, NHWC codes.
+#[derive(Clone, Copy)]
+pub struct DepthwiseIo {
+    pub x: *const u8,
+    pub zero_point: i32,
+    pub batch: usize,
+    pub hin: usize,
+    pub win: usize,
+    pub out: *mut u8,
+    pub hout: usize,
+    pub wout: usize,
+}
+
+/// The output columns whose windows lie wholly inside the input (along one axis).
+fn interior(out: usize, input: usize, p: &PackedInt8Depthwise) -> std::ops::Range<usize> {
+    let first = p.padding.div_ceil(p.stride);
+    let end = match (input + p.padding).checked_sub(p.kernel) {
+        Some(last_start) => (last_start / p.stride + 1).min(out),
+        None => 0,
+    };
+    first.min(end)..end
+}
+
+/// Thread `t`'s share of the output rows. Taps outside the input are skipped (real 0);
+/// windows wholly inside take the vector kernels' fast path where there is one.
+///
+/// # Safety
+/// `io` must describe NHWC buffers of its sizes and the packed channels, with 16 readable
+/// bytes after every pixel's channels.
+pub unsafe fn depthwise(
+    isa: Int8Isa,
+    packed: &PackedInt8Depthwise,
+    req: &Requantization,
+    io: &DepthwiseIo,
+    t: usize,
+    threads: usize,
+) {
+    let rows = io.batch * io.hout;
+    let (inside_y, inside_x) = (
+        interior(io.hout, io.hin, packed),
+        interior(io.wout, io.win, packed),
+    );
+    let c = packed.channels;
+    for r in rows * t / threads..rows * (t + 1) / threads {
+        let (b, oy) = (r / io.hout, r % io.hout);
+        let x = io.x.add(b * io.hin * io.win * c);
+        let out = io.out.add((b * io.hout + oy) * io.wout * c);
+        let span = match (isa, inside_y.contains(&oy)) {
+            (Int8Isa::Avx512Vnni, true) => inside_x.clone(),
+            _ => 0..0,
+        };
+        for ox in (0..io.wout).filter(|ox| !span.contains(ox)) {
+            let taps = valid_taps(packed, io, oy, ox);
+            let out = out.add(ox * c);
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Int8Isa::Avx512Vnni => vnni::depthwise_pixel(packed, req, io, x, &taps, out),
+                _ => portable_depthwise_pixel(packed, req, io, x, &taps, out),
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if !span.is_empty() {
+            let (iy, ix) = (
+                oy * packed.stride - packed.padding,
+                span.start * packed.stride - packed.padding,
+            );
+            let first = x.add((iy * io.win + ix) * c);
+            vnni::depthwise_span(
+                packed,
+                req,
+                io.win,
+                first,
+                span.len(),
+                out.add(span.start * c),
+            );
+        }
+    }
+}
+
+/// The taps of output pixel (oy, ox) that land inside the input: (tap, input pixel index).
+fn valid_taps(p: &PackedInt8Depthwise, io: &DepthwiseIo, oy: usize, ox: usize) -> TapList {
+    let mut list = TapList::default();
+    for ky in 0..p.kernel {
+        let Some(iy) = (oy * p.stride + ky).checked_sub(p.padding) else {
+            continue;
+        };
+        if iy >= io.hin {
+            continue;
+        }
+        for kx in 0..p.kernel {
+            let Some(ix) = (ox * p.stride + kx).checked_sub(p.padding) else {
+                continue;
+            };
+            if ix < io.win {
+                list.push(ky * p.kernel + kx, iy * io.win + ix);
+            }
+        }
+    }
+    list
+}
+
+/// The most taps a depthwise kernel may have (7x7); the plan refuses larger kernels.
+pub const MAX_TAPS: usize = 49;
+
+/// The valid taps of one output pixel, without allocating.
+struct TapList {
+    taps: [(usize, usize); MAX_TAPS],
+    len: usize,
+}
+
+impl Default for TapList {
+    fn default() -> Self {
+        TapList {
+            taps: [(0, 0); MAX_TAPS],
+            len: 0,
+        }
+    }
+}
+
+impl TapList {
+    fn push(&mut self, tap: usize, pixel: usize) {
+        self.taps[self.len] = (tap, pixel);
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[(usize, usize)] {
+        &self.taps[..self.len]
+    }
+}
+
+unsafe fn portable_depthwise_pixel(
+    p: &PackedInt8Depthwise,
+    req: &Requantization,
+    io: &DepthwiseIo,
+    x: *const u8,
+    taps: &TapList,
+    out: *mut u8,
+) {
+    let padded = p.padded();
+    for c in 0..p.channels {
+        let acc = taps.as_slice().iter().fold(0i32, |acc, &(tap, pixel)| {
+            let q = i32::from(*x.add(pixel * p.channels + c)) - io.zero_point;
+            acc + p.weights[tap * padded + c] * q
+        });
+        *out.add(c) = req.code(c, acc);
+    }
+}
+
+/// The most inputs an add may have: their rescaled sum then stays far inside int32 (each
+/// term is below 2^27), so it needs no saturation.
+pub const MAX_ADD_INPUTS: usize = 8;
+
+/// An element-wise add's inputs (each code's zero point and rescale after the left shift of
+/// `models::quantized::ADD_LEFT_SHIFT`), and the output's rescale, zero point and clamp.
+#[derive(Debug, Clone)]
+pub struct AddParams {
+    pub inputs: Vec<(i32, Rescale)>,
+    pub output: Requantization,
+    pub left_shift: u32,
+}
+
+/// Thread `t`'s share of an add of `len` codes from each of `inputs` (at most
+/// `MAX_ADD_INPUTS`) into `out`.
+///
+/// # Safety
+/// Every pointer must hold `len` codes (plus 16 readable bytes after them).
+pub unsafe fn add(
+    isa: Int8Isa,
+    params: &AddParams,
+    inputs: &[*const u8],
+    out: *mut u8,
+    len: usize,
+    t: usize,
+    threads: usize,
+) {
+    let blocks = len.div_ceil(LANES);
+    let start = blocks * t / threads * LANES;
+    let end = (blocks * (t + 1) / threads * LANES).min(len);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::Avx512Vnni => vnni::add(params, inputs, out, start..end),
+        _ => {
+            for j in start..end {
+                let terms = inputs.iter().zip(&params.inputs);
+                let sum = terms.fold(0i32, |acc, (x, (z, r))| {
+                    let centred = i32::from(*x.add(j)) - z;
+                    acc.saturating_add(r.apply(centred << params.left_shift))
+                });
+                *out.add(j) = params.output.code(0, sum);
+            }
+        }
+    }
+}
+
+/// x [N, H, W, C] and its zero point; the gate [N, C] (or [N, 1]: `gate.2` is its channels)
+/// and its zero point.
+pub type ChannelMulIo = ((*const u8, i32), (*const u8, i32, usize));
+
+/// Thread `t`'s share of x times gate: (x - zx)(g - zg) requantized into `out`.
+///
+/// # Safety
+/// `x` and `out` hold `batch * area * channels` codes (plus 16 readable bytes), the gate
+/// `batch * gate_channels`.
+pub unsafe fn channel_mul(
+    isa: Int8Isa,
+    req: &Requantization,
+    (x, gate): ChannelMulIo,
+    out: *mut u8,
+    (batch, area, channels): (usize, usize, usize),
+    t: usize,
+    threads: usize,
+) {
+    let rows = batch * area;
+    for r in rows * t / threads..rows * (t + 1) / threads {
+        let g = (gate.0.add(r / area * gate.2), gate.1, gate.2 == 1);
+        let (xr, or) = ((x.0.add(r * channels), x.1), out.add(r * channels));
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx512Vnni => vnni::channel_mul_row(req, xr, g, or, channels),
+            _ => {
+                for c in 0..channels {
+                    let gc = i32::from(*g.0.add(if g.2 { 0 } else { c })) - g.1;
+                    let product = (i32::from(*xr.0.add(c)) - xr.1) * gc;
+                    *or.add(c) = req.code(0, product);
+                }
+            }
+        }
+    }
+}
+
+/// Thread `t`'s share (by channel) of the mean over each image's `area` pixels of NHWC
+/// codes: the sum of (q - zero point) per channel, requantized, into `out` [N, C].
+///
+/// # Safety
+/// `x` holds `batch * area * channels` codes and `out` `batch * channels`.
+pub unsafe fn mean(
+    req: &Requantization,
+    (x, zero_point): (*const u8, i32),
+    out: *mut u8,
+    (batch, area, channels): (usize, usize, usize),
+    t: usize,
+    threads: usize,
+) {
+    const CHUNK: usize = 64;
+    let (c0, c1) = (channels * t / threads, channels * (t + 1) / threads);
+    for b in 0..batch {
+        for start in (c0..c1).step_by(CHUNK) {
+            let width = CHUNK.min(c1 - start);
+            let mut sums = [0i32; CHUNK];
+            for p in 0..area {
+                let row =
+                    std::slice::from_raw_parts(x.add((b * area + p) * channels + start), width);
+                for (sum, &q) in sums.iter_mut().zip(row) {
+                    *sum += i32::from(q) - zero_point;
+                }
+            }
+            for (c, &sum) in (start..start + width).zip(&sums) {
+                *out.add(b * channels + c) = req.code(0, sum);
+            }
+        }
+    }
+}
+
+/// `plane` quantized as `models::quantize::ActivationQuant::quantize` does, into `out`.
+pub fn quantize_plane(
+    isa: Int8Isa,
+    quant: models::quantize::ActivationQuant,
+    plane: &[f32],
+    out: &mut [u8],
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::Avx512Vnni => unsafe { vnni::quantize(quant, plane, out) },
+        _ => {
+            for (q, &v) in out.iter_mut().zip(plane) {
+                *q = quant.quantize(v);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni;
+
+#[cfg(test)]
+mod tests;

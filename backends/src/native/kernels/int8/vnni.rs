@@ -1,0 +1,327 @@
+//! The AVX512-VNNI int8 kernels: 16 int32 lanes; the GEMM on `vpdpbusd`, the rescale on
+//! 64-bit products rounded once, exactly as `models::quantize::Rescale::apply`.
+
+use std::arch::x86_64::*;
+
+use models::quantize::{ActivationQuant, Rescale};
+
+use super::{
+    AddParams, DepthwiseIo, GemmIo, PackedInt8Depthwise, PackedInt8Gemm, Requantization, TapList,
+    LANES, MR, NB,
+};
+
+/// One 16-channel block's rescale: multipliers, and for the even and the odd channels (the
+/// two halves of `_mm512_mul_epi32`) the rounding term and right shift; the clamp of the
+/// result (64-bit) and the zero point added after it.
+#[derive(Clone, Copy)]
+struct Lanes {
+    multiplier: __m512i,
+    half: [__m512i; 2],
+    right: [__m512i; 2],
+    low: __m512i,
+    high: __m512i,
+    zero_point: __m512i,
+}
+
+/// Channels c..c+16 of `req`, clamped to its code range less the zero point.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn lanes_at(req: &Requantization, c: usize) -> Lanes {
+    let wide =
+        |v: &[i64], half: usize| _mm512_loadu_si512(v.as_ptr().add(c + half * 8) as *const _);
+    Lanes {
+        multiplier: _mm512_loadu_si512(req.multiplier.as_ptr().add(c) as *const _),
+        half: [wide(&req.half, 0), wide(&req.half, 1)],
+        right: [wide(&req.right, 0), wide(&req.right, 1)],
+        low: _mm512_set1_epi64(i64::from(req.low - req.zero_point)),
+        high: _mm512_set1_epi64(i64::from(req.high - req.zero_point)),
+        zero_point: _mm512_set1_epi32(req.zero_point),
+    }
+}
+
+/// One rescale for every lane, clamped to `low..=high`, no zero point.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn lanes_of(r: Rescale, low: i64, high: i64) -> Lanes {
+    let shift = r.right_shift();
+    let half = if shift == 0 { 0 } else { 1i64 << (shift - 1) };
+    Lanes {
+        multiplier: _mm512_set1_epi32(r.requantize.multiplier),
+        half: [_mm512_set1_epi64(half); 2],
+        right: [_mm512_set1_epi64(i64::from(shift)); 2],
+        low: _mm512_set1_epi64(low),
+        high: _mm512_set1_epi64(high),
+        zero_point: _mm512_setzero_si512(),
+    }
+}
+
+/// `acc` x each lane's rescale: the exact 64-bit product, half added, shifted right, clamped.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn rescale(acc: __m512i, l: &Lanes) -> __m512i {
+    let even = _mm512_mul_epi32(acc, l.multiplier);
+    let odd = _mm512_mul_epi32(
+        _mm512_srli_epi64(acc, 32),
+        _mm512_srli_epi64(l.multiplier, 32),
+    );
+    let round = |p: __m512i, h: usize| {
+        let v = _mm512_srav_epi64(_mm512_add_epi64(p, l.half[h]), l.right[h]);
+        _mm512_min_epi64(_mm512_max_epi64(v, l.low), l.high)
+    };
+    _mm512_mask_blend_epi32(0xAAAA, round(even, 0), _mm512_slli_epi64(round(odd, 1), 32))
+}
+
+/// Rescaled, clamped values plus the zero point, stored as codes (the first `count` lanes).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn store(value: __m512i, l: &Lanes, out: *mut u8, count: usize) {
+    let bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(value, l.zero_point));
+    let keep = if count >= LANES {
+        0xFFFF
+    } else {
+        (1u16 << count) - 1
+    };
+    _mm_mask_storeu_epi8(out as *mut i8, keep, bytes);
+}
+
+/// `rescale` applied to 16 values, saturated to int32 (for tests against `Rescale::apply`).
+#[cfg(test)]
+pub(super) unsafe fn rescale_lanes(values: [i32; 16], r: Rescale) -> [i32; 16] {
+    let l = lanes_of(r, i64::from(i32::MIN), i64::from(i32::MAX));
+    let out = rescale(_mm512_loadu_si512(values.as_ptr() as *const _), &l);
+    let mut lanes = [0i32; 16];
+    _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, out);
+    lanes
+}
+
+/// One tile: `rows` (<= MR) rows from m0, `cols` (<= NB x 16) channels from n0.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn tile(
+    packed: &PackedInt8Gemm,
+    req: &Requantization,
+    io: &GemmIo,
+    (m0, rows): (usize, usize),
+    (n0, cols): (usize, usize),
+) {
+    let blocks = cols.div_ceil(LANES);
+    let at = (m0, n0, cols);
+    match (rows, blocks) {
+        (MR, NB) => tile_of::<MR, NB>(packed, req, io, at),
+        (MR, 3) => tile_of::<MR, 3>(packed, req, io, at),
+        (MR, 2) => tile_of::<MR, 2>(packed, req, io, at),
+        (MR, _) => tile_of::<MR, 1>(packed, req, io, at),
+        _ => {
+            for m in m0..m0 + rows {
+                let at = (m, n0, cols);
+                match blocks {
+                    4 => tile_of::<1, 4>(packed, req, io, at),
+                    3 => tile_of::<1, 3>(packed, req, io, at),
+                    2 => tile_of::<1, 2>(packed, req, io, at),
+                    _ => tile_of::<1, 1>(packed, req, io, at),
+                }
+            }
+        }
+    }
+}
+
+/// R rows x B blocks of 16 channels: the k loop on `vpdpbusd` (a row's four codes broadcast,
+/// each block's packed weights loaded once per step), then the epilogue block by block.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_of<const R: usize, const B: usize>(
+    packed: &PackedInt8Gemm,
+    req: &Requantization,
+    io: &GemmIo,
+    (m0, n0, cols): (usize, usize, usize),
+) {
+    let k4 = packed.k4;
+    let panel = packed.data.as_ptr().add(n0 / LANES * k4 * LANES * 4);
+    let mut acc = [[_mm512_setzero_si512(); B]; R];
+    let a = io.a.add(m0 * io.lda);
+    for kk in 0..k4 {
+        let mut b = [_mm512_setzero_si512(); B];
+        for (j, bj) in b.iter_mut().enumerate() {
+            *bj = _mm512_loadu_si512(panel.add((j * k4 + kk) * LANES * 4) as *const _);
+        }
+        for (i, row) in acc.iter_mut().enumerate() {
+            let word = (a.add(i * io.lda + kk * 4) as *const i32).read_unaligned();
+            let x = _mm512_set1_epi32(word);
+            for (sum, bj) in row.iter_mut().zip(&b) {
+                *sum = _mm512_dpbusd_epi32(*sum, x, *bj);
+            }
+        }
+    }
+    for j in 0..B {
+        let c = n0 + j * LANES;
+        let lanes = lanes_at(req, c);
+        let bias = _mm512_loadu_si512(req.bias.as_ptr().add(c) as *const _);
+        let count = (cols - j * LANES).min(LANES);
+        for (i, row) in acc.iter().enumerate() {
+            let value = rescale(_mm512_add_epi32(row[j], bias), &lanes);
+            store(value, &lanes, io.out.add((m0 + i) * io.ldo + c), count);
+        }
+    }
+}
+
+/// One output pixel whose window may leave the input: each valid tap's codes less the zero
+/// point, times the weights, summed in int32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn depthwise_pixel(
+    p: &PackedInt8Depthwise,
+    req: &Requantization,
+    io: &DepthwiseIo,
+    x: *const u8,
+    taps: &TapList,
+    out: *mut u8,
+) {
+    let padded = p.padded();
+    let zero = _mm512_set1_epi32(io.zero_point);
+    for c in (0..p.channels).step_by(LANES) {
+        let mut acc = _mm512_loadu_si512(req.bias.as_ptr().add(c) as *const _);
+        for &(tap, pixel) in taps.as_slice() {
+            let bytes = _mm_loadu_si128(x.add(pixel * p.channels + c) as *const _);
+            let q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), zero);
+            let w = _mm512_loadu_si512(p.weights.as_ptr().add(tap * padded + c) as *const _);
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(q, w));
+        }
+        let lanes = lanes_at(req, c);
+        store(rescale(acc, &lanes), &lanes, out.add(c), p.channels - c);
+    }
+}
+
+/// `count` consecutive output pixels whose windows lie wholly inside the input, `first` the
+/// top-left tap of the first: raw codes times weights, the zero point's share subtracted
+/// once; channel blocks outermost so a block's weights and rescale stay in registers.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn depthwise_span(
+    p: &PackedInt8Depthwise,
+    req: &Requantization,
+    win: usize,
+    first: *const u8,
+    count: usize,
+    out: *mut u8,
+) {
+    let (k, ch, padded) = (p.kernel, p.channels, p.padded());
+    let mut offsets = [0usize; super::MAX_TAPS];
+    for (tap, offset) in offsets.iter_mut().enumerate().take(k * k) {
+        *offset = ((tap / k) * win + tap % k) * ch;
+    }
+    let offsets = &offsets[..k * k];
+    let step = p.stride * ch;
+    for c in (0..ch).step_by(LANES) {
+        let lanes = lanes_at(req, c);
+        let load = |v: &[i32]| _mm512_loadu_si512(v.as_ptr().add(c) as *const _);
+        let start = _mm512_sub_epi32(load(&req.bias), load(&p.correction));
+        let weight = |tap: usize| load(&p.weights[tap * padded..]);
+        let x = first.add(c);
+        if k == 3 {
+            let w: [__m512i; 9] = std::array::from_fn(weight);
+            for px in 0..count {
+                let at = x.add(px * step);
+                let mut acc = start;
+                for (wt, &off) in w.iter().zip(offsets) {
+                    let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.add(off) as *const _));
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(q, *wt));
+                }
+                store(rescale(acc, &lanes), &lanes, out.add(px * ch + c), ch - c);
+            }
+        } else {
+            for px in 0..count {
+                let at = x.add(px * step);
+                let mut acc = start;
+                for (tap, &off) in offsets.iter().enumerate() {
+                    let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.add(off) as *const _));
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(q, weight(tap)));
+                }
+                store(rescale(acc, &lanes), &lanes, out.add(px * ch + c), ch - c);
+            }
+        }
+    }
+}
+
+/// Codes `range` of the add: each input centred, shifted left, rescaled (no saturation
+/// needed: at most `MAX_ADD_INPUTS` terms below 2^27), summed, rescaled to the output.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn add(
+    params: &AddParams,
+    inputs: &[*const u8],
+    out: *mut u8,
+    range: std::ops::Range<usize>,
+) {
+    let (min, max) = (i64::from(i32::MIN), i64::from(i32::MAX));
+    let mut terms = [(
+        _mm512_setzero_si512(),
+        lanes_of(params.inputs[0].1, min, max),
+    ); super::MAX_ADD_INPUTS];
+    for (term, (z, r)) in terms.iter_mut().zip(&params.inputs) {
+        *term = (_mm512_set1_epi32(*z), lanes_of(*r, min, max));
+    }
+    let terms = &terms[..params.inputs.len()];
+    // One rescale, padded to every lane.
+    let output = lanes_at(&params.output, 0);
+    let left = _mm_cvtsi32_si128(params.left_shift as i32);
+    for j in range.clone().step_by(LANES) {
+        let mut sum = _mm512_setzero_si512();
+        for (x, (zero, lanes)) in inputs.iter().zip(terms) {
+            let bytes = _mm_loadu_si128(x.add(j) as *const _);
+            let centred = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), *zero);
+            sum = _mm512_add_epi32(sum, rescale(_mm512_sll_epi32(centred, left), lanes));
+        }
+        store(rescale(sum, &output), &output, out.add(j), range.end - j);
+    }
+}
+
+/// One pixel's channels of x times the gate: (x - zx)(g - zg) rescaled; a gate of one
+/// channel (`gate.2`) is broadcast.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn channel_mul_row(
+    req: &Requantization,
+    (x, zx): (*const u8, i32),
+    (gate, zg, single): (*const u8, i32, bool),
+    out: *mut u8,
+    channels: usize,
+) {
+    // One rescale, padded to every lane.
+    let lanes = lanes_at(req, 0);
+    let (zx, zg) = (_mm512_set1_epi32(zx), _mm512_set1_epi32(zg));
+    for c in (0..channels).step_by(LANES) {
+        let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(x.add(c) as *const _));
+        let g = match single {
+            true => _mm512_set1_epi32(i32::from(*gate)),
+            false => _mm512_cvtepu8_epi32(_mm_loadu_si128(gate.add(c) as *const _)),
+        };
+        let product = _mm512_mullo_epi32(_mm512_sub_epi32(q, zx), _mm512_sub_epi32(g, zg));
+        store(rescale(product, &lanes), &lanes, out.add(c), channels - c);
+    }
+}
+
+/// `plane` quantized: x / scale rounded half away from zero (truncate, then step away when
+/// the dropped fraction is at least a half), plus the zero point, clamped to 0..=255 (a NaN
+/// to 0, as the scalar cast does).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn quantize(quant: ActivationQuant, plane: &[f32], out: &mut [u8]) {
+    let scale = _mm512_set1_ps(quant.scale);
+    let zero_point = _mm512_set1_ps(f32::from(quant.zero_point));
+    let (half, one) = (_mm512_set1_ps(0.5), _mm512_set1_ps(1.0));
+    let (low, high) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+    let sign = _mm512_set1_ps(-0.0);
+    let n = plane.len().min(out.len());
+    for j in (0..n).step_by(LANES) {
+        let count = (n - j).min(LANES);
+        let keep = if count >= LANES {
+            0xFFFF
+        } else {
+            (1u16 << count) - 1
+        };
+        let v = _mm512_maskz_loadu_ps(keep, plane.as_ptr().add(j));
+        let t = _mm512_div_ps(v, scale);
+        let whole = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+        let fraction = _mm512_abs_ps(_mm512_sub_ps(t, whole));
+        let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(fraction, half);
+        let step = _mm512_or_ps(one, _mm512_and_ps(t, sign));
+        let rounded = _mm512_mask_add_ps(whole, away, whole, step);
+        let q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(rounded, zero_point), low), high);
+        let bytes = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(q));
+        _mm_mask_storeu_epi8(out.as_mut_ptr().add(j) as *mut i8, keep, bytes);
+    }
+}
