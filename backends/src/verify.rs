@@ -4,6 +4,8 @@
 
 use models::{relative_l2, seeded_uniform, Form, Graph, InputSize, Model, Tensor, Weights};
 
+use models::quantized::QuantizedModel;
+
 use crate::backend::{Availability, Backend, BackendError, PrepareOptions};
 use crate::reference::evaluate;
 
@@ -13,12 +15,16 @@ pub struct Agreement {
     pub relative_l2: f64,
     pub max_abs_diff: f64,
     pub tolerance: f64,
+    /// At int8: the largest difference, in output codes, from the quantized reference.
+    pub integer_codes_off: Option<u64>,
 }
 
 impl Agreement {
-    /// Within tolerance, and no NaN anywhere (a NaN makes every comparison false).
+    /// Within tolerance, and no NaN anywhere (a NaN makes every comparison false); at int8
+    /// also code for code with the quantized reference (every int8 kernel follows its integer
+    /// arithmetic exactly).
     pub fn passed(&self) -> bool {
-        self.relative_l2 <= self.tolerance
+        self.relative_l2 <= self.tolerance && self.integer_codes_off.is_none_or(|off| off == 0)
     }
 
     /// Compares an output with the reference output under a tolerance.
@@ -43,6 +49,7 @@ impl Agreement {
             relative_l2,
             max_abs_diff,
             tolerance,
+            integer_codes_off: None,
         }
     }
 }
@@ -56,7 +63,50 @@ pub fn reference_output(
     Ok(evaluate(graph, &weights.cast::<f64>(), &input.cast::<f64>())?.cast())
 }
 
-/// Prepares `backend`, runs it once on `input` and compares with `expected`.
+/// The largest difference between an int8 output and the quantized reference's output for
+/// `model`, in output codes (both dequantized with the same scale); `u64::MAX` for a NaN.
+pub fn codes_off(output: &Tensor, integer: &Tensor, model: &QuantizedModel) -> u64 {
+    let scale = f64::from(model.quant(model.graph.output()).scale);
+    let most = output
+        .data()
+        .iter()
+        .zip(integer.data())
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+        .fold(
+            0.0,
+            |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+        );
+    match most.is_finite() {
+        true => (most / scale).round() as u64,
+        false => u64::MAX,
+    }
+}
+
+/// An int8 check: `graph` quantized on `seeded_calibration`, prepared from that model, its
+/// output compared with `expected` (float64) and, code for code, with the quantized
+/// reference's.
+fn check_int8(
+    backend: &dyn Backend,
+    graph: &Graph,
+    weights: &Weights,
+    input: &Tensor,
+    expected: &Tensor,
+    options: &PrepareOptions,
+) -> Result<Agreement, BackendError> {
+    use crate::quantized_reference::{quantize, run, seeded_calibration, CALIBRATION_INPUTS};
+    let calibration = seeded_calibration(graph.input_shape(), CALIBRATION_INPUTS);
+    let model = quantize(graph, weights, &calibration)?;
+    let output = backend.prepare_quantized(&model, options)?.forward(input)?;
+    let integer = run(&model, input)?;
+    let tolerance = backend.tolerance_at(options.precision);
+    Ok(Agreement {
+        integer_codes_off: Some(codes_off(&output, &integer, &model)),
+        ..Agreement::measure(&output, expected, tolerance)
+    })
+}
+
+/// Prepares `backend`, runs it once on `input` and compares with `expected` (at int8, also
+/// with the quantized reference).
 pub fn check_against_reference(
     backend: &dyn Backend,
     graph: &Graph,
@@ -65,6 +115,9 @@ pub fn check_against_reference(
     expected: &Tensor,
     options: &PrepareOptions,
 ) -> Result<Agreement, BackendError> {
+    if options.precision == models::Precision::Int8 {
+        return check_int8(backend, graph, weights, input, expected, options);
+    }
     let mut plan = backend.prepare(graph, weights, options)?;
     let output = plan.forward(input)?;
     let tolerance = backend.tolerance_at(options.precision);

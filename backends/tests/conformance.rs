@@ -99,6 +99,28 @@ fn backends_with_fp16_match_the_reference_on_every_model_at_fp16() {
     }
 }
 
+/// S0-S4 in both forms at int8 on every backend with int8 (native): each quantized on the
+/// seeded calibration inputs, code for code with the quantized reference and within the int8
+/// bound of the float64 reference.
+#[test]
+fn backends_with_int8_match_the_quantized_reference_code_for_code_on_mobileone() {
+    let mobileone = Variant::ALL.map(Model::MobileOne);
+    let backends = with_precision(Precision::Int8);
+    assert!(backends.iter().any(|b| b.name() == "native"));
+    let options = backends::PrepareOptions::with_threads(2).at(Precision::Int8);
+    let checks =
+        backends::conformance(&backends, &mobileone, &Form::ALL, SIZE, 1, &options, |_| {})
+            .unwrap();
+    assert_eq!(checks.len(), 10 * backends.len());
+    for check in checks {
+        let CheckOutcome::Checked(agreement) = &check.outcome else {
+            panic!("{check:?}");
+        };
+        assert_eq!(agreement.integer_codes_off, Some(0), "{check:?}");
+        assert!(agreement.passed(), "{check:?}");
+    }
+}
+
 fn cpu_has_fp16_arithmetic() -> bool {
     #[cfg(target_arch = "x86_64")]
     return std::is_x86_feature_detected!("avx512fp16");

@@ -267,7 +267,7 @@ pub struct ProfileArgs {
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
+    /// Number format to compute in: fp32, bf16, fp16 or int8 (the backend must have it; int8 quantizes the model on seeded calibration inputs).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
     /// Timed runs after 3 warm-up runs; per-layer times are averaged over them.
@@ -297,7 +297,7 @@ pub struct InferArgs {
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
+    /// Number format to compute in: fp32, bf16, fp16 or int8 (the backend must have it; int8 quantizes the model on seeded calibration inputs).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
     /// Input: a float32 NCHW .npy of shape [N, 3, H, W] (N >= 1; H and W >= 32, 224 for the
@@ -405,7 +405,7 @@ pub struct ClassifyArgs {
     /// Worker threads for the backend.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
+    /// Number format to compute in: fp32, bf16, fp16 or int8 (the backend must have it; int8 quantizes the model on seeded calibration inputs).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
     /// How many of the most probable classes to print per image.
@@ -494,7 +494,7 @@ pub struct VerifyArgs {
     /// Thread count the backends are prepared with.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Number format to compute in: fp32, bf16 or fp16 (the backend must have it).
+    /// Number format to compute in: fp32, bf16, fp16 or int8 (the backend must have it; int8 quantizes the model on seeded calibration inputs).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use backends::{Agreement, Availability, Backend, PrepareOptions, Prepared};
 use indicatif::{ProgressBar, ProgressStyle};
+use models::quantized::QuantizedModel;
 use models::{model_cost_at, seeded_uniform, Form, InputSize, Model, Precision, Tensor, Weights};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use reports::results::{
@@ -46,6 +47,15 @@ struct Cell {
 struct ModelData {
     weights: BTreeMap<(Model, Form), Result<(Weights, String), String>>,
     reference: BTreeMap<Model, Result<Tensor, String>>,
+    int8: BTreeMap<(Model, Form), Result<Arc<Int8Reference>, String>>,
+}
+
+/// What an int8 cell runs and is checked against: the model quantized once per model and
+/// form (batch norms folded, min/max ranges on `seeded_calibration`), and the quantized
+/// reference's output on the cell's input.
+struct Int8Reference {
+    model: QuantizedModel,
+    output: Tensor,
 }
 
 /// The signals that end a run gracefully: Ctrl-C (SIGINT) and SIGTERM (what CI cancellation,
@@ -194,6 +204,7 @@ fn verify_and_measure(
 ) -> Result<()> {
     let f = &scenario.file;
     let mut data = ModelData {
+        int8: BTreeMap::new(),
         weights: BTreeMap::new(),
         reference: BTreeMap::new(),
     };
@@ -525,18 +536,33 @@ fn verified_plan(
         .build(cell.form, size)
         .expect("validated sizes build");
     let options = PrepareOptions::with_threads(cell.key.threads).at(cell.precision);
+    let int8 = match cell.precision {
+        Precision::Int8 => Some(
+            int8_reference_for(data, (cell.model, cell.form), &graph, &weights, input)
+                .map_err(failed("quantize"))?,
+        ),
+        _ => None,
+    };
     let started = Instant::now();
-    let mut plan = (backend.prepare(&graph, &weights, &options)).map_err(failed("prepare"))?;
+    let plan = match &int8 {
+        Some(r) => backend.prepare_quantized(&r.model, &options),
+        None => backend.prepare(&graph, &weights, &options),
+    };
+    let mut plan = plan.map_err(failed("prepare"))?;
     cell.result.prepare_ms = started.elapsed().as_secs_f64() * 1e3;
     cell.result.plan = plan.describe();
     cell.result.device = backend.device();
     let output = plan.forward(input).map_err(failed("run"))?;
     let tolerance = backend.tolerance_at(cell.precision);
     let agreement = Agreement::measure(&output, &expected, tolerance);
+    let codes_off = int8
+        .as_ref()
+        .map(|r| backends::verify::codes_off(&output, &r.output, &r.model));
     cell.result.verification = Some(Verification {
         relative_l2: agreement.relative_l2,
         max_abs_diff: agreement.max_abs_diff,
         tolerance: agreement.tolerance,
+        integer_codes_off: codes_off,
     });
     if !agreement.passed() {
         let reason = format!(
@@ -545,12 +571,20 @@ fn verified_plan(
         );
         return Err((CellStatus::Failed, reason));
     }
+    if let Some(off) = codes_off.filter(|&off| off > 0) {
+        let reason = format!("output differs from the quantized reference by up to {off} codes (int8 must match it code for code)");
+        return Err((CellStatus::Failed, reason));
+    }
     if backend.reports_layer_times() {
         let options = PrepareOptions {
             per_layer_timing: true,
             ..options
         };
-        cell.result.layers = profile_layers(backend, &graph, &weights, &options, input);
+        let source = match &int8 {
+            Some(r) => PlanSource::Quantized(&r.model),
+            None => PlanSource::Float(&graph, &weights),
+        };
+        cell.result.layers = profile_layers(backend, source, &options, input);
     }
     cell.ready = Some(ReadyCell {
         plan,
@@ -558,6 +592,36 @@ fn verified_plan(
         timer: CellTimer::new(),
     });
     Ok(())
+}
+
+/// What a plan is prepared from: a float graph with its weights, or an int8 model.
+enum PlanSource<'a> {
+    Float(&'a models::Graph, &'a Weights),
+    Quantized(&'a QuantizedModel),
+}
+
+/// The int8 model of a model and form, and the quantized reference's output on `input`,
+/// computed once.
+fn int8_reference_for(
+    data: &mut ModelData,
+    key: (Model, Form),
+    graph: &models::Graph,
+    weights: &Weights,
+    input: &Tensor,
+) -> Result<Arc<Int8Reference>, String> {
+    data.int8
+        .entry(key)
+        .or_insert_with(|| {
+            use backends::quantized_reference::{quantize, run, seeded_calibration};
+            let calibration = seeded_calibration(
+                graph.input_shape(),
+                backends::quantized_reference::CALIBRATION_INPUTS,
+            );
+            let model = quantize(graph, weights, &calibration).map_err(|e| e.to_string())?;
+            let output = run(&model, input).map_err(|e| e.to_string())?;
+            Ok(Arc::new(Int8Reference { model, output }))
+        })
+        .clone()
 }
 
 /// Runs for the per-layer breakdown, after one warm-up run.
@@ -568,12 +632,15 @@ const PROFILE_RUNS: u64 = 3;
 /// profiling plan fails: the breakdown is a bonus, not a verdict.
 fn profile_layers(
     backend: &dyn Backend,
-    graph: &models::Graph,
-    weights: &Weights,
+    source: PlanSource,
     options: &PrepareOptions,
     input: &Tensor,
 ) -> Vec<reports::results::LayerRecord> {
-    let Ok(mut plan) = backend.prepare(graph, weights, options) else {
+    let plan = match source {
+        PlanSource::Float(graph, weights) => backend.prepare(graph, weights, options),
+        PlanSource::Quantized(model) => backend.prepare_quantized(model, options),
+    };
+    let Ok(mut plan) = plan else {
         return Vec::new();
     };
     if plan.forward(input).is_err() {

@@ -33,7 +33,7 @@ pub struct ScenarioFile {
     pub backends: Vec<String>,
     #[serde(default = "default_threads")]
     pub threads: Vec<usize>,
-    /// Number formats every cell runs in (fp32, bf16, fp16); a backend without one skips it.
+    /// Number formats every cell runs in (fp32, bf16, fp16, int8); a backend without one skips it.
     #[serde(default = "default_precisions")]
     pub precisions: Vec<PrecisionName>,
     #[serde(default = "one")]
@@ -399,7 +399,10 @@ impl Scenario {
         check_backends(&f.backends).map_err(|m| ("backends", m))?;
         check_threads(&f.threads).map_err(|m| ("threads", m))?;
         if f.precisions.is_empty() {
-            return Err(("precisions", "list at least one (fp32, bf16, fp16)".into()));
+            return Err((
+                "precisions",
+                "list at least one (fp32, bf16, fp16, int8)".into(),
+            ));
         }
         if f.batch == 0 || f.batch > MAX_BATCH {
             return Err(("batch", format!("{}: a batch of 1 to {MAX_BATCH}", f.batch)));
@@ -894,7 +897,7 @@ mod tests {
         let e = err("name: t\nmodels: [s0]\nprecisions: []\n");
         assert_contains(
             &e,
-            &[":3: `precisions`: list at least one (fp32, bf16, fp16)"],
+            &[":3: `precisions`: list at least one (fp32, bf16, fp16, int8)"],
         );
         let e = err("name: t\nmodels: [s0]\nmeasurement:\n  min_runs: 50\n  max_runs: 10\n");
         assert_contains(&e, &[":4: `measurement.min_runs`: 50 with max_runs 10"]);

@@ -532,6 +532,43 @@ fn precision_is_a_cell_dimension_and_a_backend_without_one_skips_it_with_the_rea
 }
 
 #[test]
+fn an_int8_cell_runs_code_for_code_with_the_quantized_reference_and_reports_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, out) = run_scenario(
+        dir.path(),
+        "q.yaml",
+        "name: q\nmodels: [s0]\nforms: [unfused, reparameterized]\nbackends: [native, candle]\nprecisions: [fp32, int8]\ninput_size: 32\nmeasurement: {min_runs: 3, max_runs: 3, min_time_ms: 0, max_time_ms: 200}\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let results = ResultsFile::read(&out.join("results.json")).unwrap();
+    assert_eq!(results.cells.len(), 8);
+    for cell in results.cells.iter().filter(|c| c.key.precision == "int8") {
+        match cell.key.backend.as_str() {
+            "native" => {
+                assert_eq!(cell.status, CellStatus::Ok, "{:?}", cell.reason);
+                let v = cell.verification.as_ref().unwrap();
+                assert_eq!(v.integer_codes_off, Some(0));
+                // The price of int8: percent-level error against float64, far above fp32's.
+                assert!(v.relative_l2 > 1e-3 && v.relative_l2 < v.tolerance, "{v:?}");
+                assert_eq!(cell.cost.param_bytes, cell.cost.params);
+                assert_contains(&cell.plan, &["int8", "requantized"]);
+                assert!(cell.latency.is_some());
+            }
+            _ => {
+                assert_eq!(cell.status, CellStatus::Skipped);
+                assert_contains(cell.reason.as_deref().unwrap(), &["no int8"]);
+            }
+        }
+    }
+    let fp32 = results
+        .cells
+        .iter()
+        .find(|c| c.key.precision == "fp32")
+        .unwrap();
+    assert_eq!(fp32.verification.as_ref().unwrap().integer_codes_off, None);
+}
+
+#[test]
 fn a_precision_a_backend_lacks_is_a_clear_error_on_the_single_model_commands() {
     let o = harness(&[
         "profile",

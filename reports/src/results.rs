@@ -378,6 +378,10 @@ pub struct Verification {
     pub relative_l2: f64,
     pub max_abs_diff: f64,
     pub tolerance: f64,
+    /// int8 cells: the largest difference, in output codes, from the quantized reference
+    /// (0: code for code); absent at the float precisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integer_codes_off: Option<u64>,
 }
 
 /// unfused median / reparameterized median, per model, backend and thread count.

@@ -61,10 +61,11 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
                 format!("{:.2e}", a.relative_l2),
                 format!("{:.2e}", a.max_abs_diff),
                 format!("{:.0e}", a.tolerance),
-                if a.passed() {
-                    "pass".into()
-                } else {
-                    "FAIL".into()
+                match (a.passed(), a.integer_codes_off) {
+                    (true, None) => "pass".into(),
+                    (false, None) => "FAIL".into(),
+                    (true, Some(_)) => "pass (code for code with the int8 reference)".into(),
+                    (false, Some(off)) => format!("FAIL ({off} codes from the int8 reference)"),
                 },
             ],
             CheckOutcome::Skipped(reason) => [
