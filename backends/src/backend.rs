@@ -178,6 +178,13 @@ pub trait Backend: Send + Sync {
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError>;
 
+    /// How many output codes an int8 plan may differ from the quantized reference by: `Some(0)`
+    /// for an engine that follows its integer arithmetic exactly; `None` for one with its own
+    /// requantization, which is checked against float64 only and its distance reported.
+    fn int8_codes_allowed(&self) -> Option<u64> {
+        Some(0)
+    }
+
     /// Prepares an int8 model quantized beforehand (the one the quantized reference runs, so
     /// outputs can be compared code for code). Backends without int8 refuse.
     fn prepare_quantized(

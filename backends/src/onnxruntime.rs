@@ -67,9 +67,8 @@ impl Backend for OrtBackend {
             Precision::Fp16 => Err(
                 "ort runs the float32 ONNX export only here (an fp16 export and a check that ONNX Runtime keeps it in fp16 on this CPU are not written)".into(),
             ),
-            Precision::Int8 => Err(
-                "ort runs the float32 ONNX export only (a QDQ int8 export is not written yet)".into(),
-            ),
+            // The QDQ export of the int8 model: ONNX Runtime fuses it into its int8 kernels.
+            Precision::Int8 => Ok(()),
         }
     }
 
@@ -80,6 +79,10 @@ impl Backend for OrtBackend {
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
         crate::require_precision(self, options)?;
+        if options.precision == Precision::Int8 {
+            let model = crate::quantized_reference::quantize_seeded(graph, weights)?;
+            return self.prepare_quantized(&model, options);
+        }
         #[cfg(feature = "ort")]
         return Ok(Box::new(engine::OrtPlan::prepare(graph, weights, options)?));
         #[cfg(not(feature = "ort"))]
@@ -87,6 +90,29 @@ impl Backend for OrtBackend {
             let _ = (graph, weights, options);
             Err(BackendError::unavailable(self.name(), NOT_COMPILED_IN))
         }
+    }
+
+    /// The int8 model as QDQ ONNX (`models::onnx::export_quantized`): ONNX Runtime's own int8
+    /// kernels (QLinearConv and friends) with its own requantization (float scales, ties to
+    /// even), so not code for code with the quantized reference (`int8_codes_allowed`).
+    fn prepare_quantized(
+        &self,
+        model: &models::quantized::QuantizedModel,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        #[cfg(feature = "ort")]
+        return Ok(Box::new(engine::OrtPlan::prepare_quantized(
+            model, options,
+        )?));
+        #[cfg(not(feature = "ort"))]
+        {
+            let _ = (model, options);
+            Err(BackendError::unavailable(self.name(), NOT_COMPILED_IN))
+        }
+    }
+
+    fn int8_codes_allowed(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -214,6 +240,26 @@ mod engine {
         ) -> Result<Self, BackendError> {
             let model = models::onnx::export(graph, weights, env!("CARGO_PKG_VERSION"))
                 .map_err(|e| BackendError::weights(NAME, e))?;
+            let shapes = (graph.input_shape(), graph.output_shape());
+            Self::from_onnx(model, shapes, options)
+        }
+
+        /// The int8 model's QDQ export.
+        pub fn prepare_quantized(
+            model: &models::quantized::QuantizedModel,
+            options: &PrepareOptions,
+        ) -> Result<Self, BackendError> {
+            let bytes = models::onnx::export_quantized(model, env!("CARGO_PKG_VERSION"))
+                .map_err(|e| BackendError::failed(NAME, e))?;
+            let graph = &model.graph;
+            Self::from_onnx(bytes, (graph.input_shape(), graph.output_shape()), options)
+        }
+
+        fn from_onnx(
+            model: Vec<u8>,
+            (input_shape, output_shape): (&[usize], &[usize]),
+            options: &PrepareOptions,
+        ) -> Result<Self, BackendError> {
             let profile_dir = match options.per_layer_timing {
                 true => Some(tempfile::tempdir().map_err(failed)?),
                 false => None,
@@ -225,8 +271,8 @@ mod engine {
                 session: RefCell::new(session),
                 model: profile_dir.is_some().then_some(model),
                 options: options.clone(),
-                input_shape: graph.input_shape().to_vec(),
-                output_shape: graph.output_shape().to_vec(),
+                input_shape: input_shape.to_vec(),
+                output_shape: output_shape.to_vec(),
                 output_name,
                 profiled: RefCell::new(Vec::new()),
                 runs: 0,

@@ -70,15 +70,54 @@ impl Backend for OpenVinoBackend {
         options: &PrepareOptions,
     ) -> Result<Box<dyn Prepared>, BackendError> {
         crate::require_precision(self, options)?;
+        if options.precision == Precision::Int8 {
+            let model = crate::quantized_reference::quantize_seeded(graph, weights)?;
+            return self.prepare_quantized(&model, options);
+        }
         #[cfg(feature = "openvino")]
-        return Ok(Box::new(engine::OpenVinoPlan::prepare(
-            graph, weights, options,
-        )?));
+        {
+            let onnx = models::onnx::export(graph, weights, env!("CARGO_PKG_VERSION"))
+                .map_err(|e| BackendError::weights(self.name(), e))?;
+            let shapes = (graph.input_shape(), graph.output_shape());
+            Ok(Box::new(engine::OpenVinoPlan::prepare(
+                &onnx, shapes, options,
+            )?))
+        }
         #[cfg(not(feature = "openvino"))]
         {
             let _ = (graph, weights, options);
             Err(BackendError::unavailable(self.name(), NOT_COMPILED_IN))
         }
+    }
+
+    /// The int8 model as QDQ ONNX (`models::onnx::export_quantized`), which OpenVINO reads as
+    /// FakeQuantize ops and runs on its own int8 kernels with its own requantization: not code
+    /// for code with the quantized reference (`int8_codes_allowed`).
+    fn prepare_quantized(
+        &self,
+        model: &models::quantized::QuantizedModel,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, BackendError> {
+        crate::require_precision(self, options)?;
+        #[cfg(feature = "openvino")]
+        {
+            let onnx = models::onnx::export_quantized(model, env!("CARGO_PKG_VERSION"))
+                .map_err(|e| BackendError::failed(self.name(), e))?;
+            let graph = &model.graph;
+            let shapes = (graph.input_shape(), graph.output_shape());
+            Ok(Box::new(engine::OpenVinoPlan::prepare(
+                &onnx, shapes, options,
+            )?))
+        }
+        #[cfg(not(feature = "openvino"))]
+        {
+            let _ = (model, options);
+            Err(BackendError::unavailable(self.name(), NOT_COMPILED_IN))
+        }
+    }
+
+    fn int8_codes_allowed(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -88,7 +127,9 @@ pub fn hint_of(precision: Precision) -> (&'static str, &'static str) {
         Precision::Fp32 => ("f32", "FP32"),
         Precision::Bf16 => ("bf16", "BF16"),
         Precision::Fp16 => ("f16", "FP16"),
-        Precision::Int8 => ("i8", "INT8"),
+        // An int8 model runs its quantized ops in int8 whatever the hint; the hint keeps what
+        // stays float at f32.
+        Precision::Int8 => ("f32", "INT8"),
     }
 }
 
@@ -104,7 +145,7 @@ mod engine {
         CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey,
         Shape, Tensor as OvTensor,
     };
-    use models::{Graph, Precision, Tensor, Weights};
+    use models::{Precision, Tensor};
 
     use super::hint_of;
     use crate::backend::{
@@ -158,9 +199,6 @@ mod engine {
     }
 
     pub fn supports(precision: Precision) -> Result<(), String> {
-        if precision == Precision::Int8 {
-            return Err("OpenVINO runs int8 from a quantized (FakeQuantize) model, and the ONNX export is float32 (an int8 export is not written yet)".into());
-        }
         let (hint, flag) = hint_of(precision);
         let runtime = runtime()?;
         let listed = runtime.capabilities.split_whitespace().any(|c| c == flag);
@@ -182,6 +220,8 @@ mod engine {
         output_shape: Vec<usize>,
         threads: usize,
         precision: &'static str,
+        /// Whether the model is the int8 model's QDQ export.
+        int8: bool,
         /// Profiling plans only: each node's time summed over the runs so far.
         profiled: Option<RefCell<Vec<LayerTime>>>,
         runs: u64,
@@ -301,15 +341,12 @@ mod engine {
     }
 
     fn compile(
-        graph: &Graph,
-        weights: &Weights,
+        onnx: &[u8],
         options: &PrepareOptions,
     ) -> Result<(Core, CompiledModel), BackendError> {
         runtime().map_err(|r| BackendError::unavailable(NAME, r))?;
-        let onnx = models::onnx::export(graph, weights, env!("CARGO_PKG_VERSION"))
-            .map_err(|e| BackendError::weights(NAME, e))?;
         let mut core = Core::new().map_err(failed)?;
-        let model = core.read_model_from_buffer(&onnx, None).map_err(failed)?;
+        let model = core.read_model_from_buffer(onnx, None).map_err(failed)?;
         let (hint, _) = hint_of(options.precision);
         configure(&mut core, options, hint)?;
         let compiled = core
@@ -326,14 +363,15 @@ mod engine {
     }
 
     impl OpenVinoPlan {
+        /// A plan for an exported ONNX model (float, or the int8 model's QDQ form).
         pub fn prepare(
-            graph: &Graph,
-            weights: &Weights,
+            onnx: &[u8],
+            (input_shape, output_shape): (&[usize], &[usize]),
             options: &PrepareOptions,
         ) -> Result<Self, BackendError> {
-            let (core, mut compiled) = compile(graph, weights, options)?;
+            let (core, mut compiled) = compile(onnx, options)?;
             let mut request = compiled.create_infer_request().map_err(failed)?;
-            let dims: Vec<i64> = graph.input_shape().iter().map(|&d| d as i64).collect();
+            let dims: Vec<i64> = input_shape.iter().map(|&d| d as i64).collect();
             let shape = Shape::new(&dims).map_err(failed)?;
             let input = OvTensor::new(ElementType::F32, &shape).map_err(failed)?;
             request.set_input_tensor(&input).map_err(failed)?;
@@ -342,8 +380,9 @@ mod engine {
                 input,
                 _compiled: compiled,
                 _core: core,
-                input_shape: graph.input_shape().to_vec(),
-                output_shape: graph.output_shape().to_vec(),
+                input_shape: input_shape.to_vec(),
+                output_shape: output_shape.to_vec(),
+                int8: options.precision == Precision::Int8,
                 threads: options.threads,
                 precision: hint_of(options.precision).0,
                 profiled: options.per_layer_timing.then(|| RefCell::new(Vec::new())),
@@ -389,13 +428,17 @@ mod engine {
 
         fn describe(&self) -> String {
             format!(
-                "openvino: {}, CPU plugin, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1, INFERENCE_NUM_THREADS={}, INFERENCE_PRECISION_HINT={}, ENABLE_CPU_PINNING=NO{}; the graph exported as ONNX opset {}; the input copied into OpenVINO's tensor each run",
+                "openvino: {}, CPU plugin, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1, INFERENCE_NUM_THREADS={}, INFERENCE_PRECISION_HINT={}, ENABLE_CPU_PINNING=NO{}; {} exported as ONNX opset {}; the input copied into OpenVINO's tensor each run",
                 version(),
                 self.threads,
                 self.precision,
                 match self.profiled {
                     Some(_) => ", PERF_COUNT=YES (profiling plan)",
                     None => "",
+                },
+                match self.int8 {
+                    true => "the int8 model (QDQ: OpenVINO's FakeQuantize, int8 kernels)",
+                    false => "the graph",
                 },
                 models::onnx::OPSET
             )

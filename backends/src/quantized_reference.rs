@@ -95,6 +95,16 @@ pub fn seeded_calibration(shape: &[usize], count: usize) -> Vec<Tensor<f32>> {
 /// How many seeded inputs `seeded_calibration` gives a backend that quantizes on its own.
 pub const CALIBRATION_INPUTS: usize = 4;
 
+/// `quantize` on `CALIBRATION_INPUTS` seeded inputs: the int8 model of a cell, which every
+/// backend that quantizes on its own builds the same way.
+pub fn quantize_seeded(
+    graph: &Graph,
+    weights: &Weights<f32>,
+) -> Result<QuantizedModel, BackendError> {
+    let calibration = seeded_calibration(graph.input_shape(), CALIBRATION_INPUTS);
+    quantize(graph, weights, &calibration)
+}
+
 type Input<'a> = (&'a [u8], ActivationQuant, &'a [usize]);
 
 fn run_node(
@@ -116,6 +126,7 @@ fn run_node(
             rescale,
             low,
             high,
+            ..
         } => {
             let sums = match op {
                 Op::Conv2d(c) => conv(c, x, zx, xshape, weights, bias, shape),

@@ -38,7 +38,7 @@ pub struct CellSelection {
     /// Thread counts to run instead of the scenario's (comma list, e.g. 1,2).
     #[arg(long, value_delimiter = ',')]
     pub threads: Option<Vec<usize>>,
-    /// Precisions to run instead of the scenario's (comma list: fp32,bf16,fp16).
+    /// Precisions to run instead of the scenario's (comma list: fp32,bf16,fp16,int8).
     #[arg(long, value_delimiter = ',')]
     pub precisions: Option<Vec<String>>,
 }

@@ -47,6 +47,8 @@ pub enum QuantizedOp {
     /// channel, and the output clamped to `low..=high`.
     Gemm {
         weights: Vec<i8>,
+        /// Each output channel's weight scale (real weight = int8 x scale).
+        weight_scales: Vec<f32>,
         bias: Vec<i32>,
         rescale: Vec<Rescale>,
         low: u8,
@@ -297,6 +299,7 @@ impl<'a> Quantizer<'a> {
             .map_err(text)?;
         let (low, high) = self.clamp(i);
         Ok(QuantizedOp::Gemm {
+            weight_scales: weights.scales,
             weights: weights.values,
             bias,
             rescale,

@@ -247,6 +247,7 @@ impl<'a> Compiler<'a> {
             (
                 QuantizedOp::Gemm {
                     weights,
+                    weight_scales: _,
                     bias,
                     rescale,
                     low,

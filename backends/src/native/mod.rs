@@ -170,9 +170,7 @@ impl Backend for NativeBackend {
             .validate(graph, "weights")
             .map_err(|e| BackendError::weights(NAME, e))?;
         if options.precision == Precision::Int8 {
-            use crate::quantized_reference::{quantize, seeded_calibration, CALIBRATION_INPUTS};
-            let calibration = seeded_calibration(graph.input_shape(), CALIBRATION_INPUTS);
-            let model = quantize(graph, weights, &calibration)?;
+            let model = crate::quantized_reference::quantize_seeded(graph, weights)?;
             return self.prepare_quantized(&model, options);
         }
         let plan = plan::compile(graph, weights, isa, options.precision)?;

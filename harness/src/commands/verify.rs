@@ -23,6 +23,21 @@ where
     }
 }
 
+/// pass or FAIL, and at int8 how far from the quantized reference (in output codes).
+fn verdict(a: &backends::Agreement) -> String {
+    let word = if a.passed() { "pass" } else { "FAIL" };
+    match (a.integer_codes_off, a.codes_allowed) {
+        (None, _) => word.into(),
+        (Some(0), Some(_)) => format!("{word} (code for code with the int8 reference)"),
+        (Some(off), Some(allowed)) => {
+            format!("{word} ({off} codes from the int8 reference; {allowed} allowed)")
+        }
+        (Some(off), None) => format!(
+            "{word} ({off} codes from the int8 reference: its own requantization, not gated)"
+        ),
+    }
+}
+
 pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let models = parse_list(&args.models, &Model::all(), "--models")?;
     let forms = parse_list(&args.forms, &Form::ALL, "--forms")?;
@@ -61,12 +76,7 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
                 format!("{:.2e}", a.relative_l2),
                 format!("{:.2e}", a.max_abs_diff),
                 format!("{:.0e}", a.tolerance),
-                match (a.passed(), a.integer_codes_off) {
-                    (true, None) => "pass".into(),
-                    (false, None) => "FAIL".into(),
-                    (true, Some(_)) => "pass (code for code with the int8 reference)".into(),
-                    (false, Some(off)) => format!("FAIL ({off} codes from the int8 reference)"),
-                },
+                verdict(a),
             ],
             CheckOutcome::Skipped(reason) => [
                 "-".into(),

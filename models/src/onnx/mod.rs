@@ -4,6 +4,9 @@
 //! opset 17 has no Gelu); weights are float32 initializers named as in the graph's weights.
 
 pub mod proto;
+mod qdq;
+
+pub use qdq::export_quantized;
 
 use std::collections::BTreeSet;
 

@@ -8,7 +8,7 @@ use prost::Message;
 
 use super::proto::{self, ModelProto, TensorProto, ValueInfoProto};
 use super::*;
-use crate::{Form, InputSize, Model};
+use crate::{Form, InputSize, Model, Variant};
 
 fn exported(model: Model, form: Form) -> (Graph, Weights<f32>, ModelProto) {
     let graph = model.build(form, InputSize::square(2, 64)).unwrap();
@@ -201,4 +201,86 @@ fn weights_that_do_not_fit_the_graph_are_refused() {
     weights.remove(&name);
     let err = export(&graph, &weights, "test").unwrap_err().to_string();
     crate::testing::assert_contains(&err, &["missing tensor", &name]);
+}
+
+#[test]
+fn an_int8_model_is_written_as_qdq_with_int8_weights_and_every_value_quantized() {
+    use crate::quantize::ValueRanges;
+    use crate::quantized::{QuantizedModel, QuantizedOp};
+    let model = Model::MobileOne(Variant::S0);
+    let graph = model
+        .build(Form::Reparameterized, InputSize::square(1, 32))
+        .unwrap();
+    let weights = model.seeded_weights(Form::Reparameterized, 0);
+    let mut ranges = ValueRanges::new(graph.nodes().len());
+    ranges.input.observe([-2.0, 2.0]);
+    for (range, node) in ranges.nodes.iter_mut().zip(graph.nodes()) {
+        let low = if matches!(node.op, Op::Relu) {
+            0.0
+        } else {
+            -3.0
+        };
+        range.observe([low, 3.0]);
+    }
+    let quantized = QuantizedModel::new(&graph, &weights, &ranges).unwrap();
+    let bytes = super::export_quantized(&quantized, "test").unwrap();
+    let onnx = ModelProto::decode(bytes.as_slice()).unwrap();
+    let g = onnx.graph.unwrap();
+    let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+    let fused = quantized
+        .ops
+        .iter()
+        .filter(|o| **o == QuantizedOp::Fused)
+        .count();
+    let convs = graph
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, Op::Conv2d(_)))
+        .count();
+    assert!(fused > 10 && convs > 10);
+    // A pair per value (the input, and every node not followed by a fused activation).
+    assert_eq!(count("QuantizeLinear"), 1 + graph.nodes().len() - fused);
+    // Per conv and the classifier: weight and bias dequantized.
+    assert_eq!(
+        count("DequantizeLinear"),
+        count("QuantizeLinear") + 2 * (convs + 1)
+    );
+    assert_eq!(
+        (count("Conv"), count("Gemm"), count("Relu")),
+        (convs, 1, fused)
+    );
+    // Each Conv is followed directly by its ReLU: no pair between.
+    for relu in g.node.iter().filter(|n| n.op_type == "Relu") {
+        let producer = g
+            .node
+            .iter()
+            .find(|n| n.output[0] == relu.input[0])
+            .unwrap();
+        assert_eq!(producer.op_type, "Conv", "{relu:?}");
+    }
+    let weight = g
+        .initializer
+        .iter()
+        .find(|t| t.name == "stage0.reparam_conv.weight/q")
+        .unwrap();
+    assert_eq!(
+        (weight.data_type, weight.dims.as_slice()),
+        (proto::INT8, &[48i64, 3, 3, 3][..])
+    );
+    let bias = g
+        .initializer
+        .iter()
+        .find(|t| t.name == "stage0.reparam_conv.bias/q")
+        .unwrap();
+    assert_eq!(
+        (bias.data_type, bias.raw_data.len()),
+        (proto::INT32, 48 * 4)
+    );
+    let QuantizedOp::Gemm { weights: w, .. } = &quantized.ops[0] else {
+        panic!("{:?}", quantized.ops[0]);
+    };
+    assert_eq!(
+        weight.raw_data,
+        w.iter().map(|&v| v as u8).collect::<Vec<_>>()
+    );
 }
