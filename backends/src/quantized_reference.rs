@@ -5,7 +5,7 @@
 
 use models::graph::{Conv2d, Op, ValueId};
 use models::quantize::ActivationQuant;
-use models::quantized::{QuantizedModel, QuantizedOp, ADD_LEFT_SHIFT};
+use models::quantized::{add_sum, QuantizedModel, QuantizedOp};
 use models::{fold_batch_norm_weights, fold_batch_norms_graph, Graph, Tensor, Weights};
 
 use crate::backend::BackendError;
@@ -149,19 +149,15 @@ fn run_node(
         QuantizedOp::Fused | QuantizedOp::Reshape => x.to_vec(),
         QuantizedOp::Add {
             inputs: scales,
-            output,
             low,
             high,
         } => (0..x.len())
             .map(|j| {
-                let sum = inputs
+                let terms = inputs
                     .iter()
                     .zip(scales)
-                    .fold(0i32, |acc, ((data, q, _), s)| {
-                        let centred = i32::from(data[j]) - i32::from(q.zero_point);
-                        acc.saturating_add(s.apply(centred << ADD_LEFT_SHIFT))
-                    });
-                store(output.apply(sum), *low, *high)
+                    .map(|((data, q, _), s)| (i32::from(data[j]) - i32::from(q.zero_point), *s));
+                store(add_sum(terms), *low, *high)
             })
             .collect(),
         QuantizedOp::Mean(rescale) => {
@@ -173,7 +169,7 @@ fn run_node(
                 })
                 .collect()
         }
-        QuantizedOp::ChannelMul(rescale) => {
+        QuantizedOp::ChannelMul { rescale, low, high } => {
             let (s, sq, sshape) = inputs[1];
             let zs = i32::from(sq.zero_point);
             let area = xshape[2] * xshape[3];
@@ -183,7 +179,7 @@ fn run_node(
                     let (n, c) = (j / (xshape[1] * area), (j / area) % xshape[1]);
                     let gate = s[n * per_image + if per_image == 1 { 0 } else { c }];
                     let product = (i32::from(x[j]) - zx) * (i32::from(gate) - zs);
-                    store(rescale.apply(product), 0, 255)
+                    store(rescale.apply(product), *low, *high)
                 })
                 .collect()
         }

@@ -1,11 +1,11 @@
 //! The arithmetic of post-training int8 quantization, stated exactly so that every int8 kernel
 //! and the quantized reference can be checked bit for bit: per-tensor asymmetric uint8
 //! activations from an observed range (min/max calibration), per-output-channel symmetric int8
-//! weights, int32 biases at the accumulator's scale, and the fixed-point requantization of an
-//! int32 accumulator to the next activation (a Q31 multiplier and a shift, applied with one
-//! rounding as TFLite's single-rounding mode and XNNPACK do: the exact 64-bit product, half
-//! added, shifted right), and the ranges min/max
-//! calibration observes (`ValueRanges`; the calibration run itself is the reference executor's,
+//! weights, int32 biases at the accumulator's scale, and the requantization of an int32
+//! accumulator to the next activation in float32 (XNNPACK's and ONNX Runtime's "fp32"
+//! requantization: the accumulator converted to f32, multiplied by an f32 scale, rounded to the
+//! nearest integer with ties to even, every step an IEEE operation that vector units do
+//! identically), and the ranges min/max calibration observes (`ValueRanges`; the calibration run itself is the reference executor's,
 //! `backends::reference::value_ranges`).
 
 use crate::graph::ValueId;
@@ -22,9 +22,8 @@ pub enum QuantizeError {
     /// A NaN or infinite weight or bias.
     #[error("a non-finite value ({0}) among the weights or biases")]
     NotFinite(f32),
-    /// A requantization multiplier outside (0, 1): a scale combination no int8 kernel can
-    /// apply with one Q31 multiply and a right shift.
-    #[error("requantization multiplier {0}: must lie in (0, 1)")]
+    /// A requantization multiplier that is not a positive f32 (0, a NaN, or beyond f32).
+    #[error("requantization multiplier {0}: must be positive and finite in f32")]
     BadMultiplier(f64),
 }
 
@@ -210,119 +209,33 @@ pub fn quantize_bias(
         .collect())
 }
 
-/// A real multiplier in (0, 1) as a Q31 integer and a right shift: real = multiplier * 2^-31
-/// * 2^-shift, multiplier in [2^30, 2^31).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Requantize {
-    pub multiplier: i32,
-    pub shift: u32,
-}
-
-impl Requantize {
-    /// The fixed-point form of `real` (input scale x weight scale / output scale).
-    pub fn new(real: f64) -> Result<Self, QuantizeError> {
-        if !(real > 0.0 && real < 1.0) {
-            return Err(QuantizeError::BadMultiplier(real));
-        }
-        let mut shift = 0u32;
-        let mut m = real;
-        while m < 0.5 {
-            m *= 2.0;
-            shift += 1;
-        }
-        let mut q = (m * f64::from(1u32 << 31)).round() as i64;
-        if q == 1i64 << 31 {
-            // m rounded up to 1.0: 0.5 at one shift less (or the largest Q31 below 1).
-            match shift {
-                0 => q -= 1,
-                _ => {
-                    q /= 2;
-                    shift -= 1;
-                }
-            }
-        }
-        if shift > 31 {
-            return Err(QuantizeError::BadMultiplier(real));
-        }
-        Ok(Requantize {
-            multiplier: q as i32,
-            shift,
-        })
-    }
-
-    /// acc x real, rounded once: (acc x multiplier + 2^(30 + shift)) >> (31 + shift) on the
-    /// exact 64-bit product (ties toward +infinity).
-    pub fn apply(&self, acc: i32) -> i32 {
-        round_shift(i64::from(acc) * i64::from(self.multiplier), 31 + self.shift)
-    }
-}
-
-/// x / 2^shift rounded to nearest (ties toward +infinity), saturated to i32.
-fn round_shift(x: i64, shift: u32) -> i32 {
-    let half = if shift == 0 { 0 } else { 1i64 << (shift - 1) };
-    ((x + half) >> shift).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
-}
-
-/// A positive real multiplier of any size up to 2^31: real = 2^left_shift x requantize's real,
-/// applied with one rounding (the exact product acc x multiplier shifted right by
-/// 31 + shift - left_shift, half added; saturated to i32). Multipliers below 1 have no left
-/// shift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A positive real multiplier, applied in f32: `apply(acc)` is acc converted to f32 (ties to
+/// even), times `scale`, rounded to the nearest integer (ties to even), saturated to i32.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rescale {
-    pub left_shift: u32,
-    pub requantize: Requantize,
+    pub scale: f32,
 }
 
 impl Rescale {
     pub fn new(real: f64) -> Result<Self, QuantizeError> {
-        if !(real > 0.0 && real < 2f64.powi(31)) {
+        let scale = real as f32;
+        if !(real > 0.0 && scale > 0.0 && scale.is_finite()) {
             return Err(QuantizeError::BadMultiplier(real));
         }
-        if real < 2f64.powi(-32) {
-            // Below what a Q31 and a 31-bit shift reach: any int32 times it rounds to 0 (a
-            // channel of weights too small to matter), which a zero multiplier gives exactly.
-            return Ok(Rescale {
-                left_shift: 0,
-                requantize: Requantize {
-                    multiplier: 0,
-                    shift: 0,
-                },
-            });
-        }
-        let (mut left_shift, mut rest) = (0u32, real);
-        while rest >= 1.0 {
-            rest /= 2.0;
-            left_shift += 1;
-        }
-        Ok(Rescale {
-            left_shift,
-            requantize: Requantize::new(rest).map_err(|_| QuantizeError::BadMultiplier(real))?,
-        })
+        Ok(Rescale { scale })
     }
 
-    /// acc x real, rounded as `Requantize::apply` rounds.
+    /// acc x scale, rounded once in f32 and once to an integer.
     pub fn apply(&self, acc: i32) -> i32 {
-        let product = i64::from(acc) * i64::from(self.requantize.multiplier);
-        round_shift(product, self.right_shift())
-    }
-
-    /// The total right shift of the 64-bit product: 31 + shift - left_shift (0 to 62).
-    pub fn right_shift(&self) -> u32 {
-        (31 + self.requantize.shift).saturating_sub(self.left_shift)
+        ((acc as f32) * self.scale).round_ties_even() as i32
     }
 }
 
-/// An int32 accumulator to the output activation: requantized, offset by the output's zero
+/// An int32 accumulator to the output activation: rescaled, offset by the output's zero
 /// point, clamped to `low..=high` (0..=255, or the quantized floor and ceiling of a fused
 /// ReLU/ReLU6).
-pub fn requantize_to_u8(
-    acc: i32,
-    requantize: &Requantize,
-    zero_point: u8,
-    low: u8,
-    high: u8,
-) -> u8 {
-    let q = requantize.apply(acc).saturating_add(i32::from(zero_point));
+pub fn requantize_to_u8(acc: i32, rescale: &Rescale, zero_point: u8, low: u8, high: u8) -> u8 {
+    let q = rescale.apply(acc).saturating_add(i32::from(zero_point));
     q.clamp(i32::from(low), i32::from(high)) as u8
 }
 
@@ -331,7 +244,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rescale_applies_multipliers_above_one_with_a_left_shift() {
+    fn a_rescale_multiplies_in_f32_and_rounds_ties_to_even() {
         for (real, acc) in [
             (3.75, 1000),
             (0.3, -777),
@@ -342,20 +255,23 @@ mod tests {
             let r = Rescale::new(real).unwrap();
             let exact = real * f64::from(acc);
             assert!(
-                (f64::from(r.apply(acc)) - exact).abs() <= 0.5 + 1e-9,
+                (f64::from(r.apply(acc)) - exact).abs() <= 0.5 + 1e-6,
                 "{real} x {acc}"
             );
-            assert_eq!(r.left_shift > 0, real >= 1.0);
         }
-        // 4 = 2^3 x 0.5: the exact product, saturated to i32 only at the end.
-        assert_eq!(Rescale::new(4.0).unwrap().apply(1 << 28), 1 << 30);
+        let quarter = Rescale::new(0.25).unwrap();
+        assert_eq!(
+            [6, -6, 10, -10, 5].map(|a| quarter.apply(a)),
+            [2, -2, 2, -2, 1]
+        );
+        // Beyond i32: saturated; the accumulator itself is rounded to f32 first.
         assert_eq!(Rescale::new(4.0).unwrap().apply(i32::MAX / 2), i32::MAX);
         assert_eq!(Rescale::new(4.0).unwrap().apply(i32::MIN / 2), i32::MIN);
-        assert!(Rescale::new(0.0).is_err() && Rescale::new(f64::NAN).is_err());
-        // Below 2^-32 every int32 product rounds to 0, and a zero multiplier says so.
-        let tiny = Rescale::new(1e-12).unwrap();
-        assert_eq!((tiny.apply(i32::MAX), tiny.apply(i32::MIN)), (0, 0));
-        assert_eq!(Rescale::new(2f64.powi(-31)).unwrap().apply(1 << 30), 1);
+        assert_eq!(Rescale::new(1.0).unwrap().apply(16_777_217), 16_777_216);
+        assert_eq!(Rescale::new(1e-12).unwrap().apply(i32::MAX), 0);
+        for bad in [0.0, -1.0, f64::NAN, 1e300, 1e-300] {
+            assert!(Rescale::new(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -431,11 +347,6 @@ mod tests {
         assert!(quantize_bias(&[0.1], 0.05, &q.scales).is_err());
     }
 
-    /// acc x real rounded to nearest, in exact arithmetic (ties away from zero).
-    fn exact(acc: i32, real: f64) -> i64 {
-        (f64::from(acc) * real).round() as i64
-    }
-
     #[test]
     fn requantization_is_the_real_multiply_rounded_within_one_step() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -447,39 +358,17 @@ mod tests {
         };
         for _ in 0..2000 {
             let real = (next() % 1_000_000 + 1) as f64 / 1_000_001.0 * 0.9 + 1e-6;
-            let r = Requantize::new(real).unwrap();
-            let back = f64::from(r.multiplier) / f64::from(1u32 << 31) / f64::from(1u32 << r.shift);
-            assert!((back - real).abs() <= real * 1e-9, "{real}: {r:?}");
-            assert!(r.multiplier >= 1 << 30);
+            let r = Rescale::new(real).unwrap();
             let acc = (next() % 2_000_001) as i32 - 1_000_000;
-            let got = i64::from(r.apply(acc));
-            assert!((got - exact(acc, real)).abs() <= 1, "{acc} x {real}: {got}");
-            // One rounding of the exact product of the fixed-point numbers.
-            let fixed = f64::from(acc) * f64::from(r.multiplier) / 2f64.powi(31 + r.shift as i32);
-            assert_eq!(got, (fixed + 0.5).floor() as i64, "{acc} x {r:?}");
+            let exact = (f64::from(acc) * real).round();
+            let got = f64::from(r.apply(acc));
+            assert!((got - exact).abs() <= 1.0, "{acc} x {real}: {got}");
         }
-        // Exact halves round toward +infinity, once.
-        let half = Requantize::new(0.5).unwrap();
-        assert_eq!((half.multiplier, half.shift), (1 << 30, 0));
-        let quarter = Requantize::new(0.25).unwrap();
-        assert_eq!((quarter.multiplier, quarter.shift), (1 << 30, 1));
-        assert_eq!(quarter.apply(6), 2); // 1.5
-        assert_eq!(quarter.apply(-6), -1); // -1.5
-        assert_eq!(quarter.apply(5), 1); // 1.25: one rounding, not two
-        assert_eq!(quarter.apply(-5), -1);
-        assert_eq!(quarter.apply(i32::MAX), 536_870_912);
-        assert_eq!(quarter.apply(i32::MIN), -536_870_912);
-        // Just below 1: the largest Q31 multiplier, no shift.
-        let almost = Requantize::new(1.0 - 1e-12).unwrap();
-        assert_eq!((almost.multiplier, almost.shift), (i32::MAX, 0));
-        assert!(Requantize::new(1.0).is_err());
-        assert!(Requantize::new(0.0).is_err());
-        assert!(Requantize::new(1e-12).is_err());
     }
 
     #[test]
     fn an_accumulator_lands_in_the_output_range_with_its_zero_point() {
-        let r = Requantize::new(0.01).unwrap();
+        let r = Rescale::new(0.01).unwrap();
         assert_eq!(requantize_to_u8(1000, &r, 10, 0, 255), 20);
         assert_eq!(requantize_to_u8(-5000, &r, 10, 0, 255), 0);
         assert_eq!(requantize_to_u8(1_000_000, &r, 10, 0, 255), 255);

@@ -5,9 +5,11 @@
 //!
 //! Per op: a conv, a linear and a batch norm nothing folded (as a per-channel 1x1 depthwise
 //! conv) sum int8 x uint8 products in int32 with the bias and requantize per output channel; a
-//! ReLU or ReLU6 right after one of them, or after an add, is fused as the clamp of its output
+//! ReLU or ReLU6 right after one of them, or after an add or a channel product, is fused as the
+//! clamp of its output
 //! (which takes the activation's quantization); other single-input maps are 256-entry tables;
-//! an add rescales each input TFLite's way (a left shift of 20, then per-input multipliers);
+//! an add sums each zero-point-corrected input times its scale over the output's in f32
+//! (`add_sum`);
 //! the global average sums and rescales; squeeze-excite's channel product multiplies the two
 //! zero-point-corrected inputs and rescales; flatten keeps bytes and quantization.
 
@@ -36,8 +38,16 @@ pub enum QuantizedError {
     },
 }
 
-/// TFLite's left shift for an add's inputs: room for 20 fractional bits in int32.
-pub const ADD_LEFT_SHIFT: u32 = 20;
+/// An add's value before the output zero point: the sum over its inputs of (q - zero point)
+/// converted to f32 times the input's multiplier (its scale over the output's), in input order
+/// (each product and each partial sum rounded to f32, no fused multiply-add), rounded to the
+/// nearest integer with ties to even.
+pub fn add_sum(terms: impl IntoIterator<Item = (i32, Rescale)>) -> i32 {
+    let sum = terms
+        .into_iter()
+        .fold(0f32, |sum, (centred, m)| sum + centred as f32 * m.scale);
+    sum.round_ties_even() as i32
+}
 
 /// One node's integer form.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,18 +68,18 @@ pub enum QuantizedOp {
     Table(Box<[u8; 256]>),
     /// A ReLU or ReLU6 fused into the op before it: the same bytes.
     Fused,
-    /// Sum of the inputs: each (q - zero point) << 20 rescaled by its `inputs` multiplier, the
-    /// sum rescaled by `output`, clamped to `low..=high`.
+    /// Sum of the inputs (`add_sum`: each input's multiplier is its scale over the
+    /// output's), offset by the output zero point, clamped to `low..=high`.
     Add {
         inputs: Vec<Rescale>,
-        output: Rescale,
         low: u8,
         high: u8,
     },
     /// The mean over H and W: the sum of (q - zero point) rescaled by s_in / (H W s_out).
     Mean(Rescale),
-    /// x [N, C, H, W] times s [N, C, 1, 1]: (qx - zx)(qs - zs) rescaled by sx ss / s_out.
-    ChannelMul(Rescale),
+    /// x [N, C, H, W] times s [N, C, 1, 1]: (qx - zx)(qs - zs) rescaled by sx ss / s_out,
+    /// clamped to `low..=high`.
+    ChannelMul { rescale: Rescale, low: u8, high: u8 },
     /// Flatten: the same bytes and quantization.
     Reshape,
 }
@@ -251,13 +261,11 @@ impl<'a> Quantizer<'a> {
                 self.gemm(i, &w, Some(shift), b.channels, x, out)?
             }
             Op::Add => {
-                let largest = node.inputs.iter().map(|&v| self.quant(v).scale).fold(0f32, f32::max);
-                let twice = 2.0 * f64::from(largest);
-                let inputs = node.inputs.iter().map(|&v| Rescale::new(f64::from(self.quant(v).scale) / twice));
+                let over_output = |v: ValueId| f64::from(self.quant(v).scale) / f64::from(out.scale);
+                let inputs = node.inputs.iter().map(|&v| Rescale::new(over_output(v)));
                 let inputs = inputs.collect::<Result<_, _>>().map_err(text)?;
-                let output = Rescale::new(twice / (f64::from(1u32 << ADD_LEFT_SHIFT) * f64::from(out.scale))).map_err(text)?;
                 let (low, high) = self.clamp(i);
-                QuantizedOp::Add { inputs, output, low, high }
+                QuantizedOp::Add { inputs, low, high }
             }
             Op::GlobalAvgPool => {
                 let shape = self.graph.value_shape(node.inputs[0]);
@@ -268,7 +276,8 @@ impl<'a> Quantizer<'a> {
             Op::ChannelMul => {
                 let s = self.quant(node.inputs[1]);
                 let real = f64::from(x.scale) * f64::from(s.scale) / f64::from(out.scale);
-                QuantizedOp::ChannelMul(Rescale::new(real).map_err(text)?)
+                let (low, high) = self.clamp(i);
+                QuantizedOp::ChannelMul { rescale: Rescale::new(real).map_err(text)?, low, high }
             }
             Op::Flatten => QuantizedOp::Reshape,
             op => match op.unary_f64() {
@@ -310,7 +319,7 @@ impl<'a> Quantizer<'a> {
 }
 
 /// The ReLU and ReLU6 nodes that run as their producer's clamp: right after a conv, linear,
-/// batch norm or add that nothing else reads.
+/// batch norm, add or channel product that nothing else reads.
 fn fused_activations(graph: &Graph) -> Vec<bool> {
     let nodes = graph.nodes();
     let mut readers = vec![0usize; nodes.len()];
@@ -328,7 +337,7 @@ fn fused_activations(graph: &Graph) -> Vec<bool> {
                 readers[p] == 1
                     && matches!(
                         nodes[p].op,
-                        Op::Conv2d(_) | Op::Linear(_) | Op::BatchNorm(_) | Op::Add
+                        Op::Conv2d(_) | Op::Linear(_) | Op::BatchNorm(_) | Op::Add | Op::ChannelMul
                     )
             }
             _ => false,

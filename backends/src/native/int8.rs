@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use models::graph::{Conv2d, Op, ValueId};
-use models::quantized::{QuantizedModel, QuantizedOp, ADD_LEFT_SHIFT};
+use models::quantized::{QuantizedModel, QuantizedOp};
 use models::Tensor;
 
 use super::kernels::int8::{
@@ -296,15 +296,7 @@ impl<'a> Compiler<'a> {
                 len,
                 out: 0,
             },
-            (
-                QuantizedOp::Add {
-                    inputs,
-                    output,
-                    low,
-                    high,
-                },
-                _,
-            ) => {
+            (QuantizedOp::Add { inputs, low, high }, _) => {
                 if inputs.len() > MAX_ADD_INPUTS {
                     return Err(self.unsupported(i, "an add of more than 8 inputs"));
                 }
@@ -315,8 +307,14 @@ impl<'a> Compiler<'a> {
                         .zip(inputs)
                         .map(|(&v, r)| (i32::from(self.model.quant(v).zero_point), *r))
                         .collect(),
-                    output: Requantization::new(vec![0], &[*output], out_q.zero_point, *low, *high),
-                    left_shift: ADD_LEFT_SHIFT,
+                    // Only the zero point and clamp are used: each input has its multiplier.
+                    output: Requantization::new(
+                        vec![0],
+                        &[inputs[0]],
+                        out_q.zero_point,
+                        *low,
+                        *high,
+                    ),
                 };
                 let srcs = node.inputs.iter().map(|&v| self.buffer_of(v)).collect();
                 StepOp::Add {
@@ -337,12 +335,12 @@ impl<'a> Compiler<'a> {
                     out: 0,
                 }
             }
-            (QuantizedOp::ChannelMul(rescale), _) => {
+            (QuantizedOp::ChannelMul { rescale, low, high }, _) => {
                 let (n, h, w, c) = nhwc(graph.value_shape(x));
                 let g = node.inputs[1];
                 let gq = self.model.quant(g);
                 let gate_channels = graph.value_shape(g)[1];
-                let req = Requantization::new(vec![0], &[*rescale], out_q.zero_point, 0, 255);
+                let req = Requantization::new(vec![0], &[*rescale], out_q.zero_point, *low, *high);
                 StepOp::ChannelMul {
                     req,
                     x: (src, i32::from(xq.zero_point)),
@@ -583,18 +581,34 @@ impl Int8Plan {
     /// The float NCHW input as NHWC codes in buffer 0, by rows of (image, y).
     unsafe fn quantize_input(&self, input: &[f32], t: usize, threads: usize) {
         const CHUNK: usize = 64;
+        const CHANNELS: usize = 4;
         let (n, h, w, c) = nhwc(&self.input_shape);
         let to = self.buffer(0);
-        let mut codes = [0u8; CHUNK];
+        let mut codes = [[0u8; CHUNK]; CHANNELS];
         for r in n * h * t / threads..n * h * (t + 1) / threads {
             let (b, y) = (r / h, r % h);
-            for ch in 0..c {
-                let row = &input[((b * c + ch) * h + y) * w..][..w];
-                for (chunk, part) in row.chunks(CHUNK).enumerate() {
-                    int8::quantize_plane(self.isa, self.input, part, &mut codes);
-                    let first = (b * h + y) * w + chunk * CHUNK;
-                    for (x, &q) in codes[..part.len()].iter().enumerate() {
-                        *to.add((first + x) * c + ch) = q;
+            let row = |ch: usize| &input[((b * c + ch) * h + y) * w..][..w];
+            for x0 in (0..w).step_by(CHUNK) {
+                let width = CHUNK.min(w - x0);
+                let first = to.add(((b * h + y) * w + x0) * c);
+                if c > CHANNELS {
+                    for ch in 0..c {
+                        let part = &row(ch)[x0..x0 + width];
+                        int8::quantize_plane(self.isa, self.input, part, &mut codes[0]);
+                        for (x, &q) in codes[0][..width].iter().enumerate() {
+                            *first.add(x * c + ch) = q;
+                        }
+                    }
+                    continue;
+                }
+                for (ch, plane) in codes.iter_mut().enumerate().take(c) {
+                    int8::quantize_plane(self.isa, self.input, &row(ch)[x0..x0 + width], plane);
+                }
+                // Few channels (images): interleave in order, one pixel after another.
+                let out = std::slice::from_raw_parts_mut(first, width * c);
+                for (x, pixel) in out.chunks_exact_mut(c).enumerate() {
+                    for (ch, q) in pixel.iter_mut().enumerate() {
+                        *q = codes[ch][x];
                     }
                 }
             }
@@ -637,6 +651,20 @@ impl Int8Plan {
     }
 }
 
+/// Copies `dst.len()` bytes from `from`: short runs (a stem's 9-byte window rows) as two
+/// overlapping 8-byte moves instead of a `memcpy` call.
+unsafe fn small_copy(from: *const u8, dst: &mut [u8]) {
+    let n = dst.len();
+    if (8..=16).contains(&n) {
+        let head = (from as *const u64).read_unaligned();
+        let tail = (from.add(n - 8) as *const u64).read_unaligned();
+        (dst.as_mut_ptr() as *mut u64).write_unaligned(head);
+        (dst.as_mut_ptr().add(n - 8) as *mut u64).write_unaligned(tail);
+    } else {
+        dst.copy_from_slice(std::slice::from_raw_parts(from, n));
+    }
+}
+
 /// Thread `t`'s share of an im2col's rows: a window's row of taps is contiguous in NHWC, so
 /// each is one copy; taps outside the input are the zero point.
 unsafe fn im2col(s: &Im2col, x: *const u8, to: *mut u8, t: usize, threads: usize) {
@@ -661,8 +689,7 @@ unsafe fn im2col(s: &Im2col, x: *const u8, to: *mut u8, t: usize, threads: usize
             };
             let line = x.add((b * h + iy) * w * cin);
             if inside_x {
-                let from = std::slice::from_raw_parts(line.add(x0 as usize * cin), k * cin);
-                dst.copy_from_slice(from);
+                small_copy(line.add(x0 as usize * cin), dst);
                 continue;
             }
             for kx in 0..k {

@@ -260,6 +260,5 @@ fn layer_ranges(q: &QuantizedModel) -> Vec<(String, String, String, String, Stri
 
 /// The real multiplier a rescale applies.
 fn real(r: &models::quantize::Rescale) -> f64 {
-    f64::from(r.requantize.multiplier)
-        * 2f64.powi(r.left_shift as i32 - 31 - r.requantize.shift as i32)
+    f64::from(r.scale)
 }

@@ -5,6 +5,7 @@
 //! one (`vpdpbusd`: four u8 x i8 products summed into each int32 lane), chosen at run time.
 
 use models::quantize::Rescale;
+use models::quantized::add_sum;
 
 use crate::native::simd::Isa;
 
@@ -52,16 +53,13 @@ pub fn round_up(n: usize, m: usize) -> usize {
 }
 
 /// How int32 sums become output codes, per output channel: the bias added, the rescale
-/// applied, the output zero point added and the clamp to `low..=high`. The vector forms are
-/// padded to a multiple of `LANES` channels; each 16-channel block's 64-bit rounding terms
-/// and shifts are stored even channels first, then odd (the two halves of a 64-bit multiply).
+/// applied (`Rescale::apply`: in f32, ties to even), the output zero point added and the clamp
+/// to `low..=high`. The vector form of the scales is padded to a multiple of `LANES` channels.
 #[derive(Debug, Clone)]
 pub struct Requantization {
     pub bias: Vec<i32>,
     rescales: Vec<Rescale>,
-    multiplier: Vec<i32>,
-    half: Vec<i64>,
-    right: Vec<i64>,
+    scale: Vec<f32>,
     pub zero_point: i32,
     pub low: i32,
     pub high: i32,
@@ -80,25 +78,16 @@ impl Requantization {
                 c
             }]
         };
-        let mut r = Requantization {
+        let mut bias = bias;
+        bias.resize(padded, 0);
+        Requantization {
             bias,
             rescales: (0..channels.max(1)).map(at).collect(),
-            multiplier: (0..padded).map(|c| at(c).requantize.multiplier).collect(),
-            half: vec![0; padded],
-            right: vec![0; padded],
+            scale: (0..padded).map(|c| at(c).scale).collect(),
             zero_point: i32::from(zero_point),
             low: i32::from(low),
             high: i32::from(high),
-        };
-        for c in 0..padded {
-            let (block, lane) = (c / LANES * LANES, c % LANES);
-            let slot = block + lane / 2 + (lane % 2) * (LANES / 2);
-            let shift = at(c).right_shift();
-            r.right[slot] = i64::from(shift);
-            r.half[slot] = if shift == 0 { 0 } else { 1 << (shift - 1) };
         }
-        r.bias.resize(padded, 0);
-        r
     }
 
     /// Channel c's code for the sum `acc` (the bias not yet added).
@@ -110,6 +99,11 @@ impl Requantization {
             self.low,
             self.high,
         )
+    }
+
+    /// The code of an add's value (`models::quantized::add_sum`).
+    pub fn add_code(&self, value: i32) -> u8 {
+        store(value, self.zero_point, self.low, self.high)
     }
 }
 
@@ -426,17 +420,15 @@ unsafe fn portable_depthwise_pixel(
     }
 }
 
-/// The most inputs an add may have: their rescaled sum then stays far inside int32 (each
-/// term is below 2^27), so it needs no saturation.
+/// The most inputs an add may have (the plan keeps their pointers on the stack).
 pub const MAX_ADD_INPUTS: usize = 8;
 
-/// An element-wise add's inputs (each code's zero point and rescale after the left shift of
-/// `models::quantized::ADD_LEFT_SHIFT`), and the output's rescale, zero point and clamp.
+/// An element-wise add's inputs (each code's zero point and multiplier, its scale over the
+/// output's), and the output's zero point and clamp (`output`'s scales are unused).
 #[derive(Debug, Clone)]
 pub struct AddParams {
     pub inputs: Vec<(i32, Rescale)>,
     pub output: Requantization,
-    pub left_shift: u32,
 }
 
 /// Thread `t`'s share of an add of `len` codes from each of `inputs` (at most
@@ -462,11 +454,8 @@ pub unsafe fn add(
         _ => {
             for j in start..end {
                 let terms = inputs.iter().zip(&params.inputs);
-                let sum = terms.fold(0i32, |acc, (x, (z, r))| {
-                    let centred = i32::from(*x.add(j)) - z;
-                    acc.saturating_add(r.apply(centred << params.left_shift))
-                });
-                *out.add(j) = params.output.code(0, sum);
+                let value = add_sum(terms.map(|(x, (z, r))| (i32::from(*x.add(j)) - z, *r)));
+                *out.add(j) = params.output.add_code(value);
             }
         }
     }

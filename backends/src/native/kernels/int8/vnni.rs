@@ -3,72 +3,52 @@
 
 use std::arch::x86_64::*;
 
-use models::quantize::{ActivationQuant, Rescale};
+use models::quantize::ActivationQuant;
 
 use super::{
     AddParams, DepthwiseIo, GemmIo, PackedInt8Depthwise, PackedInt8Gemm, Requantization, TapList,
     LANES, MR, NB,
 };
 
-/// One 16-channel block's rescale: multipliers, and for the even and the odd channels (the
-/// two halves of `_mm512_mul_epi32`) the rounding term and right shift; the clamp of the
-/// result (64-bit) and the zero point added after it.
+/// One 16-channel block's rescale: f32 scales, the clamp (in f32, before rounding, to the
+/// code range less the zero point) and the zero point added after it.
 #[derive(Clone, Copy)]
 struct Lanes {
-    multiplier: __m512i,
-    half: [__m512i; 2],
-    right: [__m512i; 2],
-    low: __m512i,
-    high: __m512i,
+    scale: __m512,
+    low: __m512,
+    high: __m512,
     zero_point: __m512i,
 }
 
-/// Channels c..c+16 of `req`, clamped to its code range less the zero point.
+/// Channels c..c+16 of `req`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn lanes_at(req: &Requantization, c: usize) -> Lanes {
-    let wide =
-        |v: &[i64], half: usize| _mm512_loadu_si512(v.as_ptr().add(c + half * 8) as *const _);
     Lanes {
-        multiplier: _mm512_loadu_si512(req.multiplier.as_ptr().add(c) as *const _),
-        half: [wide(&req.half, 0), wide(&req.half, 1)],
-        right: [wide(&req.right, 0), wide(&req.right, 1)],
-        low: _mm512_set1_epi64(i64::from(req.low - req.zero_point)),
-        high: _mm512_set1_epi64(i64::from(req.high - req.zero_point)),
+        scale: _mm512_loadu_ps(req.scale.as_ptr().add(c)),
+        ..clamp_of(req)
+    }
+}
+
+/// `req`'s clamp and zero point, with a scale of 1.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn clamp_of(req: &Requantization) -> Lanes {
+    Lanes {
+        scale: _mm512_set1_ps(1.0),
+        low: _mm512_set1_ps((req.low - req.zero_point) as f32),
+        high: _mm512_set1_ps((req.high - req.zero_point) as f32),
         zero_point: _mm512_set1_epi32(req.zero_point),
     }
 }
 
-/// One rescale for every lane, clamped to `low..=high`, no zero point.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn lanes_of(r: Rescale, low: i64, high: i64) -> Lanes {
-    let shift = r.right_shift();
-    let half = if shift == 0 { 0 } else { 1i64 << (shift - 1) };
-    Lanes {
-        multiplier: _mm512_set1_epi32(r.requantize.multiplier),
-        half: [_mm512_set1_epi64(half); 2],
-        right: [_mm512_set1_epi64(i64::from(shift)); 2],
-        low: _mm512_set1_epi64(low),
-        high: _mm512_set1_epi64(high),
-        zero_point: _mm512_setzero_si512(),
-    }
-}
-
-/// `acc` x each lane's rescale: the exact 64-bit product, half added, shifted right, clamped.
+/// `acc` x each lane's scale in f32, clamped, rounded to the nearest integer (ties to even,
+/// the default rounding mode): `Rescale::apply` and the store's clamp in one.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn rescale(acc: __m512i, l: &Lanes) -> __m512i {
-    let even = _mm512_mul_epi32(acc, l.multiplier);
-    let odd = _mm512_mul_epi32(
-        _mm512_srli_epi64(acc, 32),
-        _mm512_srli_epi64(l.multiplier, 32),
-    );
-    let round = |p: __m512i, h: usize| {
-        let v = _mm512_srav_epi64(_mm512_add_epi64(p, l.half[h]), l.right[h]);
-        _mm512_min_epi64(_mm512_max_epi64(v, l.low), l.high)
-    };
-    _mm512_mask_blend_epi32(0xAAAA, round(even, 0), _mm512_slli_epi64(round(odd, 1), 32))
+    let value = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), l.scale);
+    _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(value, l.low), l.high))
 }
 
 /// Rescaled, clamped values plus the zero point, stored as codes (the first `count` lanes).
@@ -84,10 +64,16 @@ unsafe fn store(value: __m512i, l: &Lanes, out: *mut u8, count: usize) {
     _mm_mask_storeu_epi8(out as *mut i8, keep, bytes);
 }
 
-/// `rescale` applied to 16 values, saturated to int32 (for tests against `Rescale::apply`).
+/// `rescale` applied to 16 values, clamped to +-2^30 (for tests against `Rescale::apply`).
 #[cfg(test)]
-pub(super) unsafe fn rescale_lanes(values: [i32; 16], r: Rescale) -> [i32; 16] {
-    let l = lanes_of(r, i64::from(i32::MIN), i64::from(i32::MAX));
+pub(super) unsafe fn rescale_lanes(values: [i32; 16], r: models::quantize::Rescale) -> [i32; 16] {
+    let bound = (1u32 << 30) as f32;
+    let l = Lanes {
+        scale: _mm512_set1_ps(r.scale),
+        low: _mm512_set1_ps(-bound),
+        high: _mm512_set1_ps(bound),
+        zero_point: _mm512_setzero_si512(),
+    };
     let out = rescale(_mm512_loadu_si512(values.as_ptr() as *const _), &l);
     let mut lanes = [0i32; 16];
     _mm512_storeu_si512(lanes.as_mut_ptr() as *mut _, out);
@@ -239,8 +225,8 @@ pub(super) unsafe fn depthwise_span(
     }
 }
 
-/// Codes `range` of the add: each input centred, shifted left, rescaled (no saturation
-/// needed: at most `MAX_ADD_INPUTS` terms below 2^27), summed, rescaled to the output.
+/// Codes `range` of the add: each input centred, converted to f32, times its multiplier,
+/// summed in input order (`models::quantized::add_sum`), clamped and rounded.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub(super) unsafe fn add(
     params: &AddParams,
@@ -248,26 +234,26 @@ pub(super) unsafe fn add(
     out: *mut u8,
     range: std::ops::Range<usize>,
 ) {
-    let (min, max) = (i64::from(i32::MIN), i64::from(i32::MAX));
-    let mut terms = [(
-        _mm512_setzero_si512(),
-        lanes_of(params.inputs[0].1, min, max),
-    ); super::MAX_ADD_INPUTS];
+    let mut terms = [(_mm512_setzero_si512(), _mm512_setzero_ps()); super::MAX_ADD_INPUTS];
     for (term, (z, r)) in terms.iter_mut().zip(&params.inputs) {
-        *term = (_mm512_set1_epi32(*z), lanes_of(*r, min, max));
+        *term = (_mm512_set1_epi32(*z), _mm512_set1_ps(r.scale));
     }
     let terms = &terms[..params.inputs.len()];
-    // One rescale, padded to every lane.
-    let output = lanes_at(&params.output, 0);
-    let left = _mm_cvtsi32_si128(params.left_shift as i32);
+    let output = clamp_of(&params.output);
     for j in range.clone().step_by(LANES) {
-        let mut sum = _mm512_setzero_si512();
-        for (x, (zero, lanes)) in inputs.iter().zip(terms) {
+        let mut sum = _mm512_setzero_ps();
+        for (x, (zero, scale)) in inputs.iter().zip(terms) {
             let bytes = _mm_loadu_si128(x.add(j) as *const _);
             let centred = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), *zero);
-            sum = _mm512_add_epi32(sum, rescale(_mm512_sll_epi32(centred, left), lanes));
+            sum = _mm512_add_ps(sum, _mm512_mul_ps(_mm512_cvtepi32_ps(centred), *scale));
         }
-        store(rescale(sum, &output), &output, out.add(j), range.end - j);
+        let value = _mm512_min_ps(_mm512_max_ps(sum, output.low), output.high);
+        store(
+            _mm512_cvtps_epi32(value),
+            &output,
+            out.add(j),
+            range.end - j,
+        );
     }
 }
 
