@@ -24,14 +24,20 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, groups
     })
 }
 
-/// Every int8 kernel kind on shapes that do not fit the vector widths.
+/// Every int8 kernel kind on shapes that do not fit the vector widths (depthwise convs of 17
+/// and of 83 channels, 3x3 and 5x5, with and without padding).
 fn awkward_graph() -> Graph {
-    let mut b = GraphBuilder::new("awkward", vec![2, 3, 13, 11]).unwrap();
+    let mut b = GraphBuilder::new("awkward", vec![2, 3, 21, 19]).unwrap();
     let mut add = |name: &str, op: Op, inputs: &[ValueId]| b.add(name, op, inputs).unwrap();
     let stem = add("stem", conv(3, 17, 3, 2, 1, 1), &[ValueId::Input]);
     let stem = add("stem.relu", Op::Relu, &[stem]);
     let dw = add("dw", conv(17, 17, 3, 1, 1, 17), &[stem]);
     let dw = add("dw.relu6", Op::Relu6, &[dw]);
+    // 83 channels: one block of 64 on four-tap dot products, then 19 on the 16-lane path.
+    let wide = add("widen", conv(17, 83, 1, 1, 0, 1), &[dw]);
+    let wide = add("dw5", conv(83, 83, 5, 1, 2, 83), &[wide]);
+    let wide = add("dw3", conv(83, 83, 3, 1, 1, 83), &[wide]);
+    let dw = add("narrow", conv(83, 17, 1, 1, 0, 1), &[wide]);
     let dw2 = add("dw2", conv(17, 17, 3, 2, 0, 17), &[dw]);
     let pw = add("pw", conv(17, 33, 1, 1, 0, 1), &[dw2]);
     let pw2 = add("pw2", conv(17, 33, 1, 1, 0, 1), &[dw2]);
