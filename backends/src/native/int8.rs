@@ -672,8 +672,19 @@ unsafe fn im2col(s: &Im2col, x: *const u8, to: *mut u8, t: usize, threads: usize
     let (hout, wout) = s.output;
     let (k, stride, pad) = (s.conv.kernel, s.conv.stride, s.conv.padding);
     let rows = n * hout * wout;
-    for r in rows * t / threads..rows * (t + 1) / threads {
-        let (b, oy, ox) = (r / (hout * wout), r / wout % hout, r % wout);
+    let first = rows * t / threads;
+    // (image, output row, output column) of row r, advanced without dividing per row.
+    let (mut b, mut oy, mut ox) = (first / (hout * wout), first / wout % hout, first % wout);
+    for r in first..rows * (t + 1) / threads {
+        if r > first {
+            ox += 1;
+            if ox == wout {
+                (ox, oy) = (0, oy + 1);
+                if oy == hout {
+                    (oy, b) = (0, b + 1);
+                }
+            }
+        }
         let row = std::slice::from_raw_parts_mut(to.add(r * s.row), s.row);
         let x0 = (ox * stride) as isize - pad as isize;
         let inside_x = x0 >= 0 && x0 as usize + k <= w;
