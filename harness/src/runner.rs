@@ -558,6 +558,9 @@ fn verified_plan(
     let codes_off = int8
         .as_ref()
         .map(|r| backends::verify::codes_off(&output, &r.output, &r.model));
+    if let Some(r) = &int8 {
+        cell.result.quantization = r.model.layers();
+    }
     cell.result.verification = Some(Verification {
         relative_l2: agreement.relative_l2,
         max_abs_diff: agreement.max_abs_diff,

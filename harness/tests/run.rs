@@ -566,6 +566,23 @@ fn an_int8_cell_runs_code_for_code_with_the_quantized_reference_and_reports_its_
         .find(|c| c.key.precision == "fp32")
         .unwrap();
     assert_eq!(fp32.verification.as_ref().unwrap().integer_codes_off, None);
+    // The study: each int8 cell's layers, and the report's section comparing the forms.
+    let native_int8 = results
+        .cells
+        .iter()
+        .filter(|c| c.key.backend == "native" && c.key.precision == "int8");
+    for cell in native_int8 {
+        assert!(cell.quantization.len() > 10, "{:?}", cell.quantization);
+        assert!(cell.quantization.iter().all(|l| l.weight_spread() >= 1.0));
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert_contains(
+        &report,
+        &[
+            "## int8 and reparameterization",
+            "mobileone-s0 at int8: the reparameterized form's error is",
+        ],
+    );
 }
 
 #[test]

@@ -84,6 +84,25 @@ pub enum QuantizedOp {
     Reshape,
 }
 
+/// One conv-like layer of an int8 model: what its quantization had to cover (the study of
+/// reparameterization and quantization compares these between the forms).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerQuant {
+    pub name: String,
+    pub op: String,
+    /// The smallest and largest per-channel weight scale (the channel's largest |w| / 127).
+    pub weight_scales: [f32; 2],
+    /// The real range the output's codes cover: [min, max].
+    pub output_range: [f32; 2],
+}
+
+impl LayerQuant {
+    /// Largest over smallest channel weight scale: how unevenly the channels share int8.
+    pub fn weight_spread(&self) -> f32 {
+        self.weight_scales[1] / self.weight_scales[0].max(f32::MIN_POSITIVE)
+    }
+}
+
 /// A graph with its integer ops and every value's quantization.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizedModel {
@@ -120,6 +139,27 @@ impl QuantizedModel {
             values: q.values,
             ops: q.ops,
         })
+    }
+
+    /// Every conv-like layer's weight scales and output range, in node order.
+    pub fn layers(&self) -> Vec<LayerQuant> {
+        let nodes = self.graph.nodes().iter().zip(&self.ops).enumerate();
+        nodes
+            .filter_map(|(i, (node, op))| {
+                let QuantizedOp::Gemm { weight_scales, .. } = op else {
+                    return None;
+                };
+                let low = weight_scales.iter().copied().fold(f32::INFINITY, f32::min);
+                let high = weight_scales.iter().copied().fold(0f32, f32::max);
+                let out = self.values[i];
+                Some(LayerQuant {
+                    name: node.name.clone(),
+                    op: node.op.kind().to_string(),
+                    weight_scales: [low, high],
+                    output_range: [out.dequantize(0), out.dequantize(255)],
+                })
+            })
+            .collect()
     }
 
     /// The quantization of any value.

@@ -304,6 +304,7 @@ pub fn findings(results: &ResultsFile) -> Vec<String> {
             ranked.join(", ")
         ));
     }
+    out.extend(crate::quantization::findings(&results.cells));
     out
 }
 

@@ -71,6 +71,7 @@ pub fn html(results: &ResultsFile) -> String {
         }
         h.push_str("</table>\n");
     }
+    int8_table(&mut h, results);
     let findings = crate::analysis::findings(results);
     if !findings.is_empty() {
         h.push_str("<h2>What this run shows</h2>\n<ul>\n");
@@ -100,6 +101,27 @@ pub fn html(results: &ResultsFile) -> String {
     correlation_table(&mut h, results);
     h.push_str("</body></html>\n");
     h
+}
+
+/// The int8 study (`quantization::rows`) and its findings.
+fn int8_table(h: &mut String, results: &ResultsFile) {
+    let rows = crate::quantization::rows(&results.cells);
+    if rows.is_empty() {
+        return;
+    }
+    h.push_str("<h2>int8 and reparameterization</h2>\n<p>Both forms quantized the same way (min/max ranges, per-channel int8 weights, batch norms folded; the unfused form branch by branch): the int8 error against float64, and the widest weight-scale spread and activation range that explain it.</p>\n<table><tr>");
+    for head in crate::quantization::HEADER {
+        let _ = write!(h, "<th>{}</th>", escape(head));
+    }
+    h.push_str("</tr>\n");
+    for r in rows {
+        h.push_str("<tr>");
+        for cell in r {
+            let _ = write!(h, "<td>{}</td>", escape(&cell));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
 }
 
 /// The engines side by side (`summary::engines_rows`), the fastest row in bold.

@@ -8,6 +8,7 @@ pub mod cost_table;
 pub mod html;
 pub mod overlay;
 pub mod plots;
+pub mod quantization;
 pub mod results;
 pub mod stats;
 pub mod summary;

@@ -195,6 +195,9 @@ pub struct CellResult {
     /// `harness ab`'s rounds); absent when one process took them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<ProcessSpread>,
+    /// int8 cells: each conv-like layer's weight scales and output range, as quantized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantization: Vec<models::quantized::LayerQuant>,
 }
 
 /// A cell measured in several fresh processes: what each took and how far apart they are.
@@ -308,6 +311,7 @@ impl CellResult {
             warnings: Vec::new(),
             layers: Vec::new(),
             processes: None,
+            quantization: Vec::new(),
         }
     }
 

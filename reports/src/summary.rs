@@ -450,6 +450,18 @@ pub fn markdown(results: &ResultsFile) -> String {
             let _ = writeln!(md, "| {} |", r.map(|s| s.replace('|', "\\|")).join(" | "));
         }
     }
+    let int8 = crate::quantization::rows(&results.cells);
+    if !int8.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## int8 and reparameterization\n\nBoth forms quantized the same way (min/max activation ranges on the calibration inputs, per-channel int8 weights, batch norms folded into their convs; the unfused form branch by branch): the int8 error against float64, code for code with the quantized reference, and why the forms differ (the widest spread of weight scales across one layer's channels, the widest activation range).\n\n| {} |\n|{}",
+            crate::quantization::HEADER.join(" | "),
+            "---|".repeat(crate::quantization::HEADER.len())
+        );
+        for r in int8 {
+            let _ = writeln!(md, "| {} |", r.map(|s| s.replace('|', "\\|")).join(" | "));
+        }
+    }
     if let Some(r) = &results.reference_measurements {
         let _ = writeln!(
             md,

@@ -227,38 +227,18 @@ fn summary_row(form: Form, q: &QuantizedModel, set: &str, a: &Agreement) -> Vec<
 /// Per quantized conv-like layer: name, op, its weight scales' spread, its output's real range
 /// and scale.
 fn layer_ranges(q: &QuantizedModel) -> Vec<(String, String, String, String, String)> {
-    let mut rows = Vec::new();
-    for (i, node) in q.graph.nodes().iter().enumerate() {
-        let QuantizedOp::Gemm { rescale, .. } = &q.ops[i] else {
-            continue;
-        };
-        let input = q.quant(node.inputs[0]);
-        let out = q.values[i];
-        // Each channel's weight scale: rescale x output scale / input scale.
-        let scales: Vec<f64> = rescale
-            .iter()
-            .map(|r| real(r) * f64::from(out.scale) / f64::from(input.scale))
-            .collect();
-        let (lo, hi) = scales
-            .iter()
-            .fold((f64::INFINITY, 0f64), |(l, h), &s| (l.min(s), h.max(s)));
-        let low = out.dequantize(0);
-        let high = out.dequantize(255);
-        rows.push((
-            node.name.clone(),
-            node.op.kind().to_string(),
-            format!(
-                "{lo:.2e}..{hi:.2e} ({:.0}x)",
-                hi / lo.max(f64::MIN_POSITIVE)
-            ),
-            format!("{low:.3}..{high:.3}"),
-            format!("{:.2e}", out.scale),
-        ));
-    }
-    rows
-}
-
-/// The real multiplier a rescale applies.
-fn real(r: &models::quantize::Rescale) -> f64 {
-    f64::from(r.scale)
+    q.layers()
+        .into_iter()
+        .map(|l| {
+            let [lo, hi] = l.weight_scales;
+            let [low, high] = l.output_range;
+            (
+                l.name.clone(),
+                l.op.clone(),
+                format!("{lo:.2e}..{hi:.2e} ({:.0}x)", l.weight_spread()),
+                format!("{low:.3}..{high:.3}"),
+                format!("{:.2e}", (high - low) / 255.0),
+            )
+        })
+        .collect()
 }
