@@ -92,6 +92,12 @@ pub struct LayerQuant {
     pub op: String,
     /// The smallest and largest per-channel weight scale (the channel's largest |w| / 127).
     pub weight_scales: [f32; 2],
+    /// The median over output channels of the RMS of the channel's int8 weight codes (of a
+    /// largest 127): how much of int8's resolution a typical weight gets. A kernel whose
+    /// largest value dominates (a folded identity or 1x1 on the centre tap) leaves its other
+    /// weights few codes.
+    #[serde(default)]
+    pub weight_rms_code: f32,
     /// The real range the output's codes cover: [min, max].
     pub output_range: [f32; 2],
 }
@@ -101,6 +107,20 @@ impl LayerQuant {
     pub fn weight_spread(&self) -> f32 {
         self.weight_scales[1] / self.weight_scales[0].max(f32::MIN_POSITIVE)
     }
+}
+
+/// The median over `channels` equal chunks of `codes` of each chunk's root mean square.
+fn median_rms_code(codes: &[i8], channels: usize) -> f32 {
+    let per_channel = codes.len() / channels.max(1);
+    let mut rms: Vec<f32> = codes
+        .chunks(per_channel.max(1))
+        .map(|c| {
+            let sum: f32 = c.iter().map(|&q| f32::from(q) * f32::from(q)).sum();
+            (sum / c.len() as f32).sqrt()
+        })
+        .collect();
+    rms.sort_by(f32::total_cmp);
+    rms.get(rms.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A graph with its integer ops and every value's quantization.
@@ -146,7 +166,12 @@ impl QuantizedModel {
         let nodes = self.graph.nodes().iter().zip(&self.ops).enumerate();
         nodes
             .filter_map(|(i, (node, op))| {
-                let QuantizedOp::Gemm { weight_scales, .. } = op else {
+                let QuantizedOp::Gemm {
+                    weights,
+                    weight_scales,
+                    ..
+                } = op
+                else {
                     return None;
                 };
                 let low = weight_scales.iter().copied().fold(f32::INFINITY, f32::min);
@@ -156,6 +181,7 @@ impl QuantizedModel {
                     name: node.name.clone(),
                     op: node.op.kind().to_string(),
                     weight_scales: [low, high],
+                    weight_rms_code: median_rms_code(weights, weight_scales.len()),
                     output_range: [out.dequantize(0), out.dequantize(255)],
                 })
             })

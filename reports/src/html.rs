@@ -109,7 +109,7 @@ fn int8_table(h: &mut String, results: &ResultsFile) {
     if rows.is_empty() {
         return;
     }
-    h.push_str("<h2>int8 and reparameterization</h2>\n<p>Both forms quantized the same way (min/max ranges, per-channel int8 weights, batch norms folded; the unfused form branch by branch): the int8 error against float64, and the widest weight-scale spread and activation range that explain it.</p>\n<table><tr>");
+    h.push_str("<h2>int8 and reparameterization</h2>\n<p>Both forms quantized the same way (min/max ranges, per-channel int8 weights, batch norms folded; the unfused form branch by branch): the int8 error against float64, and what explains it: the layer whose typical weight gets the fewest int8 codes (per-channel RMS, median over channels, of 127) and the widest activation range.</p>\n<table><tr>");
     for head in crate::quantization::HEADER {
         let _ = write!(h, "<th>{}</th>", escape(head));
     }

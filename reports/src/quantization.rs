@@ -12,7 +12,7 @@ pub const HEADER: [&str; 9] = [
     "threads",
     "int8 error vs f64",
     "codes from int8 reference",
-    "widest weight-scale spread",
+    "fewest weight codes used",
     "widest activation range",
     "int8 ms / fp32 ms",
     "int8 / fp32",
@@ -82,21 +82,21 @@ fn row(c: &CellResult, fp32: Option<&CellResult>) -> [String; 9] {
     ]
 }
 
-/// The layer with the widest weight-scale spread and the one with the widest output range,
-/// each as "value (layer)".
+/// The layer whose typical weight uses the fewest int8 codes (median channel RMS, of 127) and
+/// the one with the widest output range, each as "value (layer)".
 fn widest(c: &CellResult) -> (String, String) {
-    let by_spread = c
+    let by_codes = c
         .quantization
         .iter()
-        .max_by(|a, b| a.weight_spread().total_cmp(&b.weight_spread()));
+        .min_by(|a, b| a.weight_rms_code.total_cmp(&b.weight_rms_code));
     let width = |l: &models::quantized::LayerQuant| l.output_range[1] - l.output_range[0];
     let by_range = c
         .quantization
         .iter()
         .max_by(|a, b| width(a).total_cmp(&width(b)));
     (
-        by_spread.map_or("-".into(), |l| {
-            format!("{:.0}x ({})", l.weight_spread(), l.name)
+        by_codes.map_or("-".into(), |l| {
+            format!("{:.1} of 127 ({})", l.weight_rms_code, l.name)
         }),
         by_range.map_or("-".into(), |l| {
             format!(
@@ -175,6 +175,7 @@ mod tests {
                 name: name.into(),
                 op: "conv2d".into(),
                 weight_scales: [0.01, 0.01 * spread],
+                weight_rms_code: 600.0 / spread,
                 output_range: [0.0, high],
             };
             c.quantization = vec![layer("a", spread, 4.0), layer("b", 2.0, 9.0)];
@@ -195,7 +196,7 @@ mod tests {
         let fused = rows.iter().find(|r| r[1] == "reparameterized").unwrap();
         assert_eq!(fused[3], "6.0e-2");
         assert_eq!(fused[4], "0");
-        assert_eq!(fused[5], "300x (a)");
+        assert_eq!(fused[5], "2.0 of 127 (a)");
         assert_eq!(fused[6], "0.000..9.000 (b)");
         assert_eq!(fused[8], "0.40");
         let findings = findings(&cells);
