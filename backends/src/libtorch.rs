@@ -47,9 +47,14 @@ impl Backend for TchBackend {
         cfg!(feature = "tch")
     }
 
-    /// Every precision, as libtorch tensors of that dtype.
-    fn supports(&self, _precision: Precision) -> Result<(), String> {
-        Ok(())
+    /// fp32, bf16 and fp16, as libtorch tensors of that dtype; not int8.
+    fn supports(&self, precision: Precision) -> Result<(), String> {
+        match precision {
+            Precision::Int8 => Err(
+                "tch runs float graphs only (libtorch's quantized CPU ops need a model quantized in PyTorch, which is not built here)".into(),
+            ),
+            _ => Ok(()),
+        }
     }
 
     fn prepare(
@@ -143,6 +148,8 @@ mod engine {
             Precision::Fp32 => Kind::Float,
             Precision::Bf16 => Kind::BFloat16,
             Precision::Fp16 => Kind::Half,
+            // `supports` refuses int8 before any tensor is made.
+            Precision::Int8 => Kind::Float,
         }
     }
 

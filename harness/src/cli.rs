@@ -244,6 +244,11 @@ pub struct ExportArgs {
     /// shape; and weights.safetensors).
     #[arg(long, value_enum, default_value_t = ExportFormat::GraphJson)]
     pub format: ExportFormat,
+    /// `fp32`, or `int8` with `--format onnx`: the model quantized as int8 cells are (4 seeded
+    /// calibration inputs, min/max ranges, per-channel int8 weights) and written as QDQ ONNX,
+    /// scales, zero points, int8 weights and int32 biases in the file.
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,

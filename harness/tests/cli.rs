@@ -536,6 +536,35 @@ fn export_writes_an_onnx_or_tflite_model_of_the_requested_size_or_the_graph_json
         bytes == expected.unwrap(),
         "the file is the exporter's bytes"
     );
+    // int8: the int8 cell's model as QDQ ONNX; int8 in another format is refused.
+    let qdq = dir.path().join("qdq");
+    let int8 = [
+        "export",
+        "--model",
+        "s0",
+        "--precision",
+        "int8",
+        "--input-size",
+        "32",
+    ];
+    let o = harness(&[&int8[..], &["--format", "onnx", "--out", p(&qdq)]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(&stderr(&o), &["wrote model.onnx (int8, QDQ"]);
+    let model = ModelProto::decode(std::fs::read(qdq.join("model.onnx")).unwrap().as_slice());
+    let nodes = model.unwrap().graph.unwrap().node;
+    assert!(
+        nodes
+            .iter()
+            .filter(|n| n.op_type == "QuantizeLinear")
+            .count()
+            > 20
+    );
+    let o = harness(&[&int8[..], &["--format", "tflite", "--out", p(&qdq)]].concat());
+    assert!(!o.status.success());
+    assert_contains(
+        &stderr(&o),
+        &["--precision int8", "QDQ ONNX (--format onnx)"],
+    );
     let o = harness(&[
         "export",
         "--model",

@@ -15,6 +15,9 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let m = build_model(&args.model)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
+    if super::parse_precision(&args.precision)? != models::Precision::Fp32 {
+        return export_quantized(args, &m);
+    }
     let written = match args.format {
         ExportFormat::Onnx => {
             let path = args.out.join("model.onnx");
@@ -47,6 +50,31 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         m.model,
         m.form,
         m.origin.source,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `--precision int8 --format onnx`: the model quantized as an int8 cell is, as QDQ ONNX.
+fn export_quantized(args: &ExportArgs, m: &super::BuiltModel) -> Result<()> {
+    if args.precision.parse() != Ok(models::Precision::Int8) || args.format != ExportFormat::Onnx {
+        anyhow::bail!(
+            "--precision {}: export writes fp32 in every format, and int8 as QDQ ONNX (--format onnx)",
+            args.precision
+        );
+    }
+    let path = args.out.join("model.onnx");
+    let quantized = backends::quantized_reference::quantize_seeded(&m.graph, &m.weights)
+        .with_context(|| format!("quantizing {} {}", m.model, m.form))?;
+    let bytes = models::onnx::export_quantized(&quantized, env!("CARGO_PKG_VERSION"))
+        .with_context(|| format!("{} {}", m.model, m.form))?;
+    write_atomically(&path, &bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+    eprintln!(
+        "{} {} (weights: {}): wrote model.onnx (int8, QDQ; calibrated on {} seeded inputs) to {}",
+        m.model,
+        m.form,
+        m.origin.source,
+        backends::quantized_reference::CALIBRATION_INPUTS,
         args.out.display()
     );
     Ok(())
