@@ -301,8 +301,8 @@ fn list_shows_backends_with_availability_and_precisions() {
     assert!(line("reference").ends_with("available (fp32)"), "{text}");
     // fp16 only where the CPU has fp16 arithmetic.
     let native = match backends::native::Isa::best().has_fp16_arith() {
-        true => "available (fp32, bf16, fp16)",
-        false => "available (fp32, bf16)",
+        true => "available (fp32, bf16, fp16, int8)",
+        false => "available (fp32, bf16, int8)",
     };
     assert!(line("native").ends_with(native), "{text}");
     assert!(line("candle").ends_with("available (fp32, fp16)"), "{text}");
