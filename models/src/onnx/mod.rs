@@ -148,16 +148,7 @@ impl Writer<'_> {
         let out = node.name.as_str();
         let inputs = self.inputs_and_params(node);
         match &node.op {
-            Op::Conv2d(c) => {
-                let (k, s, p) = (c.kernel as i64, c.stride as i64, c.padding as i64);
-                let attrs = vec![
-                    ints("kernel_shape", &[k, k]),
-                    ints("strides", &[s, s]),
-                    ints("pads", &[p, p, p, p]),
-                    int("group", c.groups as i64),
-                ];
-                self.node("Conv", inputs, out, attrs);
-            }
+            Op::Conv2d(c) => self.node("Conv", inputs, out, conv_attributes(c)),
             Op::BatchNorm(b) => self.node(
                 "BatchNormalization",
                 inputs,
@@ -323,6 +314,17 @@ fn value_info(name: &str, shape: &[usize]) -> ValueInfoProto {
             }),
         }),
     }
+}
+
+/// A Conv node's attributes: square kernel, stride and symmetric padding, groups.
+fn conv_attributes(c: &crate::graph::Conv2d) -> Vec<AttributeProto> {
+    let (k, s, p) = (c.kernel as i64, c.stride as i64, c.padding as i64);
+    vec![
+        ints("kernel_shape", &[k, k]),
+        ints("strides", &[s, s]),
+        ints("pads", &[p, p, p, p]),
+        int("group", c.groups as i64),
+    ]
 }
 
 fn int(name: &str, i: i64) -> AttributeProto {

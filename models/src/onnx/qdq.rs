@@ -6,7 +6,7 @@
 //! between (Conv, Relu, QuantizeLinear: the pattern runtimes fuse into one int8 kernel).
 
 use super::proto::{self, TensorProto};
-use super::{float, initializer, int, ints, unexportable, OnnxError, Writer};
+use super::{conv_attributes, float, initializer, int, ints, unexportable, OnnxError, Writer};
 use crate::graph::{Node, Op, ValueId};
 use crate::quantize::ActivationQuant;
 use crate::quantized::{QuantizedModel, QuantizedOp};
@@ -212,16 +212,7 @@ impl QdqWriter<'_> {
         let inputs = vec![x.to_string(), w, b];
         match &node.op {
             Op::Linear(_) => self.push("Gemm", inputs, out, vec![int("transB", 1)]),
-            Op::Conv2d(c) => {
-                let (k, s, p) = (c.kernel as i64, c.stride as i64, c.padding as i64);
-                let attrs = vec![
-                    ints("kernel_shape", &[k, k]),
-                    ints("strides", &[s, s]),
-                    ints("pads", &[p, p, p, p]),
-                    int("group", c.groups as i64),
-                ];
-                self.push("Conv", inputs, out, attrs);
-            }
+            Op::Conv2d(c) => self.push("Conv", inputs, out, conv_attributes(c)),
             _ => {
                 let attrs = vec![ints("kernel_shape", &[1, 1]), int("group", channels as i64)];
                 self.push("Conv", inputs, out, attrs);
