@@ -203,7 +203,17 @@ pub(super) unsafe fn depthwise_span(
         let start = _mm512_sub_epi32(load(&req.bias), load(&p.correction));
         let weight = |tap: usize| load(&p.weights[tap * padded..]);
         let x = first.add(c);
-        if k == 3 {
+        if k == 3 && p.stride == 1 {
+            let w: [__m512i; 9] = std::array::from_fn(weight);
+            slide_3x3(
+                &w,
+                (x, win * ch, ch),
+                count,
+                start,
+                &lanes,
+                (out.add(c), ch - c),
+            );
+        } else if k == 3 {
             let w: [__m512i; 9] = std::array::from_fn(weight);
             for px in 0..count {
                 let at = x.add(px * step);
@@ -225,6 +235,40 @@ pub(super) unsafe fn depthwise_span(
                 store(rescale(acc, &lanes), &lanes, out.add(px * ch + c), ch - c);
             }
         }
+    }
+}
+
+/// A stride-1 3x3 window sliding along a row: each input column's three codes (rows 0..3,
+/// `row` bytes apart) are widened once and kept for the three outputs that read them, so an
+/// output loads one new column instead of nine taps. `x` is the first window's top-left code
+/// of this channel block, `pixel` the bytes between columns.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn slide_3x3(
+    w: &[__m512i; 9],
+    (x, row, pixel): (*const u8, usize, usize),
+    count: usize,
+    start: __m512i,
+    lanes: &Lanes,
+    (out, channels): (*mut u8, usize),
+) {
+    let column = |ix: usize| -> [__m512i; 3] {
+        std::array::from_fn(|ky| {
+            let at = x.add(ky * row + ix * pixel);
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(at as *const _))
+        })
+    };
+    let (mut left, mut middle) = (column(0), column(1));
+    for px in 0..count {
+        let right = column(px + 2);
+        let mut acc = start;
+        for ky in 0..3 {
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(left[ky], w[3 * ky]));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(middle[ky], w[3 * ky + 1]));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(right[ky], w[3 * ky + 2]));
+        }
+        store(rescale(acc, lanes), lanes, out.add(px * pixel), channels);
+        (left, middle) = (middle, right);
     }
 }
 
