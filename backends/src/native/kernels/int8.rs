@@ -59,6 +59,8 @@ pub fn round_up(n: usize, m: usize) -> usize {
 pub struct Requantization {
     pub bias: Vec<i32>,
     rescales: Vec<Rescale>,
+    /// Read by the vector kernels only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     scale: Vec<f32>,
     pub zero_point: i32,
     pub low: i32,
@@ -236,6 +238,8 @@ pub struct PackedInt8Depthwise {
     pub stride: usize,
     pub padding: usize,
     weights: Vec<i32>,
+    /// Read by the vector kernels only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     correction: Vec<i32>,
 }
 

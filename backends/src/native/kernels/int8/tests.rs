@@ -5,7 +5,6 @@
 //! vector form against the scalar one on edge cases.
 
 use models::graph::{BatchNorm, Conv2d, Graph, GraphBuilder, Linear, Op, ValueId};
-use models::quantize::Rescale;
 use models::{seeded_uniform, Form, InputSize, Model, Variant};
 
 use super::Int8Isa;
@@ -178,7 +177,7 @@ fn the_vector_rescale_rounds_as_the_scalar_one_on_edge_cases() {
         i32::MAX - 1,
         i32::MIN + 1,
     ];
-    let rescales: Vec<Rescale> = [
+    let rescales: Vec<models::quantize::Rescale> = [
         0.25,
         0.5,
         0.3,
@@ -191,7 +190,7 @@ fn the_vector_rescale_rounds_as_the_scalar_one_on_edge_cases() {
         1.0,
     ]
     .iter()
-    .map(|&r| Rescale::new(r).unwrap())
+    .map(|&r| models::quantize::Rescale::new(r).unwrap())
     .collect();
     for rescale in rescales {
         for chunk in accs.chunks(16) {
