@@ -9,6 +9,27 @@ pub fn assert_contains(text: &str, needles: &[&str]) {
     }
 }
 
+/// A conv with a bias: `cin` to `cout` channels, a `k`x`k` kernel, `stride`, `padding` on
+/// every side and `groups`.
+pub fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> crate::graph::Conv2d {
+    crate::graph::Conv2d {
+        in_channels: cin,
+        out_channels: cout,
+        kernel: k,
+        stride,
+        padding,
+        groups,
+        bias: true,
+    }
+}
+
 /// MobileOne S0 reparameterized at `size`x`size`, batch 1, with seeded weights (seed 0) and a
 /// seeded input in [-2, 2): the small real model the engines' own tests run.
 pub fn small_s0(size: usize) -> (crate::Graph, crate::Weights, crate::Tensor) {

@@ -328,17 +328,7 @@ fn one_conv(conv: Conv2d, size: usize) -> (Graph, Weights<f32>) {
     (graph, weights)
 }
 
-fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, groups: usize) -> Conv2d {
-    Conv2d {
-        in_channels: cin,
-        out_channels: cout,
-        kernel: k,
-        stride,
-        padding,
-        groups,
-        bias: true,
-    }
-}
+use crate::testing::conv;
 
 #[test]
 fn dense_filters_are_ohwi_and_depthwise_filters_are_1hwo() {

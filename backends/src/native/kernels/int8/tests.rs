@@ -4,7 +4,7 @@
 //! node, on every int8 instruction set this CPU has and at 1 and 3 threads; and the rescale's
 //! vector form against the scalar one on edge cases.
 
-use models::graph::{BatchNorm, Conv2d, Graph, GraphBuilder, Linear, Op, ValueId};
+use models::graph::{BatchNorm, Graph, GraphBuilder, Linear, Op, ValueId};
 use models::{seeded_uniform, Form, InputSize, Model, Variant};
 
 use super::Int8Isa;
@@ -12,15 +12,7 @@ use crate::native::simd::Isa;
 use crate::quantized_reference::{quantize, run_values, seeded_calibration};
 
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, groups: usize) -> Op {
-    Op::Conv2d(Conv2d {
-        in_channels: cin,
-        out_channels: cout,
-        kernel: k,
-        stride,
-        padding,
-        groups,
-        bias: true,
-    })
+    Op::Conv2d(models::testing::conv(cin, cout, k, stride, padding, groups))
 }
 
 /// Every int8 kernel kind on shapes that do not fit the vector widths (depthwise convs of 17
