@@ -2,7 +2,8 @@
 //! the u8 x i8 GEMM with int32 sums (pointwise and im2col'd convolutions, the classifier), the
 //! depthwise convolution, the element-wise add and channel product, and the requantizing
 //! epilogue of `models::quantize::Rescale`. A portable version of each beside the AVX512-VNNI
-//! one (`vpdpbusd`: four u8 x i8 products summed into each int32 lane), chosen at run time.
+//! ones (`vpdpbusd`: four u8 x i8 products summed into each int32 lane) and the AVX-VNNI ones
+//! (the same on 8 lanes, for AVX2 CPUs), chosen at run time.
 
 use models::quantize::Rescale;
 use models::quantized::add_sum;
@@ -16,6 +17,9 @@ pub enum Int8Isa {
     Portable,
     /// AVX-512 (F, BW, VL) with VNNI: 16 int32 lanes, `vpdpbusd` in the GEMM.
     Avx512Vnni,
+    /// AVX2 with AVX-VNNI: 8 int32 lanes, the VEX `vpdpbusd` in the GEMM, `vpmaddwd` in the
+    /// depthwise.
+    AvxVnni,
 }
 
 impl Int8Isa {
@@ -23,24 +27,55 @@ impl Int8Isa {
         match self {
             Int8Isa::Portable => "portable",
             Int8Isa::Avx512Vnni => "avx512vnni",
+            Int8Isa::AvxVnni => "avxvnni",
         }
     }
 
     /// The int8 kernels that go with the f32 instruction set `isa`: AVX512-VNNI where `isa` is
-    /// AVX-512 and the CPU has VNNI; else the portable ones (AVX2 and NEON have no int8
-    /// kernels of their own yet).
+    /// AVX-512 and the CPU has VNNI; AVX-VNNI where `isa` is AVX2 (or AVX-512 without its VNNI)
+    /// and the CPU has it; else the portable ones (NEON has no int8 kernels of its own yet).
     pub fn for_isa(isa: Isa) -> Int8Isa {
-        #[cfg(target_arch = "x86_64")]
-        if isa.f32_kernels() == Isa::Avx512
-            && isa.is_supported()
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("avx512vnni")
-        {
+        let f32_kernels = isa.f32_kernels();
+        if !isa.is_supported() {
+            return Int8Isa::Portable;
+        }
+        if f32_kernels == Isa::Avx512 && Int8Isa::Avx512Vnni.is_supported() {
             return Int8Isa::Avx512Vnni;
         }
-        let _ = isa;
+        if matches!(f32_kernels, Isa::Avx2 | Isa::Avx512) && Int8Isa::AvxVnni.is_supported() {
+            return Int8Isa::AvxVnni;
+        }
         Int8Isa::Portable
+    }
+
+    /// Whether this CPU runs these kernels.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Int8Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::Avx512Vnni => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::AvxVnni => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("avxvnni")
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every int8 instruction set this CPU runs, portable first.
+    pub fn supported() -> Vec<Int8Isa> {
+        [Int8Isa::Portable, Int8Isa::AvxVnni, Int8Isa::Avx512Vnni]
+            .into_iter()
+            .filter(|isa| isa.is_supported())
+            .collect()
     }
 }
 
@@ -203,6 +238,8 @@ pub unsafe fn gemm(
         match isa {
             #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx512Vnni => vnni::tile(packed, req, io, (m0, rows), (n0, cols)),
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::AvxVnni => avxvnni::tile(packed, req, io, (m0, rows), (n0, cols)),
             _ => portable_tile(packed, req, io, m0, rows, n0, cols),
         }
     }
@@ -324,7 +361,7 @@ pub unsafe fn depthwise(
         let x = io.x.add(b * io.hin * io.win * c);
         let out = io.out.add((b * io.hout + oy) * io.wout * c);
         let span = match (isa, inside_y.contains(&oy)) {
-            (Int8Isa::Avx512Vnni, true) => inside_x.clone(),
+            (Int8Isa::Avx512Vnni | Int8Isa::AvxVnni, true) => inside_x.clone(),
             _ => 0..0,
         };
         for ox in (0..io.wout).filter(|ox| !span.contains(ox)) {
@@ -333,6 +370,8 @@ pub unsafe fn depthwise(
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 Int8Isa::Avx512Vnni => vnni::depthwise_pixel(packed, req, io, x, &taps, out),
+                #[cfg(target_arch = "x86_64")]
+                Int8Isa::AvxVnni => avxvnni::depthwise_pixel(packed, req, io, x, &taps, out),
                 _ => portable_depthwise_pixel(packed, req, io, x, &taps, out),
             }
         }
@@ -343,14 +382,11 @@ pub unsafe fn depthwise(
                 span.start * packed.stride - packed.padding,
             );
             let first = x.add((iy * io.win + ix) * c);
-            vnni::depthwise_span(
-                packed,
-                req,
-                io.win,
-                first,
-                span.len(),
-                out.add(span.start * c),
-            );
+            let (count, out) = (span.len(), out.add(span.start * c));
+            match isa {
+                Int8Isa::AvxVnni => avxvnni::depthwise_span(packed, req, io.win, first, count, out),
+                _ => vnni::depthwise_span(packed, req, io.win, first, count, out),
+            }
         }
     }
 }
@@ -455,6 +491,8 @@ pub unsafe fn add(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Int8Isa::Avx512Vnni => vnni::add(params, inputs, out, start..end),
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::AvxVnni => avxvnni::add(params, inputs, out, start..end),
         _ => {
             for j in start..end {
                 let terms = inputs.iter().zip(&params.inputs);
@@ -490,6 +528,8 @@ pub unsafe fn channel_mul(
         match isa {
             #[cfg(target_arch = "x86_64")]
             Int8Isa::Avx512Vnni => vnni::channel_mul_row(req, xr, g, or, channels),
+            #[cfg(target_arch = "x86_64")]
+            Int8Isa::AvxVnni => avxvnni::channel_mul_row(req, xr, g, or, channels),
             _ => {
                 for c in 0..channels {
                     let gc = i32::from(*g.0.add(if g.2 { 0 } else { c })) - g.1;
@@ -544,6 +584,8 @@ pub fn quantize_plane(
     match isa {
         #[cfg(target_arch = "x86_64")]
         Int8Isa::Avx512Vnni => unsafe { vnni::quantize(quant, plane, out) },
+        #[cfg(target_arch = "x86_64")]
+        Int8Isa::AvxVnni => unsafe { avxvnni::quantize(quant, plane, out) },
         _ => {
             for (q, &v) in out.iter_mut().zip(plane) {
                 *q = quant.quantize(v);
@@ -552,6 +594,8 @@ pub fn quantize_plane(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avxvnni;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
