@@ -2,8 +2,9 @@
 //! the u8 x i8 GEMM with int32 sums (pointwise and im2col'd convolutions, the classifier), the
 //! depthwise convolution, the element-wise add and channel product, and the requantizing
 //! epilogue of `models::quantize::Rescale`. A portable version of each beside the AVX512-VNNI
-//! ones (`vpdpbusd`: four u8 x i8 products summed into each int32 lane) and the AVX-VNNI ones
-//! (the same on 8 lanes, for AVX2 CPUs), chosen at run time.
+//! ones (`vpdpbusd`: four u8 x i8 products summed into each int32 lane), the AVX-VNNI ones
+//! (the same on 8 lanes, for AVX2 CPUs) and the aarch64 dot-product GEMM (SDOT), chosen at run
+//! time.
 
 use models::quantize::Rescale;
 use models::quantized::add_sum;
@@ -20,6 +21,9 @@ pub enum Int8Isa {
     /// AVX2 with AVX-VNNI: 8 int32 lanes, the VEX `vpdpbusd` in the GEMM, `vpmaddwd` in the
     /// depthwise.
     AvxVnni,
+    /// aarch64 NEON with the dot product (`dotprod`): SDOT in the GEMM; the other kernels are
+    /// the portable ones.
+    NeonDot,
 }
 
 impl Int8Isa {
@@ -28,6 +32,7 @@ impl Int8Isa {
             Int8Isa::Portable => "portable",
             Int8Isa::Avx512Vnni => "avx512vnni",
             Int8Isa::AvxVnni => "avxvnni",
+            Int8Isa::NeonDot => "neondot",
         }
     }
 
@@ -44,6 +49,9 @@ impl Int8Isa {
         }
         if matches!(f32_kernels, Isa::Avx2 | Isa::Avx512) && Int8Isa::AvxVnni.is_supported() {
             return Int8Isa::AvxVnni;
+        }
+        if f32_kernels == Isa::Neon && Int8Isa::NeonDot.is_supported() {
+            return Int8Isa::NeonDot;
         }
         Int8Isa::Portable
     }
@@ -65,6 +73,11 @@ impl Int8Isa {
                     && is_x86_feature_detected!("fma")
                     && is_x86_feature_detected!("avxvnni")
             }
+            #[cfg(target_arch = "aarch64")]
+            Int8Isa::NeonDot => {
+                std::arch::is_aarch64_feature_detected!("neon")
+                    && std::arch::is_aarch64_feature_detected!("dotprod")
+            }
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -72,10 +85,15 @@ impl Int8Isa {
 
     /// Every int8 instruction set this CPU runs, portable first.
     pub fn supported() -> Vec<Int8Isa> {
-        [Int8Isa::Portable, Int8Isa::AvxVnni, Int8Isa::Avx512Vnni]
-            .into_iter()
-            .filter(|isa| isa.is_supported())
-            .collect()
+        [
+            Int8Isa::Portable,
+            Int8Isa::AvxVnni,
+            Int8Isa::Avx512Vnni,
+            Int8Isa::NeonDot,
+        ]
+        .into_iter()
+        .filter(|isa| isa.is_supported())
+        .collect()
     }
 }
 
@@ -95,7 +113,10 @@ pub struct Requantization {
     pub bias: Vec<i32>,
     rescales: Vec<Rescale>,
     /// Read by the vector kernels only.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     scale: Vec<f32>,
     pub zero_point: i32,
     pub low: i32,
@@ -160,6 +181,10 @@ pub struct PackedInt8Gemm {
     k4: usize,
     data: Vec<i8>,
     pub column_sums: Vec<i32>,
+    /// 128 x each channel's sum of weights, padded to 16 channels: what the SDOT kernel adds
+    /// back after reading codes as code - 128.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    flip_correction: Vec<i32>,
 }
 
 impl PackedInt8Gemm {
@@ -177,12 +202,15 @@ impl PackedInt8Gemm {
                 *sum += i32::from(v);
             }
         }
+        let mut flip_correction: Vec<i32> = column_sums.iter().map(|&s| 128 * s).collect();
+        flip_correction.resize(blocks * LANES, 0);
         PackedInt8Gemm {
             k,
             n,
             k4,
             data,
             column_sums,
+            flip_correction,
         }
     }
 
@@ -240,6 +268,8 @@ pub unsafe fn gemm(
             Int8Isa::Avx512Vnni => vnni::tile(packed, req, io, (m0, rows), (n0, cols)),
             #[cfg(target_arch = "x86_64")]
             Int8Isa::AvxVnni => avxvnni::tile(packed, req, io, (m0, rows), (n0, cols)),
+            #[cfg(target_arch = "aarch64")]
+            Int8Isa::NeonDot => neondot::tile(packed, req, io, (m0, rows), (n0, cols)),
             _ => portable_tile(packed, req, io, m0, rows, n0, cols),
         }
     }
@@ -596,6 +626,8 @@ pub fn quantize_plane(
 
 #[cfg(target_arch = "x86_64")]
 mod avxvnni;
+#[cfg(target_arch = "aarch64")]
+mod neondot;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
