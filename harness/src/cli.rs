@@ -249,6 +249,10 @@ pub struct ExportArgs {
     /// scales, zero points, int8 weights and int32 biases in the file.
     #[arg(long, default_value = "fp32")]
     pub precision: String,
+    /// With `--precision int8`: the quantized model saved by `harness quantize --save`
+    /// (calibrated as it was), instead of quantizing on seeded inputs.
+    #[arg(long)]
+    pub quantized: Option<PathBuf>,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -305,6 +309,10 @@ pub struct InferArgs {
     /// Number format to compute in: fp32, bf16, fp16 or int8 (the backend must have it; int8 quantizes the model on seeded calibration inputs).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
+    /// With `--precision int8`: run the quantized model saved by `harness quantize --save`
+    /// (its own weights and calibration) instead of quantizing on seeded inputs.
+    #[arg(long)]
+    pub quantized: Option<PathBuf>,
     /// Input: a float32 NCHW .npy of shape [N, 3, H, W] (N >= 1; H and W >= 32, 224 for the
     /// published models).
     #[arg(long)]
@@ -477,6 +485,10 @@ pub struct QuantizeArgs {
     /// Write the results as JSON to this file too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Save the quantized model (every int8 weight, bias, scale and zero point) as
+    /// safetensors, for `infer` and `export --quantized`; needs one form (`--forms`).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

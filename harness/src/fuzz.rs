@@ -1,5 +1,5 @@
 //! Fuzz targets: one function per reader of untrusted bytes (scenario YAML, .npy,
-//! safetensors, PyTorch zip, results.json). Each takes a fuzzer's raw bytes, turns them into
+//! safetensors, PyTorch zip, results.json, a saved int8 model). Each takes a fuzzer's raw bytes, turns them into
 //! a raw, a hand-built or a mutated file, reads it, and must never panic, abort or hang: every
 //! problem is a returned error. `tests/fuzz.rs` drives them for a bounded time under
 //! `cargo test`; `fuzz/` runs the same functions under libFuzzer (`cargo fuzz`) for longer.
@@ -226,6 +226,47 @@ fn valid_safetensors() -> &'static [u8] {
         let path = dir.path().join("seed.safetensors");
         models::save_safetensors(&weights, &path).expect("writes");
         std::fs::read(path).expect("reads")
+    })
+}
+
+/// Saved int8 model inputs (`harness quantize --save`): raw bytes, or a mutated valid file of
+/// S0 at 32x32; what reads is run by the quantized reference and the native int8 kernels.
+pub fn quantized(data: &[u8]) {
+    let (graph, seed) = valid_quantized();
+    let mut u = Unstructured::new(data);
+    let bytes = if u.ratio(1, 4).unwrap_or(false) {
+        u.take_rest().to_vec()
+    } else {
+        // The header is long: mutations land in it or anywhere in the data.
+        mutate(seed, seed.len(), &mut u)
+    };
+    let path = Path::new("fuzz.int8.safetensors");
+    let Ok(model) = models::quantized::QuantizedModel::from_safetensors(graph, &bytes, path) else {
+        return;
+    };
+    let input = models::seeded_uniform(graph.input_shape().to_vec(), 1, -3.0, 3.0);
+    let _ = backends::quantized_reference::run(&model, &input);
+    let native = backends::native::NativeBackend::default();
+    let options = backends::PrepareOptions::with_threads(1).at(models::Precision::Int8);
+    if let Ok(mut plan) = backends::Backend::prepare_quantized(&native, &model, &options) {
+        let _ = plan.forward(&input);
+    }
+}
+
+/// S0 reparameterized at 32x32 and its int8 model quantized on seeded inputs, saved.
+fn valid_quantized() -> &'static (models::Graph, Vec<u8>) {
+    static MODEL: OnceLock<(models::Graph, Vec<u8>)> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let model = models::Model::MobileOne(Variant::S0);
+        let form = Form::Reparameterized;
+        let graph = model
+            .build(form, models::InputSize::square(1, 32))
+            .expect("builds");
+        let weights = model.seeded_weights(form, 1);
+        let quantized =
+            backends::quantized_reference::quantize_seeded(&graph, &weights).expect("quantizes");
+        let bytes = quantized.to_safetensors(&[]).expect("writes");
+        (graph, bytes)
     })
 }
 

@@ -651,3 +651,105 @@ fn quantize_reports_the_int8_error_of_both_forms_and_refuses_bad_calibration() {
     assert!(!o.status.success());
     assert_contains(&stderr(&o), &["no int8 form yet"]);
 }
+
+#[test]
+fn a_saved_quantized_model_runs_and_exports_as_it_was_quantized() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("s0.int8.safetensors");
+    let quantize = [
+        "quantize",
+        "--model",
+        "s0",
+        "--input-size",
+        "64",
+        "--calibration-inputs",
+        "2",
+        "--held-out",
+        "0",
+        "--save",
+        p(&saved),
+    ];
+    let o = harness(&quantize);
+    assert_contains(&stderr(&o), &["--save", "one file holds one form"]);
+    let o = harness(&[&quantize[..], &["--forms", "reparameterized"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A batch of 2 at the saved 64x64: the graph the file was quantized for.
+    let graph = Model::MobileOne(Variant::S0)
+        .build(Form::Reparameterized, InputSize::square(2, 64))
+        .unwrap();
+    let model = models::quantized::QuantizedModel::load(&graph, &saved).unwrap();
+    let run = [
+        "--model",
+        "s0",
+        "--backend",
+        "native",
+        "--precision",
+        "int8",
+    ];
+    let logits = infer(
+        dir.path(),
+        &[&run[..], &["--quantized", p(&saved)]].concat(),
+    );
+    // Native is code for code with the quantized reference on the saved model.
+    let x = seeded_uniform(vec![2, 3, 64, 64], 1, -2.0, 2.0);
+    let expected = backends::quantized_reference::run(&model, &x).unwrap();
+    assert_eq!(logits, expected.data());
+
+    let out = dir.path().join("qdq");
+    let export = [
+        "export",
+        "--model",
+        "s0",
+        "--input-size",
+        "64",
+        "--format",
+        "onnx",
+        "--out",
+        p(&out),
+    ];
+    let o = harness(
+        &[
+            &export[..],
+            &["--precision", "int8", "--quantized", p(&saved)],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(
+        &stderr(&o),
+        &["quantized as saved", "wrote model.onnx (int8, QDQ)"],
+    );
+    let graph = graph.with_input_shape(vec![1, 3, 64, 64]).unwrap();
+    let model = models::quantized::QuantizedModel::load(&graph, &saved).unwrap();
+    let bytes = models::onnx::export_quantized(&model, env!("CARGO_PKG_VERSION")).unwrap();
+    assert!(std::fs::read(out.join("model.onnx")).unwrap() == bytes);
+
+    // Another form or size, or a float precision, is refused by name.
+    let o = harness(
+        &[
+            &export[..],
+            &["--precision", "fp32", "--quantized", p(&saved)],
+        ]
+        .concat(),
+    );
+    assert_contains(&stderr(&o), &["runs at --precision int8, not fp32"]);
+    let (x, y) = (dir.path().join("in.npy"), dir.path().join("o.npy"));
+    let unfused = [
+        &["infer"][..],
+        &run[..],
+        &[
+            "--form",
+            "unfused",
+            "--quantized",
+            p(&saved),
+            "--input",
+            p(&x),
+        ],
+        &["--output", p(&y)],
+    ];
+    let o = harness(&unfused.concat());
+    assert_contains(
+        &stderr(&o),
+        &["metadata `graph` is `mobileone-s0-reparameterized`"],
+    );
+}

@@ -61,3 +61,8 @@ fn fuzz_scenario() {
 fn fuzz_results() {
     drive("results", 5, harness::fuzz::results);
 }
+
+#[test]
+fn fuzz_quantized() {
+    drive("quantized", 6, harness::fuzz::quantized);
+}

@@ -13,6 +13,10 @@
 //! the global average sums and rescales; squeeze-excite's channel product multiplies the two
 //! zero-point-corrected inputs and rescales; flatten keeps bytes and quantization.
 
+mod stored;
+
+pub use stored::StoredError;
+
 use crate::graph::{Graph, Op, ValueId};
 use crate::quantize::{
     quantize_bias, quantize_weights, ActivationQuant, QuantizeError, Rescale, ValueRanges,

@@ -15,8 +15,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let m = build_model(&args.model)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the folder", args.out.display()))?;
-    if super::parse_precision(&args.precision)? != models::Precision::Fp32 {
+    let precision = super::parse_precision(&args.precision)?;
+    if precision != models::Precision::Fp32 {
         return export_quantized(args, &m);
+    }
+    if let Some(file) = &args.quantized {
+        super::load_quantized(file, &m.graph, &precision)?;
     }
     let written = match args.format {
         ExportFormat::Onnx => {
@@ -64,17 +68,28 @@ fn export_quantized(args: &ExportArgs, m: &super::BuiltModel) -> Result<()> {
         );
     }
     let path = args.out.join("model.onnx");
-    let quantized = backends::quantized_reference::quantize_seeded(&m.graph, &m.weights)
-        .with_context(|| format!("quantizing {} {}", m.model, m.form))?;
+    let (quantized, source) = match &args.quantized {
+        Some(file) => (
+            super::load_quantized(file, &m.graph, &models::Precision::Int8)?,
+            format!("{}, quantized as saved", file.display()),
+        ),
+        None => (
+            backends::quantized_reference::quantize_seeded(&m.graph, &m.weights)
+                .with_context(|| format!("quantizing {} {}", m.model, m.form))?,
+            format!(
+                "{}, calibrated on {} seeded inputs",
+                m.origin.source,
+                backends::quantized_reference::CALIBRATION_INPUTS
+            ),
+        ),
+    };
     let bytes = models::onnx::export_quantized(&quantized, env!("CARGO_PKG_VERSION"))
         .with_context(|| format!("{} {}", m.model, m.form))?;
     write_atomically(&path, &bytes).with_context(|| format!("{}: cannot write", path.display()))?;
     eprintln!(
-        "{} {} (weights: {}): wrote model.onnx (int8, QDQ; calibrated on {} seeded inputs) to {}",
+        "{} {} (weights: {source}): wrote model.onnx (int8, QDQ) to {}",
         m.model,
         m.form,
-        m.origin.source,
-        backends::quantized_reference::CALIBRATION_INPUTS,
         args.out.display()
     );
     Ok(())

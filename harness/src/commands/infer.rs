@@ -21,10 +21,20 @@ pub fn run(args: &InferArgs) -> Result<()> {
             input.shape()
         ),
     };
-    let (weights, origin) = choose_weights(&args.weights, model, form)?;
     let graph = model.build(form, input_size)?;
     let started = std::time::Instant::now();
-    let mut plan = backend.prepare(&graph, &weights, &options)?;
+    let (mut plan, source, folded) = match &args.quantized {
+        Some(path) => {
+            let quantized = super::load_quantized(path, &graph, &options.precision)?;
+            let plan = backend.prepare_quantized(&quantized, &options)?;
+            (plan, format!("{} (int8)", path.display()), false)
+        }
+        None => {
+            let (weights, origin) = choose_weights(&args.weights, model, form)?;
+            let plan = backend.prepare(&graph, &weights, &options)?;
+            (plan, origin.source, origin.folded_at_load)
+        }
+    };
     let logits = plan.forward(&input)?;
     let elapsed = started.elapsed();
     if let Some((index, count)) = logits.non_finite() {
@@ -32,18 +42,14 @@ pub fn run(args: &InferArgs) -> Result<()> {
     }
     write_atomically(&args.output, &npy::encode_f32(&logits)?)
         .with_context(|| format!("{}: cannot write", args.output.display()))?;
-    let folded = if origin.folded_at_load {
-        ", folded at load"
-    } else {
-        ""
-    };
+    let folded = if folded { ", folded at load" } else { "" };
     eprintln!(
         "{model} {form} on {}{} ({} thread(s), {}), weights: {}{folded}; {:?} -> {:?} in {:.1} ms; wrote {}",
         backend.name(),
         backend.device().map(|d| format!(" [{d}]")).unwrap_or_default(),
         args.threads,
         options.precision,
-        origin.source,
+        source,
         input.shape(),
         logits.shape(),
         elapsed.as_secs_f64() * 1e3,

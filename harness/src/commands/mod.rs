@@ -162,3 +162,19 @@ fn ready_backend(
 fn parse_precision(s: &str) -> Result<Precision> {
     s.parse().context("--precision")
 }
+
+/// The quantized model saved at `path` (`harness quantize --save`), checked against `graph`;
+/// it runs at int8 only.
+fn load_quantized(
+    path: &std::path::Path,
+    graph: &Graph,
+    precision: &Precision,
+) -> Result<models::quantized::QuantizedModel> {
+    if *precision != Precision::Int8 {
+        bail!(
+            "--quantized {}: a quantized model runs at --precision int8, not {precision}",
+            path.display()
+        );
+    }
+    Ok(models::quantized::QuantizedModel::load(graph, path)?)
+}

@@ -31,6 +31,12 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         Some(list) => list.iter().map(|f| parse_form(f)).collect::<Result<_>>()?,
         None => Form::ALL.to_vec(),
     };
+    if let (Some(path), [_, _, ..]) = (&args.save, &forms[..]) {
+        bail!(
+            "--save {}: one file holds one form; give --forms unfused or --forms reparameterized",
+            path.display()
+        );
+    }
     let (height, width) = parse_input_size(&args.input_size)?;
     let size = InputSize {
         batch: 1,
@@ -71,6 +77,17 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         );
         let quantized = quantized_reference::quantize(&graph, &weights, &calibration)
             .with_context(|| format!("{model} {form}"))?;
+        if let Some(path) = &args.save {
+            let model_name = model.name();
+            let notes = [
+                ("model", model_name.as_str()),
+                ("form", form.name()),
+                ("weights", origin.source.as_str()),
+                ("calibration", calibration_source.as_str()),
+            ];
+            quantized.save(path, &notes)?;
+            eprintln!("saved the quantized {model} {form} to {}", path.display());
+        }
         let mut sets = Vec::new();
         for (name, inputs) in [("calibration", &calibration), ("held out", &held_out)] {
             if inputs.is_empty() {
