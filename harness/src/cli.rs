@@ -469,8 +469,9 @@ pub struct QuantizeArgs {
     /// Input height and width, as HxW or a single size.
     #[arg(long, default_value = "224")]
     pub input_size: String,
-    /// Calibrate on these images (a folder of JPEG/PNG/WebP, through `classify`'s
-    /// preprocessing; 224x224 only) instead of seeded inputs.
+    /// Calibrate on this folder instead of seeded inputs: its images (JPEG/PNG/WebP, through
+    /// `classify`'s preprocessing; 224x224 only) and its .npy files (float32 [N, 3, H, W] at
+    /// the input size, already preprocessed: N inputs each).
     #[arg(long)]
     pub calibration: Option<PathBuf>,
     /// Seeded calibration inputs (uniform in [-1, 1]) when no --calibration folder is given.

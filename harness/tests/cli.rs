@@ -636,7 +636,12 @@ fn quantize_reports_the_int8_error_of_both_forms_and_refuses_bad_calibration() {
     let o = harness(&["quantize", "--model", "s0", "--calibration-inputs", "0"]);
     assert_contains(&stderr(&o), &["--calibration-inputs 0"]);
     let o = harness(&["quantize", "--model", "s0", "--calibration", p(dir.path())]);
-    assert_contains(&stderr(&o), &["no .jpg, .jpeg, .png or .webp files"]);
+    assert_contains(&stderr(&o), &["no .jpg, .jpeg, .png, .webp or .npy files"]);
+    std::fs::write(
+        dir.path().join("a.png"),
+        b"not read: the size is refused first",
+    )
+    .unwrap();
     let o = harness(&[
         "quantize",
         "--model",
@@ -751,5 +756,65 @@ fn a_saved_quantized_model_runs_and_exports_as_it_was_quantized() {
     assert_contains(
         &stderr(&o),
         &["metadata `graph` is `mobileone-s0-reparameterized`"],
+    );
+}
+
+#[test]
+fn quantize_calibrates_on_npy_tensors_as_on_the_same_seeded_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let calibration = dir.path().join("calibration");
+    std::fs::create_dir(&calibration).unwrap();
+    // The two seeded inputs `--calibration-inputs 2` draws, as one file of two and ...
+    let seeded: Vec<Tensor> = (0..2)
+        .map(|i| seeded_uniform(vec![1, 3, 32, 32], i, -1.0, 1.0))
+        .collect();
+    let both: Vec<f32> = seeded.iter().flat_map(|t| t.data().to_vec()).collect();
+    write_npy(&calibration.join("a.npy"), &[2, 3, 32, 32], &both);
+    let save = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let args = [
+            &[
+                "quantize",
+                "--model",
+                "s0",
+                "--forms",
+                "unfused",
+                "--input-size",
+                "32",
+            ][..],
+            &["--held-out", "0", "--save", p(&path)],
+            extra,
+        ];
+        let o = harness(&args.concat());
+        (o, path)
+    };
+    let (o, from_npy) = save("npy.safetensors", &["--calibration", p(&calibration)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_contains(
+        &String::from_utf8_lossy(&o.stdout),
+        &["2 inputs of 1 .npy files"],
+    );
+    let (o, from_seeds) = save("seeded.safetensors", &["--calibration-inputs", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let graph = Model::MobileOne(Variant::S0)
+        .build(Form::Unfused, InputSize::square(1, 32))
+        .unwrap();
+    let load = |path: &Path| models::quantized::QuantizedModel::load(&graph, path).unwrap();
+    assert!(load(&from_npy) == load(&from_seeds));
+
+    // ... refused: another size, NaN.
+    write_npy(&calibration.join("b.npy"), &[1, 3, 16, 16], &[0.5; 768]);
+    let (o, _) = save("bad.safetensors", &["--calibration", p(&calibration)]);
+    assert_contains(
+        &stderr(&o),
+        &["b.npy: shape [1, 3, 16, 16], expected [N, 3, 32, 32]"],
+    );
+    let mut nan = vec![0.0f32; 3 * 32 * 32];
+    nan[5] = f32::NAN;
+    write_npy(&calibration.join("b.npy"), &[1, 3, 32, 32], &nan);
+    let (o, _) = save("bad.safetensors", &["--calibration", p(&calibration)]);
+    assert_contains(
+        &stderr(&o),
+        &["b.npy: 1 NaN or infinite values (first at flat index 5)"],
     );
 }

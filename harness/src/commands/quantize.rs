@@ -143,48 +143,93 @@ fn calibration_inputs(
             .collect();
         return Ok((inputs, format!("{} seeded inputs", args.calibration_inputs)));
     };
-    if (size.height, size.width) != (224, 224) {
-        bail!("--calibration: images are preprocessed to 224x224; use --input-size 224");
+    let (images, tensors) = calibration_files(dir)?;
+    let mut inputs = Vec::new();
+    for path in &tensors {
+        inputs.extend(npy_inputs(path, size)?);
     }
-    let transform = EvalTransform::for_variant(model.mobileone().unwrap_or(Variant::S1));
-    let images = image_files(dir)?;
-    let inputs = images
-        .iter()
-        .map(|path| {
+    if !images.is_empty() {
+        if (size.height, size.width) != (224, 224) {
+            bail!("--calibration: images are preprocessed to 224x224; use --input-size 224");
+        }
+        let transform = EvalTransform::for_variant(model.mobileone().unwrap_or(Variant::S1));
+        for path in &images {
             let pixels = load_rgb(path).and_then(|image| transform.apply(&image));
             let pixels = pixels.with_context(|| format!("--calibration: {}", path.display()))?;
-            Ok(Tensor::new(vec![1, 3, 224, 224], pixels)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((
-        inputs,
-        format!("{} images of {}", images.len(), dir.display()),
-    ))
+            inputs.push(Tensor::new(vec![1, 3, 224, 224], pixels)?);
+        }
+    }
+    let what = match (images.len(), tensors.len()) {
+        (0, n) => format!("{} inputs of {n} .npy files", inputs.len()),
+        (i, 0) => format!("{i} images"),
+        (i, n) => format!(
+            "{i} images and {} inputs of {n} .npy files",
+            inputs.len() - i
+        ),
+    };
+    Ok((inputs, format!("{what} of {}", dir.display())))
 }
 
-/// The image files of a folder (by extension), sorted; an error when there are none.
-fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+/// The inputs of one calibration .npy file: float32 [N, 3, H, W] at the input size, finite,
+/// used as they are (already preprocessed), one input per image of the batch.
+fn npy_inputs(path: &Path, size: InputSize) -> Result<Vec<Tensor<f32>>> {
+    let tensor = crate::npy::read_f32(path).context("--calibration")?;
+    let [n, 3, h, w] = *tensor.shape() else {
+        bail!(
+            "--calibration: {}: shape {:?}, expected [N, 3, {}, {}]",
+            path.display(),
+            tensor.shape(),
+            size.height,
+            size.width
+        );
+    };
+    if (h, w) != (size.height, size.width) || n == 0 {
+        bail!(
+            "--calibration: {}: shape {:?}, expected [N, 3, {}, {}] with N >= 1 (--input-size)",
+            path.display(),
+            tensor.shape(),
+            size.height,
+            size.width
+        );
+    }
+    if let Some((index, count)) = tensor.non_finite() {
+        bail!(
+            "--calibration: {}: {count} NaN or infinite values (first at flat index {index})",
+            path.display()
+        );
+    }
+    let per_image = 3 * h * w;
+    tensor
+        .data()
+        .chunks(per_image)
+        .map(|image| Ok(Tensor::new(vec![1, 3, h, w], image.to_vec())?))
+        .collect()
+}
+
+/// A calibration folder's image files and .npy files (by extension), each sorted; an error
+/// when it has neither.
+fn calibration_files(dir: &Path) -> Result<(Vec<std::path::PathBuf>, Vec<std::path::PathBuf>)> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("--calibration {}", dir.display()))?;
-    let mut files: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let ext = p
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "webp")
-        })
-        .collect();
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
-    if files.is_empty() {
+    let extension = |p: &std::path::PathBuf| {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        ext.to_ascii_lowercase()
+    };
+    let (tensors, others): (Vec<_>, Vec<_>) =
+        files.into_iter().partition(|p| extension(p) == "npy");
+    let images: Vec<_> = others
+        .into_iter()
+        .filter(|p| matches!(extension(p).as_str(), "jpg" | "jpeg" | "png" | "webp"))
+        .collect();
+    if images.is_empty() && tensors.is_empty() {
         bail!(
-            "--calibration {}: no .jpg, .jpeg, .png or .webp files",
+            "--calibration {}: no .jpg, .jpeg, .png, .webp or .npy files",
             dir.display()
         );
     }
-    Ok(files)
+    Ok((images, tensors))
 }
 
 fn agreement(

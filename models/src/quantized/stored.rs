@@ -50,6 +50,8 @@ pub enum StoredError {
     },
     #[error("{path}: cannot write: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("graph `{graph}`: {reason}")]
+    Graph { graph: String, reason: String },
 }
 
 /// One tensor to write: name, data type, shape, little-endian bytes.
@@ -175,15 +177,22 @@ impl QuantizedModel {
         crate::checkpoint::write_atomically(path, &bytes).map_err(|e| write(e.to_string()))
     }
 
-    /// Reads a quantized `graph` from safetensors `bytes` (`path` names them in errors),
-    /// checking every tensor's presence, data type, shape and values (scales positive and
-    /// finite, clamps ordered, a fused activation or flatten quantized as its input), and
-    /// that nothing else is in the file.
+    /// Reads the quantized model of float `graph` (as built: its batch norms are folded into
+    /// their convs here, as quantizing folds them) from safetensors `bytes` (`path` names them
+    /// in errors), checking every tensor's presence, data type, shape and values (scales
+    /// positive and finite, clamps ordered, a fused activation or flatten quantized as its
+    /// input, no bias that can overflow the sums), and that nothing else is in the file.
     pub fn from_safetensors(
         graph: &Graph,
         bytes: &[u8],
         path: &Path,
     ) -> Result<QuantizedModel, StoredError> {
+        let graph = &crate::fold_batch_norms_graph(graph, graph.name()).map_err(|e| {
+            StoredError::Graph {
+                graph: graph.name().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
         let file =
             safetensors::SafeTensors::deserialize(bytes).map_err(|e| StoredError::Corrupt {
                 path: path.to_path_buf(),

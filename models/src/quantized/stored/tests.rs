@@ -20,15 +20,18 @@ fn graph(variant: Variant, size: usize) -> Graph {
         .unwrap()
 }
 
-/// `graph` quantized on made-up ranges (each node's a little different), its weights seeded.
+/// `graph` quantized as `quantize` does (batch norms folded into their convs first) on
+/// made-up ranges (each node's a little different), its weights seeded.
 fn quantized(graph: &Graph) -> QuantizedModel {
+    let weights = crate::fold_batch_norm_weights(graph, &random_weights(graph, 5), "w").unwrap();
+    let graph = &crate::fold_batch_norms_graph(graph, graph.name()).unwrap();
     let mut ranges = ValueRanges::new(graph.nodes().len());
     ranges.input.observe([-2.0, 2.5]);
     for i in 0..graph.nodes().len() {
         let r = ranges.of_mut(ValueId::Node(i)).unwrap();
         r.observe([-1.0 - i as f64 * 0.01, 3.0 + i as f64 * 0.02]);
     }
-    QuantizedModel::new(graph, &random_weights(graph, 5), &ranges).unwrap()
+    QuantizedModel::new(graph, &weights, &ranges).unwrap()
 }
 
 /// The file's tensors and metadata, changed by `edit`, written again.
@@ -60,7 +63,8 @@ fn load(graph: &Graph, bytes: &[u8]) -> String {
 
 #[test]
 fn a_quantized_model_reads_back_equal_with_every_kind_of_op() {
-    // S4 unfused: convs, batch norms, adds, fused ReLUs, squeeze-excite (mean, table, channel
+    // S4 unfused: convs, batch norms (the skip branches, with no conv to fold into), adds,
+    // fused ReLUs, squeeze-excite (mean, table, channel
     // product), flatten, the classifier.
     let graph = graph(Variant::S4, 32);
     let model = quantized(&graph);
@@ -182,13 +186,14 @@ fn bad_values_are_refused_with_the_tensor_and_the_value() {
     );
 
     // A fused ReLU's value must be its producer's.
-    let relu = graph
+    let relu = model
+        .graph
         .nodes()
         .iter()
         .position(|n| n.op == crate::Op::Relu)
         .unwrap();
     assert_eq!(model.ops[relu], QuantizedOp::Fused);
-    let scale = format!("{}.output.scale", graph.nodes()[relu].name);
+    let scale = format!("{}.output.scale", model.graph.nodes()[relu].name);
     let moved = rewrite(&bytes, |e, _| {
         let t = e.iter_mut().find(|t| t.0 == scale).unwrap();
         t.3 = 7.0f32.to_le_bytes().to_vec();
