@@ -15,10 +15,10 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, padding: usize, groups
     Op::Conv2d(models::testing::conv(cin, cout, k, stride, padding, groups))
 }
 
-/// Every int8 kernel kind on shapes that do not fit the vector widths (depthwise convs of 17
-/// and of 83 channels, 3x3 and 5x5, with and without padding).
+/// Every int8 kernel kind on shapes that do not fit the vector widths (depthwise convs of 17,
+/// 20 and 83 channels, 3x3 and 5x5, with and without padding).
 fn awkward_graph() -> Graph {
-    let mut b = GraphBuilder::new("awkward", vec![2, 3, 21, 19]).unwrap();
+    let mut b = GraphBuilder::new("awkward", vec![2, 3, 29, 27]).unwrap();
     let mut add = |name: &str, op: Op, inputs: &[ValueId]| b.add(name, op, inputs).unwrap();
     let stem = add("stem", conv(3, 17, 3, 2, 1, 1), &[ValueId::Input]);
     let stem = add("stem.relu", Op::Relu, &[stem]);
@@ -28,6 +28,8 @@ fn awkward_graph() -> Graph {
     let wide = add("widen", conv(17, 83, 1, 1, 0, 1), &[dw]);
     let wide = add("dw5", conv(83, 83, 5, 1, 2, 83), &[wide]);
     let wide = add("dw3", conv(83, 83, 3, 1, 1, 83), &[wide]);
+    // Stride 2, padded, from 15x14: an odd and an even side.
+    let wide = add("dw3s2", conv(83, 83, 3, 2, 1, 83), &[wide]);
     let dw = add("narrow", conv(83, 17, 1, 1, 0, 1), &[wide]);
     let dw2 = add("dw2", conv(17, 17, 3, 2, 0, 17), &[dw]);
     let pw = add("pw", conv(17, 33, 1, 1, 0, 1), &[dw2]);
@@ -43,7 +45,9 @@ fn awkward_graph() -> Graph {
     let sum = add("sum", Op::Add, &[pw, bn, pw2]);
     let sum = add("sum.relu", Op::Relu, &[sum]);
     let dense = add("dense", conv(33, 20, 3, 1, 1, 1), &[sum]);
-    let down = add("down", conv(20, 20, 1, 2, 0, 1), &[dense]);
+    // 3x3, stride 1, no padding: the sliding window over a span of its own.
+    let valid = add("valid", conv(20, 20, 3, 1, 0, 20), &[dense]);
+    let down = add("down", conv(20, 20, 1, 2, 0, 1), &[valid]);
     let pool = add("se.pool", Op::GlobalAvgPool, &[down]);
     let squeeze = add("se.squeeze", conv(20, 5, 1, 1, 0, 1), &[pool]);
     let squeeze = add("se.relu", Op::Relu, &[squeeze]);

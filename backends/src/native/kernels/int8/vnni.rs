@@ -178,10 +178,11 @@ pub(super) unsafe fn depthwise_pixel(
 /// `count` consecutive output pixels whose windows lie wholly inside the input, `first` the
 /// top-left tap of the first: raw codes times weights, the zero point's share subtracted
 /// once; channel blocks outermost so a block's weights and rescale stay in registers.
-/// The products are `vpmaddwd` on dwords whose high 16 bits are 0 on the code's side (raw codes
-/// are 0..255, zero-extended), so each dword is code x weight exactly, and cheaper than
-/// `vpmulld`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+/// The products are `vpdpwssd` (two 16-bit products added into each dword: `vpmaddwd` and the
+/// add in one instruction) on dwords whose high 16 bits are 0 on the code's side (raw codes
+/// are 0..255, zero-extended), so each dword gains code x weight exactly; cheaper than
+/// `vpmulld` and an add.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn depthwise_span(
     p: &PackedInt8Depthwise,
     req: &Requantization,
@@ -205,14 +206,14 @@ pub(super) unsafe fn depthwise_span(
         let x = first.add(c);
         if k == 3 && p.stride == 1 {
             let w: [__m512i; 9] = std::array::from_fn(weight);
-            slide_3x3(
-                &w,
-                (x, win * ch, ch),
-                count,
-                start,
-                &lanes,
-                (out.add(c), ch - c),
-            );
+            // Column -1 of this window is the first window's left column.
+            let window = Window {
+                rows: std::array::from_fn(|ky| Some(x.add(ky * win * ch + ch))),
+                pixel: ch,
+                real: -1..count as isize + 1,
+                zero: _mm512_setzero_si512(),
+            };
+            slide_3x3(&w, &window, count, start, &lanes, (out.add(c), ch - c));
         } else if k == 3 {
             let w: [__m512i; 9] = std::array::from_fn(weight);
             for px in 0..count {
@@ -220,7 +221,7 @@ pub(super) unsafe fn depthwise_span(
                 let mut acc = start;
                 for (wt, &off) in w.iter().zip(offsets) {
                     let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.add(off) as *const _));
-                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(q, *wt));
+                    acc = _mm512_dpwssd_epi32(acc, q, *wt);
                 }
                 store(rescale(acc, &lanes), &lanes, out.add(px * ch + c), ch - c);
             }
@@ -230,7 +231,7 @@ pub(super) unsafe fn depthwise_span(
                 let mut acc = start;
                 for (tap, &off) in offsets.iter().enumerate() {
                     let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.add(off) as *const _));
-                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(q, weight(tap)));
+                    acc = _mm512_dpwssd_epi32(acc, q, weight(tap));
                 }
                 store(rescale(acc, &lanes), &lanes, out.add(px * ch + c), ch - c);
             }
@@ -238,38 +239,102 @@ pub(super) unsafe fn depthwise_span(
     }
 }
 
-/// A stride-1 3x3 window sliding along a row: each input column's three codes (rows 0..3,
-/// `row` bytes apart) are widened once and kept for the three outputs that read them, so an
-/// output loads one new column instead of nine taps. `x` is the first window's top-left code
-/// of this channel block, `pixel` the bytes between columns.
+/// One output row of a 3x3, stride-1 convolution padded by 1 on every side (as large as its
+/// input): every pixel on the sliding window, the padding read as columns and rows of the input zero point
+/// (whose products the `correction` already takes away, as for a real code), so border pixels
+/// need no path of their own. `rows` are the input rows under the window's three rows (None:
+/// padding).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn depthwise_padded_3x3_row(
+    p: &PackedInt8Depthwise,
+    req: &Requantization,
+    io: &DepthwiseIo,
+    rows: [Option<*const u8>; 3],
+    out: *mut u8,
+) {
+    let (ch, padded) = (p.channels, p.padded());
+    let zero = _mm512_set1_epi32(io.zero_point);
+    for c in (0..ch).step_by(LANES) {
+        let lanes = lanes_at(req, c);
+        let load = |v: &[i32]| _mm512_loadu_si512(v.as_ptr().add(c) as *const _);
+        let start = _mm512_sub_epi32(load(&req.bias), load(&p.correction));
+        let w: [__m512i; 9] = std::array::from_fn(|tap| load(&p.weights[tap * padded..]));
+        let window = Window {
+            rows: rows.map(|r| r.map(|r| r.add(c))),
+            pixel: ch,
+            real: 0..io.win as isize,
+            zero,
+        };
+        slide_3x3(&w, &window, io.wout, start, &lanes, (out.add(c), ch - c));
+    }
+}
+
+/// Where a sliding 3x3 window reads: each of its rows' column 0 (None: a row of padding), the
+/// bytes between columns, which columns are real (others are padding), and the code of
+/// padding.
+struct Window {
+    rows: [Option<*const u8>; 3],
+    pixel: usize,
+    real: std::ops::Range<isize>,
+    zero: __m512i,
+}
+
+impl Window {
+    /// Column `ix` of the three rows, widened to int32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn column(&self, ix: isize) -> [__m512i; 3] {
+        let inside = self.real.contains(&ix);
+        self.rows.map(|row| match row {
+            Some(row) if inside => {
+                let at = row.offset(ix * self.pixel as isize);
+                _mm512_cvtepu8_epi32(_mm_loadu_si128(at as *const _))
+            }
+            _ => self.zero,
+        })
+    }
+}
+
+/// A stride-1 3x3 window sliding along a row: each input column's three codes are widened once
+/// and kept for the three outputs that read them, so an output loads one new column instead of
+/// nine taps. Output `px` reads `window`'s columns px - 1, px and px + 1.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn slide_3x3(
     w: &[__m512i; 9],
-    (x, row, pixel): (*const u8, usize, usize),
+    window: &Window,
     count: usize,
     start: __m512i,
     lanes: &Lanes,
     (out, channels): (*mut u8, usize),
 ) {
-    let column = |ix: usize| -> [__m512i; 3] {
-        std::array::from_fn(|ky| {
-            let at = x.add(ky * row + ix * pixel);
-            _mm512_cvtepu8_epi32(_mm_loadu_si128(at as *const _))
-        })
-    };
-    let (mut left, mut middle) = (column(0), column(1));
+    let (mut left, mut middle) = (window.column(-1), window.column(0));
     for px in 0..count {
-        let right = column(px + 2);
-        let mut acc = start;
-        for ky in 0..3 {
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(left[ky], w[3 * ky]));
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(middle[ky], w[3 * ky + 1]));
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(right[ky], w[3 * ky + 2]));
-        }
-        store(rescale(acc, lanes), lanes, out.add(px * pixel), channels);
+        let right = window.column(px as isize + 1);
+        let acc = window_sum(w, [&left, &middle, &right], start);
+        store(
+            rescale(acc, lanes),
+            lanes,
+            out.add(px * window.pixel),
+            channels,
+        );
         (left, middle) = (middle, right);
     }
+}
+
+/// `start` plus the window's three columns times their weights: one chain per column, so the
+/// three run side by side.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn window_sum(w: &[__m512i; 9], columns: [&[__m512i; 3]; 3], start: __m512i) -> __m512i {
+    let [left, middle, right] = columns;
+    let (mut a, mut b, mut c) = (start, _mm512_setzero_si512(), _mm512_setzero_si512());
+    for ky in 0..3 {
+        a = _mm512_dpwssd_epi32(a, left[ky], w[3 * ky]);
+        b = _mm512_dpwssd_epi32(b, middle[ky], w[3 * ky + 1]);
+        c = _mm512_dpwssd_epi32(c, right[ky], w[3 * ky + 2]);
+    }
+    _mm512_add_epi32(_mm512_add_epi32(a, b), c)
 }
 
 /// Codes `range` of the add: each input centred, converted to f32, times its multiplier,
