@@ -275,6 +275,25 @@ pub unsafe fn gemm(
     }
 }
 
+/// A tile's blocks for kernels of 16-channel blocks and `mr` rows: (first row, rows, first
+/// channel, channels), channel blocks outermost so the rows' codes stay in L1 between blocks.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+fn tile_blocks(
+    (m0, rows): (usize, usize),
+    (n0, cols): (usize, usize),
+    mr: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (n0..n0 + cols).step_by(LANES).flat_map(move |c| {
+        let count = (n0 + cols - c).min(LANES);
+        (m0..m0 + rows)
+            .step_by(mr)
+            .map(move |m| (m, mr.min(m0 + rows - m), c, count))
+    })
+}
+
 unsafe fn portable_tile(
     packed: &PackedInt8Gemm,
     req: &Requantization,

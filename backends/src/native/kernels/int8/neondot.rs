@@ -42,18 +42,12 @@ pub(super) unsafe fn tile(
     (m0, rows): (usize, usize),
     (n0, cols): (usize, usize),
 ) {
-    for c in (n0..n0 + cols).step_by(LANES) {
-        let count = (n0 + cols - c).min(LANES);
-        let mut m = m0;
-        while m < m0 + rows {
-            let r = MR.min(m0 + rows - m);
-            match r {
-                MR => block_of::<MR>(packed, req, io, m, (c, count)),
-                3 => block_of::<3>(packed, req, io, m, (c, count)),
-                2 => block_of::<2>(packed, req, io, m, (c, count)),
-                _ => block_of::<1>(packed, req, io, m, (c, count)),
-            }
-            m += r;
+    for (m, r, c, count) in super::tile_blocks((m0, rows), (n0, cols), MR) {
+        match r {
+            MR => block_of::<MR>(packed, req, io, m, (c, count)),
+            3 => block_of::<3>(packed, req, io, m, (c, count)),
+            2 => block_of::<2>(packed, req, io, m, (c, count)),
+            _ => block_of::<1>(packed, req, io, m, (c, count)),
         }
     }
 }
