@@ -385,6 +385,10 @@ fn interior(out: usize, input: usize, p: &PackedInt8Depthwise) -> std::ops::Rang
     first.min(end)..end
 }
 
+/// The most bytes of three input rows and one output row for which a depthwise conv slides
+/// over whole padded rows (about the L1 data cache).
+const PADDED_ROWS_MAX_BYTES: usize = 32 * 1024;
+
 /// Thread `t`'s share of the output rows. Taps outside the input are skipped (real 0);
 /// windows wholly inside take the vector kernels' fast path where there is one.
 ///
@@ -405,9 +409,13 @@ pub unsafe fn depthwise(
         interior(io.wout, io.win, packed),
     );
     let c = packed.channels;
-    // A 3x3, stride-1 conv padded by 1 slides over whole rows, borders included (measured: the
-    // same for stride 2 was slower than its per-pixel borders, so it keeps them).
-    let padded_3x3 = packed.kernel == 3 && packed.padding == 1 && packed.stride == 1;
+    // A 3x3, stride-1 conv padded by 1 slides over whole rows, borders included, where the
+    // rows it reads and writes fit L1 (measured on S0-S4: faster up to 28 KiB of rows, slower
+    // from 36 KiB, e.g. S3's 14x14x768, than the per-pixel borders; stride 2 was slower too).
+    let padded_3x3 = packed.kernel == 3
+        && packed.padding == 1
+        && packed.stride == 1
+        && 4 * io.win * c <= PADDED_ROWS_MAX_BYTES;
     for r in rows * t / threads..rows * (t + 1) / threads {
         let (b, oy) = (r / io.hout, r % io.hout);
         let x = io.x.add(b * io.hin * io.win * c);

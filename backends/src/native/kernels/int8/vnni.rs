@@ -178,11 +178,10 @@ pub(super) unsafe fn depthwise_pixel(
 /// `count` consecutive output pixels whose windows lie wholly inside the input, `first` the
 /// top-left tap of the first: raw codes times weights, the zero point's share subtracted
 /// once; channel blocks outermost so a block's weights and rescale stay in registers.
-/// The products are `vpdpwssd` (two 16-bit products added into each dword: `vpmaddwd` and the
-/// add in one instruction) on dwords whose high 16 bits are 0 on the code's side (raw codes
-/// are 0..255, zero-extended), so each dword gains code x weight exactly; cheaper than
-/// `vpmulld` and an add.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+/// The products are `vpmaddwd` on dwords whose high 16 bits are 0 on the code's side (raw codes
+/// are 0..255, zero-extended), so each dword is code x weight exactly, and cheaper than
+/// `vpmulld`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub(super) unsafe fn depthwise_span(
     p: &PackedInt8Depthwise,
     req: &Requantization,
@@ -206,14 +205,14 @@ pub(super) unsafe fn depthwise_span(
         let x = first.add(c);
         if k == 3 && p.stride == 1 {
             let w: [__m512i; 9] = std::array::from_fn(weight);
-            // Column -1 of this window is the first window's left column.
-            let window = Window {
-                rows: std::array::from_fn(|ky| Some(x.add(ky * win * ch + ch))),
-                pixel: ch,
-                real: -1..count as isize + 1,
-                zero: _mm512_setzero_si512(),
-            };
-            slide_3x3(&w, &window, count, start, &lanes, (out.add(c), ch - c));
+            slide_3x3(
+                &w,
+                (x, win * ch, ch),
+                count,
+                start,
+                &lanes,
+                (out.add(c), ch - c),
+            );
         } else if k == 3 {
             let w: [__m512i; 9] = std::array::from_fn(weight);
             for px in 0..count {
@@ -221,7 +220,7 @@ pub(super) unsafe fn depthwise_span(
                 let mut acc = start;
                 for (wt, &off) in w.iter().zip(offsets) {
                     let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.add(off) as *const _));
-                    acc = _mm512_dpwssd_epi32(acc, q, *wt);
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(q, *wt));
                 }
                 store(rescale(acc, &lanes), &lanes, out.add(px * ch + c), ch - c);
             }
@@ -231,11 +230,45 @@ pub(super) unsafe fn depthwise_span(
                 let mut acc = start;
                 for (tap, &off) in offsets.iter().enumerate() {
                     let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.add(off) as *const _));
-                    acc = _mm512_dpwssd_epi32(acc, q, weight(tap));
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(q, weight(tap)));
                 }
                 store(rescale(acc, &lanes), &lanes, out.add(px * ch + c), ch - c);
             }
         }
+    }
+}
+
+/// A stride-1 3x3 window sliding along a row: each input column's three codes (rows 0..3,
+/// `row` bytes apart) are widened once and kept for the three outputs that read them, so an
+/// output loads one new column instead of nine taps. `x` is the first window's top-left code
+/// of this channel block, `pixel` the bytes between columns.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn slide_3x3(
+    w: &[__m512i; 9],
+    (x, row, pixel): (*const u8, usize, usize),
+    count: usize,
+    start: __m512i,
+    lanes: &Lanes,
+    (out, channels): (*mut u8, usize),
+) {
+    let column = |ix: usize| -> [__m512i; 3] {
+        std::array::from_fn(|ky| {
+            let at = x.add(ky * row + ix * pixel);
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(at as *const _))
+        })
+    };
+    let (mut left, mut middle) = (column(0), column(1));
+    for px in 0..count {
+        let right = column(px + 2);
+        let mut acc = start;
+        for ky in 0..3 {
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(left[ky], w[3 * ky]));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(middle[ky], w[3 * ky + 1]));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(right[ky], w[3 * ky + 2]));
+        }
+        store(rescale(acc, lanes), lanes, out.add(px * pixel), channels);
+        (left, middle) = (middle, right);
     }
 }
 
@@ -265,7 +298,7 @@ pub(super) unsafe fn depthwise_padded_3x3_row(
             real: 0..io.win as isize,
             zero,
         };
-        slide_3x3(&w, &window, io.wout, start, &lanes, (out.add(c), ch - c));
+        slide_padded_3x3(&w, &window, io.wout, start, &lanes, (out.add(c), ch - c));
     }
 }
 
@@ -295,12 +328,12 @@ impl Window {
     }
 }
 
-/// A stride-1 3x3 window sliding along a row: each input column's three codes are widened once
-/// and kept for the three outputs that read them, so an output loads one new column instead of
-/// nine taps. Output `px` reads `window`'s columns px - 1, px and px + 1.
+/// `slide_3x3` over a `Window` whose edges may be padding: output `px` reads columns px - 1,
+/// px and px + 1, each widened once for its three outputs; products on `vpdpwssd` (multiply and
+/// add in one), one accumulator chain per column.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn slide_3x3(
+unsafe fn slide_padded_3x3(
     w: &[__m512i; 9],
     window: &Window,
     count: usize,
